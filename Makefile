@@ -1,0 +1,63 @@
+# energyarb: `make run` serves the dashboard with a worker and beat; `make test` runs the whole suite.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+MANAGE := $(BIN)/python manage.py
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export DJANGO_SETTINGS_MODULE := energyarb.settings
+
+.PHONY: run test lint bench fmt install install-dev worker beat clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python requirements.txt
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Embedded defaults: SQLite under var/ and Celery's filesystem transport (no broker server), DEBUG on.
+# Set DATABASE_URL / REDIS_URL to use PostgreSQL and Redis instead.
+run: export DEBUG ?= 1
+run: install
+	mkdir -p var
+	$(MANAGE) migrate --noinput
+	$(MANAGE) seed_sites
+	$(MANAGE) install_schedules
+	$(BIN)/celery -A energyarb worker --beat --queues default,data,optimizer --concurrency 2 \
+		--loglevel INFO --schedule var/celerybeat-schedule & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(MANAGE) runserver $(HOST):$(PORT)
+
+worker: install
+	$(BIN)/celery -A energyarb worker --queues default,data,optimizer --loglevel INFO
+
+beat: install
+	$(BIN)/celery -A energyarb beat --loglevel INFO
+
+test: install-dev
+	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DEBUG=1 $(MANAGE) check
+	DEBUG=1 $(MANAGE) makemigrations --check --dry-run
+
+fmt: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install-dev
+	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf var staticfiles

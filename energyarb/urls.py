@@ -1,0 +1,29 @@
+"""URL wiring: the admin, the API under /api/, its schema and docs, and the dashboard."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.utils.module_loading import autodiscover_modules
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+
+def _autodiscover_admin() -> None:
+    """Register every app's admin module except django-leaflet's (it needs GDAL, which we do not use)."""
+    from django.apps import apps
+
+    leaflet = apps.app_configs.pop("leaflet", None)
+    try:
+        autodiscover_modules("admin", register_to=admin.site)
+    finally:
+        if leaflet is not None:
+            apps.app_configs["leaflet"] = leaflet
+
+
+_autodiscover_admin()
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/", include("energyarb.api_urls")),
+    path("", include("optimizer.urls")),
+]

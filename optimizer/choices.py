@@ -1,0 +1,27 @@
+"""Enumerations of decisions."""
+
+from django.db import models
+
+
+class RunTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Periodic schedule"
+    MANUAL = "manual", "Management command"
+    ADMIN = "admin", "Admin action"
+    API = "api", "API request"
+    SCENARIO = "scenario", "Scenario"
+    BACKTEST = "backtest", "Backtest"
+
+
+class Strategy(models.TextChoices):
+    LP = "lp", "Engine (LP/MILP) on forecasts"
+    GREEDY = "greedy", "Greedy profit per watt"
+    SEED = "seed", "Original fixed formula"
+    PERFECT = "perfect", "Engine on realized prices (upper bound)"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped (stale inputs or busy)"

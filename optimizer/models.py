@@ -1,0 +1,115 @@
+"""Decisions: optimization runs and the allocations they produce."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+from sites.models import HardwareModel, Site
+
+from .choices import RunStatus, RunTrigger, Strategy
+from .querysets import OptimizationRunQuerySet
+
+ZERO = Decimal("0")
+USD = {"max_digits": 16, "decimal_places": 2, "null": True, "blank": True}
+
+
+class OptimizationRun(models.Model):
+    """One decision: the inputs seen, the plan chosen, its economics and why."""
+
+    trigger = models.CharField(max_length=10, choices=RunTrigger.choices)
+    strategy = models.CharField(max_length=10, choices=Strategy.choices, default=Strategy.LP)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="optimization_runs"
+    )
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    solve_seconds = models.FloatField(null=True, blank=True)
+    objective_usd_per_h = models.DecimalField(**USD)
+    revenue_usd_per_h = models.DecimalField(**USD)
+    energy_cost_usd_per_h = models.DecimalField(**USD)
+    carbon_cost_usd_per_h = models.DecimalField(**USD)
+    penalty_usd_per_h = models.DecimalField(**USD)
+    is_applied = models.BooleanField(default=False, help_text="Its allocation was written to the sites.")
+    inputs = models.JSONField(default=dict, blank=True, help_text="Snapshot of the inputs the run saw.")
+    details = models.JSONField(default=dict, blank=True, help_text="Breakdown, binding constraints, changes.")
+    explanation = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    objects = OptimizationRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-queued_at", "-id")
+        indexes = [models.Index(fields=("-queued_at",), name="optimizer_run_queued_idx")]
+        constraints = [
+            # The database, not a cache lock, guarantees one optimization at a time across all workers.
+            models.UniqueConstraint(
+                fields=("status",),
+                condition=Q(status=RunStatus.RUNNING),
+                name="%(app_label)s_%(class)s_one_running",
+                violation_error_message="Another optimization is already running.",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values),
+                name="%(app_label)s_%(class)s_status_valid",
+                violation_error_message="Unknown run status.",
+            ),
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(started_at__isnull=False, finished_at__gte=F("started_at")),
+                name="%(app_label)s_%(class)s_finished_after_start",
+                violation_error_message="A run finishes after it starts.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.strategy}, {self.status})"
+
+    @property
+    def profit_usd_per_h(self) -> Decimal | None:
+        if self.revenue_usd_per_h is None or self.energy_cost_usd_per_h is None:
+            return None
+        costs = self.energy_cost_usd_per_h + (self.carbon_cost_usd_per_h or ZERO) + (self.penalty_usd_per_h or ZERO)
+        return self.revenue_usd_per_h - costs
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not (self.started_at and self.finished_at):
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class Allocation(models.Model):
+    """How many units of one hardware model a run decided to run at one site, with its economics."""
+
+    run = models.ForeignKey(OptimizationRun, on_delete=models.CASCADE, related_name="allocations")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="allocations")
+    hardware_model = models.ForeignKey(HardwareModel, on_delete=models.PROTECT, related_name="allocations")
+    units_running = models.PositiveIntegerField()
+    it_power_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(ZERO)])
+    facility_power_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(ZERO)])
+    revenue_usd_per_h = models.DecimalField(max_digits=14, decimal_places=4)
+    energy_cost_usd_per_h = models.DecimalField(max_digits=14, decimal_places=4)
+
+    class Meta:
+        ordering = ("run", "site__code", "hardware_model__code", "id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("run", "site", "hardware_model"),
+                name="%(app_label)s_%(class)s_unique_run_site_hardware",
+                violation_error_message="This run already allocates this hardware at this site.",
+            ),
+            models.CheckConstraint(
+                condition=Q(facility_power_kw__gte=F("it_power_kw")),
+                name="%(app_label)s_%(class)s_facility_ge_it",
+                violation_error_message="Facility power (IT x PUE) cannot be below IT power.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.run_id}: {self.units_running} x {self.hardware_model_id} @ {self.site_id}"

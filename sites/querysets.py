@@ -1,0 +1,70 @@
+"""Chainable reads of the physical world."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from django.db.models import DecimalField, ExpressionWrapper, F, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from .choices import SiteStatus
+
+KW = DecimalField(max_digits=14, decimal_places=3)
+
+
+class SiteQuerySet(models.QuerySet):
+    def online(self) -> SiteQuerySet:
+        return self.filter(status=SiteStatus.ONLINE)
+
+    def with_power_summary(self) -> SiteQuerySet:
+        """Annotate installed and running IT power in kW (one aggregate join, no N+1)."""
+        per_unit = F("inventories__hardware_model__power_kw_per_unit")
+        return self.annotate(
+            installed_kw=Coalesce(
+                Sum(ExpressionWrapper(F("inventories__units_installed") * per_unit, output_field=KW)),
+                Value(0, output_field=KW),
+            ),
+            running_kw=Coalesce(
+                Sum(ExpressionWrapper(F("inventories__units_running") * per_unit, output_field=KW)),
+                Value(0, output_field=KW),
+            ),
+        )
+
+    def with_latest_energy_price(self) -> SiteQuerySet:
+        """Annotate the newest stored energy price (USD/MWh) and its interval start."""
+        from .models import EnergyPrice
+
+        newest = EnergyPrice.objects.filter(site=OuterRef("pk")).order_by("-interval_start")
+        return self.annotate(
+            latest_price_usd_per_mwh=Subquery(newest.values("price_usd_per_mwh")[:1]),
+            latest_price_at=Subquery(newest.values("interval_start")[:1]),
+        )
+
+    def with_latest_temperature(self) -> SiteQuerySet:
+        """Annotate the newest temperature reading (°C) and its time."""
+        from .models import WeatherReading
+
+        newest = WeatherReading.objects.filter(site=OuterRef("pk")).order_by("-observed_at")
+        return self.annotate(
+            latest_temperature_c=Subquery(newest.values("temperature_c")[:1]),
+            latest_temperature_at=Subquery(newest.values("observed_at")[:1]),
+        )
+
+
+class EnergyPriceQuerySet(models.QuerySet):
+    def for_window(self, start: datetime, end: datetime) -> EnergyPriceQuerySet:
+        return self.filter(interval_start__gte=start, interval_start__lt=end)
+
+
+class MarketPriceQuerySet(models.QuerySet):
+    def for_window(self, start: datetime, end: datetime) -> MarketPriceQuerySet:
+        return self.filter(interval_start__gte=start, interval_start__lt=end)
+
+    def newest(self):
+        return self.order_by("-interval_start").first()
+
+
+class WeatherReadingQuerySet(models.QuerySet):
+    def for_window(self, start: datetime, end: datetime) -> WeatherReadingQuerySet:
+        return self.filter(observed_at__gte=start, observed_at__lt=end)

@@ -1,0 +1,37 @@
+"""Enumerations of the commercial world, and the contract state machine."""
+
+from django.db import models
+
+
+class TierCode(models.TextChoices):
+    PREMIUM = "premium", "Premium"
+    STANDARD = "standard", "Standard"
+    FLEXIBLE = "flexible", "Flexible"
+    SPOT = "spot", "Spot"
+
+
+class ContractStatus(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+    TERMINATED = "terminated", "Terminated"
+
+
+# The contract lifecycle: requested -> active -> completed, with rejected / cancelled / terminated exits.
+# Terminal states have no way out.
+CONTRACT_TRANSITIONS: dict[str, frozenset[str]] = {
+    ContractStatus.REQUESTED: frozenset(
+        {ContractStatus.ACTIVE, ContractStatus.REJECTED, ContractStatus.CANCELLED}
+    ),
+    ContractStatus.ACTIVE: frozenset(
+        {ContractStatus.COMPLETED, ContractStatus.CANCELLED, ContractStatus.TERMINATED}
+    ),
+    ContractStatus.COMPLETED: frozenset(),
+    ContractStatus.REJECTED: frozenset(),
+    ContractStatus.CANCELLED: frozenset(),
+    ContractStatus.TERMINATED: frozenset(),
+}
+
+OPEN_CONTRACT_STATUSES = (ContractStatus.REQUESTED, ContractStatus.ACTIVE)

@@ -1,0 +1,57 @@
+"""Shared fixtures: a fixed cast of users (staff, customer, outsider) and authenticated API clients."""
+
+import pytest
+from django.core.cache import cache
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import CustomerFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _fast_and_isolated(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()  # throttles and locks must not leak between tests (Redis outlives a test database)
+    yield
+
+
+@pytest.fixture
+def staff_user(db):
+    return UserFactory(username="staff", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def customer(db):
+    return CustomerFactory(user=UserFactory(username="alice"), name="Alice Labs")
+
+
+@pytest.fixture
+def outsider(db):
+    return CustomerFactory(user=UserFactory(username="bob"), name="Bob Compute")
+
+
+def _token_client(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def anon_api():
+    return APIClient()
+
+
+@pytest.fixture
+def staff_api(staff_user):
+    return _token_client(staff_user)
+
+
+@pytest.fixture
+def customer_api(customer):
+    return _token_client(customer.user)
+
+
+@pytest.fixture
+def outsider_api(outsider):
+    return _token_client(outsider.user)
