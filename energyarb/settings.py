@@ -211,7 +211,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "SiteStatusEnum": "sites.choices.SiteStatus",
+        "RunStatusEnum": "optimizer.choices.RunStatus",
+        "ContractStatusEnum": "sla.choices.ContractStatus",
+    },
 }
 
 # Celery: Redis when REDIS_URL is set; otherwise kombu's filesystem transport, which needs no broker server

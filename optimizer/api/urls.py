@@ -1,3 +1,7 @@
 """API routes of this app, registered on the project's single router (energyarb.api_urls)."""
 
-routes: list[tuple] = []
+from .views import OptimizationRunViewSet
+
+routes: list[tuple] = [
+    ("optimizer/runs", OptimizationRunViewSet, "optimizer-run"),
+]
