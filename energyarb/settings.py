@@ -179,6 +179,8 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_MANIFEST_STRICT = False
 
 LOGIN_URL = "admin:login"
+# History is an audit trail: reverting would bypass the services (e.g. the contract state machine).
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -11,6 +11,11 @@ from tests.factories import CustomerFactory, UserFactory
 @pytest.fixture(autouse=True)
 def _fast_and_isolated(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The manifest storage (DEBUG off) needs `collectstatic` before a page renders; tests skip that step.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     cache.clear()  # throttles and locks must not leak between tests (Redis outlives a test database)
     yield
 

@@ -1,0 +1,184 @@
+"""Staff admin for decisions: optimization runs and their allocations, read-only.
+
+Runs and allocations are written by the optimizer service only; staff read what was decided, its economics and
+why. Profit and duration are annotated so the changelist can sort by them.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin
+from django.db.models import DecimalField, DurationField, ExpressionWrapper, F, Value
+from django.db.models.functions import Coalesce
+from django.utils.html import format_html
+
+from .models import Allocation, OptimizationRun
+
+USD = DecimalField(max_digits=16, decimal_places=2)
+ZERO_USD = Value(0, output_field=USD)
+
+
+class ReadOnlyAdminMixin:
+    """Decisions are facts: no add or change; deleting (pruning) stays possible for those allowed."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class AllocationInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Allocation
+    fields = (
+        "site",
+        "hardware_model",
+        "units_running",
+        "it_power_kw",
+        "facility_power_kw",
+        "revenue_usd_per_h",
+        "energy_cost_usd_per_h",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("site", "hardware_model")
+
+
+def _pretty_json(value) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+@admin.register(OptimizationRun)
+class OptimizationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "queued_at",
+        "trigger",
+        "strategy",
+        "status",
+        "is_applied",
+        "revenue_usd_per_h",
+        "energy_cost_usd_per_h",
+        "profit",
+        "duration",
+        "solve_seconds",
+        "requested_by",
+    )
+    list_filter = ("status", "trigger", "strategy", "is_applied")
+    list_select_related = ("requested_by",)
+    search_fields = ("=id", "explanation", "error", "requested_by__username")
+    date_hierarchy = "queued_at"
+    show_full_result_count = False
+    inlines = (AllocationInline,)
+    fields = (
+        ("trigger", "strategy", "status", "is_applied"),
+        "requested_by",
+        ("queued_at", "started_at", "finished_at"),
+        ("duration", "solve_seconds"),
+        ("revenue_usd_per_h", "energy_cost_usd_per_h", "carbon_cost_usd_per_h", "penalty_usd_per_h"),
+        ("objective_usd_per_h", "profit"),
+        "explanation",
+        "error",
+        "inputs_json",
+        "details_json",
+    )
+    readonly_fields = (
+        "trigger",
+        "strategy",
+        "status",
+        "is_applied",
+        "requested_by",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "duration",
+        "solve_seconds",
+        "revenue_usd_per_h",
+        "energy_cost_usd_per_h",
+        "carbon_cost_usd_per_h",
+        "penalty_usd_per_h",
+        "objective_usd_per_h",
+        "profit",
+        "explanation",
+        "error",
+        "inputs_json",
+        "details_json",
+    )
+
+    def get_queryset(self, request):
+        # profit = revenue - energy - carbon - penalty (USD/h); NULL when revenue or energy cost is unknown,
+        # as OptimizationRun.profit_usd_per_h says.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                profit_usd_per_h_db=ExpressionWrapper(
+                    F("revenue_usd_per_h")
+                    - F("energy_cost_usd_per_h")
+                    - Coalesce(F("carbon_cost_usd_per_h"), ZERO_USD)
+                    - Coalesce(F("penalty_usd_per_h"), ZERO_USD),
+                    output_field=USD,
+                ),
+                duration_db=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()),
+            )
+        )
+
+    @admin.display(description="Profit USD/h", ordering="profit_usd_per_h_db")
+    def profit(self, obj: OptimizationRun):
+        value = obj.profit_usd_per_h
+        return None if value is None else f"{value:,.2f}"
+
+    @admin.display(description="Duration s", ordering="duration_db")
+    def duration(self, obj: OptimizationRun):
+        value = obj.duration_seconds
+        return None if value is None else f"{value:.2f}"
+
+    @admin.display(description="Inputs")
+    def inputs_json(self, obj: OptimizationRun) -> str:
+        return _pretty_json(obj.inputs)
+
+    @admin.display(description="Details")
+    def details_json(self, obj: OptimizationRun) -> str:
+        return _pretty_json(obj.details)
+
+
+@admin.register(Allocation)
+class AllocationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "run",
+        "site",
+        "hardware_model",
+        "units_running",
+        "it_power_kw",
+        "facility_power_kw",
+        "revenue_usd_per_h",
+        "energy_cost_usd_per_h",
+        "margin",
+    )
+    list_filter = ("hardware_model__kind", "site", "run__status")
+    list_select_related = ("run", "site", "hardware_model")
+    search_fields = ("=run__id", "site__code", "site__name", "hardware_model__code", "hardware_model__name")
+    show_full_result_count = False
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                margin_usd_per_h=ExpressionWrapper(
+                    F("revenue_usd_per_h") - F("energy_cost_usd_per_h"),
+                    output_field=DecimalField(max_digits=15, decimal_places=4),
+                )
+            )
+        )
+
+    @admin.display(description="Margin USD/h", ordering="margin_usd_per_h")
+    def margin(self, obj: Allocation) -> str:
+        return f"{obj.margin_usd_per_h:,.4f}"
