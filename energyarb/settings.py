@@ -263,8 +263,12 @@ ENERGYARB = {
     "MAX_DATA_AGE_MINUTES": env_int("MAX_DATA_AGE_MINUTES", 30),
     "HACKATHON_API_URL": env_str("HACKATHON_API_URL", "https://mara-hackathon-api.onrender.com"),
     "WEATHER_API_URL": env_str("WEATHER_API_URL", "https://api.open-meteo.com"),
+    "HACKATHON_API_KEY": env_str("HACKATHON_API_KEY", ""),
     "HTTP_TIMEOUT_S": env_float("HTTP_TIMEOUT_S", 10.0),
     "MAP_TILE_URL": env_str("MAP_TILE_URL", ""),
+    "SWITCHING_COST_USD_PER_UNIT": env_float("SWITCHING_COST_USD_PER_UNIT", 0.05),
+    "CARBON_PRICE_USD_PER_T": env_float("CARBON_PRICE_USD_PER_T", 0.0),
+    "SOLVER_TIME_LIMIT_S": env_float("SOLVER_TIME_LIMIT_S", 30.0),
 }
 
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
