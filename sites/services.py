@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from simple_history.utils import update_change_reason
 
 from .choices import DataSource, SiteStatus
-from .models import EnergyPrice, HackathonPrice, MarketPrice, Site, SourceFetch
+from .models import EnergyPrice, HackathonPrice, MarketPrice, Site, SourceFetch, WeatherReading
 
 if TYPE_CHECKING:
     from .clients.hackathon import HackathonPriceRow
@@ -280,3 +281,228 @@ def track_source_fetch(*, kind: str, source: str) -> Iterator[FetchOutcome]:
     outcome.fetch = record_source_fetch(
         kind=kind, source=source, started_at=started_at, succeeded=True, rows_written=outcome.rows_written
     )
+
+
+# Refreshing prices and weather from the configured source (the periodic tasks' bodies).
+#
+# Each refresh covers a short trailing window, not just the current interval: a worker that was down for a
+# while fills the gap on its next run. The simulator is deterministic per interval, and stores only insert
+# intervals not stored yet, so running a refresh twice (or on two workers) leaves the same rows.
+
+REFRESH_WINDOW_INTERVALS = 12  # one hour of 5-minute intervals
+WEATHER_STEP_MINUTES = 15
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    source: str
+    rows_written: int
+    interval_start: datetime
+
+
+def _price_profile(site: Site):
+    from .simulation import derive_site_price_profile
+
+    return derive_site_price_profile(
+        code=site.code,
+        time_zone=site.time_zone,
+        latitude=float(site.latitude),
+        renewable_share=float(site.renewable_share),
+        energy_cost_multiplier=float(site.energy_cost_multiplier),
+        grid_region=site.grid_region,
+    )
+
+
+def simulate_market_window(*, sites: list[Site], start: datetime, periods: int) -> tuple[list, list]:
+    """Simulated energy (per site) and market rows for `periods` 5-minute intervals from `start` (pure compute)."""
+    from .simulation import simulate_fleet_prices, simulate_hashprice, simulate_inference_price, simulation_timestamps
+
+    knobs = settings.ENERGYARB
+    seed = knobs["SIMULATOR_SEED"]
+    starts = [
+        datetime.fromtimestamp(int(ts), UTC) for ts in simulation_timestamps(start, periods).astype("datetime64[s]").astype(int)
+    ]
+    energy_rows = []
+    if sites:
+        prices = simulate_fleet_prices(
+            [_price_profile(site) for site in sites],
+            start,
+            periods,
+            seed=seed,
+            spike_cap_usd_per_mwh=knobs["PRICE_SPIKE_CAP_USD_PER_MWH"],
+        )
+        energy_rows = [
+            EnergyPriceRow(interval_start=starts[t], price_usd_per_mwh=_decimal(prices[s, t], "0.01"), site_id=site.pk)
+            for s, site in enumerate(sites)
+            for t in range(periods)
+        ]
+    hashprice = simulate_hashprice(start, periods, seed=seed, level_usd_per_ph_day=knobs["HASHPRICE_LEVEL_USD_PER_PH_DAY"])
+    token_price = simulate_inference_price(start, periods, seed=seed)
+    market_rows = [
+        MarketPriceRow(
+            interval_start=starts[t],
+            hashprice_usd_per_ph_day=_decimal(hashprice[t], "0.0001"),
+            inference_price_usd_per_mtok=_decimal(token_price[t], "0.0001"),
+        )
+        for t in range(periods)
+    ]
+    return energy_rows, market_rows
+
+
+def _decimal(value: float, places: str) -> Decimal:
+    return Decimal(repr(float(value))).quantize(Decimal(places))
+
+
+def refresh_market_prices(*, at: datetime) -> RefreshResult:
+    """Fetch or simulate the latest prices and store the new intervals; the attempt is recorded either way.
+
+    Raises the source's error (SourceUnavailable is transient and retried by the task); nothing already stored
+    is changed by a failure, and the optimizer keeps using the last prices until they are too old.
+    """
+    from .simulation import floor_to_step
+
+    source = settings.ENERGYARB["PRICE_SOURCE"]
+    current = floor_to_step(at)
+    if source == DataSource.SIMULATOR:
+        start = current - timedelta(minutes=5 * (REFRESH_WINDOW_INTERVALS - 1))
+        with track_source_fetch(kind=SourceFetch.Kind.MARKET, source=DataSource.SIMULATOR) as outcome:
+            energy_rows, market_rows = simulate_market_window(
+                sites=list(Site.objects.order_by("pk")), start=start, periods=REFRESH_WINDOW_INTERVALS
+            )
+            with transaction.atomic():
+                outcome.rows_written = store_energy_prices(rows=energy_rows, source=DataSource.SIMULATOR)
+                outcome.rows_written += store_market_prices(rows=market_rows, source=DataSource.SIMULATOR)
+        return RefreshResult(source=source, rows_written=outcome.rows_written, interval_start=current)
+    if source == DataSource.HACKATHON_API:
+        from .clients.hackathon import fetch_prices
+
+        with track_source_fetch(kind=SourceFetch.Kind.MARKET, source=DataSource.HACKATHON_API) as outcome:
+            rows = fetch_prices()
+            outcome.rows_written = store_hackathon_market(rows=rows)
+        return RefreshResult(source=source, rows_written=outcome.rows_written, interval_start=current)
+    raise ImproperlyConfigured(f"PRICE_SOURCE must be 'simulator' or 'hackathon_api', not {source!r}.")
+
+
+@transaction.atomic
+def store_hackathon_market(*, rows: list[HackathonPriceRow]) -> int:
+    """Store hackathon rows as they came (abstract units) and as real-unit market and per-site energy prices.
+
+    The API has one energy price for everyone; each site pays it times its energy-cost multiplier.
+    """
+    source = DataSource.HACKATHON_API
+    written = store_hackathon_prices(rows=rows, source=source)
+    sites = list(Site.objects.order_by("pk"))
+    market_rows, energy_rows = [], []
+    for row in rows:
+        real = row.to_real()
+        market_rows.append(
+            MarketPriceRow(
+                interval_start=row.interval_start,
+                hashprice_usd_per_ph_day=real.hashprice_usd_per_ph_day.quantize(Decimal("0.0001")),
+                inference_price_usd_per_mtok=real.inference_price_usd_per_mtok.quantize(Decimal("0.0001")),
+            )
+        )
+        energy_rows.extend(
+            EnergyPriceRow(
+                interval_start=row.interval_start,
+                price_usd_per_mwh=(real.price_usd_per_mwh * site.energy_cost_multiplier).quantize(Decimal("0.01")),
+                site_id=site.pk,
+            )
+            for site in sites
+        )
+    written += store_market_prices(rows=market_rows, source=source)
+    written += store_energy_prices(rows=energy_rows, source=source)
+    return written
+
+
+@dataclass(frozen=True)
+class WeatherRow:
+    site_id: int
+    observed_at: datetime
+    temperature_c: Decimal
+
+
+def _check_temperature(value: Decimal) -> None:
+    _check_field(WeatherReading, "temperature_c", value)
+
+
+@transaction.atomic
+def store_weather_readings(*, rows: Iterable[WeatherRow], source: str) -> int:
+    """Store readings for (site, time) pairs not stored yet; returns how many were new. First write wins."""
+    _check_source(source)
+    rows = list(rows)
+    if not rows:
+        return 0
+    for row in rows:
+        _check_temperature(row.temperature_c)
+    keys = [(row.site_id, row.observed_at) for row in rows]
+    _check_unique(keys, "weather")
+    times = [row.observed_at for row in rows]
+    existing = set(
+        WeatherReading.objects.filter(
+            site_id__in={row.site_id for row in rows}, observed_at__range=(min(times), max(times))
+        ).values_list("site_id", "observed_at")
+    )
+    new = [
+        WeatherReading(site_id=row.site_id, observed_at=row.observed_at, temperature_c=row.temperature_c, source=source)
+        for row, key in zip(rows, keys, strict=True)
+        if key not in existing
+    ]
+    return _insert_new(WeatherReading, new)
+
+
+def simulate_weather_rows(*, site: Site, start: datetime, periods: int, heat_waves=()) -> list[WeatherRow]:
+    """Simulated 15-minute temperatures for one site (pure compute)."""
+    from .simulation import derive_climate_profile, simulate_temperatures
+
+    profile = derive_climate_profile(
+        latitude=float(site.latitude), climate_zone=site.climate_zone, time_zone=site.time_zone
+    )
+    # Simulate on the 5-minute grid every simulator shares and keep every third value, so a reading at
+    # hh:15 is the same whichever window asked for it.
+    values = simulate_temperatures(
+        profile,
+        start,
+        periods * 3,
+        seed=settings.ENERGYARB["SIMULATOR_SEED"],
+        heat_waves=heat_waves,
+        stream=site.code,
+    )[::3]
+    return [
+        WeatherRow(
+            site_id=site.pk,
+            observed_at=start + timedelta(minutes=WEATHER_STEP_MINUTES * i),
+            temperature_c=_decimal(value, "0.01"),
+        )
+        for i, value in enumerate(values)
+    ]
+
+
+def refresh_weather(*, at: datetime) -> RefreshResult:
+    """Simulate or fetch the latest temperatures for every site; the attempt is recorded either way."""
+    from .simulation import floor_to_step
+
+    source = settings.ENERGYARB["WEATHER_SOURCE"]
+    current = floor_to_step(at, WEATHER_STEP_MINUTES)
+    sites = list(Site.objects.order_by("pk"))
+    if source == DataSource.SIMULATOR:
+        start = current - timedelta(minutes=WEATHER_STEP_MINUTES * 3)  # the last hour
+        with track_source_fetch(kind=SourceFetch.Kind.WEATHER, source=source) as outcome:
+            rows = [row for site in sites for row in simulate_weather_rows(site=site, start=start, periods=4)]
+            outcome.rows_written = store_weather_readings(rows=rows, source=source)
+        return RefreshResult(source=source, rows_written=outcome.rows_written, interval_start=current)
+    if source == DataSource.OPEN_METEO:
+        from .clients.open_meteo import fetch_temperatures
+
+        with track_source_fetch(kind=SourceFetch.Kind.WEATHER, source=source) as outcome:
+            rows = []
+            for site in sites:
+                readings = fetch_temperatures(latitude=float(site.latitude), longitude=float(site.longitude))
+                rows.extend(
+                    WeatherRow(site_id=site.pk, observed_at=moment, temperature_c=value)
+                    for moment, value in readings
+                    if moment <= at
+                )
+            outcome.rows_written = store_weather_readings(rows=rows, source=source)
+        return RefreshResult(source=source, rows_written=outcome.rows_written, interval_start=current)
+    raise ImproperlyConfigured(f"WEATHER_SOURCE must be 'simulator' or 'open_meteo', not {source!r}.")

@@ -421,10 +421,13 @@ class InferenceRegion:
     peak_million_tokens_per_hour: float  # weekday business-hours peak
 
 
+# Peaks are sized against the seeded fleet's inference capacity per region (APAC ~29,500, Europe ~34,600,
+# Americas ~22,300 million tokens/hour with every node running): at a region's peak about 60 % of its nodes
+# find buyers, overnight about 12 %, so inference and mining really compete for power through the day.
 INFERENCE_REGIONS: dict[str, InferenceRegion] = {
-    "apac": InferenceRegion("Etc/GMT-8", 900.0),  # UTC+8
-    "europe": InferenceRegion("Etc/GMT-1", 800.0),  # UTC+1
-    "americas": InferenceRegion("Etc/GMT+6", 1100.0),  # UTC-6
+    "apac": InferenceRegion("Etc/GMT-8", 18000.0),  # UTC+8
+    "europe": InferenceRegion("Etc/GMT-1", 20000.0),  # UTC+1
+    "americas": InferenceRegion("Etc/GMT+6", 13500.0),  # UTC-6
 }
 INFERENCE_WEEKEND_FACTOR = 0.5  # weekend demand relative to weekdays
 INFERENCE_PEAK_HOUR = 13.5  # local hour of peak demand (business hours 9-18)
