@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := energyarb.settings
 
-.PHONY: run test lint bench fmt install install-dev worker beat clean
+.PHONY: run test browser npm lint bench fmt install install-dev worker beat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,18 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# Browser libraries of the dashboard (Chart.js, world-atlas, topojson-client), served as static files; npm ci
+# runs when node_modules is missing or older than the lock file.
+NODE_STAMP := node_modules/.package-lock.json
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+npm: $(NODE_STAMP)
+
 # Embedded defaults: SQLite under var/ and Celery's filesystem transport (no broker server), DEBUG on.
 # Set DATABASE_URL / REDIS_URL to use PostgreSQL and Redis instead.
 run: export DEBUG ?= 1
-run: install
+run: install $(NODE_STAMP)
 	mkdir -p var
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_sites
@@ -43,8 +51,12 @@ worker: install
 beat: install
 	$(BIN)/celery -A energyarb beat --loglevel INFO
 
-test: install-dev
-	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile
+test: install-dev $(NODE_STAMP)
+	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile -m "not browser"
+
+# The dashboard in Debian's Chromium (apt-get install chromium) through Playwright; screenshots in var/screenshots.
+browser: install-dev $(NODE_STAMP)
+	$(BIN)/python -m pytest -q -m browser tests/browser
 
 lint: install-dev
 	$(BIN)/ruff check .
@@ -60,4 +72,4 @@ bench: install-dev
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf var staticfiles
+	rm -rf var staticfiles node_modules

@@ -1,13 +1,24 @@
-"""One router under /api/ that every app's API registers its routes on."""
+"""One router under /api/ that every app's API registers its routes on, plus the plain paths of the original
+product's API and the dashboard's data (listed first: `sites/status` must not reach the sites router)."""
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from optimizer.api.original import original_urlpatterns
 from optimizer.api.urls import routes as optimizer_routes
+from optimizer.views import DashboardDataView, DashboardRunView
 from sites.api.urls import routes as sites_routes
+from sla.api.urls import extra_urlpatterns as sla_urlpatterns
 from sla.api.urls import routes as sla_routes
 
 router = DefaultRouter()
 for prefix, viewset, basename in (*sites_routes, *sla_routes, *optimizer_routes):
     router.register(prefix, viewset, basename=basename)
 
-urlpatterns = router.urls
+urlpatterns = [
+    *original_urlpatterns,
+    *sla_urlpatterns,  # the original's POST /api/sla/request
+    path("dashboard/", DashboardDataView.as_view(), name="dashboard-data"),
+    path("dashboard/runs/<int:pk>/", DashboardRunView.as_view(), name="dashboard-run"),
+    *router.urls,
+]

@@ -94,6 +94,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # An unreachable database or broker answers 503 + Retry-After (JSON under /api/), not 500.
+    "energyarb.middleware.ServiceUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -132,14 +134,20 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Cache: Redis when REDIS_URL is set, else a file cache that every local process shares.
+# Cache: Redis when REDIS_URL is set, else a file cache that every local process shares. The Redis backend
+# falls back to local memory while Redis is down (energyarb/cache.py): throttles and pages keep working.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "energyarb.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "energyarb",
+            "OPTIONS": {
+                "socket_connect_timeout": env_float("CACHE_SOCKET_TIMEOUT_S", 0.5),
+                "socket_timeout": env_float("CACHE_SOCKET_TIMEOUT_S", 0.5),
+                "retry_after_s": env_float("CACHE_RETRY_AFTER_S", 5.0),
+            },
         }
     }
 else:
@@ -149,6 +157,12 @@ else:
             "LOCATION": str(VAR_DIR / "cache"),
         }
     }
+
+# Password sign-ins (admin, dashboard) go through a failed-login limiter (energyarb/auth.py).
+AUTHENTICATION_BACKENDS = ["energyarb.auth.RateLimitedModelBackend"]
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)  # per client address and username
+LOGIN_FAILURE_IP_LIMIT = env_int("LOGIN_FAILURE_IP_LIMIT", 50)  # per client address, any usernames
+LOGIN_FAILURE_WINDOW_S = env_int("LOGIN_FAILURE_WINDOW_S", 15 * 60)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -164,7 +178,16 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# Browser libraries come from npm (`npm ci`, see package.json): only the files the dashboard loads are exposed,
+# each under a vendor/ prefix. A missing node_modules leaves them out (`make run` / `make test` run `npm ci`).
+NODE_MODULES_DIR = BASE_DIR / "node_modules"
+_STATIC_SOURCES = [
+    (None, BASE_DIR / "static"),
+    ("vendor/chart.js", NODE_MODULES_DIR / "chart.js" / "dist"),
+    ("vendor/topojson-client", NODE_MODULES_DIR / "topojson-client" / "dist"),
+    ("vendor/world-atlas", NODE_MODULES_DIR / "world-atlas"),
+]
+STATICFILES_DIRS = [path if prefix is None else (prefix, path) for prefix, path in _STATIC_SOURCES if path.is_dir()]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -203,6 +226,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_THROTTLE_ANON", "60/min"),
         "user": os.environ.get("API_THROTTLE_USER", "6000/min"),
+        "mara": os.environ.get("API_THROTTLE_MARA", "30/hour"),  # POST /mara/sites, per client address
+        # Per user, on quote / contract / cancel / sla-request writes (sla.api.views.CustomerWritesMixin).
+        "contracts": os.environ.get("API_THROTTLE_CONTRACTS", "120/min"),
     },
     "COERCE_DECIMAL_TO_STRING": True,
 }
@@ -231,6 +257,9 @@ if not REDIS_URL:
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_processed_dir),
         "store_processed": False,
+        # Exchange -> queue bindings; kombu's default is ./control (the current directory), which would make
+        # processes started from different directories route differently.
+        "control_folder": str(VAR_DIR / "celery" / "control"),
     }
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
@@ -248,6 +277,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    # Advice can take up to the Claude timeout and more; it must not delay the next optimization.
+    "optimizer.tasks.advise_optimization": {"queue": "default"},
+    "optimizer.tasks.prune_old_runs": {"queue": "default"},  # retention must not wait behind optimizations
     "sites.tasks.*": {"queue": "data"},
     "sla.tasks.*": {"queue": "default"},
     "optimizer.tasks.*": {"queue": "optimizer"},
@@ -270,11 +302,13 @@ ENERGYARB = {
     "CARBON_PRICE_USD_PER_T": env_float("CARBON_PRICE_USD_PER_T", 0.0),
     "SOLVER_TIME_LIMIT_S": env_float("SOLVER_TIME_LIMIT_S", 30.0),
     "HORIZON_HOURS": env_float("HORIZON_HOURS", 6.0),
+    # Prices, weather, fetch records and finished optimization runs older than this are pruned daily.
+    "RETENTION_DAYS": env_int("RETENTION_DAYS", 400),
 }
 
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
-ANTHROPIC_MODEL = env_str("ANTHROPIC_MODEL", "claude-sonnet-4-5")
+ANTHROPIC_MODEL = env_str("ANTHROPIC_MODEL", "claude-sonnet-4-6")
 ANTHROPIC_TIMEOUT_S = env_float("ANTHROPIC_TIMEOUT_S", 20.0)
 
 LEAFLET_CONFIG = {
@@ -287,6 +321,8 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
 X_FRAME_OPTIONS = "DENY"
 

@@ -1,4 +1,4 @@
-"""URL wiring: the admin, the API under /api/, its schema and docs, and the dashboard."""
+"""URL wiring: the admin, the API under /api/, its schema and docs, the hackathon API under /mara/, the dashboard."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -25,5 +25,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("energyarb.api_urls")),
+    path("mara/", include("sites.mara.urls")),
     path("", include("optimizer.urls")),
 ]

@@ -25,3 +25,14 @@ class RunStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped (stale inputs or busy)"
+
+
+class AdvisorStatus(models.TextChoices):
+    """What became of Claude's advice on a run; the engine's plan stands unless advice is accepted."""
+
+    NOT_REQUESTED = "not_requested", "Not requested"
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted (feasible and not worse)"
+    REJECTED = "rejected", "Rejected (infeasible or worse)"
+    NO_PROPOSAL = "no_proposal", "Narrative only, no proposal"
+    UNAVAILABLE = "unavailable", "Unavailable (no key, timeout, error or unparsable reply)"

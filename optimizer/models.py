@@ -11,7 +11,7 @@ from django.db.models import F, Q
 
 from sites.models import HardwareModel, Site
 
-from .choices import RunStatus, RunTrigger, Strategy
+from .choices import AdvisorStatus, RunStatus, RunTrigger, Strategy
 from .querysets import OptimizationRunQuerySet
 
 ZERO = Decimal("0")
@@ -41,6 +41,12 @@ class OptimizationRun(models.Model):
     details = models.JSONField(default=dict, blank=True, help_text="Breakdown, binding constraints, changes.")
     explanation = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    advisor_status = models.CharField(max_length=14, choices=AdvisorStatus.choices, default=AdvisorStatus.NOT_REQUESTED)
+    advisor_model = models.CharField(max_length=80, blank=True)
+    advisor_narrative = models.TextField(blank=True, help_text="Claude's account of the plan.")
+    advisor_proposal = models.JSONField(default=dict, blank=True, help_text="Adjustments Claude proposed.")
+    advisor_verdict = models.TextField(blank=True, help_text="Why the proposal was applied or not.")
+    advised_at = models.DateTimeField(null=True, blank=True)
 
     objects = OptimizationRunQuerySet.as_manager()
 

@@ -8,6 +8,8 @@ Two price conventions exist and are kept apart on purpose:
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -387,3 +389,96 @@ class SourceFetch(models.Model):
     def __str__(self) -> str:
         outcome = "ok" if self.succeeded else "failed"
         return f"{self.kind} from {self.source} at {self.started_at:%Y-%m-%d %H:%M} ({outcome})"
+
+
+# The MARA hackathon market API served under /mara/ (sites.mara): its "site" is a tenant of that API, not a data
+# center. A tenant gets an API key and a power budget in watts; its allocation counts units of the API's five
+# machine types (see optimizer.engine.mara.HACKATHON_INVENTORY for their watts and outputs).
+
+MARKET_API_SITE_POWER_W = 1_000_000  # what the hackathon gave every site
+MARKET_API_KEY_LENGTH = 36
+
+
+def generate_market_api_key() -> str:
+    """A random key shaped like the event's (a UUID4 string), from the `secrets` module's CSPRNG."""
+    return str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
+
+
+class MarketApiSite(models.Model):
+    """A tenant of the served hackathon market API: created by ``POST /mara/sites``, identified by its API key.
+
+    The key is stored as issued because the API's ``GET /sites`` answers with it, as the event's did; it grants
+    access to this game surface only (no energyarb user, no /api/ access).
+    """
+
+    name = models.CharField(max_length=100)
+    api_key = models.CharField(
+        max_length=MARKET_API_KEY_LENGTH, unique=True, editable=False, default=generate_market_api_key
+    )
+    power_w = models.PositiveIntegerField(default=MARKET_API_SITE_POWER_W, help_text="Power budget in watts.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        verbose_name = "market API site"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(power_w__gt=0),
+                name="%(app_label)s_%(class)s_power_positive",
+                violation_error_message="A market API site's power must be positive.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(name=""),
+                name="%(app_label)s_%(class)s_name_not_blank",
+                violation_error_message="A market API site needs a name.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(api_key=""),
+                name="%(app_label)s_%(class)s_api_key_not_blank",
+                violation_error_message="A market API site needs an API key.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (market API site {self.pk})"
+
+
+class MarketApiAllocation(models.Model):
+    """The machines a market API site runs: unit counts of the API's five types (``PUT /mara/machines``).
+
+    One per site. The total power may not exceed the site's; that check needs the inventory's watts per unit
+    and is made by ``sites.mara.services.set_market_api_allocation``, the only writer.
+    """
+
+    site = models.OneToOneField(MarketApiSite, on_delete=models.CASCADE, related_name="allocation")
+    air_miners = models.PositiveIntegerField(default=0)
+    hydro_miners = models.PositiveIntegerField(default=0)
+    immersion_miners = models.PositiveIntegerField(default=0)
+    gpu_compute = models.PositiveIntegerField(default=0)
+    asic_compute = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    COUNT_FIELDS = ("air_miners", "hydro_miners", "immersion_miners", "gpu_compute", "asic_compute")
+
+    class Meta:
+        ordering = ("site", "id")
+        verbose_name = "market API allocation"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(air_miners__gte=0)
+                & Q(hydro_miners__gte=0)
+                & Q(immersion_miners__gte=0)
+                & Q(gpu_compute__gte=0)
+                & Q(asic_compute__gte=0),
+                name="%(app_label)s_%(class)s_counts_not_negative",
+                violation_error_message="Unit counts cannot be negative.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"allocation of market API site {self.site_id}"
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """API field -> units, in the API's field order."""
+        return {name: getattr(self, name) for name in self.COUNT_FIELDS}

@@ -506,3 +506,58 @@ def refresh_weather(*, at: datetime) -> RefreshResult:
             outcome.rows_written = store_weather_readings(rows=rows, source=source)
         return RefreshResult(source=source, rows_written=outcome.rows_written, interval_start=current)
     raise ImproperlyConfigured(f"WEATHER_SOURCE must be 'simulator' or 'open_meteo', not {source!r}.")
+
+
+# Retention: time series older than ENERGYARB["RETENTION_DAYS"] are deleted by the daily prune task (never by a
+# request). Each series keeps its newest row whatever its age, so a source that stopped long ago still shows its
+# last value (and its staleness) instead of nothing.
+
+PRUNE_BATCH_SIZE = 5000
+
+
+def _delete_in_batches(queryset: models.QuerySet) -> int:
+    """Delete by primary key in batches: short transactions and locks on big tables; returns rows deleted."""
+    deleted = 0
+    while True:
+        ids = list(queryset.order_by().values_list("pk", flat=True)[:PRUNE_BATCH_SIZE])
+        if not ids:
+            return deleted
+        with transaction.atomic():
+            deleted += queryset.model.objects.filter(pk__in=ids).delete()[0]
+
+
+def _cutoffs(queryset: models.QuerySet, group: str, time_field: str, before: datetime) -> dict:
+    """Per group value: min(before, the group's newest time), so the newest row of every series is kept."""
+    newest = queryset.order_by().values(group).annotate(newest=models.Max(time_field)).values_list(group, "newest")
+    return {key: min(before, moment) for key, moment in newest}
+
+
+def prune_old_prices(*, before: datetime) -> dict[str, int]:
+    """Delete prices, weather readings and fetch records older than `before`; returns rows deleted per table.
+
+    Idempotent (a second call deletes nothing) and safe alongside refreshes: it only touches rows older than
+    `before`, which no refresh writes. Cost: one query per series head plus one DELETE per 5,000 rows.
+    """
+    if timezone.is_naive(before):
+        raise ValueError("`before` must be an aware datetime.")
+    counts = {}
+    site_cutoffs = _cutoffs(EnergyPrice.objects.filter(site__isnull=False), "site", "interval_start", before)
+    region_cutoffs = _cutoffs(EnergyPrice.objects.filter(site__isnull=True), "grid_region", "interval_start", before)
+    counts["energy_prices"] = sum(
+        _delete_in_batches(EnergyPrice.objects.filter(site_id=site_id, interval_start__lt=cutoff))
+        for site_id, cutoff in site_cutoffs.items()
+    ) + sum(
+        _delete_in_batches(EnergyPrice.objects.filter(site__isnull=True, grid_region=region, interval_start__lt=cutoff))
+        for region, cutoff in region_cutoffs.items()
+    )
+    weather_cutoffs = _cutoffs(WeatherReading.objects.all(), "site", "observed_at", before)
+    counts["weather_readings"] = sum(
+        _delete_in_batches(WeatherReading.objects.filter(site_id=site_id, observed_at__lt=cutoff))
+        for site_id, cutoff in weather_cutoffs.items()
+    )
+    for name, model in (("market_prices", MarketPrice), ("hackathon_prices", HackathonPrice)):
+        newest = model.objects.order_by("-interval_start").values_list("interval_start", flat=True).first()
+        cutoff = min(before, newest) if newest else before
+        counts[name] = _delete_in_batches(model.objects.filter(interval_start__lt=cutoff))
+    counts["source_fetches"] = _delete_in_batches(SourceFetch.objects.filter(started_at__lt=before))
+    return counts

@@ -5,8 +5,10 @@ errors with exponential backoff and jitter, and expire before their next period 
 """
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from . import services
@@ -35,3 +37,12 @@ def refresh_weather() -> dict:
     """Store the newest temperature readings for every site from the configured source."""
     result = services.refresh_weather(at=timezone.now())
     return {"source": result.source, "rows_written": result.rows_written, "interval": result.interval_start.isoformat()}
+
+
+@shared_task(name="sites.tasks.prune_old_data", expires=6 * 3600)
+def prune_old_data() -> dict:
+    """Delete prices, weather and fetch records older than ENERGYARB["RETENTION_DAYS"] (daily; never by a GET)."""
+    before = timezone.now() - timedelta(days=settings.ENERGYARB["RETENTION_DAYS"])
+    counts = services.prune_old_prices(before=before)
+    logger.info("Pruned data older than %s: %s", before.isoformat(), counts)
+    return {"before": before.isoformat(), **counts}

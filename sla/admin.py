@@ -10,15 +10,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
-from django.db.models import Count, DecimalField, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, DecimalField, ExpressionWrapper, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Least, NullIf
 from django.utils import timezone
 from django.utils.translation import ngettext
 
 from sites.admin import AuditHistoryAdmin
 
 from .choices import OPEN_CONTRACT_STATUSES, ContractStatus
-from .models import Contract, Customer, Placement, ServiceCreditRule, Tier
+from .models import (
+    Contract,
+    ContractDelivery,
+    Customer,
+    Downtime,
+    Placement,
+    PreemptionNotice,
+    Quote,
+    ServiceCredit,
+    ServiceCreditRule,
+    Tier,
+)
 from .services import IllegalTransition, approve_contract, reject_contract, terminate_contract
 
 KW = DecimalField(max_digits=14, decimal_places=3)
@@ -232,3 +243,123 @@ class PlacementAdmin(admin.ModelAdmin):
     @admin.display(description="Customer", ordering="contract__customer__name")
     def customer(self, obj: Placement):
         return obj.contract.customer
+
+
+# Commerce records: quotes, Spot preemption notices, downtime, delivered capacity and the service-credit ledger.
+# They are written by services (admission, failover, the optimizer's deliveries, the monthly credit task) and are
+# facts or ledger entries, so staff read them here but do not add, edit or delete them.
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record staff can search and read but not change: the services that write it keep it consistent."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Quote)
+class QuoteAdmin(ReadOnlyAdmin):
+    list_display = (
+        "__str__",
+        "customer",
+        "tier",
+        "capacity_kw",
+        "starts_at",
+        "ends_at",
+        "price_usd_per_kwh",
+        "total_usd",
+        "utilization_pct",
+        "valid_until",
+        "bought",
+    )
+    list_filter = ("tier", "token_price_source", "region_preference")
+    list_select_related = ("customer", "tier", "contract")
+    search_fields = ("=id", "customer__name", "customer__user__username")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Bought", boolean=True, ordering="contract")
+    def bought(self, obj: Quote) -> bool:
+        return hasattr(obj, "contract")
+
+
+@admin.register(PreemptionNotice)
+class PreemptionNoticeAdmin(ReadOnlyAdmin):
+    list_display = (
+        "contract",
+        "customer",
+        "site",
+        "capacity_kw",
+        "issued_at",
+        "effective_at",
+        "displaced_by",
+        "reason",
+    )
+    list_filter = ("site",)
+    list_select_related = ("contract__customer", "contract__tier", "site", "displaced_by__tier")
+    search_fields = ("=contract__id", "contract__customer__name", "site__code", "reason")
+    date_hierarchy = "issued_at"
+
+    @admin.display(description="Customer", ordering="contract__customer__name")
+    def customer(self, obj: PreemptionNotice):
+        return obj.contract.customer
+
+
+@admin.register(Downtime)
+class DowntimeAdmin(ReadOnlyAdmin):
+    list_display = ("contract", "customer", "tier", "site", "unserved_kw", "started_at", "ended_at", "reason")
+    list_filter = ("site", "contract__tier")
+    list_select_related = ("contract__customer", "contract__tier", "site", "created_by")
+    search_fields = ("=contract__id", "contract__customer__name", "site__code", "reason")
+    date_hierarchy = "started_at"
+
+    @admin.display(description="Customer", ordering="contract__customer__name")
+    def customer(self, obj: Downtime):
+        return obj.contract.customer
+
+    @admin.display(description="Tier", ordering="contract__tier__priority")
+    def tier(self, obj: Downtime):
+        return obj.contract.tier
+
+
+@admin.register(ContractDelivery)
+class ContractDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("contract", "interval_start", "interval_minutes", "committed_kw", "delivered_kw", "served")
+    list_filter = ("contract__tier",)
+    list_select_related = ("contract__tier",)
+    search_fields = ("=contract__id", "contract__customer__name")
+    date_hierarchy = "interval_start"
+
+    def get_queryset(self, request):
+        """Served share per interval, delivered capped at committed (the uptime rule), computed in the query."""
+        served = ExpressionWrapper(
+            Least("delivered_kw", "committed_kw") * 100 / NullIf("committed_kw", 0),
+            output_field=DecimalField(max_digits=9, decimal_places=3),
+        )
+        return super().get_queryset(request).annotate(served_pct=served)
+
+    @admin.display(description="Served %", ordering="served_pct")
+    def served(self, obj: ContractDelivery) -> str:
+        return "-" if obj.served_pct is None else f"{obj.served_pct:.1f}"
+
+
+@admin.register(ServiceCredit)
+class ServiceCreditAdmin(ReadOnlyAdmin):
+    list_display = ("contract", "customer", "tier", "month", "uptime_pct", "credit_pct", "charge_usd", "credit_usd")
+    list_filter = ("contract__tier", "month")
+    list_select_related = ("contract__customer", "contract__tier")
+    search_fields = ("=contract__id", "contract__customer__name", "contract__customer__company")
+    date_hierarchy = "month"
+
+    @admin.display(description="Customer", ordering="contract__customer__name")
+    def customer(self, obj: ServiceCredit):
+        return obj.contract.customer
+
+    @admin.display(description="Tier", ordering="contract__tier__priority")
+    def tier(self, obj: ServiceCredit):
+        return obj.contract.tier

@@ -22,12 +22,8 @@ class ContractStatus(models.TextChoices):
 # The contract lifecycle: requested -> active -> completed, with rejected / cancelled / terminated exits.
 # Terminal states have no way out.
 CONTRACT_TRANSITIONS: dict[str, frozenset[str]] = {
-    ContractStatus.REQUESTED: frozenset(
-        {ContractStatus.ACTIVE, ContractStatus.REJECTED, ContractStatus.CANCELLED}
-    ),
-    ContractStatus.ACTIVE: frozenset(
-        {ContractStatus.COMPLETED, ContractStatus.CANCELLED, ContractStatus.TERMINATED}
-    ),
+    ContractStatus.REQUESTED: frozenset({ContractStatus.ACTIVE, ContractStatus.REJECTED, ContractStatus.CANCELLED}),
+    ContractStatus.ACTIVE: frozenset({ContractStatus.COMPLETED, ContractStatus.CANCELLED, ContractStatus.TERMINATED}),
     ContractStatus.COMPLETED: frozenset(),
     ContractStatus.REJECTED: frozenset(),
     ContractStatus.CANCELLED: frozenset(),

@@ -1,9 +1,9 @@
-"""The commercial world: SLA tiers, customers, contracts and where contracts run."""
+"""The commercial world: SLA tiers, customers, quotes, contracts, where contracts run, and what they delivered."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -14,8 +14,9 @@ from simple_history.models import HistoricalRecords
 from sites.choices import MarketRegion
 from sites.models import Site
 
+from .capacity import uptime_pct
 from .choices import CONTRACT_TRANSITIONS, ContractStatus, TierCode
-from .querysets import ContractQuerySet, PlacementQuerySet
+from .querysets import ContractQuerySet, PlacementQuerySet, QuoteQuerySet
 
 ZERO = Decimal("0")
 HUNDRED = Decimal("100")
@@ -132,14 +133,82 @@ class Customer(models.Model):
         return self.name
 
 
+class Quote(models.Model):
+    """A priced offer for capacity, with the sites it would be placed on, valid until a deadline.
+
+    A quote reserves nothing: admission runs again, under locks, when the contract is bought; only the price is
+    held until `valid_until`. A quote is used by at most one contract (Contract.quote is unique).
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="quotes")
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="quotes")
+    capacity_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))])
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    region_preference = models.CharField(max_length=10, choices=MarketRegion.choices, blank=True)
+    token_price_usd_per_mtok = models.DecimalField(
+        max_digits=10, decimal_places=4, validators=[MinValueValidator(ZERO)], help_text="Token price used."
+    )
+    token_price_source = models.CharField(
+        max_length=10, help_text="'market' (newest stored MarketPrice) or 'default' (none stored)."
+    )
+    tokens_per_s_per_kw = models.DecimalField(
+        max_digits=10, decimal_places=2, validators=[MinValueValidator(ZERO)], help_text="Mean over the sites."
+    )
+    base_value_usd_per_kwh = models.DecimalField(max_digits=12, decimal_places=6, validators=[MinValueValidator(ZERO)])
+    tier_multiplier = models.DecimalField(max_digits=5, decimal_places=2)
+    utilization_pct = models.DecimalField(
+        max_digits=5, decimal_places=2, validators=[MinValueValidator(ZERO), MaxValueValidator(HUNDRED)]
+    )
+    utilization_factor = models.DecimalField(max_digits=6, decimal_places=4)
+    price_usd_per_kwh = models.DecimalField(max_digits=12, decimal_places=6, validators=[MinValueValidator(ZERO)])
+    total_usd = models.DecimalField(max_digits=16, decimal_places=2, validators=[MinValueValidator(ZERO)])
+    sites = models.JSONField(
+        default=list, help_text="The placement it was priced on: [{site, name, market_region, capacity_kw}]."
+    )
+    valid_until = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = QuoteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=("customer", "-created_at"), name="sla_quote_customer_created_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(capacity_kw__gt=0),
+                name="%(app_label)s_%(class)s_capacity_positive",
+                violation_error_message="Capacity must be positive.",
+            ),
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=F("starts_at")),
+                name="%(app_label)s_%(class)s_ends_after_start",
+                violation_error_message="A quote's window must end after it starts.",
+            ),
+            models.CheckConstraint(
+                condition=Q(price_usd_per_kwh__gte=0, total_usd__gte=0, base_value_usd_per_kwh__gte=0),
+                name="%(app_label)s_%(class)s_price_not_negative",
+                violation_error_message="Quoted prices cannot be negative.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Quote {self.pk} ({self.tier_id and self.tier.code}, {self.capacity_kw} kW)"
+
+    def is_valid_at(self, moment: datetime) -> bool:
+        return moment < self.valid_until
+
+    @property
+    def duration_hours(self) -> Decimal:
+        return Decimal((self.ends_at - self.starts_at).total_seconds()) / 3600
+
+
 class Contract(models.Model):
     """A customer's commitment: this much inference capacity, under this tier, for this window."""
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="contracts")
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="contracts")
-    capacity_kw = models.DecimalField(
-        max_digits=12, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))]
-    )
+    capacity_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))])
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
     status = models.CharField(max_length=12, choices=ContractStatus.choices, default=ContractStatus.REQUESTED)
@@ -150,6 +219,21 @@ class Contract(models.Model):
     quoted_total_usd = models.DecimalField(max_digits=16, decimal_places=2, validators=[MinValueValidator(ZERO)])
     status_changed_at = models.DateTimeField(null=True, blank=True)
     status_reason = models.CharField(max_length=200, blank=True)
+    quote = models.OneToOneField(
+        Quote,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="contract",
+        help_text="The quote it was bought from; unique, so a quote buys at most one contract.",
+    )
+    admitted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When admission control placed it; a contract is only started once admitted.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
 
@@ -195,15 +279,46 @@ class Contract(models.Model):
     def overlaps(self, start: datetime, end: datetime) -> bool:
         return self.starts_at < end and start < self.ends_at
 
+    @property
+    def service_ended_at(self) -> datetime:
+        """When it stops being owed: its end, or the moment it was cancelled / terminated / rejected earlier."""
+        if self.status in (ContractStatus.CANCELLED, ContractStatus.TERMINATED, ContractStatus.REJECTED):
+            return min(self.ends_at, max(self.status_changed_at or self.ends_at, self.starts_at))
+        return self.ends_at
+
+    def charge_usd_between(self, start: datetime, end: datetime) -> Decimal:
+        """What the customer pays for [start, end): quoted price x capacity x hours of service in it (pure)."""
+        lo, hi = max(start, self.starts_at), min(end, self.service_ended_at)
+        if hi <= lo:
+            return ZERO
+        hours = Decimal((hi - lo).total_seconds()) / 3600
+        return (self.quoted_price_usd_per_kwh * self.capacity_kw * hours).quantize(
+            Decimal("0.01"), rounding=ROUND_HALF_UP
+        )
+
+    @property
+    def uptime_to_date_pct(self) -> Decimal | None:
+        """Delivered / committed energy so far, in percent; needs `ContractQuerySet.with_uptime()` annotations."""
+        return uptime_pct(
+            delivered_kw_minutes=getattr(self, "delivered_kw_minutes", ZERO) or ZERO,
+            committed_kw_minutes=getattr(self, "committed_kw_minutes", ZERO) or ZERO,
+        )
+
+    @property
+    def delivered_kwh(self) -> Decimal:
+        return ((getattr(self, "delivered_kw_minutes", ZERO) or ZERO) / 60).quantize(Decimal("0.001"))
+
+    @property
+    def committed_kwh(self) -> Decimal:
+        return ((getattr(self, "committed_kw_minutes", ZERO) or ZERO) / 60).quantize(Decimal("0.001"))
+
 
 class Placement(models.Model):
     """Where a contract runs: kW at one site over [valid_from, valid_to); history is kept, never rewritten."""
 
     contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="placements")
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="placements")
-    capacity_kw = models.DecimalField(
-        max_digits=12, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))]
-    )
+    capacity_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))])
     valid_from = models.DateTimeField()
     valid_to = models.DateTimeField(null=True, blank=True)
     reason = models.CharField(max_length=200, blank=True)
@@ -212,7 +327,12 @@ class Placement(models.Model):
 
     class Meta:
         ordering = ("contract", "valid_from", "id")
-        indexes = [models.Index(fields=("site", "valid_from", "valid_to"), name="sla_placement_site_window_idx")]
+        indexes = [
+            models.Index(fields=("site", "valid_from", "valid_to"), name="sla_placement_site_window_idx"),
+            # Admission asks "what holds capacity after this moment": placements ending later (or never), which
+            # stays a small slice of the table as history accumulates.
+            models.Index(fields=("valid_to", "valid_from"), name="sla_placement_end_idx"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(capacity_kw__gt=0),
@@ -228,3 +348,162 @@ class Placement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contract_id} @ {self.site.code}: {self.capacity_kw} kW"
+
+
+class PreemptionNotice(models.Model):
+    """Notice to a Spot contract that it loses kW at a site from `effective_at`, issued before that moment."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="preemption_notices")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="preemption_notices")
+    capacity_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))])
+    issued_at = models.DateTimeField()
+    effective_at = models.DateTimeField()
+    reason = models.CharField(max_length=200)
+    displaced_by = models.ForeignKey(
+        Contract,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="displacements",
+        help_text="The higher-tier contract that took the room, if any.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("-issued_at", "-id")
+        indexes = [models.Index(fields=("contract", "-issued_at"), name="sla_preempt_contract_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(effective_at__gte=F("issued_at")),
+                name="%(app_label)s_%(class)s_notice_before_effect",
+                violation_error_message="A preemption notice is issued before it takes effect.",
+            ),
+            models.CheckConstraint(
+                condition=Q(capacity_kw__gt=0),
+                name="%(app_label)s_%(class)s_capacity_positive",
+                violation_error_message="Preempted capacity must be positive.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Contract {self.contract_id} loses {self.capacity_kw} kW at {self.site_id} from {self.effective_at}"
+
+    @property
+    def lead_seconds(self) -> float:
+        return (self.effective_at - self.issued_at).total_seconds()
+
+
+class Downtime(models.Model):
+    """Committed kW a contract could not be served (a site failed and no other site had room), from when."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="downtimes")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="downtimes")
+    unserved_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))])
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Empty while it lasts.")
+    reason = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("-started_at", "-id")
+        indexes = [models.Index(fields=("contract", "-started_at"), name="sla_downtime_contract_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(unserved_kw__gt=0),
+                name="%(app_label)s_%(class)s_unserved_positive",
+                violation_error_message="Unserved capacity must be positive.",
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")),
+                name="%(app_label)s_%(class)s_ends_after_start",
+                violation_error_message="Downtime ends after it starts.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Contract {self.contract_id}: {self.unserved_kw} kW unserved from {self.started_at}"
+
+
+class ContractDelivery(models.Model):
+    """Committed vs delivered kW of one contract over one interval, as applied by the optimizer."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="deliveries")
+    interval_start = models.DateTimeField()
+    interval_minutes = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1440)])
+    committed_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(ZERO)])
+    delivered_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(ZERO)])
+    recorded_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("contract", "interval_start")
+        verbose_name_plural = "contract deliveries"
+        indexes = [models.Index(fields=("interval_start",), name="sla_delivery_interval_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=("contract", "interval_start"),
+                name="%(app_label)s_%(class)s_unique_contract_interval",
+                violation_error_message="This contract already has a delivery record for this interval.",
+            ),
+            models.CheckConstraint(
+                condition=Q(committed_kw__gte=0, delivered_kw__gte=0),
+                name="%(app_label)s_%(class)s_kw_not_negative",
+                violation_error_message="Committed and delivered kW cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=Q(interval_minutes__gte=1, interval_minutes__lte=1440),
+                name="%(app_label)s_%(class)s_interval_1_1440",
+                violation_error_message="An interval lasts between 1 minute and 1 day.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        when = f"{self.interval_start:%Y-%m-%d %H:%M}"
+        return f"Contract {self.contract_id} {when}: {self.delivered_kw}/{self.committed_kw} kW"
+
+    @property
+    def served_kw(self) -> Decimal:
+        """Delivered kW counted toward uptime: over-delivery in one interval never repays a shortfall in another."""
+        return min(self.delivered_kw, self.committed_kw)
+
+
+class ServiceCredit(models.Model):
+    """A ledger entry: part of a month's charge given back because measured uptime fell below the tier's target."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="service_credits")
+    month = models.DateField(help_text="First day of the month it is for.")
+    uptime_pct = models.DecimalField(
+        max_digits=6, decimal_places=3, validators=[MinValueValidator(ZERO), MaxValueValidator(HUNDRED)]
+    )
+    credit_pct = models.DecimalField(
+        max_digits=5, decimal_places=2, validators=[MinValueValidator(ZERO), MaxValueValidator(HUNDRED)]
+    )
+    charge_usd = models.DecimalField(max_digits=16, decimal_places=2, validators=[MinValueValidator(ZERO)])
+    credit_usd = models.DecimalField(max_digits=16, decimal_places=2, validators=[MinValueValidator(ZERO)])
+    issued_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("-month", "contract")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("contract", "month"),
+                name="%(app_label)s_%(class)s_unique_contract_month",
+                violation_error_message="This contract already has a credit for this month.",
+            ),
+            models.CheckConstraint(
+                condition=Q(uptime_pct__gte=0, uptime_pct__lte=100) & Q(credit_pct__gt=0, credit_pct__lte=100),
+                name="%(app_label)s_%(class)s_percentages_in_range",
+                violation_error_message="Uptime is 0-100 % and a credit is more than 0 and at most 100 %.",
+            ),
+            models.CheckConstraint(
+                condition=Q(credit_usd__gte=0, credit_usd__lte=F("charge_usd")),
+                name="%(app_label)s_%(class)s_credit_within_charge",
+                violation_error_message="A credit cannot exceed the month's charge.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Contract {self.contract_id} {self.month:%Y-%m}: {self.credit_pct} % = {self.credit_usd} USD"

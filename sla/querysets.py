@@ -5,9 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import DecimalField, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Least
 
-from .choices import ContractStatus
+from .choices import OPEN_CONTRACT_STATUSES, ContractStatus
+
+KW_MINUTES = DecimalField(max_digits=20, decimal_places=3)
+
+
+class QuoteQuerySet(models.QuerySet):
+    def for_user(self, user) -> QuoteQuerySet:
+        """Staff see every quote; a customer only its own; anyone else nothing."""
+        if user.is_staff:
+            return self
+        return self.filter(customer__user=user)
 
 
 class ContractQuerySet(models.QuerySet):
@@ -26,10 +37,58 @@ class ContractQuerySet(models.QuerySet):
     def due_to_end(self, now: datetime) -> ContractQuerySet:
         return self.filter(status=ContractStatus.ACTIVE, ends_at__lte=now)
 
+    def due_to_start(self, now: datetime) -> ContractQuerySet:
+        """Admitted requests whose window has begun (admitted_at is set only by admission control)."""
+        return self.filter(status=ContractStatus.REQUESTED, admitted_at__isnull=False, starts_at__lte=now)
+
+    def with_uptime(self) -> ContractQuerySet:
+        """Annotate `delivered_kw_minutes` and `committed_kw_minutes` over every delivery record so far.
+
+        Delivered counts at most what was committed in each interval (Least), so over-delivery never repays a
+        shortfall. Two correlated subqueries in the same SELECT: no extra query, no GROUP BY on the contracts.
+        """
+        from .models import ContractDelivery
+
+        per_contract = ContractDelivery.objects.filter(contract=OuterRef("pk")).order_by().values("contract")
+        served = ExpressionWrapper(Least("delivered_kw", "committed_kw") * F("interval_minutes"), KW_MINUTES)
+        committed = ExpressionWrapper(F("committed_kw") * F("interval_minutes"), KW_MINUTES)
+        zero = Value(0, output_field=KW_MINUTES)
+        return self.annotate(
+            delivered_kw_minutes=Coalesce(
+                Subquery(per_contract.annotate(total=Sum(served)).values("total"), output_field=KW_MINUTES), zero
+            ),
+            committed_kw_minutes=Coalesce(
+                Subquery(per_contract.annotate(total=Sum(committed)).values("total"), output_field=KW_MINUTES), zero
+            ),
+        )
+
+    def uptime_by_tier(self, *, since: datetime):
+        """Rows of (tier code, delivered kW-minutes, committed kW-minutes) over deliveries from `since` on.
+
+        One grouped query over the delivery records (filter before annotate: only deliveries in the window are
+        summed); delivered counts at most what was committed in each interval, as in `with_uptime`.
+        """
+        minutes = F("deliveries__interval_minutes")
+        served = ExpressionWrapper(Least("deliveries__delivered_kw", "deliveries__committed_kw") * minutes, KW_MINUTES)
+        committed = ExpressionWrapper(F("deliveries__committed_kw") * minutes, KW_MINUTES)
+        return (
+            self.filter(deliveries__interval_start__gte=since)
+            .order_by()
+            .values("tier__code")
+            .annotate(delivered_kw_minutes=Sum(served), committed_kw_minutes=Sum(committed))
+            .values_list("tier__code", "delivered_kw_minutes", "committed_kw_minutes")
+        )
+
 
 class PlacementQuerySet(models.QuerySet):
     def current(self, at: datetime) -> PlacementQuerySet:
         return self.filter(Q(valid_to__isnull=True) | Q(valid_to__gt=at), valid_from__lte=at)
 
-    def overlapping(self, start: datetime, end: datetime) -> PlacementQuerySet:
-        return self.filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start), valid_from__lt=end)
+    def overlapping(self, start: datetime, end: datetime | None) -> PlacementQuerySet:
+        """Placements holding kW at some moment of [start, end); `end` None means open-ended."""
+        window = Q(valid_to__isnull=True) | Q(valid_to__gt=start)
+        return self.filter(window) if end is None else self.filter(window, valid_from__lt=end)
+
+    def committed(self) -> PlacementQuerySet:
+        """Placements of contracts that still hold capacity (requested and admitted, or active)."""
+        return self.filter(contract__status__in=OPEN_CONTRACT_STATUSES)

@@ -1,7 +1,8 @@
 """Shared fixtures: a fixed cast of users (staff, customer, outsider) and authenticated API clients."""
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -16,8 +17,22 @@ def _fast_and_isolated(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-    cache.clear()  # throttles and locks must not leak between tests (Redis outlives a test database)
+    _clear_cache()  # throttles and locks must not leak between tests (Redis outlives a test database)
     yield
+
+
+def _clear_cache() -> None:
+    """Forget the cache's entries. On Redis only its own (KEY_PREFIX) keys: ``cache.clear()`` is FLUSHDB there,
+    which would also drop the Celery messages queued in the same database (tests/test_celery_worker.py waits on
+    one while other test processes run)."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache) and backend.key_prefix:
+        client = backend._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{backend.key_prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    else:
+        backend.clear()
 
 
 @pytest.fixture

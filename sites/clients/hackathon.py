@@ -22,12 +22,11 @@ Configuration: ``settings.ENERGYARB["HACKATHON_API_URL"]``, ``["HTTP_TIMEOUT_S"]
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
 from typing import TypeVar
 
 import httpx
@@ -45,20 +44,24 @@ from sites.units import (
     watts_to_kw,
 )
 
-from .errors import SourceDataError, SourceError, SourceRequestRejected, SourceUnavailable
+from .errors import SourceDataError, SourceError
+from .http import get_json
+from .parsing import parse_decimal, parse_timestamp
 
 logger = logging.getLogger(__name__)
 
 SOURCE = DataSource.HACKATHON_API
 T = TypeVar("T")
 
-# Plausible bounds of the abstract prices. The event served 1.1-3.0 (energy), 1.0-4.0 (hash) and 0.65-3.0
-# (token); bounds 25-100 times wider let a real swing through and stop an absurd value (1e12, a unit slip).
+# Plausible bounds of the abstract prices (the event itself served 1.1-3.0 energy, 1.0-4.0 hash, 0.65-3.0 token).
 # Energy may be negative, as real energy prices can be; hash and token prices may not.
+# The bounds cover every real price energyarb stores once converted at the declared scale (sites/units.py):
+# energy -1,000..20,000 USD/MWh -> about -34..667, hashprice up to 10,000 -> 834, tokens up to 1,000 -> 400,
+# so energyarb's own /mara/ prices (scarcity spikes included) always parse.
 PRICE_BOUNDS: dict[str, tuple[Decimal, Decimal]] = {
-    "energy_price": (Decimal(-100), Decimal(100)),
-    "hash_price": (Decimal(0), Decimal(100)),
-    "token_price": (Decimal(0), Decimal(100)),
+    "energy_price": (Decimal(-34), Decimal(667)),
+    "hash_price": (Decimal(0), Decimal(834)),
+    "token_price": (Decimal(0), Decimal(400)),
 }
 PRICE_PLACES = 15  # HackathonPrice stores 15 decimal places; rounding here makes re-imports compare equal.
 
@@ -67,9 +70,6 @@ MAX_POWER_W_PER_UNIT = Decimal(1_000_000)
 MAX_OUTPUT_PER_UNIT = Decimal(1_000_000_000)
 MINER_TYPES = ("air", "hydro", "immersion")
 INFERENCE_TYPES = ("gpu", "asic")
-
-EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -127,62 +127,9 @@ class HackathonInventory:
     inference: Mapping[str, HackathonInferenceSpec]
 
 
-# Field parsing, shared with the CSV importer (``import_prices``). Each raises SourceDataError with a message
-# naming the field and the value, which the caller prefixes with where it came from (a line, a list index).
-
-
-def parse_decimal(
-    value: object,
-    *,
-    field: str,
-    minimum: Decimal | None = None,
-    maximum: Decimal | None = None,
-    minimum_exclusive: bool = False,
-    places: int | None = None,
-    allow_text: bool = False,
-) -> Decimal:
-    """A finite Decimal within bounds from a JSON number (or, with ``allow_text``, from CSV text)."""
-    if isinstance(value, bool) or value is None:
-        raise SourceDataError(f"{field} is {json.dumps(value)}, not a number")
-    if isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        number = Decimal(repr(value))  # the shortest repr: 2.86 stays 2.86, not 2.8599999999999998863...
-    elif isinstance(value, str) and allow_text:
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise SourceDataError(f"{field} {value!r} is not a number") from None
-    else:
-        raise SourceDataError(f"{field} {value!r} is not a number")
-    if not number.is_finite():
-        raise SourceDataError(f"{field} {value!r} is not a finite number")
-    if minimum is not None and (number <= minimum if minimum_exclusive else number < minimum):
-        relation = "not above" if minimum_exclusive else "below"
-        raise SourceDataError(f"{field} {value!r} is {relation} the minimum {minimum}")
-    if maximum is not None and number > maximum:
-        raise SourceDataError(f"{field} {value!r} is above the plausible maximum {maximum}")
-    if places is not None:
-        number = number.quantize(Decimal(1).scaleb(-places))
-    return number
-
-
-def parse_timestamp(value: object, *, field: str = "timestamp", naive_is_utc: bool = True) -> datetime:
-    """An aware UTC datetime from ISO 8601 text; a naive one is read as UTC, or refused if not ``naive_is_utc``."""
-    if not isinstance(value, str):
-        raise SourceDataError(f"{field} {value!r} is not an ISO 8601 string")
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise SourceDataError(f"{field} {value!r} is not an ISO 8601 timestamp") from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        if not naive_is_utc:
-            raise SourceDataError(f"{field} {value!r} has no UTC offset")
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    if not EARLIEST_TIMESTAMP <= moment < LATEST_TIMESTAMP:
-        raise SourceDataError(f"{field} {value!r} is outside {EARLIEST_TIMESTAMP.year}-{LATEST_TIMESTAMP.year}")
-    return moment
+# Field parsing, shared with the CSV importer (``import_prices``, which also imports parse_decimal and
+# parse_timestamp from here; they live in ``.parsing`` with the other clients'). Each raises SourceDataError with
+# a message naming the field and the value, which the caller prefixes with where it came from (a line, an index).
 
 
 def parse_price_row(raw: Mapping[str, object], *, allow_text: bool = False) -> HackathonPriceRow:
@@ -305,28 +252,8 @@ class HackathonClient:
             raise
 
     def _get_json(self, url: str) -> object:
-        headers = {"Accept": "application/json"}
-        if self.api_key:
-            headers["X-Api-Key"] = self.api_key
-        try:
-            with httpx.Client(timeout=self.timeout_s, headers=headers, transport=self._transport) as client:
-                response = client.get(url)
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise SourceRequestRejected(f"invalid URL {url!r}: {exc}", source=SOURCE, url=url) from exc
-        except httpx.TimeoutException as exc:
-            raise SourceUnavailable(f"no answer within {self.timeout_s} s", source=SOURCE, url=url) from exc
-        except httpx.TransportError as exc:
-            raise SourceUnavailable(f"{type(exc).__name__}: {exc}", source=SOURCE, url=url) from exc
-        status = response.status_code
-        if status >= 500 or status == 429:
-            raise SourceUnavailable(f"HTTP {status}", source=SOURCE, url=url, status=status)
-        if status != 200:
-            raise SourceRequestRejected(f"HTTP {status}", source=SOURCE, url=url, status=status)
-        try:
-            # json.loads accepts NaN and Infinity literals; parse_decimal rejects them.
-            return json.loads(response.content)
-        except ValueError as exc:
-            raise SourceDataError(f"malformed JSON: {exc}", source=SOURCE, url=url, status=status) from None
+        headers = {"X-Api-Key": self.api_key} if self.api_key else {}
+        return get_json(url, source=SOURCE, timeout_s=self.timeout_s, headers=headers, transport=self._transport)
 
 
 def fetch_prices() -> list[HackathonPriceRow]:

@@ -1,10 +1,32 @@
-"""Read serializers of the commercial world: SLA tiers and their service-credit schedules."""
+"""Serializers of the commercial world: tiers (read), quotes and contracts (customer writes go to services).
+
+Input serializers are strict: unknown fields, booleans where numbers belong and values out of range are
+refused with field-level messages, before anything touches the database (DRF runs no model constraints).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sla.models import ServiceCreditRule, Tier
+from sites.choices import MarketRegion
+from sla.capacity import (
+    MAX_CAPACITY_KW,
+    MAX_DURATION_HOURS,
+    MAX_START_AHEAD_DAYS,
+    MIN_CAPACITY_KW,
+    MIN_DURATION_HOURS,
+    START_GRACE_SECONDS,
+)
+from sla.choices import ContractStatus, TierCode
+from sla.models import Contract, Quote, ServiceCreditRule, Tier
+from sla.services import CapacityRequest
+
+MAX_ID = 2**63 - 1  # larger ids cannot exist (bigint); refusing them keeps the database from raising
 
 
 class ServiceCreditRuleSerializer(serializers.ModelSerializer):
@@ -34,3 +56,314 @@ class TierSerializer(serializers.ModelSerializer):
             "credit_rules",
         )
         read_only_fields = fields
+
+
+# Input.
+
+
+class StrictFieldsMixin:
+    """Unknown fields are an error, not silently dropped: a typo in `capacity_kw` must not buy a default."""
+
+    def to_internal_value(self, data):
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, Mapping) else []
+        errors = {str(name)[:50]: ["Unknown field."] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not isinstance(exc.detail, Mapping):
+                raise
+            raise serializers.ValidationError({**exc.detail, **errors}) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class NumberField(serializers.DecimalField):
+    """A Decimal that refuses booleans (JSON true would otherwise read as the string "True" or 1)."""
+
+    default_error_messages = {"boolean": "A number is required, not true or false."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("boolean")
+        return super().to_internal_value(data)
+
+
+def _capacity_field(**kwargs) -> NumberField:
+    return NumberField(max_digits=12, decimal_places=3, min_value=MIN_CAPACITY_KW, max_value=MAX_CAPACITY_KW, **kwargs)
+
+
+def _duration_field(**kwargs) -> NumberField:
+    return NumberField(
+        max_digits=6, decimal_places=2, min_value=MIN_DURATION_HOURS, max_value=MAX_DURATION_HOURS, **kwargs
+    )
+
+
+@extend_schema_field({"type": "string", "enum": TierCode.values, "description": "Tier code."})
+class TierCodeField(serializers.ChoiceField):
+    """A tier code; documented inline so the schema does not name the TierCode choices twice."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=TierCode.choices, **kwargs)
+
+
+@extend_schema_field({"type": "string", "enum": ["", *MarketRegion.values], "description": "Market region."})
+class RegionField(serializers.ChoiceField):
+    """A market region or blank; documented inline so the schema does not name the MarketRegion choices twice."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=MarketRegion.choices, allow_blank=True, **kwargs)
+
+
+def offered_tier(code: str) -> Tier:
+    """The Tier row for a valid code, or a field error when that tier is not set up (one query)."""
+    tier = Tier.objects.filter(code=code).first()
+    if tier is None:
+        raise serializers.ValidationError(f"Tier {code!r} is not offered.")
+    return tier
+
+
+class CapacityRequestSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A request for capacity: tier, kW, start (ISO 8601, default now) and duration, optional region."""
+
+    tier = TierCodeField(help_text="Tier code.")
+    capacity_kw = _capacity_field(help_text="Inference IT power in kW.")
+    starts_at = serializers.DateTimeField(required=False, help_text="ISO 8601 start; default now; not in the past.")
+    duration_hours = _duration_field(help_text="Length of the window in hours.")
+    region_preference = RegionField(required=False, help_text="Preferred market region.")
+
+    def validate_tier(self, value: str) -> Tier:
+        return offered_tier(value)
+
+    def validate_starts_at(self, value):
+        now = timezone.now()
+        if value < now - timedelta(seconds=START_GRACE_SECONDS):
+            raise serializers.ValidationError("The start must not be in the past.")
+        if value > now + timedelta(days=MAX_START_AHEAD_DAYS):
+            raise serializers.ValidationError(f"The start must be within {MAX_START_AHEAD_DAYS} days from now.")
+        return value
+
+    def capacity_request(self) -> CapacityRequest:
+        """The validated request; a start within the grace period (or none) means now."""
+        data = self.validated_data
+        start = max(data.get("starts_at") or timezone.now(), timezone.now())
+        return CapacityRequest(
+            tier=data["tier"],
+            capacity_kw=data["capacity_kw"],
+            starts_at=start,
+            ends_at=start + timedelta(seconds=int(data["duration_hours"] * 3600)),
+            region_preference=data.get("region_preference") or "",
+        )
+
+
+class ContractCreateSerializer(CapacityRequestSerializer):
+    """Buy capacity from a quote (`{"quote": id}` alone) or inline with the quote's fields."""
+
+    quote = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="Id of your own unexpired quote."
+    )
+    tier = TierCodeField(required=False, help_text="Tier code (inline).")
+    capacity_kw = _capacity_field(required=False, help_text="Inference IT power in kW (inline).")
+    duration_hours = _duration_field(required=False, help_text="Length of the window in hours (inline).")
+
+    INLINE_REQUIRED = ("tier", "capacity_kw", "duration_hours")
+
+    def validate_quote(self, value: int) -> Quote:
+        customer = self.context["customer"]
+        # Whether it was already used is left to the unique Contract.quote (409 from the view): checking it here
+        # would cost a join on every purchase to tell apart a case the database must catch anyway.
+        quote = Quote.objects.select_related("tier").filter(pk=value, customer=customer).first()
+        if quote is None:
+            raise serializers.ValidationError("No such quote.")
+        quote.customer = customer
+        if not quote.is_valid_at(timezone.now()):
+            raise serializers.ValidationError(
+                f"This quote expired at {quote.valid_until:%Y-%m-%d %H:%M:%S} UTC; ask for a new one."
+            )
+        return quote
+
+    def validate(self, attrs):
+        if "quote" in attrs:
+            others = sorted(name for name in self.initial_data if name != "quote")
+            if others:
+                raise serializers.ValidationError(
+                    {name: ["Not allowed with a quote: the quote fixes it."] for name in others}
+                )
+            return attrs
+        missing = [name for name in self.INLINE_REQUIRED if name not in attrs]
+        if missing:
+            raise serializers.ValidationError({name: ["This field is required."] for name in missing})
+        return attrs
+
+
+class CancelSerializer(StrictFieldsMixin, serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class OriginalSlaRequestSerializer(StrictFieldsMixin, serializers.Serializer):
+    """The original product's `POST /api/sla/request` body: the window starts now."""
+
+    tier = TierCodeField()
+    power_requirement = _capacity_field(help_text="kW of inference capacity.")
+    duration_hours = _duration_field()
+
+    def validate_tier(self, value: str) -> Tier:
+        return offered_tier(value)
+
+    def capacity_request(self) -> CapacityRequest:
+        data = self.validated_data
+        start = timezone.now()
+        return CapacityRequest(
+            tier=data["tier"],
+            capacity_kw=data["power_requirement"],
+            starts_at=start,
+            ends_at=start + timedelta(seconds=int(data["duration_hours"] * 3600)),
+        )
+
+
+# Output. Plain Serializers with declared fields (not ModelSerializers): they answer every quote and admission,
+# and introspecting the model for each response cost more CPU than the rest of the serialization.
+
+
+def _kw(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=12, decimal_places=3, read_only=True, **kwargs)
+
+
+def _usd(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=16, decimal_places=2, read_only=True, **kwargs)
+
+
+def _usd_per_kwh(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=12, decimal_places=6, read_only=True, **kwargs)
+
+
+class QuoteSiteSerializer(serializers.Serializer):
+    site = serializers.CharField(read_only=True, help_text="Site code.")
+    name = serializers.CharField(read_only=True)
+    market_region = serializers.CharField(read_only=True)
+    capacity_kw = _kw()
+
+
+class PriceBreakdownSerializer(serializers.Serializer):
+    """price = base value x tier multiplier x utilization factor; base value = token price x tokens/s/kW x 3600/1e6."""
+
+    token_price_usd_per_mtok = serializers.DecimalField(max_digits=10, decimal_places=4, read_only=True)
+    token_price_source = serializers.CharField(read_only=True, help_text="market (newest stored price) or default.")
+    tokens_per_s_per_kw = serializers.DecimalField(max_digits=10, decimal_places=2, read_only=True)
+    base_value_usd_per_kwh = _usd_per_kwh()
+    tier_multiplier = serializers.DecimalField(max_digits=5, decimal_places=2, read_only=True)
+    utilization_pct = serializers.DecimalField(max_digits=5, decimal_places=2, read_only=True)
+    utilization_factor = serializers.DecimalField(max_digits=6, decimal_places=4, read_only=True)
+
+
+class QuoteSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    tier = serializers.CharField(source="tier.code", read_only=True)
+    capacity_kw = _kw()
+    starts_at = serializers.DateTimeField(read_only=True)
+    ends_at = serializers.DateTimeField(read_only=True)
+    duration_hours = serializers.DecimalField(max_digits=8, decimal_places=2, read_only=True)
+    region_preference = serializers.CharField(read_only=True)
+    price_usd_per_kwh = _usd_per_kwh()
+    total_usd = _usd()
+    breakdown = PriceBreakdownSerializer(source="*", read_only=True)
+    sites = QuoteSiteSerializer(many=True, read_only=True, help_text="Where it would be placed now.")
+    valid_until = serializers.DateTimeField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class PlacementSerializer(serializers.Serializer):
+    site = serializers.CharField(source="site.code", read_only=True)
+    capacity_kw = _kw()
+    valid_from = serializers.DateTimeField(read_only=True)
+    valid_to = serializers.DateTimeField(read_only=True, allow_null=True)
+    reason = serializers.CharField(read_only=True)
+
+
+class ServiceCreditSerializer(serializers.Serializer):
+    month = serializers.DateField(read_only=True)
+    uptime_pct = serializers.DecimalField(max_digits=6, decimal_places=3, read_only=True)
+    credit_pct = serializers.DecimalField(max_digits=5, decimal_places=2, read_only=True)
+    charge_usd = _usd()
+    credit_usd = _usd()
+    issued_at = serializers.DateTimeField(read_only=True)
+
+
+class PreemptionNoticeSerializer(serializers.Serializer):
+    site = serializers.CharField(source="site.code", read_only=True)
+    capacity_kw = _kw()
+    issued_at = serializers.DateTimeField(read_only=True)
+    effective_at = serializers.DateTimeField(read_only=True)
+    reason = serializers.CharField(read_only=True)
+
+
+class DowntimeSerializer(serializers.Serializer):
+    site = serializers.CharField(source="site.code", read_only=True)
+    unserved_kw = _kw()
+    started_at = serializers.DateTimeField(read_only=True)
+    ended_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    reason = serializers.CharField(read_only=True)
+
+
+class ContractSerializer(serializers.Serializer):
+    """A contract with where it runs, its measured uptime so far and the credits it earned."""
+
+    id = serializers.IntegerField(read_only=True)
+    customer = serializers.CharField(source="customer.name", read_only=True)
+    tier = serializers.CharField(source="tier.code", read_only=True)
+    status = serializers.ChoiceField(choices=ContractStatus.choices, read_only=True)
+    capacity_kw = _kw()
+    starts_at = serializers.DateTimeField(read_only=True)
+    ends_at = serializers.DateTimeField(read_only=True)
+    duration_hours = serializers.DecimalField(max_digits=8, decimal_places=2, read_only=True)
+    region_preference = serializers.CharField(read_only=True)
+    quote = serializers.IntegerField(source="quote_id", read_only=True, allow_null=True)
+    quoted_price_usd_per_kwh = _usd_per_kwh()
+    quoted_total_usd = _usd()
+    admitted_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    status_changed_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    status_reason = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    placements = PlacementSerializer(many=True, read_only=True)
+    uptime_to_date_pct = serializers.DecimalField(
+        max_digits=7,
+        decimal_places=3,
+        read_only=True,
+        allow_null=True,
+        help_text="Delivered / committed kWh so far; null before the first measured interval.",
+    )
+    delivered_kwh = serializers.DecimalField(max_digits=20, decimal_places=3, read_only=True)
+    committed_kwh = serializers.DecimalField(max_digits=20, decimal_places=3, read_only=True)
+    service_credits = ServiceCreditSerializer(many=True, read_only=True)
+    preemption_notices = PreemptionNoticeSerializer(many=True, read_only=True)
+    downtimes = DowntimeSerializer(many=True, read_only=True)
+
+
+class OriginalSlaResponseSerializer(serializers.Serializer):
+    """The original product's response fields (numbers as JSON numbers), plus the contract it created."""
+
+    sla_tier = serializers.CharField()
+    power_allocated = serializers.FloatField(help_text="kW admitted.")
+    optimal_site = serializers.CharField(help_text="Code of the site carrying the largest share.")
+    estimated_uptime = serializers.FloatField(allow_null=True, help_text="Tier target in percent; null for Spot.")
+    price_multiplier = serializers.FloatField()
+    contract_id = serializers.IntegerField()
+    status = serializers.CharField()
+    sites = serializers.ListField(child=serializers.CharField())
+    price_usd_per_kwh = serializers.DecimalField(max_digits=12, decimal_places=6)
+
+    @staticmethod
+    def from_contract(contract: Contract) -> dict:
+        placements = sorted(contract.placements.all(), key=lambda p: -p.capacity_kw)
+        target = contract.tier.uptime_target_pct
+        return {
+            "sla_tier": contract.tier.code,
+            "power_allocated": float(contract.capacity_kw),
+            "optimal_site": placements[0].site.code if placements else "",
+            "estimated_uptime": float(target) if target is not None else None,
+            "price_multiplier": float(contract.tier.price_multiplier),
+            "contract_id": contract.pk,
+            "status": contract.status,
+            "sites": [p.site.code for p in placements],
+            "price_usd_per_kwh": contract.quoted_price_usd_per_kwh,
+        }

@@ -1,14 +1,68 @@
-"""Read-only API of the commercial world. Customer contracts and quotes are a separate, tenant-scoped API."""
+"""API of the commercial world: tiers (read), and the customer's quotes and contracts (tenant-scoped).
+
+Tenancy lives in `get_queryset()`: a customer sees only its own quotes and contracts, staff see all, and another
+customer's id answers 404. Writes are validated by strict serializers and handed to `sla.services`; refusals
+map to HTTP codes here and nowhere else: capacity short or a state conflict -> 409, bad input -> 400, a body
+over 16 KiB -> 413, too many writes -> 429 (scope "contracts", per user).
+"""
 
 from __future__ import annotations
 
 from django.db.models import Prefetch
-from rest_framework import viewsets
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
 
-from sla.models import ServiceCreditRule, Tier
+from sla import services
+from sla.models import (
+    Contract,
+    Customer,
+    Downtime,
+    Placement,
+    PreemptionNotice,
+    Quote,
+    ServiceCredit,
+    ServiceCreditRule,
+    Tier,
+)
 
-from .filters import TierFilterSet
-from .serializers import TierSerializer
+from .filters import ContractFilterSet, QuoteFilterSet, TierFilterSet
+from .parsers import BoundedJSONParser, CustomerTokenAuthentication
+from .serializers import (
+    CancelSerializer,
+    CapacityRequestSerializer,
+    ContractCreateSerializer,
+    ContractSerializer,
+    OriginalSlaRequestSerializer,
+    OriginalSlaResponseSerializer,
+    QuoteSerializer,
+    TierSerializer,
+)
+
+WRITE_SCOPE = "contracts"
+# The schema names the security schemes explicitly: CustomerTokenAuthentication is a TokenAuthentication that
+# saves a query, and left to discovery drf-spectacular would register it as a second, clashing "tokenAuth".
+AUTH_SCHEMES = [{"tokenAuth": []}, {"cookieAuth": []}]
+REFUSED = OpenApiResponse(description="Refused: capacity is short, or the contract cannot make this move.")
+BAD_INPUT = OpenApiResponse(description="Invalid input, with field-level messages.")
+
+
+class CapacityShort(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Not enough capacity."
+    default_code = "capacity_short"
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
 
 
 class TierViewSet(viewsets.ReadOnlyModelViewSet):
@@ -22,3 +76,167 @@ class TierViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "code"
     ordering_fields = ("priority", "code", "price_multiplier", "uptime_target_pct")
     ordering = ("priority", "code")
+
+
+class CustomerWritesMixin:
+    """Bounded JSON bodies, one-query token auth, and the per-user "contracts" throttle on writes."""
+
+    parser_classes = (BoundedJSONParser,)
+    authentication_classes = (CustomerTokenAuthentication, SessionAuthentication)
+    throttle_scope = WRITE_SCOPE
+    write_actions = frozenset({"create", "cancel", "post"})
+
+    def get_throttles(self):
+        """Writes: the per-user "contracts" scope, stricter than and therefore replacing the global user rate
+        (one throttle is one cache round trip less on every quote and admission). Reads: the global rates."""
+        action = getattr(self, "action", None) or self.request.method.lower()
+        if action in self.write_actions:
+            return [ScopedRateThrottle()]
+        return [throttle() for throttle in api_settings.DEFAULT_THROTTLE_CLASSES]
+
+    def customer(self) -> Customer:
+        """The buyer behind the request; staff without a customer account cannot buy (403)."""
+        try:
+            return self.request.user.customer
+        except Customer.DoesNotExist:
+            raise exceptions.PermissionDenied("Only customer accounts can quote or buy capacity.") from None
+
+
+@extend_schema(auth=AUTH_SCHEMES)
+@extend_schema_view(
+    list=extend_schema(summary="Your quotes, newest first"),
+    retrieve=extend_schema(summary="One of your quotes"),
+)
+class QuoteViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Price a request: per kWh and in total, with its breakdown, the sites it would run on, and a deadline.
+
+    A quote reserves nothing; buy it with `POST /api/contracts/ {"quote": id}` before `valid_until`.
+    Create costs about five queries (auth, tier, sites with their limits, overlapping placements, price, insert).
+    """
+
+    queryset = Quote.objects.select_related("tier")
+    serializer_class = QuoteSerializer
+    filterset_class = QuoteFilterSet
+    lookup_value_regex = r"\d+"
+    ordering_fields = ("created_at", "valid_until", "price_usd_per_kwh", "capacity_kw")
+    ordering = ("-created_at", "-id")
+
+    def get_queryset(self):
+        return super().get_queryset().for_user(self.request.user)
+
+    @extend_schema(
+        summary="Quote capacity",
+        request=CapacityRequestSerializer,
+        responses={201: QuoteSerializer, 400: BAD_INPUT, 409: REFUSED},
+    )
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        customer = self.customer()
+        serializer = CapacityRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            quote = services.create_quote(customer=customer, request=serializer.capacity_request())
+        except services.AdmissionRefused as exc:
+            raise CapacityShort(str(exc)) from None
+        return Response(QuoteSerializer(quote).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(auth=AUTH_SCHEMES)
+@extend_schema_view(
+    list=extend_schema(summary="Your contracts"),
+    retrieve=extend_schema(summary="One contract with placements, uptime to date and credits"),
+)
+class ContractViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Contracts with where they run, measured uptime so far, service credits, preemption notices and downtime.
+
+    A page costs a constant number of queries: count, contracts (uptime as subqueries), then one each for
+    placements, credits, notices and downtimes.
+    """
+
+    queryset = (
+        Contract.objects.select_related("tier", "customer")
+        .with_uptime()
+        .prefetch_related(
+            Prefetch("placements", queryset=Placement.objects.select_related("site").order_by("valid_from", "id")),
+            Prefetch("service_credits", queryset=ServiceCredit.objects.order_by("-month")),
+            Prefetch("preemption_notices", queryset=PreemptionNotice.objects.select_related("site")),
+            Prefetch("downtimes", queryset=Downtime.objects.select_related("site")),
+        )
+    )
+    serializer_class = ContractSerializer
+    filterset_class = ContractFilterSet
+    lookup_value_regex = r"\d+"
+    search_fields = ("status_reason",)
+    ordering_fields = ("starts_at", "ends_at", "created_at", "capacity_kw", "id")
+    ordering = ("-starts_at", "-id")
+
+    def get_queryset(self):
+        return super().get_queryset().for_user(self.request.user)
+
+    @extend_schema(
+        summary="Buy capacity (from a quote, or inline)",
+        request=ContractCreateSerializer,
+        responses={201: ContractSerializer, 400: BAD_INPUT, 409: REFUSED},
+    )
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        customer = self.customer()
+        serializer = ContractCreateSerializer(data=request.data, context={"customer": customer})
+        serializer.is_valid(raise_exception=True)
+        try:
+            if "quote" in serializer.validated_data:
+                contract = services.create_contract_from_quote(
+                    quote=serializer.validated_data["quote"], actor=request.user
+                )
+            else:
+                contract = services.create_contract(
+                    customer=customer, request=serializer.capacity_request(), actor=request.user
+                )
+        except services.AdmissionRefused as exc:
+            raise CapacityShort(str(exc)) from None
+        except services.QuoteUnavailable as exc:
+            raise Conflict(str(exc)) from None
+        contract.customer = customer
+        return Response(ContractSerializer(contract).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Cancel a contract",
+        request=CancelSerializer,
+        responses={200: ContractSerializer, 400: BAD_INPUT, 409: REFUSED},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk=None) -> Response:
+        contract = self.get_object()
+        serializer = CancelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        reason = serializer.validated_data.get("reason") or "cancelled by the customer"
+        try:
+            services.cancel_contract(contract=contract, actor=request.user, reason=reason)
+        except services.IllegalTransition as exc:
+            raise Conflict(str(exc)) from None
+        return Response(ContractSerializer(self.get_object()).data)
+
+
+@extend_schema(auth=AUTH_SCHEMES)
+class OriginalSlaRequestView(CustomerWritesMixin, APIView):
+    """The original product's `POST /api/sla/request`, now admitted like any contract (starts now).
+
+    Same request and response field names as the original; bad input answers 400 and short capacity 409
+    instead of a 500 or a silently overbooked site.
+    """
+
+    @extend_schema(
+        summary="Request SLA capacity (original API)",
+        request=OriginalSlaRequestSerializer,
+        responses={201: OriginalSlaResponseSerializer, 400: BAD_INPUT, 409: REFUSED},
+    )
+    def post(self, request: Request) -> Response:
+        customer = self.customer()
+        serializer = OriginalSlaRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            contract = services.create_contract(
+                customer=customer, request=serializer.capacity_request(), actor=request.user
+            )
+        except services.AdmissionRefused as exc:
+            raise CapacityShort(str(exc)) from None
+        body = OriginalSlaResponseSerializer(OriginalSlaResponseSerializer.from_contract(contract)).data
+        return Response(body, status=status.HTTP_201_CREATED)

@@ -163,7 +163,7 @@ def test_every_bad_line_is_named_with_its_reason(corrupted, trace_lines):
     assert "line 57: hash_price '-1.5' is below the minimum 0" in message
     assert "line 90: missing token_price" in message
     assert "line 100: 5 values for 4 columns" in message
-    assert "line 111: energy_price '1e9' is above the plausible maximum 100" in message
+    assert "line 111: energy_price '1e9' is above the plausible maximum 667" in message
     assert not HackathonPrice.objects.exists()
 
 

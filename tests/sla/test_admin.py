@@ -38,7 +38,6 @@ def _url(model: str, view: str = "changelist", *args) -> str:
     return reverse(f"admin:sla_{model}_{view}", args=args)
 
 
-
 @pytest.fixture(autouse=True)
 def _now():
     # Mid-contract: T0 + 6 h lies inside the factories' 24-hour contracts.

@@ -1,0 +1,364 @@
+"""Load the SLA API the way customers do: quote, then buy the quote, from 64 concurrent clients.
+
+Starts gunicorn (2 sync workers) on PostgreSQL on a loopback port, after the database is migrated and
+seeded (the ten sites, tiers, the demo customer). Each client loops: `POST /api/sla/quotes/` for a small, short
+window somewhere in the next 30 days, then `POST /api/contracts/ {"quote": id}`. Every answer is a decision:
+201 (admitted / quoted) and 409 (capacity short) are both valid, counted separately; anything else is an error.
+After a warm-up, three timed runs; the median run (by decisions per second) is the headline. Finally it checks
+the invariant the API promises: no site's committed kW ever exceeds its SLA limit (max committed share <= 100 %).
+
+    .venv/bin/python bench/api_load.py [--seconds 20] [--runs 3] [--clients 64] [--keep-contracts]
+
+DATABASE_URL (default postgres://postgres@127.0.0.1:5432/energyarb_bench, shared with other benchmarks) is
+created if missing, migrated and seeded; the demo customer's quotes and contracts from earlier runs are deleted
+first (nothing else is touched) unless --keep-contracts. REDIS_URL (default redis://127.0.0.1:6379/9) backs the
+throttle cache, as in production; the throttles are raised for the benchmark, which is one customer sending
+hundreds of requests per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/energyarb_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
+TIERS = (("premium", 1), ("standard", 3), ("flexible", 3), ("spot", 3))  # (code, weight)
+
+
+APPLICATION_NAME = "energyarb_api_load"  # tags the server's PostgreSQL sessions, to measure their CPU
+
+
+def server_environment(args) -> dict[str, str]:
+    separator = "&" if "?" in args.database_url else "?"
+    return {
+        **os.environ,
+        "DATABASE_URL": f"{args.database_url}{separator}application_name={APPLICATION_NAME}",
+        "REDIS_URL": args.redis_url,
+        "DEBUG": "0",
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-key-not-for-production"),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "ERROR",  # 409s are logged as warnings by django.request; not what is measured
+        # Per-second windows keep DRF's throttle history (a list of request times per user) short at this rate.
+        "API_THROTTLE_USER": "1000000/s",
+        "API_THROTTLE_CONTRACTS": "1000000/s",
+        "DB_CONN_MAX_AGE": "600",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def ensure_database(url: str) -> None:
+    """Create the database if it does not exist (never drops: other benchmarks share it)."""
+    import psycopg
+    from psycopg import sql
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def delete_demo_commerce(username: str) -> None:
+    """Forget the demo customer's quotes and contracts (and what hangs off them) from earlier runs."""
+    from django.db import transaction
+
+    from sla.models import (
+        Contract,
+        ContractDelivery,
+        Downtime,
+        Placement,
+        PreemptionNotice,
+        Quote,
+        ServiceCredit,
+    )
+
+    with transaction.atomic():
+        contracts = Contract.objects.filter(customer__user__username=username)
+        for model in (ContractDelivery, Downtime, PreemptionNotice, Placement, ServiceCredit):
+            model.objects.filter(contract__in=contracts).delete()
+        Contract.history.filter(customer__user__username=username).delete()
+        contracts.delete()
+        Quote.objects.filter(customer__user__username=username).delete()
+
+
+def prepare(args) -> str:
+    """Migrate and seed the benchmark database (in this process); return the demo customer's token."""
+    os.environ.update(server_environment(args))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "energyarb.settings")
+    ensure_database(args.database_url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+    from rest_framework.authtoken.models import Token
+
+    call_command("migrate", verbosity=0, interactive=False)
+    call_command("seed_sites", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    username = os.environ.get("SEED_CUSTOMER_USERNAME", "demo")
+    if not args.keep_contracts:
+        delete_demo_commerce(username)
+    token = Token.objects.get(user__username=username).key
+    connections.close_all()
+    return token
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(args, port: int) -> subprocess.Popen:
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "energyarb.wsgi:application",
+        "--workers",
+        str(args.workers),
+        "--worker-class",
+        "sync",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--backlog",
+        "2048",
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(command, cwd=ROOT, env=server_environment(args))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            if server.poll() is not None:
+                raise SystemExit(f"gunicorn exited with {server.returncode}") from None
+            time.sleep(0.1)
+    server.terminate()
+    raise SystemExit("gunicorn did not start listening within 30 s")
+
+
+@dataclass
+class Tally:
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    failures: int = 0  # connection errors and timeouts
+
+    def count(self, status: int, elapsed_ms: float) -> None:
+        self.latencies_ms.append(elapsed_ms)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    @property
+    def decisions(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status in (200, 201, 409))
+
+    @property
+    def errors(self) -> int:
+        return self.failures + sum(n for status, n in self.statuses.items() if status not in (200, 201, 409))
+
+
+def random_request(rng: random.Random, now: datetime) -> dict:
+    tier = rng.choices([code for code, _ in TIERS], weights=[w for _, w in TIERS])[0]
+    start = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=rng.randint(2, 30 * 24))
+    return {
+        "tier": tier,
+        "capacity_kw": str(rng.choice((1, 2, 5, 10, 20, 50))),
+        "starts_at": start.isoformat(),
+        "duration_hours": str(rng.randint(1, 4)),
+    }
+
+
+class RawHTTPClient:
+    """A minimal HTTP/1.1 client: one connection per request (gunicorn's sync workers close it anyway).
+
+    httpx spends about as much CPU per request as a worker does on a small endpoint; on a two-core machine that
+    CPU would be taken from the server being measured. This client costs a small fraction of it.
+    """
+
+    def __init__(self, host: str, port: int, token: str):
+        self.host, self.port = host, port
+        self.head = f"Host: {host}:{port}\r\nAuthorization: Token {token}\r\nContent-Type: application/json\r\n"
+
+    async def post(self, path: str, body: dict) -> tuple[int, bytes]:
+        payload = json.dumps(body).encode()
+        request = (
+            f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        ).encode() + payload
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(request)
+            response = await reader.read()
+        finally:
+            writer.close()
+        head, _, content = response.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), content
+
+
+async def client_loop(client: RawHTTPClient, stop_at: float, tally: Tally, seed: int) -> None:
+    rng = random.Random(seed)
+    while time.monotonic() < stop_at:
+        body = random_request(rng, datetime.now(UTC))
+        for path in ("/api/sla/quotes/", "/api/contracts/"):
+            began = time.perf_counter()
+            try:
+                status, content = await client.post(path, body)
+            except (OSError, IndexError, ValueError):
+                tally.failures += 1
+                break
+            tally.count(status, (time.perf_counter() - began) * 1000)
+            if status != 201 or path.endswith("contracts/"):
+                break
+            body = {"quote": json.loads(content)["id"]}
+
+
+async def run_load(*, port: int, token: str, clients: int, seconds: float, seed: int) -> tuple[Tally, float]:
+    tally = Tally()
+    client = RawHTTPClient("127.0.0.1", port, token)
+    began = time.monotonic()
+    stop_at = began + seconds
+    await asyncio.gather(*(client_loop(client, stop_at, tally, seed * 1000 + n) for n in range(clients)))
+    return tally, time.monotonic() - began
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds consumed so far by these processes (from /proc; Linux only)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def worker_pids(master: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == master:
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def backend_pids(database_url: str) -> list[int]:
+    """PostgreSQL backends serving the benchmark's server (tagged with APPLICATION_NAME)."""
+    import psycopg
+
+    admin = urlparse(database_url)._replace(path="/postgres", query="").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,))
+        return [pid for (pid,) in rows]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def max_committed_share() -> tuple[float, str]:
+    """Largest peak of committed kW over SLA limit on any site, over all time (percent), and that site."""
+    from django.db import connections
+
+    from sla.capacity import peak_kw
+    from sla.models import Placement
+    from sla.services import candidate_sites, load_bookings
+
+    rooms = candidate_sites(lock=False)
+    first = Placement.objects.order_by("valid_from").values_list("valid_from", flat=True).first()
+    if first is None:
+        return 0.0, "-"
+    load_bookings(rooms, start=first, end=None)
+    worst = max(rooms, key=lambda r: peak_kw(r.bookings, first, datetime.max.replace(tzinfo=UTC)) / r.limit_kw)
+    share = peak_kw(worst.bookings, first, datetime.max.replace(tzinfo=UTC)) / worst.limit_kw * 100
+    connections.close_all()
+    return float(share), worst.code
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each timed run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument("--keep-contracts", action="store_true", help="keep the demo's contracts of earlier runs")
+    args = parser.parse_args()
+
+    token = prepare(args)
+    port = free_port()
+    server = start_gunicorn(args, port)
+    base = f"http://127.0.0.1:{port}"
+    results = []
+    try:
+        print(f"gunicorn: {args.workers} sync workers on {base}; {args.clients} clients; DB {args.database_url}")
+        asyncio.run(run_load(port=port, token=token, clients=args.clients, seconds=args.warmup, seed=0))
+        for run in range(1, args.runs + 1):
+            workers, backends = worker_pids(server.pid), backend_pids(args.database_url)
+            before = cpu_seconds(workers), cpu_seconds(backends)
+            tally, elapsed = asyncio.run(
+                run_load(port=port, token=token, clients=args.clients, seconds=args.seconds, seed=run)
+            )
+            count = max(len(tally.latencies_ms), 1)
+            worker_ms = (cpu_seconds(workers) - before[0]) * 1000 / count
+            database_ms = (cpu_seconds(backends) - before[1]) * 1000 / count
+            server_cpu_ms = worker_ms + database_ms
+            rate = len(tally.latencies_ms) / elapsed
+            results.append((rate, tally, elapsed, server_cpu_ms))
+            print(
+                f"run {run}: {rate:7.1f} requests/s  {tally.decisions / elapsed:7.1f} decisions/s  "
+                f"p50 {percentile(tally.latencies_ms, 50):6.1f} ms  p99 {percentile(tally.latencies_ms, 99):6.1f} ms  "
+                f"201 {tally.statuses.get(201, 0)}  409 {tally.statuses.get(409, 0)}  errors {tally.errors}  "
+                f"server CPU/request {worker_ms:.1f} ms workers + {database_ms:.1f} ms PostgreSQL  "
+                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    rate, tally, elapsed, server_cpu_ms = sorted(results, key=lambda r: r[0])[len(results) // 2]
+    share, site = max_committed_share()
+    print(
+        f"median run: {rate:.1f} requests/s, {tally.decisions / elapsed:.1f} decisions/s, "
+        f"p50 {percentile(tally.latencies_ms, 50):.1f} ms, p99 {percentile(tally.latencies_ms, 99):.1f} ms, "
+        f"errors {sum(r[1].errors for r in results)} (all runs), "
+        f"409 refusals {tally.statuses.get(409, 0)} of {len(tally.latencies_ms)}"
+    )
+    print(
+        f"server CPU per request {server_cpu_ms:.1f} ms: at most {2000 / server_cpu_ms:.0f} requests/s if two cores "
+        "were free for the workers and PostgreSQL alone"
+    )
+    print(f"max committed share of any site: {share:.2f} % ({site})")
+    print(f"mean decisions/s over runs: {statistics.mean(r[1].decisions / r[2] for r in results):.1f}")
+    if share > 100.0 + 1e-9 or any(r[1].errors for r in results):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,449 @@
+"""The replay: forecasts, the rolling horizon, each strategy interval by interval, and the realized accounting."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from .. import engine
+from ..engine import mara
+from .history import INTERVAL_HOURS, STEP_MINUTES, History, iso
+from .worlds import BacktestInputError, World
+
+STRATEGIES = engine.STRATEGIES
+INTERVALS_PER_HOUR = 60 // STEP_MINUTES
+PERFECT_TIME_LIMIT_S = 900.0  # the bound is one big solve: a week of ten sites takes ~40 s
+
+
+# Forecasts.
+
+
+@dataclass(frozen=True, eq=False)
+class Outlook:
+    """Values per planning period: a forecast, or (``realized_outlook``) what happened."""
+
+    energy_price_usd_per_mwh: np.ndarray  # [S, T]
+    pue: np.ndarray  # [S, T]
+    hashprice_usd_per_ph_day: np.ndarray  # [T]
+    inference_price_usd_per_mtok: np.ndarray  # [T]
+    inference_demand_mtok_per_h: Mapping[str, np.ndarray]  # region -> [T]
+
+    def problem(self, world: World, period_hours: np.ndarray, previous_units: np.ndarray | None) -> engine.Problem:
+        return world.problem(
+            period_hours=period_hours,
+            energy_price_usd_per_mwh=self.energy_price_usd_per_mwh,
+            pue=self.pue,
+            hashprice_usd_per_ph_day=self.hashprice_usd_per_ph_day,
+            inference_price_usd_per_mtok=self.inference_price_usd_per_mtok,
+            inference_demand_mtok_per_h=self.inference_demand_mtok_per_h,
+            previous_units=previous_units,
+        )
+
+
+# A forecast receives the history observed so far, whose last interval is the one being decided (its prices are
+# published, as the live optimizer sees them), and the period bounds in intervals from that one ([T + 1],
+# bounds[0] = 0, e.g. [0, 1, ..., 12, 24, ...]); it returns an Outlook of T periods. It is only ever handed the
+# past, so no forecast can peek at the future. A learned forecast plugs in here.
+Forecast = Callable[[History, np.ndarray], Outlook]
+
+
+def persistence_forecast(observed: History, bounds: np.ndarray) -> Outlook:
+    """The last observed values held over the whole horizon: the live optimizer's forecast (optimizer.inputs)."""
+    periods = len(bounds) - 1
+
+    def hold(values: np.ndarray) -> np.ndarray:
+        return np.repeat(values[..., -1:], periods, axis=-1)
+
+    return Outlook(
+        energy_price_usd_per_mwh=hold(observed.energy_price_usd_per_mwh),
+        pue=hold(observed.pue),
+        hashprice_usd_per_ph_day=hold(observed.hashprice_usd_per_ph_day),
+        inference_price_usd_per_mtok=hold(observed.inference_price_usd_per_mtok),
+        inference_demand_mtok_per_h={r: hold(v) for r, v in observed.inference_demand_mtok_per_h.items()},
+    )
+
+
+def realized_outlook(history: History) -> Outlook:
+    """One period per interval with the realized values: what ``perfect`` and the accounting see."""
+    return Outlook(
+        energy_price_usd_per_mwh=history.energy_price_usd_per_mwh,
+        pue=history.pue,
+        hashprice_usd_per_ph_day=history.hashprice_usd_per_ph_day,
+        inference_price_usd_per_mtok=history.inference_price_usd_per_mtok,
+        inference_demand_mtok_per_h=history.inference_demand_mtok_per_h,
+    )
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The lp rolling horizon: ``fine_steps`` 5-minute periods, then ``coarse_hours`` periods up to ``hours``.
+
+    The defaults are the live optimizer's (12 fine steps, HORIZON_HOURS = 6 h, hourly tail). ``replan_every``
+    k > 1 applies the first k fine periods of each plan before solving again: k times fewer solves, but periods
+    1..k-1 are acted on with information up to k - 1 intervals old.
+    """
+
+    fine_steps: int = 12
+    hours: float = 6.0
+    coarse_hours: float = 1.0
+    replan_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.fine_steps < 1 or not 1 <= self.replan_every <= self.fine_steps:
+            raise BacktestInputError("the horizon needs fine_steps >= 1 and 1 <= replan_every <= fine_steps")
+        for name in ("hours", "coarse_hours"):
+            intervals = getattr(self, name) * INTERVALS_PER_HOUR
+            if intervals < 1 or abs(intervals - round(intervals)) > 1e-9:
+                raise BacktestInputError(f"horizon {name} must be a positive whole number of 5-minute intervals")
+        if round(self.hours * INTERVALS_PER_HOUR) < self.fine_steps:
+            raise BacktestInputError("the horizon must be at least as long as its fine steps")
+
+    def bounds(self) -> np.ndarray:
+        """Period bounds in intervals from now: ``[0, 1, ..., fine_steps, +coarse, ..., hours x 12]``."""
+        total = round(self.hours * INTERVALS_PER_HOUR)
+        coarse = round(self.coarse_hours * INTERVALS_PER_HOUR)
+        bounds = list(range(self.fine_steps + 1))
+        while bounds[-1] < total:
+            bounds.append(min(bounds[-1] + coarse, total))
+        return np.array(bounds)
+
+    def describe(self) -> str:
+        return (
+            f"{self.fine_steps} x 5 min then {self.coarse_hours:g} h steps to {self.hours:g} h, "
+            f"re-planned every {self.replan_every} interval(s)"
+        )
+
+
+# Results.
+
+
+@dataclass(frozen=True)
+class Score:
+    """Realized money of an allocation over a window (USD; the API's units for mara)."""
+
+    mining_revenue: float
+    inference_revenue: float
+    contract_revenue: float
+    energy_cost: float  # IT kW x PUE x price: cooling included
+    carbon_cost: float
+    switching_cost: float
+    sla_penalty: float
+    sla_shortfall_kwh: float  # committed kWh not served
+    n_minus_1_shortfall_kwh: float  # committed kWh not covered had the largest site been lost
+    profit_per_interval: np.ndarray = field(repr=False)  # [N]
+
+    @property
+    def revenue(self) -> float:
+        return self.mining_revenue + self.inference_revenue + self.contract_revenue
+
+    @property
+    def profit(self) -> float:
+        return self.revenue - self.energy_cost - self.carbon_cost - self.switching_cost - self.sla_penalty
+
+
+@dataclass(frozen=True, eq=False)
+class Bound:
+    """The perfect-foresight plan of a window, applied and scored like any strategy's."""
+
+    units: np.ndarray  # [S, H, N]
+    score: Score
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """One strategy replayed over a window, next to the perfect-foresight bound of the same window."""
+
+    strategy: str
+    world: World
+    interval_starts: tuple[datetime, ...]
+    units: np.ndarray  # [S, H, N] applied whole units
+    score: Score
+    bound: Bound
+    solve_seconds: float  # wall time of the strategy's planning over the window (build + solve)
+    solver_statuses: dict[str, int] = field(default_factory=dict)  # lp: how its solves ended
+    horizon: Horizon | None = None  # lp only
+    notes: tuple[str, ...] = ()
+
+    @property
+    def capture_ratio(self) -> float | None:
+        """profit / perfect profit; None when the bound earns nothing (a ratio would be meaningless)."""
+        bound = self.bound.score.profit
+        return self.score.profit / bound if bound > 0 else None
+
+    def summary(self) -> dict:
+        """summary.json: the figures the issue asks for first, then the breakdown and how the run was made."""
+        score, bound = self.score, self.bound.score
+        return {
+            "revenue": score.revenue,
+            "energy_cost": score.energy_cost,
+            "profit": score.profit,
+            "perfect_profit": bound.profit,
+            "capture_ratio": self.capture_ratio,
+            "sla_shortfall_kwh": score.sla_shortfall_kwh,
+            "solve_seconds": round(self.solve_seconds, 3),
+            "strategy": self.strategy,
+            "format": self.world.format,
+            "money_unit": self.world.money_unit,
+            "world": self.world.name,
+            "intervals": len(self.interval_starts),
+            "start": iso(self.interval_starts[0]),
+            "end": iso(self.interval_starts[-1] + timedelta(minutes=STEP_MINUTES)),
+            "mining_revenue": score.mining_revenue,
+            "inference_revenue": score.inference_revenue,
+            "contract_revenue": score.contract_revenue,
+            "carbon_cost": score.carbon_cost,
+            "switching_cost": score.switching_cost,
+            "sla_penalty": score.sla_penalty,
+            "n_minus_1_shortfall_kwh": score.n_minus_1_shortfall_kwh,
+            "perfect_revenue": bound.revenue,
+            "perfect_energy_cost": bound.energy_cost,
+            "perfect_solve_seconds": round(self.bound.seconds, 3),
+            "horizon": self.horizon.describe() if self.horizon else None,
+            "solver_statuses": dict(sorted(self.solver_statuses.items())),
+            "notes": [*self.bound.notes, *self.notes],
+        }
+
+
+# The replay.
+
+Progress = Callable[[int], None]
+
+
+def run_backtest(
+    world: World,
+    history: History,
+    strategy: str,
+    *,
+    forecast: Forecast = persistence_forecast,
+    horizon: Horizon | None = None,
+    bound: Bound | None = None,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Replay ``strategy`` over ``history`` and score it next to the perfect-foresight bound.
+
+    Pass ``bound`` (``perfect_bound(world, history)``) to compare several strategies on one window without
+    solving the bound again. ``progress`` is called with the number of intervals just planned.
+    """
+    if strategy not in STRATEGIES:
+        raise BacktestInputError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    _check(world, history)
+    bound = bound or perfect_bound(world, history)
+    if bound.units.shape[2] != len(history):
+        raise BacktestInputError("the bound was computed for another window")
+    tick = progress or (lambda n: None)
+    horizon = horizon or Horizon()
+    statuses: Counter = Counter()
+    notes: list[str] = []
+    started = time.perf_counter()
+    if strategy == "perfect":
+        units, score, seconds = bound.units, bound.score, bound.seconds
+        tick(len(history))
+    else:
+        if strategy == "lp":
+            units = _replay_lp(world, history, forecast, horizon, statuses, notes, tick)
+        else:
+            units = _replay_myopic(world, history, forecast, strategy, tick)
+        seconds = time.perf_counter() - started
+        score = score_units(world, history, units)
+    return BacktestResult(
+        strategy=strategy,
+        world=world,
+        interval_starts=history.interval_starts,
+        units=units,
+        score=score,
+        bound=bound,
+        solve_seconds=seconds,
+        solver_statuses=dict(statuses),
+        horizon=horizon if strategy == "lp" else None,
+        notes=tuple(notes),
+    )
+
+
+def _check(world: World, history: History) -> None:
+    if len(history) == 0:
+        raise BacktestInputError("the price history has no interval in the requested window")
+    if history.energy_price_usd_per_mwh.shape[0] != len(world.sites):
+        raise BacktestInputError("the price history does not have one energy price series per site of the world")
+    if world.format == "mara" and history.mara_rows is None:
+        raise BacktestInputError("a mara world needs the hackathon API's price rows")
+
+
+def perfect_bound(world: World, history: History) -> Bound:
+    """The engine over the realized window in one integer solve (prices, PUE and demand as they happened)."""
+    _check(world, history)
+    started = time.perf_counter()
+    settings = replace(world.settings, time_limit_s=max(world.settings.time_limit_s, PERFECT_TIME_LIMIT_S))
+    problem = realized_outlook(history).problem(world, np.full(len(history), INTERVAL_HOURS), None)
+    solution = engine.solve(replace(problem, settings=settings))
+    if not solution.ok:
+        raise BacktestInputError(f"the perfect-foresight bound could not be solved: {solution.status}")
+    units = _apply(world, history, solution.units)
+    seconds = time.perf_counter() - started
+    notes = []
+    if solution.status != "optimal" or solution.mip_gap > 1e-9:
+        notes.append(f"perfect: {solution.status} within a MILP gap of {solution.mip_gap:.4%} of its LP bound")
+    if world.format == "energyarb" and np.array_equal(units, solution.units):
+        score = _score_solution(solution)  # the solve already scored these very units
+    else:
+        score = score_units(world, history, units)
+    return Bound(units=units, score=score, seconds=seconds, notes=tuple(notes))
+
+
+def _replay_lp(
+    world: World,
+    history: History,
+    forecast: Forecast,
+    horizon: Horizon,
+    statuses: Counter,
+    notes: list[str],
+    tick: Progress,
+) -> np.ndarray:
+    """The engine every interval on the forecast, warm-started, with the applied allocation as previous units."""
+    bounds = horizon.bounds()
+    period_hours = np.diff(bounds) * INTERVAL_HOURS
+    total = len(history)
+    units = np.zeros((len(world.sites), len(world.hardware), total))
+    previous: np.ndarray | None = None
+    warm: engine.Solution | None = None
+    failures = 0
+    t = 0
+    while t < total:
+        outlook = forecast(history.window(0, t + 1), bounds)
+        solution = engine.solve(outlook.problem(world, period_hours, previous), warm_start=warm)
+        statuses[solution.status] += 1
+        if solution.ok:
+            plan, warm, steps = solution.units, solution, min(horizon.replan_every, total - t)
+        else:  # never crash: hold what runs (zero at the start) and plan again next interval
+            held = previous if previous is not None else np.zeros(units.shape[:2])
+            plan, warm, steps, failures = held[:, :, None], None, 1, failures + 1
+        for k in range(steps):
+            units[:, :, t + k] = dispatch(world, history, t + k, previous, plan[:, :, k])
+            previous = units[:, :, t + k]
+        t += steps
+        tick(steps)
+    if failures:
+        notes.append(f"lp: {failures} solve(s) found no plan; the previous allocation was held for those intervals")
+    return units
+
+
+def _replay_myopic(world: World, history: History, forecast: Forecast, strategy: str, tick: Progress) -> np.ndarray:
+    """greedy / seed once over the nowcast window: period t holds the forecast made at interval t for itself.
+
+    Both decide each period from that period's values and the units they ran before, so one call over the window
+    gives exactly what calling them interval by interval would.
+    """
+    now = np.array([0, 1])
+    parts = [forecast(history.window(0, t + 1), now) for t in range(len(history))]
+    nowcast = Outlook(
+        energy_price_usd_per_mwh=np.hstack([p.energy_price_usd_per_mwh for p in parts]),
+        pue=np.hstack([p.pue for p in parts]),
+        hashprice_usd_per_ph_day=np.concatenate([p.hashprice_usd_per_ph_day for p in parts]),
+        inference_price_usd_per_mtok=np.concatenate([p.inference_price_usd_per_mtok for p in parts]),
+        inference_demand_mtok_per_h={
+            r: np.concatenate([p.inference_demand_mtok_per_h[r] for p in parts])
+            for r in parts[0].inference_demand_mtok_per_h
+        },
+    )
+    problem = nowcast.problem(world, np.full(len(history), INTERVAL_HOURS), None)
+    planned = engine.greedy(problem) if strategy == "greedy" else engine.seed(problem)
+    units = _apply(world, history, planned)
+    tick(len(history))
+    return units
+
+
+def _apply(world: World, history: History, planned: np.ndarray) -> np.ndarray:
+    units = np.zeros(planned.shape)
+    previous = None
+    for t in range(planned.shape[2]):
+        units[:, :, t] = dispatch(world, history, t, previous, planned[:, :, t])
+        previous = units[:, :, t]
+    return units
+
+
+def dispatch(world: World, history: History, t: int, previous: np.ndarray | None, planned: np.ndarray) -> np.ndarray:
+    """What can really run at interval ``t``: whole units within inventory, none at offline sites, no more starts
+    than the ramp limit, and within each site's power at the realized PUE (scaled down, rounding down).
+
+    A plan made with the interval's own values passes unchanged; only periods planned ahead (``replan_every`` > 1,
+    or a forecast that is not persistence) can meet a hotter, higher-PUE interval than they expected.
+    """
+    units = np.floor(np.clip(planned, 0.0, None) + 1e-6)
+    units = np.minimum(units, world.inventory_units)
+    units *= np.array([s.available for s in world.sites], dtype=float)[:, None]
+    ramp = world.settings.ramp_limit_fraction
+    if ramp is not None and previous is not None:
+        units = np.minimum(units, np.floor(previous + np.maximum(ramp * world.inventory_units, 1.0) + 1e-9))
+    kw = np.array([h.power_kw for h in world.hardware])
+    facility_kw = (units @ kw) * history.pue[:, t]
+    capacity_kw = np.array([s.power_capacity_kw for s in world.sites])
+    over = facility_kw > capacity_kw * (1 + 1e-9)
+    if np.any(over):
+        units[over] = np.floor(units[over] * (capacity_kw[over] / facility_kw[over])[:, None])
+    return units
+
+
+# Accounting.
+
+
+def score_units(world: World, history: History, units: np.ndarray) -> Score:
+    """Realized money of ``units`` ``[S, H, N]``: the API's arithmetic for mara, the engine's ``evaluate`` else.
+
+    Every strategy starts from the same state: nothing running before the window, so the first interval's starts
+    are free (the engine's convention without previous units).
+    """
+    if world.format == "mara":
+        return _score_mara(world, history, units)
+    problem = realized_outlook(history).problem(world, np.full(len(history), INTERVAL_HOURS), None)
+    solution = engine.evaluate(problem, units)
+    if not solution.ok:
+        raise BacktestInputError("the allocation could not be scored: " + " ".join(solution.explanation))
+    return _score_solution(solution)
+
+
+def _score_solution(solution: engine.Solution) -> Score:
+    """A Score from the engine's ledger of a window of 5-minute periods."""
+    ledger, totals = solution.ledger, solution.totals
+    per_site = (
+        ledger.mining_revenue_usd
+        + ledger.inference_revenue_usd
+        + ledger.contract_revenue_usd
+        - ledger.energy_cost_usd
+        - ledger.carbon_cost_usd
+        - ledger.switching_cost_usd
+    )
+    n1_kwh = sum(s.kw * INTERVAL_HOURS for s in solution.shortfalls if s.constraint.startswith("n_minus_1["))
+    return Score(
+        mining_revenue=totals.mining_revenue_usd,
+        inference_revenue=totals.inference_revenue_usd,
+        contract_revenue=totals.contract_revenue_usd,
+        energy_cost=totals.energy_cost_usd,
+        carbon_cost=totals.carbon_cost_usd,
+        switching_cost=totals.switching_cost_usd,
+        sla_penalty=totals.penalty_usd,
+        sla_shortfall_kwh=float(sum(c.unserved_kwh for c in solution.commitments)),
+        n_minus_1_shortfall_kwh=float(n1_kwh),
+        profit_per_interval=per_site.sum(axis=0) - ledger.penalty_usd,
+    )
+
+
+def _score_mara(world: World, history: History, units: np.ndarray) -> Score:
+    """GET /machines's arithmetic per interval, summed: revenue by machine type, cost = total watts x energy_price."""
+    fields = [mara.API_FIELDS.get(code, code) for code in world.hardware_codes]
+    miners = {mara.API_FIELDS.get(code, code) for code in world.mara_inventory["miners"]}
+    mining = inference = energy = 0.0
+    profit = np.zeros(len(history))
+    for t, row in enumerate(history.mara_rows):
+        allocation = {name: int(n) for name, n in zip(fields, units[0, :, t], strict=True)}
+        report = mara.score_allocation(allocation, row, inventory=world.mara_inventory, power_w=world.mara_power_w)
+        mining += sum(value for name, value in report.revenue.items() if name in miners)
+        inference += sum(value for name, value in report.revenue.items() if name not in miners)
+        energy += report.total_power_cost
+        profit[t] = report.profit
+    return Score(mining, inference, 0.0, energy, 0.0, 0.0, 0.0, 0.0, 0.0, profit)

@@ -1,0 +1,337 @@
+"""Plain-words explanations of a plan: what binds and what it is worth, how contracts are placed, what changed.
+
+Shadow prices come from the LP duals (for a MILP, from the LP with the integer columns fixed at their optimal
+values). The solver minimizes ``-profit``, so a dual ``d`` on a row means ``-d`` USD of profit per unit of the
+row's right-hand side over that period; dividing by the period's hours gives USD per hour. Only the first
+period is explained: it is the allocation applied now; later periods are a forecast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .formulation import REGIONS, Formulation, describe
+from .problem import Problem
+from .solution import BindingConstraint, CommitmentResult, Shortfall, Totals
+
+TOL_USD_PER_H = 0.005  # shadow prices below half a cent an hour are noise, not a story
+MAX_LINES_BINDING = 8
+MAX_LINES_CHANGES = 10
+
+
+def _money(value: float) -> str:
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value >= 100:
+        return f"{sign}${value:,.0f}"
+    return f"{sign}${value:,.2f}"
+
+
+def _from(problem: Problem) -> str:
+    return f" from {problem.period_starts[0]:%Y-%m-%d %H:%M}" if problem.period_starts else ""
+
+
+def _few(codes: list[str], limit: int = 5) -> str:
+    return ", ".join(codes[:limit]) + (f" and {len(codes) - limit} more" if len(codes) > limit else "")
+
+
+def binding_constraints(
+    problem: Problem,
+    form: Formulation,
+    col: np.ndarray,
+    row_dual: np.ndarray,
+    col_dual: np.ndarray,
+    *,
+    integer: bool = False,
+) -> tuple[BindingConstraint, ...]:
+    """First-period constraints with a non-negligible shadow price, most valuable first.
+
+    ``integer``: the duals come from the LP with the unit counts fixed, where a full site's power row has a zero
+    dual (the units cannot move). Its value is then read from the units' reduced costs instead: one more MW
+    runs ``1000 / (kW x PUE)`` more units of the best model that still has inventory.
+    """
+    rows, cols = form.rows, form.cols
+    hours0 = float(problem.period_hours[0])
+    sites, hws = problem.site_codes, problem.hardware_codes
+    kw = np.array([h.power_kw for h in problem.hardware])
+    found: list[BindingConstraint] = []
+    x0 = cols["x"].take(col)[0]  # [S, H]
+    unit_value = -cols["x"].take(col_dual)[0] / hours0  # [S, H] USD/h per extra unit (reduced cost)
+    inventory = problem.inventory_units * np.array([s.available for s in problem.sites])[:, None]
+    facility_slack_kw = np.array([s.power_capacity_kw for s in problem.sites]) - (x0 @ kw) * problem.pue[:, 0]
+
+    # Site power: the row is in IT kW (capacity / PUE), so one more facility kW is worth dual / PUE.
+    power = -rows["power"].take(row_dual)[0]  # [S] USD per IT kW over period 0
+    per_mw_h = power / problem.pue[:, 0] * 1000.0 / hours0
+    if integer:
+        room = inventory - x0 >= 1 - 1e-6
+        per_mw_unit = np.where(room, unit_value / (kw[None, :] * problem.pue[:, :1]) * 1000.0, 0.0)
+        tight = facility_slack_kw < (kw[None, :] * problem.pue[:, :1]).max(axis=1) - 1e-9
+        per_mw_h = np.where(tight & (per_mw_h <= TOL_USD_PER_H), per_mw_unit.max(axis=1), per_mw_h)
+    for s in np.flatnonzero(per_mw_h > TOL_USD_PER_H):
+        value = float(per_mw_h[s])
+        found.append(
+            BindingConstraint(
+                name=describe(problem, form, rows, rows["power"].start + int(s)),
+                kind="power",
+                shadow_price_usd_per_h=value,
+                per="MW",
+                text=f"site {sites[s]} is power-bound: one more MW is worth {_money(value)}/h",
+                site=sites[s],
+            )
+        )
+    # Inventory: every installed unit runs and one more would pay (and, in whole units, would fit in power).
+    at_cap = (x0 >= inventory - 1e-6) & (inventory > 0)
+    if integer:
+        at_cap &= facility_slack_kw[:, None] >= kw[None, :] * problem.pue[:, :1] - 1e-9
+    for s, h in zip(*np.nonzero(at_cap & (unit_value > TOL_USD_PER_H)), strict=True):
+        value = float(unit_value[s, h])
+        found.append(
+            BindingConstraint(
+                name=f"inventory[site={sites[s]},hardware={hws[h]},period=0]",
+                kind="inventory",
+                shadow_price_usd_per_h=value,
+                per="unit",
+                text=f"all {problem.inventory_units[s, h]:g} {hws[h]} units at {sites[s]} run: "
+                f"one more unit is worth {_money(value)}/h",
+                site=sites[s],
+                hardware=hws[h],
+            )
+        )
+    if cols["sold"].size:
+        # Spot sales sit at their upper bound (the region's demand) when demand is what limits them.
+        sold0 = cols["sold"].take(col)[0]
+        demand = -cols["sold"].take(col_dual)[0] / hours0  # USD/h per extra Mtok/h of demand
+        at_demand = sold0 >= cols["sold"].take(form.col_upper)[0] - 1e-6
+        for r in np.flatnonzero(at_demand & (demand > TOL_USD_PER_H)):
+            value = float(demand[r])
+            found.append(
+                BindingConstraint(
+                    name=f"demand[region={REGIONS[r]},period=0]",
+                    kind="demand",
+                    shadow_price_usd_per_h=value,
+                    per="Mtok/h",
+                    text=f"inference demand in {REGIONS[r]} is sold out: one more million tokens/h of demand "
+                    f"is worth {_money(value)}/h",
+                    region=REGIONS[r],
+                )
+            )
+    if "serve" in rows:
+        serve = -rows["serve"].take(row_dual)[0] / hours0  # USD/h per extra committed kW (usually negative)
+        for ci, c in enumerate(problem.commitments):
+            value = float(serve[ci])
+            if abs(value) > TOL_USD_PER_H / 10:
+                found.append(
+                    BindingConstraint(
+                        name=describe(problem, form, rows, rows["serve"].start + ci),
+                        kind="serve",
+                        shadow_price_usd_per_h=value,
+                        per="kW",
+                        text=f"{c.tier} commitment {c.id}: one more committed kW changes profit by "
+                        f"{_money(value)}/h (it pays {_money(c.price_usd_per_kwh)}/kWh)",
+                        commitment=c.id,
+                    )
+                )
+    if "n1" in rows and rows["n1"].size:
+        n1 = -rows["n1"].take(row_dual)[0] / hours0
+        for j in np.flatnonzero(np.abs(n1) > TOL_USD_PER_H / 10):
+            pair = form.n1_pairs[j]
+            c = problem.commitments[form.pair_commitment[pair]]
+            lost = sites[form.pair_site[pair]]
+            value = float(n1[j])
+            found.append(
+                BindingConstraint(
+                    name=describe(problem, form, rows, rows["n1"].start + int(j)),
+                    kind="n_minus_1",
+                    shadow_price_usd_per_h=value,
+                    per="kW",
+                    text=f"N-1 for {c.tier} commitment {c.id} binds if {lost} is lost: "
+                    f"it changes profit by {_money(value)}/h per kW",
+                    site=lost,
+                    commitment=c.id,
+                )
+            )
+    if form.switching and problem.settings.ramp_limit_fraction is not None and problem.previous_units is not None:
+        dp0 = cols["dp"].take(col)[0]
+        ramp_value = -cols["dp"].take(col_dual)[0] / hours0
+        limit = cols["dp"].take(form.col_upper)[0]
+        for s, h in zip(*np.nonzero((dp0 >= limit - 1e-6) & (ramp_value > TOL_USD_PER_H)), strict=True):
+            value = float(ramp_value[s, h])
+            found.append(
+                BindingConstraint(
+                    name=f"ramp[site={sites[s]},hardware={hws[h]},period=0]",
+                    kind="ramp",
+                    shadow_price_usd_per_h=value,
+                    per="unit",
+                    text=f"ramp limit on {hws[h]} at {sites[s]} binds: starting one more unit now would be "
+                    f"worth {_money(value)}/h",
+                    site=sites[s],
+                    hardware=hws[h],
+                )
+            )
+    return tuple(sorted(found, key=lambda b: -abs(b.shadow_price_usd_per_h)))
+
+
+def unit_margin_usd_per_h(problem: Problem, form: Formulation, period: int = 0) -> np.ndarray:
+    """``[S, H]`` profit of one more running unit per hour at spot prices (ignores demand and power limits)."""
+    kw = np.array([h.power_kw for h in problem.hardware])
+    facility_mw = kw[None, :] * problem.pue[:, period, None] / 1000.0
+    energy = facility_mw * (problem.energy_price_usd_per_mwh[:, period, None] + form.carbon_usd_per_mwh[:, None])
+    tokens = form.tokens_mtok_per_unit_h * problem.market.inference_price_usd_per_mtok[period]
+    return form.mining_usd_per_unit_h[period][None, :] + tokens[None, :] - energy
+
+
+def describe_changes(
+    problem: Problem,
+    form: Formulation,
+    previous_units: np.ndarray | None,
+    units_now: np.ndarray,
+    binding: tuple[BindingConstraint, ...] = (),
+    commitments: tuple[CommitmentResult, ...] = (),
+) -> list[str]:
+    """What changed against the previous allocation and why, largest kW moves first."""
+    if previous_units is None:
+        return ["No previous allocation: this is a cold start."]
+    delta = units_now - previous_units
+    kw = np.array([h.power_kw for h in problem.hardware])
+    moved = np.abs(delta) * kw[None, :]
+    if not np.any(np.abs(delta) > 1e-6):
+        return ["No change since the previous allocation."]
+    margin = unit_margin_usd_per_h(problem, form)
+    power_bound = {b.site for b in binding if b.kind == "power"}
+    sold_out = {b.region for b in binding if b.kind == "demand"}
+    hosting = {site for c in commitments for site in c.placements_kw}
+    lines = [f"Changes since the previous allocation ({int(np.count_nonzero(np.abs(delta) > 1e-6))} site/model pairs):"]
+    order = np.argsort(-moved, axis=None)[:MAX_LINES_CHANGES]
+    for flat in order:
+        s, h = np.unravel_index(flat, delta.shape)
+        if abs(delta[s, h]) <= 1e-6:
+            break
+        site, hw = problem.sites[s], problem.hardware[h]
+        m = margin[s, h]
+        if not site.available:
+            why = "the site is offline"
+        elif delta[s, h] > 0 and hw.kind == "inference" and site.code in hosting:
+            why = "it carries committed contract kW"
+        elif delta[s, h] > 0:
+            why = f"it earns {_money(m)}/h per unit now"
+            if problem.energy_price_usd_per_mwh[s, 0] < 0:
+                why += f" (energy price {_money(problem.energy_price_usd_per_mwh[s, 0])}/MWh: load is paid)"
+        elif m < 0:
+            why = f"it would lose {_money(-m)}/h per unit now"
+        elif hw.kind == "inference" and site.region in sold_out:
+            why = f"inference demand in {site.region} is sold out"
+        elif site.code in power_bound:
+            why = "the site's power went to better-paying hardware"
+        else:
+            why = "capacity moved where it earns more (or to serve a commitment)"
+        lines.append(
+            f"  {site.code} {hw.code}: {previous_units[s, h]:g} -> {units_now[s, h]:g} ({delta[s, h]:+g}), "
+            f"because {why}"
+        )
+    return lines
+
+
+def explanation_lines(
+    problem: Problem,
+    form: Formulation,
+    units_now: np.ndarray,
+    totals: Totals,
+    commitments: tuple[CommitmentResult, ...],
+    shortfalls: tuple[Shortfall, ...],
+    binding: tuple[BindingConstraint, ...],
+    header: str,
+) -> tuple[str, ...]:
+    """Everything a staff member needs to trust the first-period plan, in plain sentences."""
+    lines = [
+        header,
+        f"Profit {_money(totals.profit_usd)} over {problem.period_hours.sum():g} h{_from(problem)}: "
+        f"revenue {_money(totals.revenue_usd)} (mining {_money(totals.mining_revenue_usd)}, "
+        f"inference {_money(totals.inference_revenue_usd)}, "
+        f"contracts {_money(totals.contract_revenue_usd)}), energy {_money(totals.energy_cost_usd)}, "
+        f"carbon {_money(totals.carbon_cost_usd)}, switching {_money(totals.switching_cost_usd)}, "
+        f"penalties {_money(totals.penalty_usd)}.",
+    ]
+    offline = [site.code for site in problem.sites if not site.available]
+    prices = problem.energy_price_usd_per_mwh[:, 0]
+    paid = [s for s, site in enumerate(problem.sites) if site.available and prices[s] < 0 and units_now[s].sum() > 0]
+    if len(offline) == 1:
+        lines.append(f"site {offline[0]} is offline (maintenance): all its units are held at zero.")
+    elif offline:
+        lines.append(f"{len(offline)} sites are offline (maintenance), all units held at zero: {_few(offline)}.")
+    if len(paid) == 1:
+        code, price = problem.sites[paid[0]].code, _money(prices[paid[0]])
+        lines.append(
+            f"site {code} has a negative energy price ({price}/MWh): running load earns money, so it runs all it can."
+        )
+    elif paid:
+        codes = [problem.sites[s].code for s in paid]
+        lines.append(
+            f"{len(paid)} sites have a negative energy price now ({_few(codes)}): running load earns money there."
+        )
+    lines.extend(b.text for b in binding[:MAX_LINES_BINDING])
+    for c in commitments:
+        where = "/".join(sorted(c.placements_kw, key=lambda k: -c.placements_kw[k]))
+        kws = "/".join(f"{v:,.0f}" for v in sorted(c.placements_kw.values(), reverse=True))
+        spec = next(x for x in problem.commitments if x.id == c.id)
+        if spec.n_minus_1 and len(c.placements_kw) >= 2:
+            lines.append(f"{c.tier.capitalize()} commitment {c.id} is split across {where} ({kws} kW) for N-1.")
+        elif c.placements_kw:
+            lines.append(f"{c.tier.capitalize()} commitment {c.id} is served at {where} ({kws} kW).")
+    first = {}
+    for sf in shortfalls:
+        first.setdefault((sf.constraint.split("[")[0], sf.commitment), sf)
+    for (kind, cid), sf in first.items():
+        spec = next(x for x in problem.commitments if x.id == cid)
+        if kind == "serve":
+            lines.append(
+                f"{spec.tier.capitalize()} commitment {cid} cannot be fully served: {sf.kw:,.0f} kW of "
+                f"{spec.capacity_kw:,.0f} kW short from period {sf.period} (constraint {sf.constraint} relaxed)."
+            )
+        else:
+            lines.append(
+                f"{spec.tier.capitalize()} commitment {cid} is {sf.kw:,.0f} kW short of N-1 from period {sf.period}"
+                f" (constraint {sf.constraint} relaxed)."
+            )
+    return tuple(lines)
+
+
+def allocation_violations(problem: Problem, units: np.ndarray, *, tol: float = 1e-6) -> tuple[str, ...]:
+    """Every hard constraint a given allocation ``[S, H, T]`` breaks (power, inventory, offline, integrality, ramp).
+
+    Used before scoring a strategy's or an advisor's allocation, so an infeasible proposal is named, not solved.
+    """
+    units = np.asarray(units, dtype=float)
+    n_sites, n_hw, n_t = problem.shape
+    if units.shape != (n_sites, n_hw, n_t):
+        return (f"allocation must have shape {(n_sites, n_hw, n_t)}, got {units.shape}",)
+    found: list[str] = []
+    sites, hws = problem.site_codes, problem.hardware_codes
+    kw = np.array([h.power_kw for h in problem.hardware])
+    for s, h, t in zip(*np.nonzero(units < -tol), strict=True):
+        found.append(f"negative units: {sites[s]} {hws[h]} period {t}")
+    for s, h, t in zip(*np.nonzero(units > problem.inventory_units[:, :, None] + tol), strict=True):
+        found.append(
+            f"inventory exceeded: {sites[s]} {hws[h]} period {t} ({units[s, h, t]:g} > "
+            f"{problem.inventory_units[s, h]:g})"
+        )
+    facility = (units * kw[None, :, None]).sum(axis=1) * problem.pue  # [S, T] facility kW
+    capacity = np.array([s.power_capacity_kw for s in problem.sites])
+    for s, t in zip(*np.nonzero(facility > capacity[:, None] * (1 + 1e-9) + tol), strict=True):
+        found.append(f"power exceeded: {sites[s]} period {t} ({facility[s, t]:,.1f} kW > {capacity[s]:,.1f} kW)")
+    for s, site in enumerate(problem.sites):
+        if not site.available and np.any(units[s] > tol):
+            found.append(f"site offline but allocated: {site.code}")
+    if problem.settings.integer and np.any(np.abs(units - np.round(units)) > tol):
+        found.append("unit counts must be integers")
+    if problem.settings.ramp_limit_fraction is not None:
+        ramp = np.maximum(problem.settings.ramp_limit_fraction * problem.inventory_units, 1.0)  # [S, H]
+        steps = np.diff(units, axis=2)
+        if problem.previous_units is not None:
+            steps = np.concatenate([units[:, :, :1] - problem.previous_units[:, :, None], steps], axis=2)
+            offset = 0
+        else:
+            offset = 1
+        for s, h, t in zip(*np.nonzero(steps > ramp[:, :, None] + tol), strict=True):
+            found.append(f"ramp limit exceeded: {sites[s]} {hws[h]} period {t + offset}")
+    return tuple(found)

@@ -1,0 +1,320 @@
+"""Solve a ``Problem`` with HiGHS (``highspy``), and cross-check with ``scipy.optimize``.
+
+``solve`` is the engine: build the arrays, hand them to HiGHS in one ``passModel`` call, read the primal and
+dual values back as numpy, and assemble the ``Solution`` (ledger, placements, shortfalls, binding constraints,
+explanation). For a MILP the duals come from the LP with the integer columns fixed at their values, so a
+mixed-integer run is explained the same way as a continuous one.
+
+Warm start: a ``Solution`` carries the optimal simplex basis of its LP (``WarmStart``, picklable). When the next
+problem has the same structure (same matrix fingerprint, see ``formulation.py``), ``solve(problem,
+warm_start=previous)`` hands that basis to a fresh HiGHS instance, so the dual simplex continues from the previous
+optimum instead of a slack basis. No solver instance outlives its ``solve`` call (a fleet-size HiGHS instance is
+hundreds of MB). Anything else (a new site, a new contract) is a cold solve.
+
+Infeasibility never raises: commitments have slack columns, every other constraint is satisfiable by running
+nothing, and a solver failure comes back as a ``Solution`` whose ``status`` says what happened.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import highspy
+import numpy as np
+import scipy.optimize as opt
+import scipy.sparse as sp
+
+from .explain import allocation_violations, binding_constraints, describe_changes, explanation_lines
+from .formulation import Formulation, build_formulation
+from .problem import Problem
+from .solution import Solution, WarmStart, commitment_results, compute_ledger, site_breakdown
+
+
+def solve(problem: Problem, *, warm_start: Solution | WarmStart | None = None) -> Solution:
+    """Optimal plan for ``problem`` (LP, or integer units within ``mip_rel_gap`` when ``settings.integer``).
+
+    ``warm_start``: the previous tick's ``Solution`` (or just its ``.warm``); used when the structure matches.
+    """
+    started = time.perf_counter()
+    form = build_formulation(problem)
+    warm = warm_start.warm if isinstance(warm_start, Solution) else warm_start
+    if not form.integrality.any():
+        run = _run_highs(problem, form, warm, started)
+        return _finish(problem, form, run, started, integer=False, method="LP")
+    return _solve_integer(problem, form, warm, started)
+
+
+def evaluate(problem: Problem, units: np.ndarray) -> Solution:
+    """Score a given allocation ``[S, H, T]``: units are pinned, spot sales and contract placement optimized.
+
+    This is how ``greedy``, ``seed`` and an advisor's proposal are compared with the engine on equal terms.
+    An allocation that breaks a hard constraint is not solved: the ``Solution`` is ``infeasible`` and its
+    explanation names each violation.
+    """
+    started = time.perf_counter()
+    violations = allocation_violations(problem, units)
+    if violations:
+        form = build_formulation(problem)
+        return _empty(problem, form, "infeasible", ("The allocation breaks hard constraints:", *violations))
+    form = build_formulation(problem, fixed_units=units)
+    run = _run_highs(problem, form, None, started)
+    return _finish(problem, form, run, started, integer=problem.settings.integer, method="allocation scored")
+
+
+@dataclass
+class _Run:
+    """What one HiGHS run produced (``col`` is None when it found no plan)."""
+
+    status: str
+    col: np.ndarray | None = None
+    row_dual: np.ndarray | None = None
+    col_dual: np.ndarray | None = None
+    gap: float = 0.0
+    warm: WarmStart | None = None
+    warm_started: bool = False
+
+
+def _options(h: highspy.Highs, problem: Problem, started: float) -> None:
+    h.setOptionValue("output_flag", False)
+    left = problem.settings.time_limit_s - (time.perf_counter() - started)
+    h.setOptionValue("time_limit", float(max(left, 1.0)))
+    h.setOptionValue("mip_rel_gap", float(problem.settings.mip_rel_gap))
+
+
+def _pass_model(h: highspy.Highs, form: Formulation) -> None:
+    a = form.matrix
+    h.passModel(
+        form.num_col,
+        form.num_row,
+        int(a.nnz),
+        int(highspy.MatrixFormat.kColwise),
+        int(highspy.ObjSense.kMinimize),
+        -form.offset_usd,  # minimize -profit: the profit constant enters negated
+        form.cost,
+        form.col_lower,
+        form.col_upper,
+        form.row_lower,
+        form.row_upper,
+        a.indptr.astype(np.int32),
+        a.indices.astype(np.int32),
+        a.data,
+        form.integrality.astype(np.int32),
+    )
+
+
+def _run_highs(problem: Problem, form: Formulation, warm: WarmStart | None, started: float) -> _Run:
+    is_mip = bool(form.integrality.any())
+    h = highspy.Highs()
+    _options(h, problem, started)
+    _pass_model(h, form)
+    warm_started = warm is not None and warm.signature == form.signature and warm.basis is not None and not is_mip
+    if warm_started:
+        warm_started = h.setBasis(warm.basis) == highspy.HighsStatus.kOk
+    h.run()
+    model_status = h.getModelStatus()
+    info = h.getInfo()
+    if model_status == highspy.HighsModelStatus.kOptimal:
+        status = "optimal"
+    elif model_status == highspy.HighsModelStatus.kTimeLimit:
+        status = "time_limit"
+    elif model_status == highspy.HighsModelStatus.kInfeasible:
+        status = "infeasible"
+    else:
+        status = f"error: {h.modelStatusToString(model_status)}"
+    if info.primal_solution_status != highspy.kSolutionStatusFeasible:
+        return _Run(status if status != "time_limit" else "error: no plan within the time limit")
+    solution = h.getSolution()
+    col = np.asarray(solution.col_value, dtype=float)
+    if is_mip:
+        row_dual, col_dual = _fixed_lp_duals(h, form)
+        return _Run(status, col, row_dual, col_dual, float(info.mip_gap), None, warm_started)
+    warm_next = WarmStart(signature=form.signature, col_value=col, basis=h.getBasis())
+    row_dual = np.asarray(solution.row_dual, dtype=float)
+    return _Run(status, col, row_dual, np.asarray(solution.col_dual, dtype=float), 0.0, warm_next, warm_started)
+
+
+def _solve_integer(problem: Problem, form: Formulation, warm: WarmStart | None, started: float) -> Solution:
+    """Integer units within ``mip_rel_gap``: LP bound, rounded incumbent, and branch-and-bound only if needed.
+
+    At fleet scale the LP relaxation is usually within a few hundredths of a percent of the integer optimum,
+    so a rounded LP plan (whole units, still within power, inventory and ramp) whose profit is within the gap
+    of the LP bound is *proven* good enough without branching. Otherwise HiGHS branches and the better of
+    the two plans is returned. The relaxation is what the next tick warm-starts from.
+    """
+    relaxed = form.relaxed()
+    lp = _run_highs(problem, relaxed, warm, started)
+    candidate, fixed, gap = None, None, np.inf
+    if lp.status == "optimal":  # only an optimal relaxation is a bound
+        bound = relaxed.profit(lp.col)
+        units = round_units(problem, relaxed.cols["x"].take(lp.col).transpose(1, 2, 0))
+        fixed = build_formulation(problem, fixed_units=units)
+        candidate = _run_highs(problem, fixed, None, started)
+        if candidate.col is None:
+            candidate = None
+        else:
+            gap = max(bound - fixed.profit(candidate.col), 0.0) / max(abs(bound), 1e-9)
+            candidate.gap, candidate.warm, candidate.warm_started = gap, lp.warm, lp.warm_started
+            if gap <= problem.settings.mip_rel_gap:
+                return _finish(problem, fixed, candidate, started, integer=True, method="MILP by LP rounding")
+    # No MIP start from the rounded plan: with HiGHS 1.16 a start that presolve improves comes back as the
+    # unimproved start, while the reported objective is the improved one. Branch from scratch, keep the better.
+    run = _run_highs(problem, form, None, started)
+    run.warm, run.warm_started = lp.warm, lp.warm_started
+    if candidate is not None and (run.col is None or form.profit(run.col) < fixed.profit(candidate.col) - 1e-9):
+        # Never return less than the rounded plan already in hand (e.g. branch-and-bound hit the time limit).
+        candidate.status = "optimal" if run.status == "optimal" else "time_limit"
+        return _finish(problem, fixed, candidate, started, integer=True, method="MILP by LP rounding")
+    return _finish(problem, form, run, started, integer=True, method="MILP by branch and bound")
+
+
+def round_units(problem: Problem, units: np.ndarray) -> np.ndarray:
+    """Whole units ``[S, H, T]`` from an LP plan, feasible for power, inventory, offline sites and ramp limits.
+
+    Period by period: round down (never breaks power or inventory), clamp starts to the ramp limit, then add
+    back one unit where the LP ran a fraction, largest fraction first, while power, inventory and ramp allow.
+    """
+    n_sites, n_hw, n_t = problem.shape
+    kw = np.array([h.power_kw for h in problem.hardware])
+    available = np.array([s.available for s in problem.sites])
+    inventory = problem.inventory_units * available[:, None]
+    capacity_it = np.array([s.power_capacity_kw for s in problem.sites])[:, None] / problem.pue  # [S, T]
+    ramp = problem.settings.ramp_limit_fraction
+    limit = np.maximum(ramp * problem.inventory_units, 1.0) if ramp is not None else None
+    before = problem.previous_units
+    out = np.zeros((n_sites, n_hw, n_t))
+    sites = np.arange(n_sites)
+    for t in range(n_t):
+        lp = np.clip(units[:, :, t], 0.0, inventory)
+        x = np.floor(lp + 1e-7)
+        if limit is not None and before is not None:
+            x = np.minimum(x, np.floor(before + limit + 1e-9))
+        x = np.minimum(x, inventory)
+        # Whole units can overshoot the power row by the LP's tolerance: drop the largest unit where they do.
+        for s in np.flatnonzero(x @ kw > capacity_it[:, t] + 1e-9):
+            while x[s] @ kw > capacity_it[s, t] + 1e-9:
+                running = np.flatnonzero(x[s] > 0)
+                x[s, running[np.argmax(kw[running])]] -= 1
+        frac = lp - x
+        slack = capacity_it[:, t] - x @ kw
+        for h in np.argsort(-frac, axis=1).T:  # k-th largest fraction of every site at once
+            room = (frac[sites, h] > 1e-6) & (x[sites, h] + 1 <= inventory[sites, h]) & (slack >= kw[h] - 1e-9)
+            if limit is not None and before is not None:
+                room &= x[sites, h] + 1 <= before[sites, h] + limit[sites, h] + 1e-9
+            x[sites[room], h[room]] += 1
+            slack[room] -= kw[h[room]]
+        out[:, :, t] = x
+        before = x
+    return out
+
+
+def _fixed_lp_duals(h: highspy.Highs, form: Formulation) -> tuple[np.ndarray, np.ndarray]:
+    """Duals of the LP with every integer column fixed at its MILP value (zeros if HiGHS cannot give them)."""
+    status, fixed_lp = h.getFixedLp()
+    if status != highspy.HighsStatus.kOk:
+        return np.zeros(form.num_row), np.zeros(form.num_col)
+    lp = highspy.Highs()
+    lp.setOptionValue("output_flag", False)
+    lp.passModel(fixed_lp)
+    lp.run()
+    if lp.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return np.zeros(form.num_row), np.zeros(form.num_col)
+    sol = lp.getSolution()
+    return np.asarray(sol.row_dual, dtype=float), np.asarray(sol.col_dual, dtype=float)
+
+
+def _finish(problem: Problem, form: Formulation, run: _Run, started: float, *, integer: bool, method: str) -> Solution:
+    if run.col is None:
+        return _empty(problem, form, run.status)
+    seconds = time.perf_counter() - started
+    kind = f"{method}, gap {run.gap:.3%}" if integer else method
+    header = f"Status {run.status} ({kind}), solved in {seconds:.2f} s."
+    return _assemble(problem, form, run, integer, seconds, header)
+
+
+def _assemble(problem: Problem, form: Formulation, run: _Run, integer: bool, seconds: float, header: str) -> Solution:
+    col = run.col
+    units = form.cols["x"].take(col).transpose(1, 2, 0).copy()  # [T, S, H] -> [S, H, T]
+    units[units < 1e-9] = 0.0  # solver noise (-1e-12) must not leak out as "negative units"
+    if integer:
+        units = np.round(units)  # MILP values carry solver noise of ~1e-9
+    ledger = compute_ledger(problem, form, col)
+    totals = ledger.totals()
+    commitments, shortfalls = commitment_results(problem, form, col)
+    binding = ()
+    if run.row_dual is not None and run.col_dual is not None:
+        binding = binding_constraints(problem, form, col, run.row_dual, run.col_dual, integer=integer)
+    lines = explanation_lines(problem, form, units[:, :, 0], totals, commitments, shortfalls, binding, header)
+    changes = describe_changes(problem, form, problem.previous_units, units[:, :, 0], binding, commitments)
+    return Solution(
+        status=run.status,
+        objective_usd=form.profit(col),
+        mip_gap=run.gap,
+        solve_seconds=seconds,
+        site_codes=problem.site_codes,
+        hardware_codes=problem.hardware_codes,
+        units=units,
+        ledger=ledger,
+        site_breakdown=site_breakdown(problem, ledger),
+        totals=totals,
+        commitments=commitments,
+        shortfalls=shortfalls,
+        binding=binding,
+        explanation=(*lines, *changes),
+        warm=run.warm,
+        warm_started=run.warm_started,
+    )
+
+
+def _empty(problem: Problem, form: Formulation, status: str, reasons: tuple[str, ...] = ()) -> Solution:
+    """A plan of all zeros with a status that says why there is no real plan (never an exception)."""
+    run = _Run(status, np.zeros(form.num_col))
+    solution = _assemble(problem, form, run, False, 0.0, "")
+    return replace(solution, objective_usd=float("nan"), explanation=(f"No plan: {status}.", *reasons))
+
+
+def solve_with_scipy(problem: Problem) -> Solution:
+    """The same formulation solved through ``scipy.optimize`` (``linprog`` interior point, or ``milp``).
+
+    An independent path to the optimum: different entry point, algorithm (IPM vs. simplex) and matrix
+    plumbing, so a sign or offset mistake in the HiGHS driver shows up as a different objective.
+    No duals are read back (no binding constraints).
+    """
+    form = build_formulation(problem)
+    started = time.perf_counter()
+    a, lo, hi = form.matrix.tocsr(), form.row_lower, form.row_upper
+    bounds = np.column_stack([form.col_lower, form.col_upper])
+    if form.integrality.any():
+        res = opt.milp(
+            c=form.cost,
+            integrality=form.integrality,
+            bounds=opt.Bounds(form.col_lower, form.col_upper),
+            constraints=opt.LinearConstraint(a, lo, hi),
+            options={"mip_rel_gap": problem.settings.mip_rel_gap, "time_limit": problem.settings.time_limit_s},
+        )
+        gap = float(getattr(res, "mip_gap", 0.0) or 0.0)
+    else:
+        eq = lo == hi
+        upper_rows = np.isfinite(hi) & ~eq
+        lower_rows = np.isfinite(lo) & ~eq
+        a_ub = sp.vstack([a[upper_rows], -a[lower_rows]], format="csr")
+        b_ub = np.concatenate([hi[upper_rows], -lo[lower_rows]])
+        res = opt.linprog(
+            form.cost,
+            A_ub=a_ub if a_ub.shape[0] else None,
+            b_ub=b_ub if a_ub.shape[0] else None,
+            A_eq=a[eq] if eq.any() else None,
+            b_eq=lo[eq] if eq.any() else None,
+            bounds=bounds,
+            method="highs-ipm",
+            options={"time_limit": problem.settings.time_limit_s},
+        )
+        gap = 0.0
+    if res.x is None:
+        return _empty(problem, form, f"error: scipy {res.message}")
+    status = "optimal" if res.status == 0 else f"error: scipy {res.message}"
+    integer = bool(form.integrality.any())
+    run = _Run(status, np.asarray(res.x), gap=gap)
+    return _finish(
+        problem, form, run, started, integer=integer, method="scipy.optimize " + ("milp" if integer else "linprog")
+    )

@@ -1,0 +1,192 @@
+"""Strategies compared in the backtest: ``lp`` (the engine), ``greedy``, ``seed`` and ``perfect``.
+
+``greedy`` and ``seed`` produce integer allocations ``[S, H, T]``; ``run_strategy`` scores them with
+``evaluate`` (units pinned, spot sales and contract placement optimized) so every strategy is measured by the
+same accounting. ``perfect`` is the engine run on realized prices: the upper bound a strategy is judged against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .formulation import SECONDS_PER_HOUR, TOKENS_PER_MTOK
+from .problem import Problem
+from .solution import Solution
+from .solve import evaluate, solve
+
+STRATEGIES = ("lp", "greedy", "seed", "perfect")
+
+# The original's per-site constants (cooling_efficiency, energy_cost_multiplier), as its MULTI_SITE_CONFIG had
+# them. Its "optimization" used nothing else: the allocation ignores every price.
+ORIGINAL_SITE_PROFILES: dict[str, tuple[float, float]] = {
+    "site_1_nordic": (0.95, 0.6),
+    "site_2_canada": (0.85, 0.7),
+    "site_3_norway": (0.90, 0.5),
+    "site_4_singapore": (0.40, 1.4),
+    "site_5_texas": (0.60, 0.8),
+    "site_6_ireland": (0.80, 0.9),
+    "site_7_japan": (0.70, 1.2),
+    "site_8_australia": (0.65, 1.0),
+    "site_9_chile": (0.75, 0.7),
+    "site_10_germany": (0.80, 1.1),
+}
+_DEFAULT_PROFILE = ORIGINAL_SITE_PROFILES["site_1_nordic"]  # the hackathon's single site ran the first profile
+
+
+def _profile(code: str, profiles: Mapping[str, tuple[float, float]] | None) -> tuple[float, float]:
+    if profiles and code in profiles:
+        return profiles[code]
+    if code in ORIGINAL_SITE_PROFILES:
+        return ORIGINAL_SITE_PROFILES[code]
+    lowered = code.lower()
+    for key, value in ORIGINAL_SITE_PROFILES.items():
+        if key.split("_", 2)[2] in lowered:  # "site_5_texas" matches "texas", "tx-texas-1", ...
+            return value
+    return _DEFAULT_PROFILE
+
+
+def seed(problem: Problem, profiles: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """The original hackathon's fixed formula, kept only for comparison.
+
+    Per site: ``gpu = int(50 x cooling_efficiency / energy_multiplier)``, ``asic = int(30 x (1 -
+    cooling_efficiency))``, ``immersion = 10 if cooling_efficiency > 0.7 else 5``, nothing else, whatever the
+    prices. Made feasible only as far as it must be: clipped to inventory, scaled down to the site's power,
+    zero at offline sites, and started no faster than the ramp limit.
+    """
+    n_sites, n_hw, n_t = problem.shape
+    codes = [h.code.lower() for h in problem.hardware]
+    kw = np.array([h.power_kw for h in problem.hardware])
+    target = np.zeros((n_sites, n_hw))
+    for s, site in enumerate(problem.sites):
+        ce, mult = _profile(site.code, profiles)
+        wanted = {"gpu": int(50 * ce / mult), "asic": int(30 * (1 - ce)), "immersion": 10 if ce > 0.7 else 5}
+        for h, code in enumerate(codes):
+            target[s, h] = next((n for key, n in wanted.items() if code.startswith(key)), 0)
+    target = np.minimum(target, problem.inventory_units)
+    units = np.zeros((n_sites, n_hw, n_t))
+    capacity_it = np.array([s.power_capacity_kw for s in problem.sites])[:, None] / problem.pue  # [S, T] IT kW
+    for t in range(n_t):
+        load = target @ kw
+        scale = np.minimum(1.0, np.divide(capacity_it[:, t], load, out=np.ones(n_sites), where=load > 0))
+        units[:, :, t] = np.floor(target * scale[:, None] + 1e-9)
+    return _ramp_and_offline(problem, units)
+
+
+def _ramp_and_offline(problem: Problem, units: np.ndarray) -> np.ndarray:
+    """Zero offline sites and clamp every start to the ramp limit, period by period."""
+    available = np.array([s.available for s in problem.sites])
+    units = units * available[:, None, None]
+    if problem.settings.ramp_limit_fraction is None:
+        return units
+    ramp = np.maximum(problem.settings.ramp_limit_fraction * problem.inventory_units, 1.0)
+    prev = problem.previous_units
+    for t in range(units.shape[2]):
+        if prev is not None:
+            units[:, :, t] = np.minimum(units[:, :, t], np.floor(prev + ramp + 1e-9))
+        prev = units[:, :, t]
+    return units
+
+
+def _commitment_reserve_kw(problem: Problem) -> np.ndarray:
+    """``[S]`` inference kW greedy keeps running for contracts: evenly over the first eligible sites."""
+    reserve = np.zeros(len(problem.sites))
+    inference = [h for h, hw in enumerate(problem.hardware) if hw.kind == "inference"]
+    eligible_site = [
+        site.available and problem.inventory_units[s, inference].sum() > 0 for s, site in enumerate(problem.sites)
+    ]
+    for c in problem.commitments:
+        allowed = set(c.allowed_sites) if c.allowed_sites is not None else set(problem.site_codes)
+        candidates = [s for s, site in enumerate(problem.sites) if site.code in allowed and eligible_site[s]]
+        want = max(c.min_sites, 2 if c.n_minus_1 else 1)
+        chosen = candidates[:want]
+        if not chosen:
+            continue
+        # N-1 over k sites needs capacity / (k - 1) at each; otherwise an even split.
+        share = c.capacity_kw / (len(chosen) - 1) if c.n_minus_1 and len(chosen) > 1 else c.capacity_kw / len(chosen)
+        reserve[chosen] += share
+    return reserve
+
+
+def greedy(problem: Problem) -> np.ndarray:
+    """Profit per watt, site by site: a strong but myopic integer heuristic.
+
+    Each period, sites in order: first keep enough inference running for contracts (evenly over the first
+    eligible sites, N-1 by doubling up), then fill the remaining IT kW with the model that earns the most per kW
+    at that period's prices, as long as it earns anything, within inventory, the ramp limit and what is left of
+    the region's inference demand. No look-ahead, no switching cost, no contract placement beyond the first sites.
+    """
+    n_sites, n_hw, n_t = problem.shape
+    kw = np.array([h.power_kw for h in problem.hardware])
+    is_inf = np.array([h.kind == "inference" for h in problem.hardware])
+    tokens = np.array([h.tokens_per_s for h in problem.hardware]) * SECONDS_PER_HOUR / TOKENS_PER_MTOK * is_inf
+    hash_ph = np.array([h.hashrate_th_s for h in problem.hardware]) / 1000.0 * ~is_inf
+    carbon = np.array([(1 - s.renewable_share) * s.grid_carbon_kg_per_mwh / 1000.0 for s in problem.sites])
+    carbon = carbon * problem.settings.carbon_price_usd_per_t
+    capacity = np.array([s.power_capacity_kw for s in problem.sites])
+    reserve_kw = _commitment_reserve_kw(problem)
+    ramp = (
+        np.maximum(problem.settings.ramp_limit_fraction * problem.inventory_units, 1.0)
+        if problem.settings.ramp_limit_fraction is not None
+        else np.full((n_sites, n_hw), np.inf)
+    )
+    # Commitment hardware: the fewest tokens per kW first, since committed kW sell no spot tokens.
+    reserve_order = [h for h in np.argsort(tokens / kw, kind="stable") if is_inf[h]]
+    units = np.zeros((n_sites, n_hw, n_t))
+    prev = problem.previous_units
+    demand = problem.market.inference_demand_mtok_per_h
+    for t in range(n_t):
+        left = {r: float(v[t]) for r, v in demand.items()}
+        token_usd = tokens * problem.market.inference_price_usd_per_mtok[t]
+        mining_usd = hash_ph * problem.market.hashprice_usd_per_ph_day[t] / 24.0
+        for s, site in enumerate(problem.sites):
+            if not site.available:
+                continue
+            limit = problem.inventory_units[s].copy()
+            if prev is not None:
+                limit = np.minimum(limit, np.floor(prev[s] + ramp[s] + 1e-9))
+            power_left = capacity[s] / problem.pue[s, t]  # IT kW
+            row = np.zeros(n_hw)
+            need = reserve_kw[s]
+            for h in reserve_order:
+                if need <= 1e-9:
+                    break
+                n = min(limit[h], np.ceil(need / kw[h] - 1e-9), np.floor(power_left / kw[h] + 1e-9))
+                row[h] += n
+                power_left -= n * kw[h]
+                need -= n * kw[h]
+            energy_usd = kw * problem.pue[s, t] / 1000.0 * (problem.energy_price_usd_per_mwh[s, t] + carbon[s])
+            margin = mining_usd + token_usd - energy_usd  # USD per unit-hour
+            for h in np.argsort(-margin / kw, kind="stable"):
+                if margin[h] <= 0:
+                    break
+                n = min(limit[h] - row[h], np.floor(power_left / kw[h] + 1e-9))
+                if is_inf[h] and tokens[h] > 0 and site.region in left:
+                    with np.errstate(over="ignore"):  # a vanishing token rate just means "no demand limit"
+                        n = min(n, np.floor(left[site.region] / tokens[h] + 1e-9))
+                    left[site.region] -= max(n, 0) * tokens[h]
+                n = max(n, 0.0)
+                row[h] += n
+                power_left -= n * kw[h]
+            units[s, :, t] = row
+        prev = units[:, :, t]
+    return units
+
+
+def perfect(problem: Problem) -> Solution:
+    """The engine over realized prices (pass a problem built from what actually happened): the upper bound."""
+    return solve(problem)
+
+
+def run_strategy(name: str, problem: Problem, *, warm_start: Solution | None = None) -> Solution:
+    """One strategy's plan for ``problem`` as a scored ``Solution`` (``lp`` and ``perfect`` solve it directly)."""
+    if name == "lp":
+        return solve(problem, warm_start=warm_start)
+    if name == "perfect":
+        return perfect(problem)
+    if name == "greedy":
+        return evaluate(problem, greedy(problem))
+    if name == "seed":
+        return evaluate(problem, seed(problem))
+    raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")

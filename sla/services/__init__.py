@@ -1,0 +1,76 @@
+"""Writes across rows of the commercial world, by concern; import from here (`from sla.services import ...`).
+
+- lifecycle: the contract state machine (`transition_contract` and its verbs), starting and ending on time;
+- admission: `create_quote`, `create_contract`, `create_contract_from_quote`, `admit_contract` (no overbooking);
+- failover: `fail_over_site` for a site going into maintenance;
+- uptime: `record_delivery` / `record_deliveries` (what the optimizer ran) and `issue_service_credits`;
+- seeding: `seed_tiers`, `ensure_user`.
+"""
+
+from .admission import (
+    QUOTE_VALIDITY,
+    AdmissionRefused,
+    CapacityRequest,
+    Fleet,
+    QuoteUnavailable,
+    admit_contract,
+    candidate_sites,
+    create_contract,
+    create_contract_from_quote,
+    create_quote,
+    displace_spot,
+    load_bookings,
+    newest_token_price,
+    read_fleet,
+)
+from .failover import FailoverReport, fail_over_site
+from .lifecycle import (
+    IllegalTransition,
+    approve_contract,
+    cancel_contract,
+    complete_contract,
+    complete_due_contracts,
+    reject_contract,
+    start_due_contracts,
+    terminate_contract,
+    transition_contract,
+)
+from .seeding import DEFAULT_TIERS, SeededUser, ensure_user, seed_tiers
+from .uptime import DeliveryRow, issue_service_credits, month_bounds, record_deliveries, record_delivery
+
+__all__ = [
+    "DEFAULT_TIERS",
+    "QUOTE_VALIDITY",
+    "AdmissionRefused",
+    "CapacityRequest",
+    "DeliveryRow",
+    "FailoverReport",
+    "Fleet",
+    "IllegalTransition",
+    "QuoteUnavailable",
+    "SeededUser",
+    "admit_contract",
+    "approve_contract",
+    "cancel_contract",
+    "candidate_sites",
+    "complete_contract",
+    "complete_due_contracts",
+    "create_contract",
+    "create_contract_from_quote",
+    "create_quote",
+    "displace_spot",
+    "ensure_user",
+    "fail_over_site",
+    "issue_service_credits",
+    "load_bookings",
+    "month_bounds",
+    "newest_token_price",
+    "read_fleet",
+    "record_deliveries",
+    "record_delivery",
+    "reject_contract",
+    "seed_tiers",
+    "start_due_contracts",
+    "terminate_contract",
+    "transition_contract",
+]

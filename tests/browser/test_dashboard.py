@@ -1,0 +1,263 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright against Django's live server.
+
+Run with `make browser` (excluded from `make test`). Every test signs in through the page, fails on any console
+error, and intercepts every request: anything addressed to another host than the live server is aborted and
+fails the test. Screenshots go to var/screenshots/ (git-ignored) for review.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from optimizer.choices import RunStatus
+from optimizer.models import OptimizationRun
+from sites.models import Site
+from sites.seeding import seed_physical_world
+from sites.services import refresh_market_prices, refresh_weather
+from sla.models import Contract
+from sla.services import seed_tiers
+from tests.factories import CustomerFactory, UserFactory
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+SCREENSHOTS = Path(django_settings.BASE_DIR) / "var" / "screenshots"
+PASSWORD = "browser-test-password-1"
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # Playwright's sync API runs an event loop in this thread; Django must still allow ORM calls from it.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with playwright_sync.sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _plain_http_and_eager_worker(settings):
+    """Cookies over the live server's plain HTTP; Celery tasks run in-process (no broker, no worker)."""
+    from energyarb.celery import app
+
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def world():
+    """The ten sites and tiers with prices and weather fresh now (the live server runs on the real clock)."""
+    seed_physical_world()
+    seed_tiers()
+    now = timezone.now()
+    refresh_market_prices(at=now)
+    refresh_weather(at=now)
+
+
+@pytest.fixture
+def staff(db):
+    """A staff login that also holds a customer account, so it can quote and buy from the SLA panel."""
+    user = UserFactory(username="operator", is_staff=True, is_superuser=True, password=PASSWORD)
+    CustomerFactory(user=user, name="Operator Labs")
+    return user
+
+
+class Session:
+    """A page with its console errors and every request it made, split into local and foreign hosts."""
+
+    def __init__(self, page, base_url: str):
+        self.page = page
+        self.base_url = base_url
+        self.errors: list[str] = []
+        self.local: list[str] = []
+        self.foreign: list[str] = []
+        self.allowed: set[tuple[int, str]] = set()
+        host = urlsplit(base_url).netloc
+
+        def console(message):
+            if message.type != "error":
+                return
+            # Chromium logs every 4xx/5xx response as a console error; only those a test provokes on purpose pass.
+            path = urlsplit(message.location.get("url", "")).path
+            if any(f"status of {status}" in message.text and path == allowed for status, allowed in self.allowed):
+                return
+            self.errors.append(f"{message.text} ({message.location.get('url', '')})")
+
+        page.on("console", console)
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+
+        def route(route_handle):
+            url = route_handle.request.url
+            if url.startswith("data:") or urlsplit(url).netloc == host:
+                self.local.append(url)
+                route_handle.continue_()
+            else:
+                self.foreign.append(url)
+                route_handle.abort()
+
+        page.route("**/*", route)
+
+    def expect_http_error(self, status: int, path: str) -> None:
+        """A response the test provokes on purpose (e.g. a 400 for bad input) is not a console error."""
+        self.allowed.add((status, path))
+
+    def sign_in(self, username: str = "operator", password: str = PASSWORD) -> None:
+        self.page.goto(self.base_url + "/")
+        assert "/login/" in self.page.url  # a signed-out visitor is sent to the sign-in page
+        self.page.fill("#id_username", username)
+        self.page.fill("#id_password", password)
+        self.page.click("#login-submit")
+        self.page.wait_for_selector("body[data-ready='true']", timeout=TIMEOUT_MS)
+
+    def screenshot(self, name: str, **kwargs) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / name), **kwargs)
+
+
+@pytest.fixture
+def session(browser, live_server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    tracked = Session(context.new_page(), live_server.url)
+    yield tracked
+    context.close()
+    assert tracked.foreign == [], f"requests to other hosts: {tracked.foreign}"
+    assert tracked.errors == [], f"console errors: {tracked.errors}"
+
+
+CANVAS_HAS_PIXELS = """(canvas) => {
+  const { width, height } = canvas;
+  if (!width || !height) return false;
+  const pixels = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) return true;
+  return false;
+}"""
+
+
+def test_signed_in_staff_sees_ten_markers_and_every_chart_drawn(session, world, staff):
+    session.sign_in()
+    page = session.page
+
+    assert page.locator("path.site-marker").count() == 10
+    assert page.locator("#site-cards .site-card").count() == 10
+    assert page.locator("#system-status").get_attribute("data-state") == "online"
+    page.wait_for_selector(".leaflet-overlay-pane path.leaflet-interactive >> nth=0")
+    page.wait_for_function("document.querySelectorAll('.leaflet-overlay-pane path').length > 100")  # outlines
+    canvases = page.locator("canvas")
+    assert canvases.count() == 5
+    for index in range(canvases.count()):
+        canvas = canvases.nth(index)
+        assert canvas.evaluate(CANVAS_HAS_PIXELS), f"{canvas.get_attribute('id')} is blank"
+    assert "MW" in page.inner_text("#m-power")
+    session.screenshot("dashboard-desktop.png", full_page=True)
+
+    # Keyboard: a site card's Map button opens that site's popup with allocation, prices, weather, contracts.
+    page.focus("[data-site='site_3_norway'] button")
+    page.keyboard.press("Enter")
+    popup = page.wait_for_selector(".leaflet-popup-content")
+    text = popup.inner_text().lower()
+    for expected in ("norway oslo", "allocation", "usd/mwh", "°c", "contracts", "pue"):
+        assert expected in text
+    session.screenshot("dashboard-map-popup.png")
+
+
+def test_ai_optimize_shows_the_explanation(session, world, staff):
+    session.sign_in()
+    page = session.page
+
+    page.click("#btn-optimize")
+
+    explanation = page.wait_for_selector("#run-explanation", timeout=60_000)
+    assert explanation.inner_text().strip()
+    page.wait_for_selector("#run-badge[data-status='succeeded']")
+    page.wait_for_selector(".toast.success")
+    run = OptimizationRun.objects.get()
+    assert run.status == RunStatus.SUCCEEDED and run.is_applied
+    assert f"#{run.pk}" in page.inner_text("#run-badge")
+    session.screenshot("dashboard-ai-optimize.png", full_page=False)
+
+
+def test_sla_form_shows_an_inline_error_then_books_a_contract(session, world, staff):
+    session.sign_in()
+    page = session.page
+    page.select_option("#sla-tier", "standard")
+    session.expect_http_error(400, "/api/sla/quotes/")
+
+    page.fill("#sla-capacity", "-5")
+    page.click("#btn-quote")
+    error = page.wait_for_selector("#err-capacity_kw:not([hidden])")
+    assert error.inner_text().strip()
+    assert page.get_attribute("#sla-capacity", "aria-invalid") == "true"
+    assert not Contract.objects.exists()
+    session.screenshot("dashboard-sla-error.png")
+
+    page.fill("#sla-capacity", "200")
+    page.fill("#sla-duration", "24")
+    page.click("#btn-quote")
+    page.wait_for_selector("#sla-quote:not([hidden])")
+    assert page.locator("#err-capacity_kw").is_hidden()
+    page.click("#btn-request")
+
+    toast = page.wait_for_selector(".toast.success >> text=Contract #")
+    contract = Contract.objects.get()
+    assert f"#{contract.pk}" in toast.inner_text()
+    page.wait_for_selector(f"#contract-list li[data-contract='{contract.pk}']")
+    assert contract.capacity_kw == 200 and contract.tier.code == "standard"
+    session.screenshot("dashboard-sla-contract.png")
+
+
+def test_initialize_brings_an_empty_system_online(session, staff):
+    session.sign_in()
+    page = session.page
+    assert page.locator("#system-status").get_attribute("data-state") == "empty"
+
+    page.click("#btn-initialize")
+
+    page.wait_for_selector("#system-status[data-state='online']")
+    assert page.locator("path.site-marker").count() == 10
+    assert Site.objects.count() == 10
+
+
+def test_phone_viewport_has_no_horizontal_scroll(browser, live_server, world, staff):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    session = Session(context.new_page(), live_server.url)
+    try:
+        session.sign_in()
+        widths = session.page.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth, document.body.scrollWidth]"
+        )
+        session.screenshot("dashboard-phone.png", full_page=True)
+    finally:
+        context.close()
+    scroll_width, client_width, body_width = widths
+    assert client_width == 390
+    assert scroll_width <= client_width and body_width <= client_width, widths
+    assert session.foreign == [] and session.errors == []

@@ -1,0 +1,400 @@
+"""`manage.py backtest` and optimizer.backtest: the event trace through the hackathon's accounting, worlds, files,
+bounds, determinism, and the database path.
+
+World-based runs need no database; the two tests marked ``django_db`` read seeded sites and stored history.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from optimizer import backtest
+from optimizer.engine import evaluate, mara
+from sites.bulk import bulk_load_energy_prices, bulk_load_market_prices, simulate_price_history
+from sites.models import Site
+from sites.seeding import seed_physical_world
+
+WORLDS = Path(settings.BASE_DIR) / "optimizer" / "worlds"
+MARA_WORLD = WORLDS / "mara-hackathon-site.json"
+TEN_SITES = WORLDS / "ten-sites.json"
+TEN_SITES_SLA = WORLDS / "ten-sites-sla.json"
+TRACE_NAME = "mara-hackathon-2025-06-21-prices.csv"
+TRACE = next(
+    (
+        path
+        for path in (
+            Path(settings.BASE_DIR) / "data" / TRACE_NAME,
+            Path(settings.BASE_DIR).parent / "shared" / "data" / TRACE_NAME,
+        )
+        if path.is_file()
+    ),
+    Path(settings.BASE_DIR).parent / "shared" / "data" / TRACE_NAME,
+)
+needs_trace = pytest.mark.skipif(not TRACE.is_file(), reason="the shared event trace is not present")
+WEEK_START = datetime(2025, 6, 16, tzinfo=UTC)
+TIMINGS = ("solve_seconds", "perfect_solve_seconds")
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("backtest", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def event_trace(out: Path, strategy: str) -> dict:
+    run(
+        "--world",
+        str(MARA_WORLD),
+        "--prices",
+        str(TRACE),
+        "--format",
+        "mara",
+        "--strategy",
+        strategy,
+        "--out",
+        str(out),
+    )
+    return json.loads((out / "summary.json").read_text())
+
+
+def allocation_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def lp_on_event_trace(tmp_path_factory) -> tuple[Path, dict]:
+    if not TRACE.is_file():
+        pytest.skip("the shared event trace is not present")
+    out = tmp_path_factory.mktemp("lp")
+    return out, event_trace(out, "lp")
+
+
+@pytest.fixture(scope="module")
+def ten_site_window() -> tuple[backtest.World, backtest.History, backtest.Bound]:
+    """Two hours of the ten sites with switching costs, a Premium N-1 and a Standard contract."""
+    world = backtest.load_world(TEN_SITES_SLA)
+    history = backtest.simulate_history(world, start=WEEK_START + timedelta(hours=12), periods=24)
+    return world, history, backtest.perfect_bound(world, history)
+
+
+# --- the event trace through the hackathon API's accounting --------------------------------------------------------
+
+
+@needs_trace
+def test_lp_earns_the_best_integer_allocation_of_every_event_interval(lp_on_event_trace):
+    out, summary = lp_on_event_trace
+    rows = mara.read_price_csv(str(TRACE))
+    best = [mara.best_allocation(row)[1] for row in rows]  # the exact knapsack optimum of each interval
+    assert round(summary["capture_ratio"], 3) == 1.000
+    assert summary["perfect_profit"] == pytest.approx(sum(best), rel=1e-12)
+    # Each interval's applied allocation, scored again by the API's own arithmetic, earns that interval's best.
+    by_interval: dict[str, dict[str, int]] = {}
+    for row in allocation_rows(out / "allocations.csv"):
+        by_interval.setdefault(row["interval_start"], {})[row["hardware"]] = int(row["units"])
+    earned = [mara.score_allocation(units, row).profit for units, row in zip(by_interval.values(), rows, strict=True)]
+    np.testing.assert_allclose(earned, best, rtol=1e-12)
+
+
+@needs_trace
+def test_summary_fields_are_present_and_consistent(lp_on_event_trace):
+    _, summary = lp_on_event_trace
+    for field in ("revenue", "energy_cost", "profit", "perfect_profit", "capture_ratio", "sla_shortfall_kwh"):
+        assert isinstance(summary[field], float), field
+    assert summary["solve_seconds"] >= 0
+    assert summary["profit"] == pytest.approx(summary["revenue"] - summary["energy_cost"], rel=1e-12)
+    assert summary["capture_ratio"] == pytest.approx(summary["profit"] / summary["perfect_profit"], rel=1e-12)
+    assert summary["sla_shortfall_kwh"] == 0.0
+    assert (summary["format"], summary["intervals"], summary["start"]) == ("mara", 110, "2025-06-21T12:00:00Z")
+
+
+@needs_trace
+def test_seed_reproduces_the_originals_loss_and_greedy_is_bounded(tmp_path):
+    seed = event_trace(tmp_path / "seed", "seed")
+    greedy = event_trace(tmp_path / "greedy", "greedy")
+    # The original's fixed allocation (79 GPU, 1 ASIC, 10 immersion) lost money: -12.8 % of the best.
+    assert seed["capture_ratio"] == pytest.approx(-0.128, abs=0.001)
+    assert seed["profit"] < 0 < seed["perfect_profit"]
+    assert greedy["profit"] <= greedy["perfect_profit"] * (1 + 1e-12)
+
+
+@needs_trace
+def test_allocations_csv_has_one_integer_row_per_interval_site_and_hardware(lp_on_event_trace):
+    out, _ = lp_on_event_trace
+    text = (out / "allocations.csv").read_text()
+    assert text.splitlines()[0] == "interval_start,site,hardware,units"
+    rows = allocation_rows(out / "allocations.csv")
+    assert len(rows) == 110 * 1 * 5
+    keys = {(r["interval_start"], r["site"], r["hardware"]) for r in rows}
+    assert len(keys) == len(rows)
+    assert {r["hardware"] for r in rows} == {"air", "hydro", "immersion", "gpu", "asic"}
+    assert all(r["units"].isdigit() for r in rows)  # whole, non-negative unit counts
+
+
+@needs_trace
+def test_profit_png_is_a_valid_png(lp_on_event_trace):
+    out, _ = lp_on_event_trace
+    png = out / "profit.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as image:
+        image.verify()
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size == (900, 450)
+
+
+@needs_trace
+def test_running_again_writes_the_same_files(lp_on_event_trace, tmp_path):
+    first, summary = lp_on_event_trace
+    again = event_trace(tmp_path, "lp")
+    for name in ("allocations.csv", "profit.png"):
+        assert (first / name).read_bytes() == (tmp_path / name).read_bytes(), name
+    assert {k: v for k, v in summary.items() if k not in TIMINGS} == {
+        k: v for k, v in again.items() if k not in TIMINGS
+    }
+
+
+@needs_trace
+def test_the_api_accounting_equals_the_engines_objective_on_the_trace():
+    world = backtest.load_world(MARA_WORLD)
+    history = backtest.read_prices(TRACE, world)
+    units = backtest.perfect_bound(world, history).units
+    problem = backtest.realized_outlook(history).problem(world, np.full(len(history), 1 / 12), None)
+    api = backtest.score_units(world, history, units)
+    assert evaluate(problem, units).objective_usd == pytest.approx(api.profit, rel=1e-12)
+
+
+# --- ten sites: switching costs and SLA contracts ------------------------------------------------------------------
+
+
+def test_no_strategy_beats_the_perfect_foresight_bound(ten_site_window):
+    world, history, bound = ten_site_window
+    assert world.settings.switching_cost_usd_per_unit > 0 and {c.tier for c in world.commitments} == {
+        "premium",
+        "standard",
+    }
+    ceiling = bound.score.profit * (1 + world.settings.mip_rel_gap)  # the bound is proven within the MILP gap
+    results = {
+        name: backtest.run_backtest(world, history, name, bound=bound, horizon=backtest.Horizon(fine_steps=3, hours=1))
+        for name in ("greedy", "seed", "lp")
+    }
+    for name, result in results.items():
+        assert result.score.profit <= ceiling, name
+        assert result.capture_ratio == pytest.approx(result.score.profit / bound.score.profit)
+    assert results["lp"].capture_ratio > 0.99
+    assert results["lp"].score.sla_shortfall_kwh == 0.0  # the contracts are served, Premium with N-1
+    assert results["lp"].score.n_minus_1_shortfall_kwh == 0.0
+    assert results["lp"].score.switching_cost > 0
+
+
+def test_a_forecast_only_ever_sees_the_past(ten_site_window):
+    world, history, bound = ten_site_window
+    seen: list[datetime] = []
+
+    def recording(observed: backtest.History, bounds: np.ndarray) -> backtest.Outlook:
+        seen.append(observed.interval_starts[-1])
+        return backtest.persistence_forecast(observed, bounds)
+
+    backtest.run_backtest(
+        world, history, "lp", forecast=recording, bound=bound, horizon=backtest.Horizon(fine_steps=2, hours=0.5)
+    )
+    assert seen == list(history.interval_starts)  # called once per interval, with history up to that interval
+
+
+def test_dispatch_scales_a_plan_down_to_the_power_of_a_hotter_interval(ten_site_window):
+    world, history, _ = ten_site_window
+    hot = backtest.History(**{**history.__dict__, "pue": history.pue * 1.5})
+    full = world.inventory_units.copy()
+    units = backtest.dispatch(world, hot, 0, None, full + 0.4)
+    kw = np.array([h.power_kw for h in world.hardware])
+    capacity = np.array([s.power_capacity_kw for s in world.sites])
+    assert np.all(units == np.floor(units)) and np.all(units <= full)
+    assert np.all((units @ kw) * hot.pue[:, 0] <= capacity + 1e-9)
+
+
+def test_the_default_horizon_is_the_live_optimizers():
+    assert backtest.Horizon().bounds().tolist() == [*range(13), 24, 36, 48, 60, 72]
+    assert backtest.Horizon(fine_steps=3, hours=1).bounds().tolist() == [0, 1, 2, 3, 12]
+    with pytest.raises(backtest.BacktestInputError, match="replan_every"):
+        backtest.Horizon(fine_steps=2, replan_every=3)
+
+
+# --- worlds and price files ----------------------------------------------------------------------------------------
+
+
+def test_example_worlds_match_the_catalogue_and_the_hackathon_api():
+    catalogue = backtest.catalogue_world()
+    assert json.loads(TEN_SITES.read_text()) == catalogue
+    sla = json.loads(TEN_SITES_SLA.read_text())
+    assert (sla["sites"], sla["hardware"]) == (catalogue["sites"], catalogue["hardware"])
+    world = backtest.load_world(TEN_SITES)
+    assert len(world.sites) == 10 and world.inventory_units.sum(axis=0).tolist() == [500, 200, 100, 1000, 300]
+    hackathon = backtest.load_world(MARA_WORLD)
+    assert hackathon.mara_power_w == 1_000_000 and hackathon.mara_inventory == mara.HACKATHON_INVENTORY
+    # No per-type limit: as many units of each type as the site's power holds.
+    assert dict(zip(hackathon.hardware_codes, hackathon.inventory_units[0], strict=True)) == {
+        "air": 285, "hydro": 200, "immersion": 100, "asic": 66, "gpu": 200,
+    }  # fmt: skip
+
+
+def write_world(tmp_path: Path, change) -> Path:
+    data = json.loads(TEN_SITES_SLA.read_text())
+    change(data)
+    path = tmp_path / "world.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(schema="world/0"), r"\$\.schema: must be 'energyarb-world/1'"),
+        (
+            lambda d: d["sites"][2].update(power_capacity_kw="abc"),
+            r"\$\.sites\[2\]\.power_capacity_kw: must be a finite",
+        ),
+        (lambda d: d["sites"][0].update(power_kw=1), r"\$\.sites\[0\]\.power_kw: unknown field"),
+        (lambda d: d["sites"][1]["inventory"].update(gpu=3), r"\$\.sites\[1\]\.inventory\.gpu: unknown hardware"),
+        (lambda d: d["sites"][1]["inventory"].update(miner_air=-1), r"inventory\.miner_air: must be an integer >= 0"),
+        (lambda d: d["sites"][3].update(region="mars"), r"\$\.sites\[3\]\.region: must be one of apac, europe"),
+        (lambda d: d["sites"][4].update(code="site_1_nordic"), r"\$\.sites\[4\]: duplicate code 'site_1_nordic'"),
+        (lambda d: d["hardware"][0].pop("hashrate_th_s"), r"\$\.hardware\[0\]\.hashrate_th_s: required for a miner"),
+        (lambda d: d["commitments"][0].update(allowed_sites=["x"]), r"\$\.commitments\[0\]\.allowed_sites: unknown"),
+        (lambda d: d["commitments"][0].update(min_sites=1), r"\$\.commitments\[0\]\.min_sites: an N-1 commitment"),
+        (lambda d: d.update(settings=[]), r"\$\.settings: must be an object, got array"),
+        (lambda d: d.update(format="mara"), r"\$\.hardware: not part of a mara world"),
+    ],
+)
+def test_world_schema_errors_name_the_json_path(tmp_path, change, message):
+    path = write_world(tmp_path, change)
+    with pytest.raises(CommandError, match=message) as error:
+        run(
+            "--world",
+            str(path),
+            "--simulate-prices",
+            "--start",
+            "2025-06-16",
+            "--end",
+            "2025-06-16T01:00",
+            "--out",
+            str(tmp_path),
+        )
+    assert str(path) in str(error.value)
+
+
+def test_mara_world_errors_name_the_json_path(tmp_path):
+    data = json.loads(MARA_WORLD.read_text())
+    data["site"]["power"] = 1.5e6
+    data["inventory"]["miners"]["air"].pop("hashrate")
+    path = tmp_path / "mara.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(backtest.BacktestInputError, match=r"\$\.site\.power: must be an integer >= 1, got 1500000.0"):
+        backtest.load_world(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--world", "missing.json", "--prices", "p.csv"], "world file not found: missing.json"),
+        (["--world", str(MARA_WORLD), "--prices", "missing.csv"], "price file not found: missing.csv"),
+        (["--format", "csv"], "argument --format: invalid choice: 'csv'"),
+        (["--world", str(MARA_WORLD), "--format", "energyarb", "--prices", "p.csv"], "is a mara world, but --format"),
+        (
+            ["--world", str(TEN_SITES), "--start", "2025-06-16"],
+            r"stored history \(no --prices\) needs --start and --end",
+        ),
+        (
+            ["--world", str(MARA_WORLD), "--simulate-prices", "--start", "2025-06-16", "--end", "2025-06-17"],
+            "energyarb",
+        ),
+        (["--world", str(MARA_WORLD), "--switching-cost", "1", "--prices", "p.csv"], "charges neither switching"),
+        (["--start", "yesterday"], "argument --start: not an ISO 8601 time"),
+    ],
+)
+def test_bad_options_are_refused_with_a_clear_error(tmp_path, args, message):
+    with pytest.raises(CommandError, match=message):
+        run(*args, "--out", str(tmp_path))
+
+
+def test_price_file_errors_name_the_line_and_column(tmp_path):
+    world = backtest.load_world(MARA_WORLD)
+    path = tmp_path / "prices.csv"
+    path.write_text("timestamp,energy_price,hash_price,token_price\n2025-06-21T12:00:00,3,4,x\n")
+    with pytest.raises(backtest.BacktestInputError, match=r"line 2, column token_price: not a number: 'x'"):
+        backtest.read_prices(path, world)
+    path.write_text(
+        "timestamp,energy_price,hash_price,token_price\n2025-06-21T12:00:00,3,4,2\n2025-06-21T12:15:00,3,4,2\n"
+    )
+    with pytest.raises(backtest.BacktestInputError, match=r"line 3: intervals must be consecutive 5-minute steps"):
+        backtest.read_prices(path, world)
+    ten = backtest.load_world(TEN_SITES)
+    path.write_text("interval_start,hashprice_usd_per_ph_day\n2025-06-21T12:00:00Z,50\n")
+    with pytest.raises(
+        backtest.BacktestInputError, match=r"missing column\(s\) \['energy_usd_per_mwh\.site_10_germany'"
+    ):
+        backtest.read_prices(path, ten)
+
+
+def test_simulated_prices_written_out_read_back_the_same(tmp_path):
+    world = backtest.load_world(TEN_SITES)
+    history = backtest.simulate_history(world, start=WEEK_START, periods=6)
+    backtest.write_prices_csv(history, world, tmp_path / "prices.csv")
+    again = backtest.read_prices(tmp_path / "prices.csv", world)
+    assert again.interval_starts == history.interval_starts
+    for name in ("energy_price_usd_per_mwh", "pue", "hashprice_usd_per_ph_day", "temperature_c"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(history, name), err_msg=name)
+    assert again.inference_demand_mtok_per_h.keys() == history.inference_demand_mtok_per_h.keys()
+
+
+# --- the database path ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_without_a_world_the_seeded_sites_and_stored_history_are_backtested(tmp_path):
+    seed_physical_world()
+    sites = list(Site.objects.order_by("code"))
+    start, periods = WEEK_START, 12
+    simulated = simulate_price_history(sites=sites, start=start, periods=periods)
+    bulk_load_energy_prices(
+        site_ids=simulated.site_ids, start=start, prices_usd_per_mwh=simulated.energy_usd_per_mwh, source="simulator"
+    )
+    bulk_load_market_prices(
+        start=start,
+        hashprice_usd_per_ph_day=simulated.hashprice_usd_per_ph_day,
+        inference_price_usd_per_mtok=simulated.inference_price_usd_per_mtok,
+        source="simulator",
+    )
+    end = start + timedelta(minutes=5 * periods)
+    output = run("--start", start.isoformat(), "--end", end.isoformat(), "--strategy", "greedy", "--out", str(tmp_path))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["world"] == "database sites" and summary["intervals"] == periods
+    assert 0 < summary["capture_ratio"] <= 1 + 1e-3
+    assert "capture ratio" in output
+    rows = allocation_rows(tmp_path / "allocations.csv")
+    assert len(rows) == periods * 10 * 5 and {r["site"] for r in rows} == {s.code for s in sites}
+    # The stored history is the simulator's, rounded to cents: the pure simulation of the same world agrees.
+    world = backtest.database.world_from_database(at=start)
+    stored, notes = backtest.database.history_from_database(world, start=start, end=end)
+    ten = backtest.load_world(TEN_SITES)
+    pure = backtest.simulate_history(ten, start=start, periods=periods)
+    order = [ten.site_codes.index(code) for code in world.site_codes]  # the database lists sites by code
+    np.testing.assert_allclose(stored.energy_price_usd_per_mwh, pure.energy_price_usd_per_mwh[order], atol=0.005)
+    assert any("lack weather" in note for note in notes)  # no weather stored: PUE at 20 degC, and said so
+
+
+@pytest.mark.django_db
+@needs_trace
+def test_mara_format_without_a_world_uses_the_imported_event_trace(tmp_path):
+    call_command("import_prices", str(TRACE), "--format", "mara", stdout=io.StringIO(), stderr=io.StringIO())
+    run("--format", "mara", "--start", "2025-06-21T12:00Z", "--end", "2025-06-21T13:00Z", "--out", str(tmp_path))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["intervals"] == 12 and round(summary["capture_ratio"], 3) == 1.000

@@ -1,0 +1,147 @@
+"""Optimization runs: one at a time, never on stale inputs, stored and applied whole."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.db.models import Sum
+
+from optimizer.choices import RunStatus, RunTrigger
+from optimizer.models import Allocation, OptimizationRun
+from optimizer.services import execute_run, fail_abandoned_runs, optimize_now, request_optimization
+from optimizer.tasks import run_optimization
+from sites.models import Site, SiteInventory
+from sites.services import refresh_market_prices, refresh_weather, set_site_status
+from tests.factories import T0, OptimizationRunFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = T0 + timedelta(hours=12, minutes=2)
+
+
+@pytest.fixture
+def world():
+    call_command("seed_sites", stdout=StringIO())
+    with time_machine.travel(NOW, tick=False):
+        refresh_market_prices(at=NOW)
+        refresh_weather(at=NOW)
+    return Site.objects.order_by("code")
+
+
+def test_run_applies_a_feasible_plan(world):
+    with time_machine.travel(NOW, tick=False):
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.is_applied and run.revenue_usd_per_h > 0 and run.explanation
+    allocated = dict(Allocation.objects.filter(run=run).values_list("site__code").annotate(u=Sum("units_running")))
+    running = dict(SiteInventory.objects.values_list("site__code").annotate(u=Sum("units_running")))
+    assert {code: n for code, n in running.items() if n} == allocated
+    for site in Site.objects.with_power_summary():
+        facility_kw = sum(a.facility_power_kw for a in Allocation.objects.filter(run=run, site=site))
+        assert facility_kw <= site.power_capacity_kw
+    assert {entry["site"] for entry in run.details["sites"]} == {site.code for site in world}
+    assert run.inputs["sites"]["site_3_norway"]["pue"] >= 1
+
+
+def test_site_in_maintenance_runs_nothing(world):
+    set_site_status(site=world.get(code="site_5_texas"), status="maintenance", reason="test")
+    with time_machine.travel(NOW, tick=False):
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+    assert run.status == RunStatus.SUCCEEDED
+    assert not Allocation.objects.filter(run=run, site__code="site_5_texas").exists()
+    assert SiteInventory.objects.filter(site__code="site_5_texas", units_running__gt=0).count() == 0
+
+
+def test_stale_prices_are_refused_and_nothing_is_applied(world):
+    with time_machine.travel(NOW + timedelta(hours=2), tick=False):
+        run = optimize_now(trigger=RunTrigger.SCHEDULE)
+    assert run.status == RunStatus.SKIPPED
+    assert "old" in run.error and not run.is_applied
+    assert SiteInventory.objects.filter(units_running__gt=0).count() == 0
+    assert not Allocation.objects.filter(run=run).exists()
+
+
+def test_no_prices_at_all_is_refused(db):
+    call_command("seed_sites", stdout=StringIO())
+    run = optimize_now(trigger=RunTrigger.MANUAL)
+    assert run.status == RunStatus.SKIPPED and "no energy price" in run.error
+
+
+def test_only_one_run_at_a_time(world):
+    OptimizationRunFactory(status=RunStatus.RUNNING, started_at=NOW, finished_at=None)
+    with time_machine.travel(NOW + timedelta(seconds=5), tick=False):
+        run = optimize_now(trigger=RunTrigger.SCHEDULE)
+    assert run.status == RunStatus.SKIPPED
+    assert "Another optimization was running" in run.error
+    assert OptimizationRun.objects.filter(status=RunStatus.RUNNING).count() == 1
+
+
+def test_abandoned_running_run_is_failed_and_frees_the_slot(world):
+    stuck = OptimizationRunFactory(status=RunStatus.RUNNING, started_at=NOW - timedelta(hours=1), finished_at=None)
+    with time_machine.travel(NOW, tick=False):
+        run = optimize_now(trigger=RunTrigger.SCHEDULE)
+        assert fail_abandoned_runs(now=NOW) == 0
+    stuck.refresh_from_db()
+    assert stuck.status == RunStatus.FAILED and "Abandoned" in stuck.error
+    assert run.status == RunStatus.SUCCEEDED
+
+
+def test_executing_a_finished_run_again_changes_nothing(world):
+    with time_machine.travel(NOW, tick=False):
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+        again = execute_run(run_id=run.pk)
+    assert again.status == RunStatus.SUCCEEDED
+    assert Allocation.objects.filter(run=run).count() == Allocation.objects.count()
+
+
+def test_failed_solve_keeps_the_previous_allocation(world, monkeypatch):
+    with time_machine.travel(NOW, tick=False):
+        first = optimize_now(trigger=RunTrigger.MANUAL)
+    before = list(SiteInventory.objects.order_by("pk").values_list("units_running", flat=True))
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("solver crashed")
+
+    monkeypatch.setattr("optimizer.engine.run_strategy", explode)
+    with time_machine.travel(NOW + timedelta(minutes=1), tick=False):
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+    assert first.status == RunStatus.SUCCEEDED
+    assert run.status == RunStatus.FAILED and "solver crashed" in run.error
+    assert list(SiteInventory.objects.order_by("pk").values_list("units_running", flat=True)) == before
+
+
+def test_periodic_task_creates_and_runs(world):
+    with time_machine.travel(NOW, tick=False):
+        first = run_optimization.apply().get()
+        second = run_optimization.apply().get()
+    assert first["status"] == second["status"] == RunStatus.SUCCEEDED
+    assert OptimizationRun.objects.count() == 2
+
+
+def test_task_with_missing_run_is_logged_not_raised(db):
+    assert run_optimization.apply(kwargs={"run_id": 999}).get() == {"run": 999, "status": "missing"}
+
+
+def test_request_optimization_queues_after_commit(world, django_capture_on_commit_callbacks, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    from energyarb.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        with time_machine.travel(NOW, tick=False), django_capture_on_commit_callbacks(execute=True) as callbacks:
+            run = request_optimization(trigger=RunTrigger.API)
+            assert run.status == RunStatus.QUEUED
+    finally:
+        app.conf.task_always_eager = False
+    assert len(callbacks) == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+
+
+def test_optimize_command_reports_the_run(world):
+    out = StringIO()
+    with time_machine.travel(NOW, tick=False):
+        call_command("optimize", stdout=out)
+    assert "succeeded" in out.getvalue() and "Profit" in out.getvalue()

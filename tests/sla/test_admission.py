@@ -1,0 +1,270 @@
+"""Admission control through the services: exact capacity boundaries, Spot preemption, quotes, lifecycle."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+
+from sites.choices import SiteStatus
+from sites.models import SiteInventory
+from sla.capacity import peak_kw
+from sla.choices import ContractStatus
+from sla.models import Contract, Placement, PreemptionNotice
+from sla.services import (
+    AdmissionRefused,
+    CapacityRequest,
+    QuoteUnavailable,
+    admit_contract,
+    cancel_contract,
+    candidate_sites,
+    create_contract,
+    create_contract_from_quote,
+    create_quote,
+    load_bookings,
+    reject_contract,
+)
+from sla.tasks import expire_contracts, start_contracts
+from tests.factories import T0, ContractFactory, MarketPriceFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+H = timedelta(hours=1)
+
+
+def ask(tier, kw, *, start=T0, hours=2, region=""):
+    return CapacityRequest(
+        tier=tier,
+        capacity_kw=Decimal(kw),
+        starts_at=start,
+        ends_at=start + hours * H,
+        region_preference=region,
+    )
+
+
+def placed(contract) -> dict[str, Decimal]:
+    return {p.site.code: p.capacity_kw for p in Placement.objects.filter(contract=contract).select_related("site")}
+
+
+def peaks() -> dict[str, tuple[Decimal, Decimal]]:
+    """Per site: (peak committed kW over all time, SLA limit)."""
+    rooms = candidate_sites(lock=False)
+    load_bookings(rooms, start=T0 - 100 * H, end=None)
+    return {r.code: (peak_kw(r.bookings, T0 - 100 * H, T0 + 10_000 * H), r.limit_kw) for r in rooms}
+
+
+def test_sla_limit_is_inference_hardware_bounded_by_power(fleet):
+    limits = {room.code: room.limit_kw for room in candidate_sites(lock=False)}
+
+    assert limits == {"oslo": Decimal("800"), "dublin": Decimal("500"), "texas": Decimal("300")}
+
+
+def test_unavailable_units_and_offline_sites_carry_nothing(fleet):
+    SiteInventory.objects.filter(site=fleet.dublin).update(units_available=20)
+    fleet.texas.status = SiteStatus.MAINTENANCE
+    fleet.texas.save()
+
+    limits = {room.code: room.limit_kw for room in candidate_sites(lock=False)}
+
+    assert limits == {"oslo": Decimal("800"), "dublin": Decimal("200")}
+
+
+def test_request_filling_a_site_exactly_fits_and_one_kw_more_is_refused(fleet, frozen, customer):
+    fleet.dublin.delete(), fleet.texas.delete()  # one site: oslo, 800 kW
+    create_contract(customer=customer, request=ask(fleet.standard, "300"))
+
+    exact = create_contract(customer=customer, request=ask(fleet.standard, "500"))
+
+    assert placed(exact) == {"oslo": Decimal("500")}
+    with pytest.raises(AdmissionRefused, match=r"the most any online site can take for the whole window is 0\.000 kW"):
+        create_contract(customer=customer, request=ask(fleet.standard, "1"))
+    assert Contract.objects.count() == 2
+    assert peaks()["oslo"] == (Decimal("800"), Decimal("800"))
+
+
+def test_capacity_is_reused_after_a_window_ends(fleet, frozen, customer):
+    fleet.dublin.delete(), fleet.texas.delete()
+    create_contract(customer=customer, request=ask(fleet.standard, "800", hours=2))
+
+    later = create_contract(customer=customer, request=ask(fleet.standard, "800", start=T0 + 2 * H))
+
+    assert later.status == ContractStatus.REQUESTED and later.admitted_at == T0
+    with pytest.raises(AdmissionRefused):
+        create_contract(customer=customer, request=ask(fleet.standard, "1", start=T0 + H, hours=2))
+
+
+def test_premium_is_placed_n_minus_1_on_two_sites(fleet, frozen, customer):
+    contract = create_contract(customer=customer, request=ask(fleet.premium, "250"))
+
+    assert placed(contract) == {"oslo": Decimal("250"), "texas": Decimal("250")}
+
+
+def test_premium_too_big_for_two_sites_goes_to_three_at_half(fleet, frozen, customer):
+    contract = create_contract(customer=customer, request=ask(fleet.premium, "600"))
+
+    assert placed(contract) == {"oslo": Decimal("300"), "dublin": Decimal("300"), "texas": Decimal("300")}
+
+
+def test_premium_refused_when_n_minus_1_cannot_hold(fleet, frozen, customer):
+    with pytest.raises(AdmissionRefused, match="N-1"):
+        create_contract(customer=customer, request=ask(fleet.premium, "700"))
+    assert not Contract.objects.exists()
+
+
+def test_region_preference_places_in_that_region_first(fleet, frozen, customer):
+    contract = create_contract(customer=customer, request=ask(fleet.flexible, "100", region="americas"))
+
+    assert placed(contract) == {"texas": Decimal("100")}
+
+
+def test_spot_never_blocks_a_higher_tier_and_is_noticed_before_displacement(fleet, frozen, customer, outsider):
+    fleet.dublin.delete(), fleet.texas.delete()
+    spot_now = create_contract(customer=outsider, request=ask(fleet.spot, "500", hours=6))
+    spot_later = create_contract(customer=outsider, request=ask(fleet.spot, "300", start=T0 + 3 * H))
+    with time_machine.travel(T0 + H, tick=False):
+        standard = create_contract(customer=customer, request=ask(fleet.standard, "600", start=T0 + 2 * H, hours=4))
+
+    assert placed(standard) == {"oslo": Decimal("600")}
+    notices = {n.contract_id: n for n in PreemptionNotice.objects.all()}
+    assert set(notices) == {spot_later.pk, spot_now.pk}
+    for notice in notices.values():
+        assert notice.issued_at == T0 + H and notice.effective_at >= notice.issued_at
+        assert notice.displaced_by == standard
+    assert notices[spot_now.pk].effective_at == T0 + 2 * H
+    # The running Spot keeps the hours it had before the displacement; the one that had not begun is dropped.
+    assert list(Placement.objects.filter(contract=spot_now).values_list("valid_to", flat=True)) == [T0 + 2 * H]
+    assert not Placement.objects.filter(contract=spot_later).exists()
+    assert peaks()["oslo"][0] <= Decimal("800")
+
+
+def test_spot_displaces_only_as_much_as_needed(fleet, frozen, customer, outsider):
+    fleet.dublin.delete(), fleet.texas.delete()
+    first = create_contract(customer=outsider, request=ask(fleet.spot, "400"))
+    second = create_contract(customer=outsider, request=ask(fleet.spot, "400"))
+
+    create_contract(customer=customer, request=ask(fleet.flexible, "100"))
+
+    assert list(PreemptionNotice.objects.values_list("contract_id", flat=True)) == [second.pk]
+    assert Placement.objects.filter(contract=first).exists()
+
+
+def test_spot_cannot_displace_spot(fleet, frozen, customer):
+    fleet.dublin.delete(), fleet.texas.delete()
+    create_contract(customer=customer, request=ask(fleet.spot, "800"))
+
+    with pytest.raises(AdmissionRefused):
+        create_contract(customer=customer, request=ask(fleet.spot, "1"))
+
+
+def test_contract_admission_is_audited_with_who_and_why(fleet, frozen, customer):
+    contract = create_contract(customer=customer, request=ask(fleet.standard, "10"), actor=customer.user)
+
+    record = contract.history.get()
+    assert (record.history_user, record.history_change_reason) == (customer.user, "admitted (API request)")
+    assert record.status == ContractStatus.ACTIVE
+
+
+def test_quote_prices_with_the_newest_market_price(fleet, frozen, customer):
+    MarketPriceFactory(interval_start=T0 - 10 * H, inference_price_usd_per_mtok=Decimal("9.0000"))
+    MarketPriceFactory(interval_start=T0 - H, inference_price_usd_per_mtok=Decimal("2.5000"))
+
+    quote = create_quote(customer=customer, request=ask(fleet.standard, "80"))
+
+    # 2.5 USD/Mtok x 1,200 tok/s/kW x 3,600 / 1e6 = 10.8 USD/kWh x 2.00 x (1 + 0.5 x 80/800)
+    assert quote.base_value_usd_per_kwh == Decimal("10.800000")
+    assert quote.utilization_pct == Decimal("10.00")
+    assert quote.price_usd_per_kwh == Decimal("22.680000")
+    assert quote.total_usd == Decimal("3628.80")
+    assert quote.sites == [{"site": "oslo", "name": "Oslo", "market_region": "europe", "capacity_kw": "80"}]
+    assert quote.valid_until == T0 + timedelta(minutes=15)
+
+
+def test_contract_from_quote_keeps_the_quoted_price_even_if_the_market_moved(fleet, frozen, customer):
+    quote = create_quote(customer=customer, request=ask(fleet.standard, "80"))
+    MarketPriceFactory(interval_start=T0, inference_price_usd_per_mtok=Decimal("50.0000"))
+
+    contract = create_contract_from_quote(quote=quote)
+
+    assert contract.quote == quote
+    assert (contract.quoted_price_usd_per_kwh, contract.quoted_total_usd) == (quote.price_usd_per_kwh, quote.total_usd)
+
+
+def test_quote_bought_after_its_start_runs_for_its_full_duration_from_now(fleet, frozen, customer):
+    quote = create_quote(customer=customer, request=ask(fleet.standard, "80", hours=3))
+
+    with time_machine.travel(T0 + timedelta(minutes=10), tick=False):
+        contract = create_contract_from_quote(quote=quote)
+
+    assert (contract.starts_at, contract.ends_at) == (T0 + timedelta(minutes=10), T0 + timedelta(minutes=190))
+
+
+def test_expired_or_used_quote_is_refused(fleet, frozen, customer):
+    used = create_quote(customer=customer, request=ask(fleet.standard, "80"))
+    create_contract_from_quote(quote=used)
+    expired = create_quote(customer=customer, request=ask(fleet.standard, "80"))
+
+    with pytest.raises(QuoteUnavailable, match="already used"):
+        create_contract_from_quote(quote=used)
+    with time_machine.travel(T0 + timedelta(minutes=15), tick=False), pytest.raises(QuoteUnavailable, match="expired"):
+        create_contract_from_quote(quote=expired)
+
+
+def test_quote_with_no_room_is_refused_and_stores_nothing(fleet, frozen, customer):
+    with pytest.raises(AdmissionRefused):
+        create_quote(customer=customer, request=ask(fleet.standard, "5000"))
+
+
+def test_future_contract_starts_and_ends_on_time_once(fleet, frozen, customer):
+    contract = create_contract(customer=customer, request=ask(fleet.standard, "100", start=T0 + H, hours=2))
+    unadmitted = ContractFactory(customer=customer, tier=fleet.standard, starts_at=T0, ends_at=T0 + 2 * H)
+    assert contract.status == ContractStatus.REQUESTED
+
+    with time_machine.travel(T0 + H, tick=False):
+        assert start_contracts.apply().get() == {"started": 1}
+        assert start_contracts.apply().get() == {"started": 0}
+    with time_machine.travel(T0 + 3 * H, tick=False):
+        assert expire_contracts.apply().get() == {"completed": 1}
+
+    contract.refresh_from_db(), unadmitted.refresh_from_db()
+    assert contract.status == ContractStatus.COMPLETED
+    assert unadmitted.status == ContractStatus.REQUESTED  # never admitted: waits for staff
+    assert [r.history_change_reason for r in contract.history.order_by("history_id")] == [
+        "admitted (API request)",
+        "contract window began",
+        "contract window ended",
+    ]
+
+
+def test_cancelling_frees_the_capacity(fleet, frozen, customer):
+    fleet.dublin.delete(), fleet.texas.delete()
+    running = create_contract(customer=customer, request=ask(fleet.standard, "800", hours=4))
+    with time_machine.travel(T0 + H, tick=False):
+        cancel_contract(contract=running, actor=customer.user, reason="no longer needed")
+        later = create_contract(customer=customer, request=ask(fleet.standard, "800", start=T0 + H, hours=2))
+
+    assert later.status == ContractStatus.ACTIVE
+    assert list(Placement.objects.filter(contract=running).values_list("valid_to", flat=True)) == [T0 + H]
+
+
+def test_rejecting_an_admitted_request_frees_its_future_placements(fleet, frozen, customer):
+    request = create_contract(customer=customer, request=ask(fleet.standard, "100", start=T0 + 5 * H))
+
+    reject_contract(contract=request, actor=UserFactory(username="ops", is_staff=True), reason="credit check")
+
+    assert not Placement.objects.filter(contract=request).exists()
+
+
+def test_staff_typed_request_is_admitted_through_admission_control(fleet, frozen, customer):
+    typed = ContractFactory(
+        customer=customer, tier=fleet.premium, capacity_kw=Decimal("100"), starts_at=T0 - H, ends_at=T0 + 5 * H
+    )
+
+    admit_contract(contract=typed, actor=UserFactory(username="ops", is_staff=True))
+
+    typed.refresh_from_db()
+    assert typed.status == ContractStatus.ACTIVE and typed.admitted_at == T0
+    assert typed.quoted_price_usd_per_kwh == Decimal("0.120000")  # its typed-in price is kept
+    assert len(placed(typed)) == 2
+    assert set(Placement.objects.filter(contract=typed).values_list("valid_from", flat=True)) == {T0}

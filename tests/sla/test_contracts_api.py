@@ -1,0 +1,278 @@
+"""The customer API: quotes, contracts, tenancy, filters, cancel, and what a contract shows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.urls import reverse
+
+from sla.choices import ContractStatus
+from sla.models import Contract, Quote
+from sla.services import DeliveryRow, issue_service_credits, record_deliveries
+from tests.factories import T0, ContractFactory, CustomerFactory, MarketPriceFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+H = timedelta(hours=1)
+QUOTES = reverse("quote-list")
+CONTRACTS = reverse("contract-list")
+
+
+def buy(api, **fields):
+    body = {"tier": "standard", "capacity_kw": "100", "duration_hours": "2", **fields}
+    return api.post(CONTRACTS, body, format="json")
+
+
+def test_quote_shows_price_breakdown_sites_and_deadline(fleet, frozen, customer_api):
+    MarketPriceFactory(interval_start=T0 - H, inference_price_usd_per_mtok=Decimal("2.5000"))
+
+    response = customer_api.post(
+        QUOTES,
+        {"tier": "premium", "capacity_kw": "80", "starts_at": "2026-06-01T06:00:00Z", "duration_hours": "10"},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["tier"] == "premium"
+    assert (body["starts_at"], body["ends_at"]) == ("2026-06-01T06:00:00Z", "2026-06-01T16:00:00Z")
+    assert body["breakdown"] == {
+        "token_price_usd_per_mtok": "2.5000",
+        "token_price_source": "market",
+        "tokens_per_s_per_kw": "1200.00",
+        "base_value_usd_per_kwh": "10.800000",
+        "tier_multiplier": "3.50",
+        "utilization_pct": "14.55",  # (80 + 80) kW of 800 + 300 kW
+        "utilization_factor": "1.0728",
+    }
+    assert body["price_usd_per_kwh"] == "40.549950"  # 10.8 x 3.5 x (1 + 0.5 x 14.55 %)
+    assert body["total_usd"] == "32439.96"  # x 80 kW x 10 h
+    assert [(s["site"], s["capacity_kw"]) for s in body["sites"]] == [("oslo", "80.000"), ("texas", "80.000")]
+    assert body["valid_until"] == "2026-06-01T00:15:00Z"
+    assert not Contract.objects.exists()
+
+
+def test_contract_from_quote_is_admitted_at_the_quoted_price(fleet, frozen, customer_api, customer):
+    quote = customer_api.post(QUOTES, {"tier": "standard", "capacity_kw": "50", "duration_hours": "3"}, format="json")
+
+    response = customer_api.post(CONTRACTS, {"quote": quote.json()["id"]}, format="json")
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["quote"] == quote.json()["id"]
+    assert body["status"] == ContractStatus.ACTIVE
+    assert body["quoted_price_usd_per_kwh"] == quote.json()["price_usd_per_kwh"]
+    assert body["placements"] == [
+        {
+            "site": "oslo",
+            "capacity_kw": "50.000",
+            "valid_from": "2026-06-01T00:00:00Z",
+            "valid_to": "2026-06-01T03:00:00Z",
+            "reason": f"admitted (quote {quote.json()['id']})",
+        }
+    ]
+    assert (body["uptime_to_date_pct"], body["service_credits"]) == (None, [])
+    assert Contract.objects.get().customer == customer
+
+
+def test_quote_can_be_bought_only_once(fleet, frozen, customer_api):
+    quote_id = customer_api.post(QUOTES, {"tier": "spot", "capacity_kw": "5", "duration_hours": "1"}, format="json")
+    quote_id = quote_id.json()["id"]
+    assert customer_api.post(CONTRACTS, {"quote": quote_id}, format="json").status_code == 201
+
+    again = customer_api.post(CONTRACTS, {"quote": quote_id}, format="json")
+
+    assert again.status_code == 409
+    assert again.json()["detail"] == f"Quote {quote_id} was already used for a contract."
+    assert Contract.objects.count() == 1
+
+
+def test_expired_quote_is_refused(fleet, frozen, customer_api):
+    quote_id = customer_api.post(QUOTES, {"tier": "spot", "capacity_kw": "5", "duration_hours": "1"}, format="json")
+
+    with time_machine.travel(T0 + timedelta(minutes=16), tick=False):
+        response = customer_api.post(CONTRACTS, {"quote": quote_id.json()["id"]}, format="json")
+
+    assert response.status_code == 400
+    assert "expired" in response.json()["quote"][0]
+
+
+def test_another_customers_quote_cannot_be_bought_or_seen(fleet, frozen, customer_api, outsider_api):
+    quote_id = customer_api.post(QUOTES, {"tier": "spot", "capacity_kw": "5", "duration_hours": "1"}, format="json")
+    quote_id = quote_id.json()["id"]
+
+    assert outsider_api.post(CONTRACTS, {"quote": quote_id}, format="json").json() == {"quote": ["No such quote."]}
+    assert outsider_api.get(reverse("quote-detail", args=[quote_id])).status_code == 404
+    assert customer_api.get(reverse("quote-detail", args=[quote_id])).status_code == 200
+
+
+def test_quote_fields_cannot_be_overridden_when_buying_a_quote(fleet, frozen, customer_api):
+    quote_id = customer_api.post(QUOTES, {"tier": "spot", "capacity_kw": "5", "duration_hours": "1"}, format="json")
+
+    response = customer_api.post(CONTRACTS, {"quote": quote_id.json()["id"], "capacity_kw": "500"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"capacity_kw": ["Not allowed with a quote: the quote fixes it."]}
+
+
+def test_inline_contract_is_admitted_and_placed(fleet, frozen, customer_api):
+    response = buy(customer_api, tier="premium", capacity_kw="300", region_preference="europe")
+
+    assert response.status_code == 201, response.json()
+    assert sorted((p["site"], p["capacity_kw"]) for p in response.json()["placements"]) == [
+        ("dublin", "300.000"),
+        ("oslo", "300.000"),
+    ]
+
+
+def test_capacity_short_is_409_with_the_reason_and_nothing_written(fleet, frozen, customer_api):
+    response = buy(customer_api, capacity_kw="2000")
+
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith("Not enough free inference capacity for 2000.000 kW of Standard")
+    assert not Contract.objects.exists()
+
+
+def test_quote_refused_when_capacity_is_short(fleet, frozen, customer_api):
+    response = customer_api.post(
+        QUOTES, {"tier": "premium", "capacity_kw": "900", "duration_hours": "1"}, format="json"
+    )
+
+    assert response.status_code == 409
+    assert "N-1" in response.json()["detail"]
+    assert not Quote.objects.exists()
+
+
+def test_contract_list_shows_only_own_contracts(fleet, frozen, customer_api, outsider_api, customer, outsider):
+    mine = ContractFactory(customer=customer, tier=fleet.standard)
+    ContractFactory(customer=outsider, tier=fleet.standard)
+
+    response = customer_api.get(CONTRACTS)
+
+    assert [row["id"] for row in response.json()["results"]] == [mine.pk]
+
+
+def test_another_customers_contract_answers_404(fleet, frozen, customer_api, outsider):
+    theirs = ContractFactory(customer=outsider, tier=fleet.standard)
+
+    assert customer_api.get(reverse("contract-detail", args=[theirs.pk])).status_code == 404
+    assert customer_api.post(reverse("contract-cancel", args=[theirs.pk]), {}, format="json").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status == ContractStatus.REQUESTED
+
+
+def test_staff_see_every_contract_but_cannot_buy_without_a_customer_account(fleet, frozen, staff_api, customer):
+    ContractFactory(customer=customer, tier=fleet.standard)
+    ContractFactory(tier=fleet.spot)
+
+    assert staff_api.get(CONTRACTS).json()["count"] == 2
+    response = buy(staff_api)
+    assert response.status_code == 403
+    assert response.json()["detail"] == "Only customer accounts can quote or buy capacity."
+
+
+def test_anonymous_requests_are_refused(fleet, anon_api):
+    assert anon_api.get(CONTRACTS).status_code == 401
+    assert buy(anon_api).status_code == 401
+    assert anon_api.post(QUOTES, {}, format="json").status_code == 401
+
+
+def test_contract_list_filters_by_status_tier_and_dates(fleet, frozen, customer_api, customer):
+    early = ContractFactory(customer=customer, tier=fleet.standard, starts_at=T0, status=ContractStatus.ACTIVE)
+    late = ContractFactory(customer=customer, tier=fleet.spot, starts_at=T0 + 48 * H)
+    ContractFactory(customer=customer, tier=fleet.standard, starts_at=T0 + 96 * H, status=ContractStatus.CANCELLED)
+
+    def ids(**params):
+        response = customer_api.get(CONTRACTS, params)
+        assert response.status_code == 200, response.json()
+        return {row["id"] for row in response.json()["results"]}
+
+    assert ids(status="active") == {early.pk}
+    assert ids(status=["active", "requested"]) == {early.pk, late.pk}
+    assert ids(tier="spot") == {late.pk}
+    assert ids(starts_after="2026-06-02T00:00:00Z", starts_before="2026-06-04T00:00:00Z") == {late.pk}
+    assert ids(ends_before="2026-06-02T00:00:00Z") == {early.pk}
+    assert customer_api.get(CONTRACTS, {"status": "bogus"}).status_code == 400
+    assert customer_api.get(CONTRACTS, {"starts_after": "yesterday"}).status_code == 400
+
+
+def test_contract_list_costs_a_constant_number_of_queries(
+    fleet, frozen, customer_api, customer, django_assert_num_queries
+):
+    for _ in range(3):
+        buy(customer_api, tier="premium", capacity_kw="10")
+    # token, count, contracts (uptime as subqueries), placements, credits, notices, downtimes
+    with django_assert_num_queries(7):
+        response = customer_api.get(CONTRACTS)
+    assert response.json()["count"] == 3
+
+
+def test_contract_detail_shows_uptime_to_date_and_credits(fleet, customer_api, customer):
+    with time_machine.travel(T0, tick=False):
+        contract_id = buy(customer_api, tier="premium", capacity_kw="100", duration_hours="48").json()["id"]
+    # Two hours measured: one in full, one at 50 %, and one over-delivered (counts as 100 %, not more).
+    record_deliveries(
+        rows=[
+            DeliveryRow(contract_id, T0, 60, Decimal("100"), Decimal("100")),
+            DeliveryRow(contract_id, T0 + H, 60, Decimal("100"), Decimal("50")),
+            DeliveryRow(contract_id, T0 + 2 * H, 60, Decimal("100"), Decimal("130")),
+        ]
+    )
+    with time_machine.travel(T0 + 40 * 24 * H, tick=False):
+        issue_service_credits(month=T0.date())
+        response = customer_api.get(reverse("contract-detail", args=[contract_id]))
+
+    body = response.json()
+    assert body["uptime_to_date_pct"] == "83.333"
+    assert (body["delivered_kwh"], body["committed_kwh"]) == ("250.000", "300.000")
+    [credit] = body["service_credits"]
+    assert (credit["month"], credit["uptime_pct"], credit["credit_pct"]) == ("2026-06-01", "83.333", "100.00")
+    assert credit["credit_usd"] == credit["charge_usd"]
+
+
+def test_customer_cancels_own_contract_once(fleet, frozen, customer_api):
+    contract_id = buy(customer_api).json()["id"]
+    url = reverse("contract-cancel", args=[contract_id])
+
+    response = customer_api.post(url, {"reason": "project ended"}, format="json")
+
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["status_reason"]) == ("cancelled", "project ended")
+    again = customer_api.post(url, {}, format="json")
+    assert again.status_code == 409
+    assert "cannot go from cancelled to cancelled" in again.json()["detail"]
+    record = Contract.objects.get().history.first()
+    assert (record.history_user.username, record.history_change_reason) == ("alice", "project ended")
+
+
+def test_cancel_without_a_body_uses_a_default_reason(fleet, frozen, customer_api):
+    contract_id = buy(customer_api).json()["id"]
+
+    response = customer_api.post(reverse("contract-cancel", args=[contract_id]))
+
+    assert response.status_code == 200
+    assert response.json()["status_reason"] == "cancelled by the customer"
+
+
+def test_cancelled_capacity_can_be_bought_again(fleet, frozen, customer_api):
+    first = buy(customer_api, capacity_kw="1600").json()["id"]
+    assert buy(customer_api, capacity_kw="1").status_code == 409
+
+    customer_api.post(reverse("contract-cancel", args=[first]), {}, format="json")
+
+    assert buy(customer_api, capacity_kw="1600").status_code == 201
+
+
+def test_contract_ids_that_cannot_exist_answer_404(fleet, customer_api):
+    assert customer_api.get(f"{CONTRACTS}99999999999999999999999/").status_code == 404
+    assert customer_api.get(f"{CONTRACTS}abc/").status_code == 404
+
+
+def test_session_user_without_customer_sees_nothing(fleet, frozen, client):
+    ContractFactory(customer=CustomerFactory(), tier=fleet.standard)
+    client.force_login(UserFactory(username="nobody"))
+
+    assert client.get(CONTRACTS).json()["count"] == 0

@@ -1,0 +1,148 @@
+"""Many clients racing for the last capacity, on real PostgreSQL connections, never overbook a site.
+
+Each request runs in its own thread with its own database connection, all released at once by a barrier, so
+their admission transactions genuinely overlap. SQLite serializes writers globally (and ignores FOR UPDATE), so
+it proves nothing here: the test runs on PostgreSQL only.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.db import connection, connections
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+from rest_framework.throttling import SimpleRateThrottle
+
+from sla.capacity import peak_kw
+from sla.models import Contract, Placement
+from sla.services import candidate_sites, load_bookings
+from tests.factories import T0, CustomerFactory, UserFactory
+from tests.sla.conftest import build_fleet
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+H = timedelta(hours=1)
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_only(monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("the race needs PostgreSQL row locks and concurrent writers")
+    monkeypatch.setitem(SimpleRateThrottle.THROTTLE_RATES, "contracts", "100000/min")
+
+
+def race(bodies: list[dict], *, customers: int = 5) -> list[int]:
+    """POST every body to /api/contracts/ from its own thread and connection, all at once; return the statuses."""
+    tokens = [
+        Token.objects.create(user=CustomerFactory(user=UserFactory(username=f"racer{n}")).user).key
+        for n in range(customers)
+    ]
+    barrier = threading.Barrier(len(bodies))
+    statuses: list[int] = [0] * len(bodies)
+
+    def run(index: int, body: dict) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {tokens[index % customers]}")
+        try:
+            barrier.wait(timeout=30)
+            statuses[index] = client.post(reverse("contract-list"), body, format="json").status_code
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i, body)) for i, body in enumerate(bodies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return statuses
+
+
+def peaks_within_limits(start, end) -> dict[str, tuple[Decimal, Decimal]]:
+    rooms = candidate_sites(lock=False)
+    load_bookings(rooms, start=start, end=end)
+    return {room.code: (peak_kw(room.bookings, start, end), room.limit_kw) for room in rooms}
+
+
+def test_fifty_parallel_requests_for_the_last_capacity_admit_exactly_what_fits():
+    build_fleet()  # 800 + 500 + 300 = 1,600 kW of SLA capacity
+    start = (T0 + 24 * H).isoformat()
+    body = {"tier": "standard", "capacity_kw": "40", "starts_at": start, "duration_hours": "2"}
+
+    with time_machine.travel(T0, tick=False):
+        statuses = race([body] * 50)
+
+    assert sorted(set(statuses)) == [201, 409]
+    assert statuses.count(201) == 40  # 1,600 / 40: every kW sold, none twice
+    assert Contract.objects.count() == 40
+    for code, (peak, limit) in peaks_within_limits(T0 + 24 * H, T0 + 26 * H).items():
+        assert peak == limit, code
+
+
+def test_a_mixed_race_of_all_tiers_never_pushes_a_site_past_its_limit():
+    build_fleet()
+    rng = random.Random(2025)
+    bodies = [
+        {
+            "tier": rng.choice(["premium", "standard", "flexible", "spot"]),
+            "capacity_kw": str(rng.choice([20, 50, 100, 150])),
+            "starts_at": (T0 + rng.choice([1, 2, 3]) * H).isoformat(),
+            "duration_hours": str(rng.choice([1, 2, 3])),
+        }
+        for _ in range(60)
+    ]
+
+    with time_machine.travel(T0, tick=False):
+        statuses = race(bodies)
+
+    assert set(statuses) <= {201, 409} and statuses.count(201) > 10 and statuses.count(409) > 0
+    for code, (peak, limit) in peaks_within_limits(T0, T0 + 10 * H).items():
+        assert peak <= limit, f"{code}: {peak} kW committed on a {limit} kW limit"
+    for contract in Contract.objects.select_related("tier").prefetch_related("placements"):
+        placed = [p.capacity_kw for p in contract.placements.all()]
+        if contract.tier.requires_n_minus_1:
+            assert len(placed) >= 2 and all(sum(placed) - kw >= contract.capacity_kw for kw in placed)
+        elif contract.tier.is_preemptible:
+            assert sum(placed) <= contract.capacity_kw  # Spot may have been displaced by a higher tier
+        else:
+            assert sum(placed) == contract.capacity_kw
+    assert Placement.objects.filter(contract__status="rejected").count() == 0
+
+
+def test_one_quote_bought_by_many_at_once_makes_exactly_one_contract():
+    build_fleet()
+    buyer = CustomerFactory(user=UserFactory(username="buyer"))
+    token = Token.objects.create(user=buyer.user).key
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    with time_machine.travel(T0, tick=False):
+        quote = client.post(
+            reverse("quote-list"), {"tier": "premium", "capacity_kw": "100", "duration_hours": "2"}, format="json"
+        ).json()["id"]
+        barrier = threading.Barrier(10)
+        statuses: list[int] = []
+
+        def buy() -> None:
+            other = APIClient()
+            other.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+            try:
+                barrier.wait(timeout=30)
+                statuses.append(other.post(reverse("contract-list"), {"quote": quote}, format="json").status_code)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=buy) for _ in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+    assert sorted(statuses) == [201] + [409] * 9
+    assert Contract.objects.filter(quote_id=quote).count() == 1
+    assert Placement.objects.count() == 2
