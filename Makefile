@@ -40,6 +40,8 @@ run: install $(NODE_STAMP)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_sites
 	$(MANAGE) install_schedules
+	$(MANAGE) refresh_data
+	$(MANAGE) optimize || true
 	$(BIN)/celery -A energyarb worker --beat --queues default,data,optimizer --concurrency 2 \
 		--loglevel INFO --schedule var/celerybeat-schedule & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \

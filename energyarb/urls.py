@@ -28,3 +28,6 @@ urlpatterns = [
     path("mara/", include("sites.mara.urls")),
     path("", include("optimizer.urls")),
 ]
+
+handler404 = "energyarb.errors.not_found"
+handler500 = "energyarb.errors.server_error"

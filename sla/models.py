@@ -351,7 +351,11 @@ class Placement(models.Model):
 
 
 class PreemptionNotice(models.Model):
-    """Notice to a Spot contract that it loses kW at a site from `effective_at`, issued before that moment."""
+    """Notice to a Spot contract that it loses kW at a site from `effective_at`, issued before that moment.
+
+    The lead time is what the displacing commitment leaves: until its window begins, or none when it begins at once
+    (Spot never blocks a higher tier, so it cannot keep running past the moment the room is promised elsewhere).
+    """
 
     contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="preemption_notices")
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="preemption_notices")

@@ -2,7 +2,6 @@
 
 import pytest
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -17,22 +16,12 @@ def _fast_and_isolated(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-    _clear_cache()  # throttles and locks must not leak between tests (Redis outlives a test database)
+    # Each test process gets its own in-memory cache: throttle counters and locks neither leak between tests
+    # nor collide with a parallel test process (a shared Redis or file cache would). Tests of the Redis cache
+    # itself configure it explicitly.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+    caches["default"].clear()
     yield
-
-
-def _clear_cache() -> None:
-    """Forget the cache's entries. On Redis only its own (KEY_PREFIX) keys: ``cache.clear()`` is FLUSHDB there,
-    which would also drop the Celery messages queued in the same database (tests/test_celery_worker.py waits on
-    one while other test processes run)."""
-    backend = caches["default"]
-    if isinstance(backend, RedisCache) and backend.key_prefix:
-        client = backend._cache.get_client(write=True)
-        keys = list(client.scan_iter(match=f"{backend.key_prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    else:
-        backend.clear()
 
 
 @pytest.fixture

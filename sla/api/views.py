@@ -111,7 +111,8 @@ class QuoteViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.ReadOn
     """Price a request: per kWh and in total, with its breakdown, the sites it would run on, and a deadline.
 
     A quote reserves nothing; buy it with `POST /api/contracts/ {"quote": id}` before `valid_until`.
-    Create costs about five queries (auth, tier, sites with their limits, overlapping placements, price, insert).
+    Create costs five queries: token, tier, sites with their limits and the token price, overlapping placements,
+    the insert.
     """
 
     queryset = Quote.objects.select_related("tier")
@@ -149,7 +150,8 @@ class ContractViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.Rea
     """Contracts with where they run, measured uptime so far, service credits, preemption notices and downtime.
 
     A page costs a constant number of queries: count, contracts (uptime as subqueries), then one each for
-    placements, credits, notices and downtimes.
+    placements, credits, notices and downtimes. Buying costs six or seven: token, the quote (or the tier), the
+    locked sites with their limits, overlapping placements, the contract and its history row, its placements.
     """
 
     queryset = (

@@ -12,6 +12,7 @@ test, never skips it.
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import shutil
@@ -34,6 +35,7 @@ from django.db import connection
 BASE_DIR = Path(settings.BASE_DIR)
 PG_BIN = Path(os.environ.get("PRIVATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 START_TIMEOUT_S = 30.0
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
 STOP_TIMEOUT_S = 15.0
 
 
@@ -356,11 +358,10 @@ def worker_command(queues: str, *, pool: str = "prefork", launcher: str | None =
     ]
 
 
-@contextmanager
-def celery_worker(env: Mapping[str, str], log: Path, queues: str, **kwargs) -> Iterator[subprocess.Popen]:
-    """A Celery worker in its own session (so a test can SIGKILL the whole worker), stopped on exit."""
+def start_worker(env: Mapping[str, str], log: Path, queues: str, **kwargs) -> subprocess.Popen:
+    """A Celery worker in its own session (so a test can SIGKILL the whole worker); see `wait_ready`."""
     with log.open("ab") as out:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             worker_command(queues, **kwargs),
             cwd=BASE_DIR,
             env=dict(env),
@@ -368,15 +369,25 @@ def celery_worker(env: Mapping[str, str], log: Path, queues: str, **kwargs) -> I
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def wait_ready(process: subprocess.Popen, log: Path) -> None:
+    wait_for(
+        lambda: b"ready." in log.read_bytes() or process.poll() is not None,
+        timeout_s=START_TIMEOUT_S * 2,
+        what="a ready worker",
+        log=log,
+    )
+    if process.poll() is not None:
+        pytest.fail(f"The worker exited with {process.returncode}:\n{log_tail(log)}")
+
+
+@contextmanager
+def celery_worker(env: Mapping[str, str], log: Path, queues: str, **kwargs) -> Iterator[subprocess.Popen]:
+    """A ready worker, stopped (warm shutdown, then SIGKILL if it lingers) on exit."""
+    process = start_worker(env, log, queues, **kwargs)
     try:
-        wait_for(
-            lambda: b"ready." in log.read_bytes() or process.poll() is not None,
-            timeout_s=START_TIMEOUT_S * 2,
-            what="a ready worker",
-            log=log,
-        )
-        if process.poll() is not None:
-            pytest.fail(f"The worker exited with {process.returncode}:\n{log_tail(log)}")
+        wait_ready(process, log)
         yield process
     finally:
         stop_process(process)

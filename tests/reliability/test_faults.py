@@ -62,8 +62,10 @@ from .servers import (
     postgres_url,
     require_postgresql,
     server_environment,
+    start_worker,
     stop_process,
     wait_for,
+    wait_ready,
 )
 
 FAULT_TEST_LIMIT_S = 60
@@ -300,47 +302,55 @@ def test_redis_crash_while_serving_then_tasks_resume_and_nothing_is_lost(private
     everything_ok = dict.fromkeys(("/api/sites/", "/api/latest-prices/", "/api/tiers/", "/mara/prices"), 200)
     everything_ok |= {"/login/": 200, "/admin/login/": 200}
 
-    with gunicorn(env, web_log) as base, celery_worker(env, w1_log, "default,optimizer") as w1:
-        assert get_all(base, token) == everything_ok
-        # Queued before the crash, for a queue whose worker is not running yet: must survive it.
-        pending = [
-            send.send_task(name, queue="data")
-            for name in ("sites.tasks.refresh_market_prices", "sites.tasks.refresh_weather")
-        ]
+    w1 = start_worker(env, w1_log, "default,optimizer")  # starts while gunicorn does
+    w2 = None
+    try:
+        with gunicorn(env, web_log) as base:
+            wait_ready(w1, w1_log)
+            assert get_all(base, token) == everything_ok
+            # Queued before the crash, for a queue whose worker is not running yet: must survive it.
+            pending = [
+                send.send_task(name, queue="data")
+                for name in ("sites.tasks.refresh_market_prices", "sites.tasks.refresh_weather")
+            ]
 
-        private_redis.crash()
-        during = [get_all(base, token) for _ in range(3)]
-        enqueue = httpx.post(f"{base}/api/optimize", headers={"Authorization": f"Token {token}"}, timeout=20)
-        private_redis.start()
+            private_redis.crash()
+            w2 = start_worker(env, w2_log, "data")  # starts during the outage: it retries until Redis is back
+            during = [get_all(base, token) for _ in range(3)]
+            enqueue = httpx.post(f"{base}/api/optimize", headers={"Authorization": f"Token {token}"}, timeout=20)
+            private_redis.start()
 
-        assert during == [everything_ok] * 3, log_tail(web_log)
-        assert enqueue.status_code == 503 and enqueue.json()["code"] == "broker_unavailable"
-        assert enqueue.headers["Retry-After"] == "5"
+            assert during == [everything_ok] * 3, log_tail(web_log)
+            assert enqueue.status_code == 503 and enqueue.json()["code"] == "broker_unavailable"
+            assert enqueue.headers["Retry-After"] == "5"
 
-        # The worker that lived through the outage reconnects by itself and takes new work.
-        after = httpx.post(f"{base}/api/optimize", headers={"Authorization": f"Token {token}"}, timeout=20)
-        assert after.status_code == 202, after.text
-        run_id = after.json()["run_id"]
-        wait_for(
-            lambda: OptimizationRun.objects.get(pk=run_id).status not in (RunStatus.QUEUED, RunStatus.RUNNING),
-            timeout_s=TASK_TIMEOUT_S,
-            what="the worker to resume and take the run",
-            log=w1_log,
-        )
-        assert w1.poll() is None
+            # The worker that lived through the outage reconnects by itself and takes new work.
+            after = httpx.post(f"{base}/api/optimize", headers={"Authorization": f"Token {token}"}, timeout=20)
+            assert after.status_code == 202, after.text
+            run_id = after.json()["run_id"]
+            wait_for(
+                lambda: OptimizationRun.objects.get(pk=run_id).status not in (RunStatus.QUEUED, RunStatus.RUNNING),
+                timeout_s=TASK_TIMEOUT_S,
+                what="the worker to resume and take the run",
+                log=w1_log,
+            )
+            assert w1.poll() is None
 
-        # Nothing lost: the messages queued before the crash run once their worker starts.
-        with celery_worker(env, w2_log, "data"):
+            # Nothing lost: the messages queued before the crash run once their worker is connected.
             wait_for(
                 lambda: (
                     WeatherReading.objects.count() == 4 * len(sites)
                     and MarketPrice.objects.count() == REFRESH_WINDOW_INTERVALS
                 ),
                 timeout_s=TASK_TIMEOUT_S,
-                what="the pending refreshes",
+                what="the refreshes queued before the crash",
                 log=w2_log,
             )
-        assert get_all(base, token) == everything_ok
+            assert get_all(base, token) == everything_ok
+    finally:
+        for worker in (w1, w2):
+            if worker is not None:
+                stop_process(worker)
 
     assert_contiguous_without_duplicates(intervals_per_site(), sites=len(sites))
     assert sum(len(v) for v in intervals_per_site().values()) == REFRESH_WINDOW_INTERVALS * len(sites)
@@ -456,14 +466,14 @@ def test_worker_killed_mid_optimization_applies_nothing_half_then_recovers(
 
 
 @pytest.fixture
-def private_postgres(django_db_setup, django_db_blocker) -> Iterator[PrivatePostgres]:
+def private_postgres(db) -> Iterator[PrivatePostgres]:
+    """A private cluster with the schema of this run's (migrated) test database; `db` makes that one exist."""
     require_postgresql()
     cluster = PrivatePostgres()
     try:
         cluster.init()
         cluster.start()
-        with django_db_blocker.unblock():
-            cluster.copy_schema_from(connection.settings_dict)
+        cluster.copy_schema_from(connection.settings_dict)
         yield cluster
     finally:
         cluster.destroy()

@@ -339,3 +339,21 @@ def test_a_weather_api_outage_is_retried(sites, weather_api):
 
     assert result.get()["rows_written"] == 37 * len(sites)
     assert fetches() == [("weather", "open_meteo", False, 0), ("weather", "open_meteo", True, 74)]
+
+
+@pytest.mark.django_db
+def test_refresh_data_command_stores_prices_and_weather_once():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from tests.factories import SiteFactory
+
+    SiteFactory(code="site_x", time_zone="Europe/Berlin", grid_region="DE-LU")
+    first, second = StringIO(), StringIO()
+    call_command("refresh_data", stdout=first)
+    counts = (EnergyPrice.objects.count(), MarketPrice.objects.count(), WeatherReading.objects.count())
+    call_command("refresh_data", stdout=second)
+    assert counts[0] > 0 and counts[1] > 0 and counts[2] > 0
+    assert (EnergyPrice.objects.count(), MarketPrice.objects.count(), WeatherReading.objects.count()) == counts
+    assert "0 new rows" in second.getvalue()
