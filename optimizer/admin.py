@@ -13,7 +13,9 @@ from django.db.models import DecimalField, DurationField, ExpressionWrapper, F, 
 from django.db.models.functions import Coalesce
 from django.utils.html import format_html
 
+from .choices import RunTrigger
 from .models import Allocation, OptimizationRun
+from .services import request_optimization
 
 USD = DecimalField(max_digits=16, decimal_places=2)
 ZERO_USD = Value(0, output_field=USD)
@@ -71,8 +73,9 @@ class OptimizationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "solve_seconds",
         "requested_by",
     )
-    list_filter = ("status", "trigger", "strategy", "is_applied")
+    list_filter = ("status", "trigger", "strategy", "is_applied", "advisor_status")
     list_select_related = ("requested_by",)
+    actions = ("rerun_strategy", "ask_claude")
     search_fields = ("=id", "explanation", "error", "requested_by__username")
     date_hierarchy = "queued_at"
     show_full_result_count = False
@@ -85,11 +88,21 @@ class OptimizationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("revenue_usd_per_h", "energy_cost_usd_per_h", "carbon_cost_usd_per_h", "penalty_usd_per_h"),
         ("objective_usd_per_h", "profit"),
         "explanation",
+        ("advisor_status", "advisor_model", "advised_at"),
+        "advisor_narrative",
+        "advisor_verdict",
+        "advisor_proposal",
         "error",
         "inputs_json",
         "details_json",
     )
     readonly_fields = (
+        "advisor_status",
+        "advisor_model",
+        "advised_at",
+        "advisor_narrative",
+        "advisor_verdict",
+        "advisor_proposal",
         "trigger",
         "strategy",
         "status",
@@ -149,6 +162,24 @@ class OptimizationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return _pretty_json(obj.details)
 
 
+    @admin.action(description="Run the optimizer now with the selected runs' strategies")
+    def rerun_strategy(self, request, queryset):
+        strategies = sorted(set(queryset.values_list("strategy", flat=True)))
+        for strategy in strategies:
+            request_optimization(trigger=RunTrigger.ADMIN, strategy=strategy, actor=request.user)
+        self.message_user(request, f"Queued {len(strategies)} optimization run(s): {', '.join(strategies)}.")
+
+    @admin.action(description="Ask Claude to review the selected applied runs")
+    def ask_claude(self, request, queryset):
+        from .tasks import advise_optimization
+
+        run_ids = list(queryset.filter(is_applied=True).values_list("pk", flat=True))
+        for run_id in run_ids:
+            advise_optimization.delay_on_commit(run_id)
+        skipped = queryset.count() - len(run_ids)
+        self.message_user(request, f"Asked Claude about {len(run_ids)} run(s); {skipped} not applied, skipped.")
+
+
 @admin.register(Allocation)
 class AllocationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -182,3 +213,4 @@ class AllocationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Margin USD/h", ordering="margin_usd_per_h")
     def margin(self, obj: Allocation) -> str:
         return f"{obj.margin_usd_per_h:,.4f}"
+

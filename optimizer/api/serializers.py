@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from optimizer.choices import Strategy
 from optimizer.models import Allocation, OptimizationRun
 
 
@@ -69,5 +70,29 @@ class OptimizationRunDetailSerializer(OptimizationRunSerializer):
     allocations = AllocationSerializer(many=True, read_only=True)
 
     class Meta(OptimizationRunSerializer.Meta):
-        fields = (*OptimizationRunSerializer.Meta.fields, "inputs", "details", "explanation", "allocations")
+        fields = (
+            *OptimizationRunSerializer.Meta.fields,
+            "inputs",
+            "details",
+            "explanation",
+            "advisor_status",
+            "advisor_model",
+            "advisor_narrative",
+            "advisor_proposal",
+            "advisor_verdict",
+            "advised_at",
+            "allocations",
+        )
         read_only_fields = fields
+
+
+class OptimizationRunRequestSerializer(serializers.Serializer):
+    """Ask for a run; it is queued to a worker and answered at once with 202."""
+
+    strategy = serializers.ChoiceField(choices=Strategy.choices, default=Strategy.LP)
+
+    def validate(self, attrs):
+        unknown = set(self.initial_data) - set(self.fields) if hasattr(self.initial_data, "keys") else set()
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+        return attrs

@@ -1,17 +1,21 @@
-"""Read-only API of decisions, for staff only: runs are internal economics, not customer data."""
+"""API of decisions, for staff only: runs are internal economics, not customer data."""
 
 from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
-from rest_framework import permissions, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.response import Response
 
+from optimizer.choices import RunTrigger
 from optimizer.models import Allocation, OptimizationRun
+from optimizer.services import request_optimization
 
 from .filters import OptimizationRunFilterSet
-from .serializers import OptimizationRunDetailSerializer, OptimizationRunSerializer
+from .serializers import OptimizationRunDetailSerializer, OptimizationRunRequestSerializer, OptimizationRunSerializer
 
 
-class OptimizationRunViewSet(viewsets.ReadOnlyModelViewSet):
+class OptimizationRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Optimization runs, newest first; the detail adds inputs, breakdown, explanation and allocations.
 
     The list does not load allocations (a run holds sites x hardware models of them); the detail prefetches
@@ -34,4 +38,16 @@ class OptimizationRunViewSet(viewsets.ReadOnlyModelViewSet):
         return queryset
 
     def get_serializer_class(self):
+        if self.action == "create":
+            return OptimizationRunRequestSerializer
         return OptimizationRunDetailSerializer if self.action == "retrieve" else OptimizationRunSerializer
+
+    @extend_schema(request=OptimizationRunRequestSerializer, responses={202: OptimizationRunSerializer})
+    def create(self, request, *args, **kwargs):
+        """Queue a run (the same service as the schedule, the command and the admin); answers 202 at once."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = request_optimization(
+            trigger=RunTrigger.API, strategy=serializer.validated_data["strategy"], actor=request.user
+        )
+        return Response(OptimizationRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -145,3 +145,38 @@ def test_optimize_command_reports_the_run(world):
     with time_machine.travel(NOW, tick=False):
         call_command("optimize", stdout=out)
     assert "succeeded" in out.getvalue() and "Profit" in out.getvalue()
+
+
+def test_staff_can_queue_a_run_through_the_api(world, staff_api, customer_api, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    with mock.patch("optimizer.tasks.run_optimization.delay") as delay, django_capture_on_commit_callbacks(
+        execute=True
+    ):
+        response = staff_api.post("/api/optimizer/runs/", {"strategy": "greedy"}, format="json")
+    assert response.status_code == 202, response.content
+    run = OptimizationRun.objects.get(pk=response.json()["id"])
+    assert (run.status, run.strategy, run.trigger, run.requested_by.username) == ("queued", "greedy", "api", "staff")
+    delay.assert_called_once_with(run_id=run.pk)
+    assert staff_api.post("/api/optimizer/runs/", {"strategy": "magic"}, format="json").status_code == 400
+    assert staff_api.post("/api/optimizer/runs/", {"strategy": "lp", "x": 1}, format="json").status_code == 400
+    assert customer_api.post("/api/optimizer/runs/", {}, format="json").status_code == 403
+    assert OptimizationRun.objects.count() == 1
+
+
+def test_admin_action_queues_a_run(world, admin_client, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    done = OptimizationRunFactory(strategy="seed")
+    with mock.patch("optimizer.tasks.run_optimization.delay") as delay, django_capture_on_commit_callbacks(
+        execute=True
+    ):
+        response = admin_client.post(
+            "/admin/optimizer/optimizationrun/",
+            {"action": "rerun_strategy", "_selected_action": [done.pk], "index": 0},
+            follow=True,
+        )
+    assert response.status_code == 200
+    queued = OptimizationRun.objects.exclude(pk=done.pk).get()
+    assert (queued.trigger, queued.strategy, queued.status) == ("admin", "seed", "queued")
+    delay.assert_called_once_with(run_id=queued.pk)

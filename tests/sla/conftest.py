@@ -14,7 +14,6 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.core.cache import cache
 
 from sites.choices import MarketRegion
 from sites.models import Site
@@ -67,14 +66,6 @@ def build_fleet() -> Fleet:
         flexible=tiers["flexible"],
         spot=tiers["spot"],
     )
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(settings):
-    """A cache of this process only: throttle histories are keyed by user id, and ids repeat across the test
-    databases of parallel runs that would otherwise share var/test/cache or Redis (and clear it under us)."""
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "sla-tests"}}
-    cache.clear()
 
 
 @pytest.fixture

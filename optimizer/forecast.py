@@ -1,0 +1,232 @@
+"""Forecasts of prices and demand from their own history, and the error metrics that judge them (pure numpy).
+
+Two models, both per series, both shift-invariant (only the sampling step matters, not the calendar date):
+
+- ``seasonal_naive``: tomorrow at this time is today at this time (the last full season repeated);
+- ``ridge_forecast``: a ridge regression on daily (and, with two weeks of history, weekly) Fourier terms plus the
+  value one season earlier, fitted with ``numpy.linalg.lstsq``, and an AR(1) correction of the last residual that
+  decays with the lead time. The Fourier terms learn the daily/weekly shape, the seasonal lag carries the
+  multi-day level, and the residual correction carries what is happening right now into the next hours.
+
+``forecast_prices(history[S, N], horizon_steps, step_minutes)`` is the helper for fleets of series;
+``RidgeForecast`` plugs into the backtest's ``lp`` strategy (``run_backtest(..., forecast=RidgeForecast())``).
+Metrics: ``mape`` (zeros and near-zeros of the actual left out) and ``pinball_loss`` (quantile forecasts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DAY_MINUTES = 1440
+WEEK_MINUTES = 7 * DAY_MINUTES
+DAILY_HARMONICS = 4  # sin/cos pairs at 1..4 cycles a day: enough for a morning and an evening peak
+WEEKLY_HARMONICS = 2  # used only with at least two weeks of history
+RIDGE_ALPHA = 1.0  # L2 penalty on the standardized coefficients (not on the intercept)
+TRAINING_DAYS = 28  # the fit uses at most the last four weeks (cost and regime drift)
+
+
+def seasonal_naive(history: np.ndarray, period: int, horizon: int | None = None) -> np.ndarray:
+    """The last ``period`` values repeated over ``horizon`` steps (default one period); shape ``[..., horizon]``.
+
+    With less than one period of history the last value is held (persistence).
+    """
+    values = np.asarray(history, dtype=float)
+    horizon = period if horizon is None else horizon
+    if period < 1:
+        raise ValueError("period must be >= 1")
+    if values.shape[-1] < period:
+        return np.repeat(values[..., -1:], horizon, axis=-1)
+    season = values[..., -period:]
+    reps = -(-horizon // period)
+    return np.tile(season, (1,) * (values.ndim - 1) + (reps,))[..., :horizon]
+
+
+def _fourier(steps: np.ndarray, period: float, harmonics: int) -> np.ndarray:
+    angle = 2.0 * np.pi * steps[:, None] * np.arange(1, harmonics + 1)[None, :] / period
+    return np.concatenate([np.sin(angle), np.cos(angle)], axis=1)
+
+
+@dataclass(frozen=True)
+class RidgeFit:
+    """Coefficients of one series' model (see ``fit_ridge``)."""
+
+    day: int  # steps per day
+    week: int | None  # steps per week, when weekly terms are used
+    coef: np.ndarray  # [features], over standardized features
+    mean: np.ndarray  # feature means
+    scale: np.ndarray  # feature standard deviations
+    intercept: float
+    phi: float  # AR(1) of the residuals, per step
+    fitted_at: int  # history length the fit saw (absolute step of its last value + 1)
+
+    def features(self, steps: np.ndarray, lag_values: np.ndarray) -> np.ndarray:
+        parts = [_fourier(steps, self.day, DAILY_HARMONICS)]
+        if self.week is not None:
+            parts.append(_fourier(steps, self.week, WEEKLY_HARMONICS))
+        parts.append(lag_values[:, None])
+        return (np.concatenate(parts, axis=1) - self.mean) / self.scale
+
+    def predict(self, steps: np.ndarray, lag_values: np.ndarray) -> np.ndarray:
+        return self.intercept + self.features(steps, lag_values) @ self.coef
+
+
+def fit_ridge(history: np.ndarray, step_minutes: int, *, alpha: float = RIDGE_ALPHA) -> RidgeFit | None:
+    """Fit one series (1-D); None with less than two days of history (the caller falls back to seasonal-naive)."""
+    y_all = np.asarray(history, dtype=float)
+    day = DAY_MINUTES // step_minutes
+    n = y_all.shape[0]
+    if n < 2 * day:
+        return None
+    lo = max(day, n - TRAINING_DAYS * day)
+    steps = np.arange(lo, n, dtype=float)
+    y = y_all[lo:]
+    lag = y_all[lo - day : n - day]
+    week = WEEK_MINUTES // step_minutes if n >= 2 * WEEK_MINUTES // step_minutes else None
+    parts = [_fourier(steps, day, DAILY_HARMONICS)]
+    if week is not None:
+        parts.append(_fourier(steps, week, WEEKLY_HARMONICS))
+    parts.append(lag[:, None])
+    raw = np.concatenate(parts, axis=1)
+    mean, scale = raw.mean(axis=0), raw.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    x = (raw - mean) / scale
+    intercept = float(y.mean())
+    # Ridge as ordinary least squares on the augmented system [X; sqrt(alpha) I] b = [y - mean; 0].
+    k = x.shape[1]
+    a = np.vstack([x, np.sqrt(alpha) * np.eye(k)])
+    b = np.concatenate([y - intercept, np.zeros(k)])
+    coef = np.linalg.lstsq(a, b, rcond=None)[0]
+    residual = y - intercept - x @ coef
+    denominator = float(residual[:-1] @ residual[:-1])
+    phi = float(np.clip(residual[1:] @ residual[:-1] / denominator, 0.0, 0.999)) if denominator > 0 else 0.0
+    return RidgeFit(day, week, coef, mean, scale, intercept, phi, n)
+
+
+def ridge_forecast(history: np.ndarray, horizon: int, step_minutes: int, *, fit: RidgeFit | None = None) -> np.ndarray:
+    """``horizon`` steps after the last value of a 1-D ``history`` (``fit`` reuses earlier coefficients).
+
+    Steps more than a day ahead take their seasonal lag from the forecast itself (recursive by whole days).
+    """
+    y = np.asarray(history, dtype=float)
+    fit = fit if fit is not None else fit_ridge(y, step_minutes)
+    day = DAY_MINUTES // step_minutes
+    if fit is None:
+        return seasonal_naive(y, day, horizon) if y.shape[0] >= day else np.repeat(y[-1:], horizon)
+    n = y.shape[0]
+    # Residual of the last observed value, to carry the current deviation forward: r_{n+h} = phi^h r_n.
+    last = fit.predict(np.array([n - 1.0]), y[n - 1 - day : n - day])[0]
+    residual = y[-1] - last
+    extended = np.concatenate([y, np.empty(horizon)])
+    for start in range(0, horizon, day):  # whole days: the lag of each block is already known
+        stop = min(start + day, horizon)
+        steps = np.arange(n + start, n + stop, dtype=float)
+        lag = extended[n + start - day : n + stop - day]
+        lead = np.arange(start + 1, stop + 1)
+        extended[n + start : n + stop] = fit.predict(steps, lag) + residual * fit.phi**lead
+    return extended[n:]
+
+
+def forecast_prices(history: np.ndarray, horizon_steps: int, step_minutes: int) -> np.ndarray:
+    """Forecast every row of ``history[S, N]`` (or a 1-D series) ``horizon_steps`` ahead: ``[S, horizon]``."""
+    values = np.asarray(history, dtype=float)
+    if values.ndim == 1:
+        return ridge_forecast(values, horizon_steps, step_minutes)
+    return np.stack([ridge_forecast(row, horizon_steps, step_minutes) for row in values])
+
+
+def mape(actual: np.ndarray, forecast: np.ndarray, *, floor: float = 1e-6) -> float:
+    """Mean absolute percentage error, in percent, over the points where ``|actual| > floor``.
+
+    Points whose actual is zero (or within ``floor`` of it, e.g. energy prices crossing zero) have no defined
+    percentage error and are left out; NaN when no point is left.
+    """
+    a = np.asarray(actual, dtype=float)
+    f = np.asarray(forecast, dtype=float)
+    if a.shape != f.shape:
+        raise ValueError(f"actual {a.shape} and forecast {f.shape} must have the same shape")
+    keep = np.abs(a) > floor
+    if not keep.any():
+        return float("nan")
+    return float(np.mean(np.abs((a[keep] - f[keep]) / a[keep])) * 100.0)
+
+
+def pinball_loss(actual: np.ndarray, quantile_forecast: np.ndarray, q: float) -> float:
+    """Mean pinball (quantile) loss of a ``q``-quantile forecast, in the series' units.
+
+    loss = q (a - f) when the actual is above the forecast, (1 - q) (f - a) when below: at q = 0.5 it is half
+    the mean absolute error.
+    """
+    if not 0.0 < q < 1.0:
+        raise ValueError("q must be strictly between 0 and 1")
+    a = np.asarray(actual, dtype=float)
+    f = np.asarray(quantile_forecast, dtype=float)
+    diff = a - f
+    return float(np.mean(np.maximum(q * diff, (q - 1.0) * diff)))
+
+
+def residual_quantile(history: np.ndarray, step_minutes: int, q: float, lead: int = 1) -> float:
+    """The ``q``-quantile of in-sample ``lead``-step errors of the ridge model: add it to a point forecast."""
+    y = np.asarray(history, dtype=float)
+    fit = fit_ridge(y, step_minutes)
+    if fit is None:
+        return 0.0
+    day = fit.day
+    steps = np.arange(day, y.shape[0], dtype=float)
+    residual = y[day:] - fit.predict(steps, y[: y.shape[0] - day])
+    errors = residual[lead:] - residual[:-lead] * fit.phi**lead
+    return float(np.quantile(errors, q))
+
+
+@dataclass
+class RidgeForecast:
+    """A backtest ``Forecast`` (``(observed History, bounds) -> Outlook``) on the ridge model.
+
+    Refits every ``refit_every`` intervals (the coefficients change slowly; the residual correction and the
+    seasonal lags always use the newest observation). Energy price per site, PUE per site, hashprice, inference
+    price and regional demand are each forecast; each planning period gets the mean over its intervals (offset 0
+    is the interval being decided, whose values are published and used as they are).
+    """
+
+    refit_every: int = 12
+    _fits: dict = field(default_factory=dict, repr=False)
+
+    def _series(self, key: str, values: np.ndarray, horizon: int, step_minutes: int) -> np.ndarray:
+        fit = self._fits.get(key)
+        if fit is None or values.shape[0] - fit.fitted_at >= self.refit_every or values.shape[0] < fit.fitted_at:
+            fit = fit_ridge(values, step_minutes)
+            if fit is not None:
+                self._fits[key] = fit
+        return np.concatenate([values[-1:], ridge_forecast(values, horizon, step_minutes, fit=fit)])
+
+    def __call__(self, observed, bounds: np.ndarray):
+        from optimizer.backtest.replay import Outlook  # the backtest package imports no Django
+
+        bounds = np.asarray(bounds, dtype=int)
+        horizon = int(bounds[-1]) - 1 if bounds[-1] > 1 else 0
+        step_minutes = 5
+        if len(observed.interval_starts) > 1:
+            step_minutes = int(round((observed.interval_starts[1] - observed.interval_starts[0]).total_seconds() / 60))
+
+        def periods(path: np.ndarray) -> np.ndarray:
+            return np.array([path[bounds[i] : bounds[i + 1]].mean() for i in range(len(bounds) - 1)])
+
+        def one(key: str, values: np.ndarray, lower: float | None = None) -> np.ndarray:
+            path = self._series(key, np.asarray(values, dtype=float), max(horizon, 1), step_minutes)
+            if lower is not None:
+                path = np.maximum(path, lower)
+            return periods(path)
+
+        energy = observed.energy_price_usd_per_mwh
+        pue = observed.pue
+        return Outlook(
+            energy_price_usd_per_mwh=np.stack([one(f"energy{s}", energy[s]) for s in range(energy.shape[0])]),
+            pue=np.stack([one(f"pue{s}", pue[s], 1.0) for s in range(pue.shape[0])]),
+            hashprice_usd_per_ph_day=one("hashprice", observed.hashprice_usd_per_ph_day, 0.0),
+            inference_price_usd_per_mtok=one("inference", observed.inference_price_usd_per_mtok, 0.0),
+            inference_demand_mtok_per_h={
+                region: one(f"demand:{region}", values, 0.0)
+                for region, values in observed.inference_demand_mtok_per_h.items()
+            },
+        )

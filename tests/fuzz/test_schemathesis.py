@@ -1,0 +1,122 @@
+"""Fuzz every operation of /api/schema/ with schemathesis, as staff and as a customer.
+
+Runs in process against Django's WSGI application (`schemathesis.openapi.from_wsgi`): no server, and every case
+runs inside the test's database transaction. Cases are valid and invalid (schemathesis' positive and negative
+modes); each response is checked by all of schemathesis' checks: no 5xx, status code, content type, headers
+and body conform to the schema, invalid input is rejected. FUZZ_MAX_EXAMPLES per operation and role (default
+30) keeps a run above 1,000 cases and within a few minutes; the figures are printed at the end (conftest.py).
+
+API rate limits are lifted here (they are tested in tests/reliability/test_deploy.py): a fuzzer sends more
+requests per minute than any client may.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import schemathesis
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.utils import timezone
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from rest_framework.authtoken.models import Token
+from rest_framework.throttling import SimpleRateThrottle
+
+from sla import services as sla_services
+from sla.services import CapacityRequest
+from tests.factories import (
+    AllocationFactory,
+    CustomerFactory,
+    EnergyPriceFactory,
+    MarketPriceFactory,
+    OptimizationRunFactory,
+    UserFactory,
+    WeatherReadingFactory,
+)
+from tests.sla.conftest import build_fleet
+
+pytestmark = pytest.mark.fuzz
+
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "30"))
+
+
+@pytest.fixture(autouse=True)
+def in_process_requests(db, monkeypatch, fuzz_stats):
+    """Per operation: a fresh transaction, no rate limits, and Django's connection handling made test-safe."""
+    # Django closes "old" connections around each request; inside a test's transaction that would close it.
+    # The test client does the same disconnection for its requests.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", _unlimited())
+    fuzz_stats["operations"] += 1
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+def _unlimited() -> dict:
+    from django.conf import settings
+
+    return dict.fromkeys(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"])
+
+
+@pytest.fixture
+def world(db) -> dict[str, str]:
+    """Something to find for every list and detail: a fleet, prices, weather, quotes, contracts and a run."""
+    fleet = build_fleet()
+    now = timezone.now()
+    EnergyPriceFactory(site=fleet.oslo, interval_start=now - timedelta(minutes=5))
+    MarketPriceFactory(interval_start=now - timedelta(minutes=5))
+    WeatherReadingFactory(site=fleet.oslo, observed_at=now - timedelta(minutes=5))
+    customer = CustomerFactory(user=UserFactory(username="alice"), name="Alice Labs")
+    start = now + timedelta(hours=1)
+    request = CapacityRequest(
+        tier=fleet.standard, capacity_kw=Decimal("20"), starts_at=start, ends_at=start + timedelta(hours=4)
+    )
+    sla_services.create_quote(customer=customer, request=request)
+    sla_services.create_contract(customer=customer, request=request)
+    AllocationFactory(run=OptimizationRunFactory(), site=fleet.oslo)
+    staff = UserFactory(username="ops", is_staff=True, is_superuser=True)
+    return {
+        "staff": Token.objects.create(user=staff).key,
+        "customer": Token.objects.create(user=customer.user).key,
+    }
+
+
+# Loaded when the module is imported (the schema view needs no database); one test per operation and role.
+schema = schemathesis.openapi.from_wsgi("/api/schema/", WSGIHandler())
+FUZZ_SETTINGS = hypothesis_settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,  # the same cases on every run: a CI failure reproduces locally
+    database=None,
+)
+
+
+def _call(case, token: str, role: str, stats) -> None:
+    stats["cases"] += 1
+    stats[f"role:{role}"] += 1
+    if case.meta is not None and case.meta.generation.mode.is_negative:
+        stats["negative"] += 1
+    response = case.call(headers={"Authorization": f"Token {token}"})
+    if response.status_code >= 500:
+        stats["5xx"] += 1
+    case.validate_response(response, headers={"Authorization": f"Token {token}"})
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_api_as_staff(case, world, fuzz_stats):
+    _call(case, world["staff"], "staff", fuzz_stats)
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_api_as_customer(case, world, fuzz_stats):
+    _call(case, world["customer"], "customer", fuzz_stats)
