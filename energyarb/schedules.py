@@ -29,6 +29,8 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
     DefaultSchedule("refresh weather", "sites.tasks.refresh_weather", 15 * 60, "data"),
     DefaultSchedule("run optimization", "optimizer.tasks.run_optimization", 5 * 60, "optimizer"),
     DefaultSchedule("expire contracts", "sla.tasks.expire_contracts", 60, "default"),
+    DefaultSchedule("start contracts", "sla.tasks.start_contracts", 60, "default"),
+    DefaultSchedule("issue service credits", "sla.tasks.issue_service_credits", 3600, "default"),
     # Retention (ENERGYARB["RETENTION_DAYS"]): old prices, weather and finished runs are deleted here, never by a GET.
     DefaultSchedule("prune old data", "sites.tasks.prune_old_data", 24 * 3600, "data"),
     DefaultSchedule("prune old runs", "optimizer.tasks.prune_old_runs", 24 * 3600, "default"),

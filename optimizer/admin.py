@@ -13,9 +13,12 @@ from django.db.models import DecimalField, DurationField, ExpressionWrapper, F, 
 from django.db.models.functions import Coalesce
 from django.utils.html import format_html
 
+from sites.admin import SiteAdmin
+from sites.models import Site
+
 from .choices import RunTrigger
 from .models import Allocation, OptimizationRun
-from .services import request_optimization
+from .services import request_optimization, start_site_maintenance
 
 USD = DecimalField(max_digits=16, decimal_places=2)
 ZERO_USD = Value(0, output_field=USD)
@@ -214,3 +217,23 @@ class AllocationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def margin(self, obj: Allocation) -> str:
         return f"{obj.margin_usd_per_h:,.4f}"
 
+
+# The site's maintenance action belongs to the whole fleet, not to `sites` alone: putting a site into maintenance
+# moves its SLA placements elsewhere (sla) and re-plans the allocation (optimizer). `sites` cannot import those
+# (dependencies point one way), so the action is completed here, at the top of the graph.
+admin.site.unregister(Site)
+
+
+@admin.register(Site)
+class FleetSiteAdmin(SiteAdmin):
+    @admin.action(description="Put into maintenance (fail over SLA placements, re-plan)", permissions=("change",))
+    def put_into_maintenance(self, request, queryset):
+        changed = unchanged = 0
+        for site in queryset:
+            report = start_site_maintenance(site=site, actor=request.user, reason="Put into maintenance from the admin")
+            if report is None:
+                unchanged += 1
+                continue
+            changed += 1
+            self.message_user(request, f"{site.name}: {report}")
+        self._report_status_changes(request, changed, unchanged, done="put into maintenance", already="in maintenance")

@@ -22,7 +22,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from sites.models import SiteInventory
+from sites.models import Site, SiteInventory
+from sites.services import set_site_status
+from sla.services import DeliveryRow, FailoverReport, fail_over_site, record_deliveries
 
 from . import engine
 from .choices import RunStatus, RunTrigger, Strategy
@@ -199,6 +201,22 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
             int(units[site_index[inventory.site_id], hw_index[inventory.hardware_model_id]]), inventory.units_available
         )
     SiteInventory.objects.bulk_update(inventories, ["units_running"])
+    # Uptime is measured from what the applied plan delivers, not from what was promised: for each contract
+    # running now, the kW the plan serves in the interval being applied (sla computes uptime and credits).
+    served = {str(c.id): sum(c.placements_kw.values()) for c in solution.commitments}
+    interval_start = problem.period_starts[0] if problem.period_starts else timezone.now()
+    record_deliveries(
+        rows=[
+            DeliveryRow(
+                contract_id=contract.pk,
+                interval_start=interval_start,
+                interval_minutes=round(first_hours * 60),
+                committed_kw=contract.capacity_kw,
+                delivered_kw=min(_dec(served.get(str(contract.pk), 0.0), 3), contract.capacity_kw),
+            )
+            for contract in inputs.contracts
+        ]
+    )
     details = {
         "status": solution.status,
         "mip_gap": solution.mip_gap,
@@ -282,6 +300,19 @@ def prune_old_runs(*, before: datetime) -> dict[str, int]:
         runs += per_model.get(OptimizationRun._meta.label, 0)
         allocations += per_model.get(Allocation._meta.label, 0)
     return {"runs": runs, "allocations": allocations}
+
+
+@transaction.atomic
+def start_site_maintenance(*, site: Site, actor=None, reason: str = "") -> FailoverReport | None:
+    """Put a site into maintenance, move its SLA placements elsewhere (Premium first), and re-plan the fleet.
+
+    Returns the failover report, or None when the site was already in maintenance (nothing changes).
+    """
+    if not set_site_status(site=site, status="maintenance", reason=reason or "maintenance", actor=actor):
+        return None
+    report = fail_over_site(site=site, actor=actor, reason=reason or "site maintenance")
+    request_optimization(trigger=RunTrigger.ADMIN, actor=actor)
+    return report
 
 
 __all__ = [

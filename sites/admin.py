@@ -180,6 +180,9 @@ class SiteAdmin(AuditHistoryAdmin):
                 changed += 1
             else:
                 unchanged += 1
+        self._report_status_changes(request, changed, unchanged, done=done, already=already)
+
+    def _report_status_changes(self, request, changed: int, unchanged: int, *, done: str, already: str) -> None:
         if changed:
             self.message_user(request, ngettext("%d site %s.", "%d sites %s.", changed) % (changed, done))
         if unchanged:

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from sites.models import EnergyPrice, HardwareModel, MarketPrice, Site, WeatherReading
 
 
-@extend_schema_field({"type": "string", "description": "Site code; repeat to match any of several."})
+@extend_schema_field({"type": "string", "minLength": 1, "description": "Site code; repeat to match any of several."})
 class SiteCodeFilter(filters.ModelMultipleChoiceFilter):
     """Rows of the sites named by code. An unknown code answers 400: a typo should not look like "no data"."""
 

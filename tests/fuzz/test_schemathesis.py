@@ -26,6 +26,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.throttling import SimpleRateThrottle
+from schemathesis.checks import positive_data_acceptance
 
 from sla import services as sla_services
 from sla.services import CapacityRequest
@@ -99,15 +100,21 @@ FUZZ_SETTINGS = hypothesis_settings(
 )
 
 
+# Every check schemathesis has, but one: "schema-valid input must be accepted" cannot hold for business rules the
+# schema cannot state (a start in the past, a quote already used, capacity that is short answer 400/409 by design).
+EXCLUDED_CHECKS = [positive_data_acceptance]
+
+
 def _call(case, token: str, role: str, stats) -> None:
     stats["cases"] += 1
     stats[f"role:{role}"] += 1
     if case.meta is not None and case.meta.generation.mode.is_negative:
         stats["negative"] += 1
-    response = case.call(headers={"Authorization": f"Token {token}"})
+    headers = {"Authorization": f"Token {token}"}
+    response = case.call(headers=headers)
     if response.status_code >= 500:
         stats["5xx"] += 1
-    case.validate_response(response, headers={"Authorization": f"Token {token}"})
+    case.validate_response(response, headers=headers, excluded_checks=EXCLUDED_CHECKS)
 
 
 @schema.parametrize()

@@ -180,3 +180,45 @@ def test_admin_action_queues_a_run(world, admin_client, django_capture_on_commit
     queued = OptimizationRun.objects.exclude(pk=done.pk).get()
     assert (queued.trigger, queued.strategy, queued.status) == ("admin", "seed", "queued")
     delay.assert_called_once_with(run_id=queued.pk)
+
+
+def test_maintenance_action_fails_over_and_replans(world, admin_client, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    site = world.get(code="site_5_texas")
+    with mock.patch("optimizer.tasks.run_optimization.delay") as delay, django_capture_on_commit_callbacks(
+        execute=True
+    ):
+        response = admin_client.post(
+            "/admin/sites/site/",
+            {"action": "put_into_maintenance", "_selected_action": [site.pk], "index": 0},
+            follow=True,
+        )
+    assert response.status_code == 200
+    site.refresh_from_db()
+    assert site.status == "maintenance"
+    assert "1 site put into maintenance." in response.content.decode()
+    assert delay.call_count == 1
+
+
+def test_applied_run_records_delivery_for_running_contracts(world):
+    from decimal import Decimal
+
+    from sla.models import ContractDelivery
+    from tests.factories import ContractFactory, PlacementFactory, TierFactory
+
+    tier = TierFactory(code="standard")
+    contract = ContractFactory(
+        status="active", tier=tier, capacity_kw=Decimal("300"), starts_at=NOW - timedelta(hours=1),
+        ends_at=NOW + timedelta(days=1),
+    )  # fmt: skip
+    PlacementFactory(contract=contract, site=world.get(code="site_3_norway"), capacity_kw=Decimal("300"),
+                     valid_from=NOW - timedelta(hours=1))  # fmt: skip
+    with time_machine.travel(NOW, tick=False):
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+        optimize_now(trigger=RunTrigger.MANUAL)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    delivery = ContractDelivery.objects.get(contract=contract)
+    assert delivery.committed_kw == Decimal("300.000")
+    assert delivery.delivered_kw == Decimal("300.000")
+    assert delivery.interval_minutes == 5

@@ -14,7 +14,7 @@ def test_commerce_routes_are_documented(tmp_path):
     paths = yaml.safe_load(target.read_text())["paths"]
 
     assert {"/api/sla/quotes/", "/api/contracts/", "/api/contracts/{id}/", "/api/contracts/{id}/cancel/"} <= set(paths)
-    assert set(paths["/api/contracts/"]["post"]["responses"]) == {"201", "400", "409"}
+    assert {"201", "400", "409"} <= set(paths["/api/contracts/"]["post"]["responses"])  # + framework errors
     assert "/api/sla/request/" in paths
     quote_body = paths["/api/sla/quotes/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert quote_body == {"$ref": "#/components/schemas/CapacityRequestRequest"}
