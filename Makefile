@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := energyarb.settings
 
-.PHONY: run test browser npm lint bench fmt install install-dev worker beat clean
+.PHONY: run test fuzz browser npm lint bench fmt install install-dev worker beat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,12 @@ beat: install
 	$(BIN)/celery -A energyarb beat --loglevel INFO
 
 test: install-dev $(NODE_STAMP)
-	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile -m "not browser"
+	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile -m "not browser and not fuzz"
+
+# schemathesis against /api/schema/ in process (no server): >= 1,000 cases, as staff and as a customer; prints the
+# count. FUZZ_MAX_EXAMPLES=n sets the examples per operation and role.
+fuzz: install-dev
+	$(BIN)/python -m pytest -q -p no:xdist -p no:logging -m fuzz tests/fuzz
 
 # The dashboard in Debian's Chromium (apt-get install chromium) through Playwright; screenshots in var/screenshots.
 browser: install-dev $(NODE_STAMP)

@@ -5,6 +5,8 @@ from django.urls import include, path
 from django.utils.module_loading import autodiscover_modules
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from optimizer.admin_scenarios import scenario_admin_view
+
 
 def _autodiscover_admin() -> None:
     """Register every app's admin module except django-leaflet's (it needs GDAL, which we do not use)."""
@@ -21,6 +23,7 @@ def _autodiscover_admin() -> None:
 _autodiscover_admin()
 
 urlpatterns = [
+    path("admin/scenarios/", admin.site.admin_view(scenario_admin_view), name="admin-scenarios"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -164,7 +164,6 @@ class OptimizationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def details_json(self, obj: OptimizationRun) -> str:
         return _pretty_json(obj.details)
 
-
     @admin.action(description="Run the optimizer now with the selected runs' strategies")
     def rerun_strategy(self, request, queryset):
         strategies = sorted(set(queryset.values_list("strategy", flat=True)))

@@ -4,9 +4,10 @@ Two models, both per series, both shift-invariant (only the sampling step matter
 
 - ``seasonal_naive``: tomorrow at this time is today at this time (the last full season repeated);
 - ``ridge_forecast``: a ridge regression on daily (and, with two weeks of history, weekly) Fourier terms plus the
-  value one season earlier, fitted with ``numpy.linalg.lstsq``, and an AR(1) correction of the last residual that
-  decays with the lead time. The Fourier terms learn the daily/weekly shape, the seasonal lag carries the
-  multi-day level, and the residual correction carries what is happening right now into the next hours.
+  value one season earlier, fitted with ``numpy.linalg.lstsq`` on the normal equations, and an AR(1) correction
+  of the last residual that decays with the lead time. The Fourier terms learn the daily/weekly shape, the
+  seasonal lag carries the multi-day level, and the residual correction carries what is happening right now into
+  the next hours.
 
 ``forecast_prices(history[S, N], horizon_steps, step_minutes)`` is the helper for fleets of series;
 ``RidgeForecast`` plugs into the backtest's ``lp`` strategy (``run_backtest(..., forecast=RidgeForecast())``).
@@ -93,11 +94,10 @@ def fit_ridge(history: np.ndarray, step_minutes: int, *, alpha: float = RIDGE_AL
     scale[scale < 1e-12] = 1.0
     x = (raw - mean) / scale
     intercept = float(y.mean())
-    # Ridge as ordinary least squares on the augmented system [X; sqrt(alpha) I] b = [y - mean; 0].
+    # Ridge through its normal equations (X'X + alpha I) b = X'(y - mean): a k x k system (k <= 13), so a fit
+    # costs one pass over the rows instead of an SVD of the tall matrix (~30x faster on four weeks of 5 minutes).
     k = x.shape[1]
-    a = np.vstack([x, np.sqrt(alpha) * np.eye(k)])
-    b = np.concatenate([y - intercept, np.zeros(k)])
-    coef = np.linalg.lstsq(a, b, rcond=None)[0]
+    coef = np.linalg.lstsq(x.T @ x + alpha * np.eye(k), x.T @ (y - intercept), rcond=None)[0]
     residual = y - intercept - x @ coef
     denominator = float(residual[:-1] @ residual[:-1])
     phi = float(np.clip(residual[1:] @ residual[:-1] / denominator, 0.0, 0.999)) if denominator > 0 else 0.0
@@ -190,6 +190,7 @@ class RidgeForecast:
     """
 
     refit_every: int = 12
+    prior: object | None = None  # a backtest History just before the replayed window: learning starts warm
     _fits: dict = field(default_factory=dict, repr=False)
 
     def _series(self, key: str, values: np.ndarray, horizon: int, step_minutes: int) -> np.ndarray:
@@ -198,16 +199,42 @@ class RidgeForecast:
             fit = fit_ridge(values, step_minutes)
             if fit is not None:
                 self._fits[key] = fit
+        if fit is None:  # under two days of history: persistence (better than seasonal-naive a few hours ahead)
+            return np.repeat(values[-1:], horizon + 1)
         return np.concatenate([values[-1:], ridge_forecast(values, horizon, step_minutes, fit=fit)])
+
+    def _with_prior(self, observed):
+        """``observed`` preceded by ``prior`` (arrays concatenated along time)."""
+        prior = self.prior
+        if prior is None:
+            return observed
+        from optimizer.backtest.history import History
+
+        def cat(a, b):
+            return np.concatenate([np.asarray(a, dtype=float), np.asarray(b, dtype=float)], axis=-1)
+
+        return History(
+            interval_starts=(*prior.interval_starts, *observed.interval_starts),
+            energy_price_usd_per_mwh=cat(prior.energy_price_usd_per_mwh, observed.energy_price_usd_per_mwh),
+            pue=cat(prior.pue, observed.pue),
+            hashprice_usd_per_ph_day=cat(prior.hashprice_usd_per_ph_day, observed.hashprice_usd_per_ph_day),
+            inference_price_usd_per_mtok=cat(prior.inference_price_usd_per_mtok, observed.inference_price_usd_per_mtok),
+            inference_demand_mtok_per_h={
+                r: cat(prior.inference_demand_mtok_per_h[r], v)
+                for r, v in observed.inference_demand_mtok_per_h.items()
+                if r in prior.inference_demand_mtok_per_h
+            },
+        )
 
     def __call__(self, observed, bounds: np.ndarray):
         from optimizer.backtest.replay import Outlook  # the backtest package imports no Django
 
+        observed = self._with_prior(observed)
         bounds = np.asarray(bounds, dtype=int)
         horizon = int(bounds[-1]) - 1 if bounds[-1] > 1 else 0
         step_minutes = 5
         if len(observed.interval_starts) > 1:
-            step_minutes = int(round((observed.interval_starts[1] - observed.interval_starts[0]).total_seconds() / 60))
+            step_minutes = round((observed.interval_starts[1] - observed.interval_starts[0]).total_seconds() / 60)
 
         def periods(path: np.ndarray) -> np.ndarray:
             return np.array([path[bounds[i] : bounds[i + 1]].mean() for i in range(len(bounds) - 1)])

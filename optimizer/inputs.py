@@ -121,9 +121,9 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
     full_demand = simulate_inference_demand(
         interval, int(knobs["HORIZON_HOURS"] * 60 / STEP_MINUTES), STEP_MINUTES, seed=knobs["SIMULATOR_SEED"]
     )
-    offsets = [int(round((start - interval).total_seconds() / 60 / STEP_MINUTES)) for start in period_starts]
+    offsets = [round((start - interval).total_seconds() / 60 / STEP_MINUTES) for start in period_starts]
     demand = {region: values[offsets] for region, values in full_demand.items()}
-    contracts, commitments = _commitments(at=at, site_codes={site.code for site in sites if site.is_available})
+    contracts, commitments = commitments_at(at=at, site_codes={site.code for site in sites if site.is_available})
     problem = engine.Problem(
         sites=tuple(
             engine.Site(
@@ -197,7 +197,7 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
     return Inputs(problem=problem, snapshot=snapshot, sites=sites, hardware=hardware, contracts=contracts)
 
 
-def _commitments(*, at: datetime, site_codes: set[str]) -> tuple[tuple[Contract, ...], tuple[engine.Commitment, ...]]:
+def commitments_at(*, at: datetime, site_codes: set[str]) -> tuple[tuple[Contract, ...], tuple[engine.Commitment, ...]]:
     """Active contracts running now, as engine commitments served on the sites they are placed on."""
     current = Placement.objects.current(at).select_related("site")
     contracts = tuple(

@@ -37,7 +37,7 @@ from sites.simulation import (
 )
 
 from . import engine
-from .inputs import _commitments
+from .inputs import commitments_at
 
 SCENARIOS = ("heat-wave", "follow-the-sun", "maintenance", "renewable")
 STEP_MINUTES = 60  # scenarios are simulated at hourly steps
@@ -209,7 +209,7 @@ def build_world(*, start: datetime, hours: int, heat_waves: Mapping[str, HeatWav
         for site in rows
     ]
     available = {site.code for site in rows if site.is_available}
-    _, commitments = _commitments(at=start, site_codes=available)
+    _, commitments = commitments_at(at=start, site_codes=available)
     return World(
         start=start,
         period_hours=np.ones(hours),
@@ -439,9 +439,7 @@ def follow_the_sun(*, hours: int = 24, start: datetime | None = None) -> Scenari
         market=engine.Market(
             hashprice_usd_per_ph_day=[problem.market.hashprice_usd_per_ph_day.mean()],
             inference_price_usd_per_mtok=[problem.market.inference_price_usd_per_mtok.mean()],
-            inference_demand_mtok_per_h={
-                r: [v.mean()] for r, v in problem.market.inference_demand_mtok_per_h.items()
-            },
+            inference_demand_mtok_per_h={r: [v.mean()] for r, v in problem.market.inference_demand_mtok_per_h.items()},
         ),
         commitments=problem.commitments,
         settings=problem.settings,
@@ -499,7 +497,9 @@ def follow_the_sun(*, hours: int = 24, start: datetime | None = None) -> Scenari
 # Renewable.
 
 
-def renewable(*, carbon_price_usd_per_t: float = 80.0, hours: int = 24, start: datetime | None = None) -> ScenarioResult:
+def renewable(
+    *, carbon_price_usd_per_t: float = 80.0, hours: int = 24, start: datetime | None = None
+) -> ScenarioResult:
     """The same day planned without and with a carbon price: CO2, high-renewable share, profit per tonne.
 
     Profit here is operating profit (revenue - energy - switching - penalties): the carbon price steers the plan
@@ -644,15 +644,13 @@ def maintenance(
     placed anywhere and nothing is applied, a demo book (one contract per tier) is booked first, inside the same
     rolled-back transaction. Uptime and credits are over the maintenance window and its calendar month.
     """
+    from sites.services import set_site_status
     from sla.models import Contract, Placement
     from sla.services import fail_over_site, month_bounds
-
-    from sites.services import set_site_status
 
     began = time.perf_counter()
     now = timezone.now()
     start = _start(now)
-    window_end = now + timedelta(hours=hours)
     notes: list[str] = []
     with transaction.atomic():
         placed = _placed_kw(now)
@@ -673,7 +671,9 @@ def maintenance(
         before_problem = before_world.problem()
         before = _checked(engine.solve(before_problem), "before-maintenance")
 
-        set_site_status(site=target, status=SiteStatus.MAINTENANCE, reason=reason or "maintenance scenario", actor=actor)
+        set_site_status(
+            site=target, status=SiteStatus.MAINTENANCE, reason=reason or "maintenance scenario", actor=actor
+        )
         report = fail_over_site(site=target, actor=actor, reason=reason or "maintenance scenario")
         after_world = build_world(start=start, hours=hours)
         after_problem = after_world.problem()
@@ -685,9 +685,12 @@ def maintenance(
         affected = {pk for pk, _, _ in report.moved} | set(downtime_kw) | set(report.preempted)
         contracts = {
             c.pk: c
-            for c in Contract.objects.filter(pk__in=affected).select_related("tier").prefetch_related("tier__credit_rules")
+            for c in Contract.objects.filter(pk__in=affected)
+            .select_related("tier")
+            .prefetch_related("tier__credit_rules")
         }
         month_start, month_end = month_bounds(now.date())
+        mean_price_usd_per_kwh = _mean_price_usd_per_kwh(after_world)
         window_h = Decimal(hours)
         contract_rows = []
         credits_usd = Decimal(0)
@@ -698,9 +701,17 @@ def maintenance(
             window_uptime = float((1 - unserved / contract.capacity_kw) * 100) if contract.capacity_kw else 100.0
             # Monthly uptime if the window is the month's only outage: committed kWh = kW x service hours in the
             # month; unserved kWh = unserved kW x window hours.
-            service_h = Decimal(
-                max((min(month_end, contract.service_ended_at) - max(month_start, contract.starts_at)).total_seconds(), 0)
-            ) / 3600
+            service_h = (
+                Decimal(
+                    max(
+                        (
+                            min(month_end, contract.service_ended_at) - max(month_start, contract.starts_at)
+                        ).total_seconds(),
+                        0,
+                    )
+                )
+                / 3600
+            )
             committed_kwh = contract.capacity_kw * service_h
             month_uptime = (
                 (1 - unserved * min(window_h, service_h) / committed_kwh) * 100 if committed_kwh else Decimal(100)
@@ -712,7 +723,7 @@ def maintenance(
             moved_kw = sum((kw for c, _, kw in report.moved if c == pk), Decimal(0))
             revenue_h = float(contract.quoted_price_usd_per_kwh * moved_kw)
             worth = migration_worth_it(
-                energy_cost_usd=float(moved_kw) * MIGRATION_DOWNTIME_MINUTES / 60 * _mean_price_usd_per_kwh(after_world),
+                energy_cost_usd=float(moved_kw) * MIGRATION_DOWNTIME_MINUTES / 60 * mean_price_usd_per_kwh,
                 downtime_minutes=MIGRATION_DOWNTIME_MINUTES,
                 price_gain_usd_per_h=revenue_h,  # the source is going away: staying earns nothing
                 hours_remaining=hours,
@@ -747,7 +758,10 @@ def maintenance(
             "profit_before_usd": before.totals.profit_usd,
             "profit_after_usd": after.totals.profit_usd,
             "engine_shortfalls_after": len(after.shortfalls),
-            "open_placements_on_site": Placement.objects.committed().current(timezone.now()).filter(site=target).count(),
+            "open_placements_on_site": Placement.objects.committed()
+            .current(timezone.now())
+            .filter(site=target)
+            .count(),
         }
         site_kw_before = (before.ledger.it_kw * before_problem.period_hours).sum(axis=1) / hours
         site_kw_after = (after.ledger.it_kw * after_problem.period_hours).sum(axis=1) / hours

@@ -130,6 +130,10 @@ def execute_run(*, run_id: int, at: datetime | None = None) -> OptimizationRun:
     except StaleInputs as exc:
         _finish(run_id, RunStatus.SKIPPED, error=str(exc), explanation=f"Not applied: {exc}")
         return OptimizationRun.objects.get(pk=run_id)
+    except Exception as exc:  # e.g. no hardware at all: fail the run rather than leave it holding the running slot
+        logger.exception("Optimization run %s could not build its inputs", run_id)
+        _finish(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return OptimizationRun.objects.get(pk=run_id)
     try:
         started = time.perf_counter()
         solution = engine.run_strategy(run.strategy, inputs.problem)
@@ -245,7 +249,7 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
                 "text": b.text,
             }
             for b in solution.binding
-        ],  # fmt: skip
+        ],
         "commitments": [
             {
                 "contract": c.id,
@@ -256,7 +260,7 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
                 "n_minus_1_shortfall_kw": round(c.n_minus_1_shortfall_kw, 3),
             }
             for c in solution.commitments
-        ],  # fmt: skip
+        ],
         "shortfalls": [
             {"constraint": f.constraint, "commitment": f.commitment, "kw": f.kw} for f in solution.shortfalls
         ],

@@ -92,7 +92,13 @@ INVENTORY: dict[str, tuple[int, int, int, int, int]] = {
     "site_10_germany": (0, 80, 0, 100, 30),
 }
 INVENTORY_COLUMNS = ("miner_air", "miner_hydro", "miner_immersion", "inference_gpu", "inference_asic")
-FLEET_TOTALS = {"miner_air": 500, "miner_hydro": 200, "miner_immersion": 100, "inference_gpu": 1000, "inference_asic": 300}
+FLEET_TOTALS = {
+    "miner_air": 500,
+    "miner_hydro": 200,
+    "miner_immersion": 100,
+    "inference_gpu": 1000,
+    "inference_asic": 300,
+}
 
 
 def site_defaults(seed: SiteSeed) -> dict:

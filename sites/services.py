@@ -320,7 +320,8 @@ def simulate_market_window(*, sites: list[Site], start: datetime, periods: int) 
     knobs = settings.ENERGYARB
     seed = knobs["SIMULATOR_SEED"]
     starts = [
-        datetime.fromtimestamp(int(ts), UTC) for ts in simulation_timestamps(start, periods).astype("datetime64[s]").astype(int)
+        datetime.fromtimestamp(int(ts), UTC)
+        for ts in simulation_timestamps(start, periods).astype("datetime64[s]").astype(int)
     ]
     energy_rows = []
     if sites:
@@ -336,7 +337,9 @@ def simulate_market_window(*, sites: list[Site], start: datetime, periods: int) 
             for s, site in enumerate(sites)
             for t in range(periods)
         ]
-    hashprice = simulate_hashprice(start, periods, seed=seed, level_usd_per_ph_day=knobs["HASHPRICE_LEVEL_USD_PER_PH_DAY"])
+    hashprice = simulate_hashprice(
+        start, periods, seed=seed, level_usd_per_ph_day=knobs["HASHPRICE_LEVEL_USD_PER_PH_DAY"]
+    )
     token_price = simulate_inference_price(start, periods, seed=seed)
     market_rows = [
         MarketPriceRow(

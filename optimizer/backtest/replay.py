@@ -113,10 +113,17 @@ class Horizon:
         return np.array(bounds)
 
     def describe(self) -> str:
-        return (
-            f"{self.fine_steps} x 5 min then {self.coarse_hours:g} h steps to {self.hours:g} h, "
-            f"re-planned every {self.replan_every} interval(s)"
-        )
+        """E.g. "12 x 5 min + 5 x 60 min (6 h), re-planned every interval"."""
+        steps = np.diff(self.bounds()) * STEP_MINUTES
+        groups: list[list[int]] = []
+        for minutes in steps.tolist():
+            if groups and groups[-1][1] == minutes:
+                groups[-1][0] += 1
+            else:
+                groups.append([1, minutes])
+        periods = " + ".join(f"{count} x {minutes} min" for count, minutes in groups)
+        every = "every interval" if self.replan_every == 1 else f"every {self.replan_every} intervals"
+        return f"{periods} ({steps.sum() / 60:g} h), re-planned {every}"
 
 
 # Results.

@@ -196,7 +196,7 @@ def test_no_strategy_beats_the_perfect_foresight_bound(ten_site_window):
     assert results["lp"].score.switching_cost > 0
 
 
-def test_a_forecast_only_ever_sees_the_past(ten_site_window):
+def test_a_forecast_only_ever_sees_the_past_and_plans_the_same_each_run(ten_site_window):
     world, history, bound = ten_site_window
     seen: list[datetime] = []
 
@@ -204,10 +204,11 @@ def test_a_forecast_only_ever_sees_the_past(ten_site_window):
         seen.append(observed.interval_starts[-1])
         return backtest.persistence_forecast(observed, bounds)
 
-    backtest.run_backtest(
-        world, history, "lp", forecast=recording, bound=bound, horizon=backtest.Horizon(fine_steps=2, hours=0.5)
-    )
+    horizon = backtest.Horizon(fine_steps=2, hours=0.5)
+    first = backtest.run_backtest(world, history, "lp", forecast=recording, bound=bound, horizon=horizon)
     assert seen == list(history.interval_starts)  # called once per interval, with history up to that interval
+    again = backtest.run_backtest(world, history, "lp", bound=bound, horizon=horizon)
+    np.testing.assert_array_equal(first.units, again.units)  # the same forecast plans the same, run after run
 
 
 def test_dispatch_scales_a_plan_down_to_the_power_of_a_hotter_interval(ten_site_window):

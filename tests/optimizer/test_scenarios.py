@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 import time_machine
 from django.core.management import call_command
 
-from sites.choices import SiteStatus
-from sites.models import Site
-from sla.models import Downtime, Placement
 from optimizer.scenarios import (
     ScenarioError,
     follow_the_sun,
@@ -21,6 +19,10 @@ from optimizer.scenarios import (
     renewable,
     run_scenario,
 )
+from sites.choices import SiteStatus
+from sites.models import Site
+from sla.models import Customer, Downtime, Placement, Tier
+from sla.services import CapacityRequest, create_contract
 
 pytestmark = pytest.mark.django_db
 
@@ -41,9 +43,10 @@ def test_heat_wave_moves_load_off_the_hot_site_and_beats_the_heat_blind_plan(see
     assert s["pue_heat_peak"] > s["pue_normal_mean"] + 0.3
     assert s["inference_moved_kw"] + s["mining_moved_kw"] > 50  # kW off Texas on average over the day
     texas = next(row for row in result.rows if row["site"] == "site_5_texas")
-    assert texas["inference_kw_after"] + texas["mining_kw_after"] < texas["inference_kw_before"] + texas[
-        "mining_kw_before"
-    ] + texas["curtailed_kw_before"]
+    assert (
+        texas["inference_kw_after"] + texas["mining_kw_after"]
+        < texas["inference_kw_before"] + texas["mining_kw_before"] + texas["curtailed_kw_before"]
+    )
     assert s["forced_curtailment_mwh"] > 0
     assert s["cooling_energy_avoided_mwh"] > 0
     assert s["profit_heat_aware_usd"] > s["profit_heat_blind_usd"]
@@ -96,40 +99,37 @@ def test_maintenance_keeps_premium_at_full_uptime_and_rolls_back(seeded):
     assert result.seconds < 60
 
 
-def test_maintenance_preempts_lower_tiers_and_owes_credits_when_room_runs_out(seeded):
-    # Every other site down except one small one: Premium still moves first, lower tiers lose out.
-    result = maintenance(hours=6)
-    tiers = [row["tier"] for row in result.rows]
-    assert tiers == sorted(tiers, key=["premium", "standard", "flexible", "spot"].index)
-    assert result.summary["credits_owed_usd"] >= 0
-
-
-def test_maintenance_apply_keeps_the_site_in_maintenance(seeded, staff_user):
-    from sla.models import Customer, Tier
-    from sla.services import CapacityRequest, create_contract
-    from decimal import Decimal
-    from datetime import timedelta
-
+def book(tier_code: str, kw: str, hours: int = 12):
     customer = Customer.objects.get(user__username="demo")
-    contract = create_contract(
+    return create_contract(
         customer=customer,
         request=CapacityRequest(
-            tier=Tier.objects.get(code="premium"),
-            capacity_kw=Decimal("200"),
+            tier=Tier.objects.get(code=tier_code),
+            capacity_kw=Decimal(kw),
             starts_at=NOW,
-            ends_at=NOW + timedelta(hours=12),
+            ends_at=NOW + timedelta(hours=hours),
         ),
     )
-    site = Placement.objects.filter(contract=contract).order_by("site__code").first().site
 
-    result = maintenance(site=site.code, hours=6, apply=True, actor=staff_user)
 
-    site.refresh_from_db()
-    assert site.status == SiteStatus.MAINTENANCE
-    assert result.applied and result.summary["premium_uptime_pct"] == 100.0
-    assert not Placement.objects.filter(contract=contract, site=site, valid_to__isnull=True).exists() or (
-        not Placement.objects.current(NOW).filter(contract=contract, site=site).exists()
-    )
+def test_maintenance_preempts_lower_tiers_and_owes_credits_when_room_runs_out(seeded):
+    # Three sites left online (1,260 + 1,260 + 670 kW of SLA room), nearly fully booked.
+    Site.objects.exclude(code__in=("site_1_nordic", "site_3_norway", "site_9_chile")).update(status=SiteStatus.OFFLINE)
+    premium = book("premium", "600")  # N-1: 600 kW on each of two sites
+    for tier, kw in (("standard", "600"), ("flexible", "600"), ("spot", "500")):
+        book(tier, kw)
+    site = Placement.objects.filter(contract=premium).order_by("site__code").first().site
+
+    result = maintenance(site=site.code, hours=6)
+
+    s = result.summary
+    assert s["premium_uptime_pct"] == 100.0
+    tiers = [row["tier"] for row in result.rows]
+    assert tiers == sorted(tiers, key=["premium", "standard", "flexible", "spot"].index)
+    lower = [row for row in result.rows if row["tier"] != "premium"]
+    assert any(row["preempted"] or row["unserved_kw"] > 0 for row in lower)
+    assert s["contracts_preempted"] >= 1
+    assert s["credits_owed_usd"] > 0
 
 
 def test_results_are_json_ready(seeded):
@@ -159,3 +159,61 @@ def test_migration_is_worth_it_only_when_the_gain_outweighs_energy_and_downtime(
     assert not migration_worth_it(
         energy_cost_usd=1, downtime_minutes=30, price_gain_usd_per_h=10, hours_remaining=6, revenue_usd_per_h=120
     )
+
+
+def test_api_runs_a_scenario_for_staff_only(seeded, staff_api, customer_api, anon_api):
+    body = {"scenario": "follow-the-sun", "options": {"hours": 24}}
+
+    response = staff_api.post("/api/scenarios/", body, format="json")
+
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["scenario"] == "follow-the-sun" and len(data["rows"]) == 24
+    assert data["summary"]["profit_time_aware_usd"] > data["summary"]["profit_time_blind_usd"]
+    assert customer_api.post("/api/scenarios/", body, format="json").status_code == 403
+    assert anon_api.post("/api/scenarios/", body, format="json").status_code in (401, 403)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"scenario": "bogus"},
+        {"scenario": "renewable", "options": {"site": "site_1_nordic"}},  # renewable takes no site
+        {"scenario": "heat-wave", "options": {"apply": True}},  # only maintenance can be applied
+        {"scenario": "heat-wave", "options": {"site": "nowhere"}},
+        {"scenario": "renewable", "options": {"carbon_price_usd_per_t": -5}},
+    ],
+)
+def test_api_rejects_bad_requests_with_400(seeded, staff_api, body):
+    assert staff_api.post("/api/scenarios/", body, format="json").status_code == 400
+
+
+def test_admin_page_runs_a_scenario_and_shows_the_chart(seeded, admin_client):
+    from django.contrib import admin
+    from django.test import RequestFactory
+
+    from optimizer.admin_scenarios import scenario_admin_view
+
+    factory = RequestFactory()
+    user = admin_client.get("/admin/").wsgi_request.user
+    request = factory.post("/admin/scenarios/", {"scenario": "renewable", "carbon_price_usd_per_t": "80", "hours": "6"})
+    request.user = user
+    request._dont_enforce_csrf_checks = True
+    from django.contrib.messages.storage.fallback import FallbackStorage
+
+    request.session = admin_client.session
+    request._messages = FallbackStorage(request)
+    response = admin.site.admin_view(scenario_admin_view)(request)
+    response.render()
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "Carbon price 80 USD/t" in content and "data:image/png;base64," in content
+    assert "co2_t_avoided" in content
+
+
+def test_scenario_admin_page_is_wired_for_staff_only(admin_client, client, customer):
+    assert admin_client.get("/admin/scenarios/").status_code == 200
+    client.force_login(customer.user)
+    response = client.get("/admin/scenarios/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

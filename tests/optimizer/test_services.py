@@ -150,8 +150,9 @@ def test_optimize_command_reports_the_run(world):
 def test_staff_can_queue_a_run_through_the_api(world, staff_api, customer_api, django_capture_on_commit_callbacks):
     from unittest import mock
 
-    with mock.patch("optimizer.tasks.run_optimization.delay") as delay, django_capture_on_commit_callbacks(
-        execute=True
+    with (
+        mock.patch("optimizer.tasks.run_optimization.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
     ):
         response = staff_api.post("/api/optimizer/runs/", {"strategy": "greedy"}, format="json")
     assert response.status_code == 202, response.content
@@ -168,8 +169,9 @@ def test_admin_action_queues_a_run(world, admin_client, django_capture_on_commit
     from unittest import mock
 
     done = OptimizationRunFactory(strategy="seed")
-    with mock.patch("optimizer.tasks.run_optimization.delay") as delay, django_capture_on_commit_callbacks(
-        execute=True
+    with (
+        mock.patch("optimizer.tasks.run_optimization.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
     ):
         response = admin_client.post(
             "/admin/optimizer/optimizationrun/",
@@ -186,8 +188,9 @@ def test_maintenance_action_fails_over_and_replans(world, admin_client, django_c
     from unittest import mock
 
     site = world.get(code="site_5_texas")
-    with mock.patch("optimizer.tasks.run_optimization.delay") as delay, django_capture_on_commit_callbacks(
-        execute=True
+    with (
+        mock.patch("optimizer.tasks.run_optimization.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
     ):
         response = admin_client.post(
             "/admin/sites/site/",

@@ -65,6 +65,7 @@ class Row:
 
 QUOTE_BODY = {"tier": "standard", "capacity_kw": "50", "duration_hours": "4"}
 SLA_REQUEST_BODY = {"tier": "standard", "power_requirement": "50", "duration_hours": "4"}
+RUN_BODY = {"strategy": "greedy"}
 MACHINES_BODY = {"air_miners": 1, "hydro_miners": 0, "immersion_miners": 0, "gpu_compute": 0, "asic_compute": 0}
 
 # fmt: off
@@ -105,7 +106,9 @@ MATRIX: tuple[Row, ...] = (
     Row("POST",   "/api/contracts/{contract_a}/cancel/",          401,   200,    404,   200, body={}),
     Row("POST",   "/api/contracts/{contract_b}/cancel/",          401,   404,    200,   200, body={}),
     Row("GET",    "/api/optimizer/runs/",                         401,   403,    403,   200),
+    Row("POST",   "/api/optimizer/runs/",                         401,   403,    403,   202, body=RUN_BODY),
     Row("GET",    "/api/optimizer/runs/{run}/",                   401,   403,    403,   200),
+    Row("POST",   "/api/scenarios/",                              401,   403,    403,   400, body={}),  # staff: 400
     # --- the original product's endpoints (under /api/) ----------------------------------------------------
     Row("GET",    "/api/health",                                  200,   200,    200,   200),
     Row("POST",   "/api/initialize",                              401,   403,    403,   200),

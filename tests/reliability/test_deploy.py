@@ -273,3 +273,24 @@ def test_money_and_power_leave_the_api_as_exact_decimal_strings(staff_api, custo
     assert run_body["revenue_usd_per_h"] == "1000.10"
     assert run_body["allocations"][0]["it_power_kw"] == "35.001"
     assert Decimal(run_body["profit_usd_per_h"]) == Decimal("1000.10") - Decimal("400.20")
+
+
+# The documented deployment matches the code -----------------------------------------------------------------
+
+
+def test_the_procfile_runs_one_beat_and_a_worker_for_every_queue_tasks_are_sent_to():
+    from energyarb.schedules import DEFAULT_SCHEDULES
+
+    processes = dict(
+        line.split(":", 1) for line in (BASE_DIR / "deploy" / "Procfile").read_text().splitlines() if line[:1].isalpha()
+    )
+    assert [name for name, command in processes.items() if " beat" in command] == ["beat"]
+    consumed = {
+        q for command in processes.values() for q in re.findall(r"worker -Q (\S+)", " " + command) for q in q.split(",")
+    }
+    sent = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    sent |= {entry.queue for entry in DEFAULT_SCHEDULES} | {settings.CELERY_TASK_DEFAULT_QUEUE}
+    assert sent <= consumed
+    assert "gunicorn energyarb.wsgi:application" in processes["web"]
+    units = {path.name for path in (BASE_DIR / "deploy" / "systemd").glob("*.service")}
+    assert units == {"energyarb-web.service", "energyarb-worker@.service", "energyarb-beat.service"}

@@ -13,6 +13,8 @@ Fault -> where it is proven (each test bounded by FAULT_TEST_LIMIT_S):
 - PostgreSQL restarts under load: test_postgres_restart_under_load_answers_503_then_recovers
 - the database fails inside a view (in process): test_database_errors_answer_503_with_retry_after
 - two beat schedulers by mistake: test_two_beat_schedulers_still_run_one_optimization_at_a_time
+- inputs the engine refuses (a fleet without hardware):
+  test_a_run_whose_inputs_cannot_be_built_fails_and_frees_the_running_slot
 - Claude times out, answers 5xx, answers garbage: tests/optimizer/test_advisor.py (CLAUDE_FAULT_TESTS below,
   checked to exist by test_claude_faults_are_proven_by_the_advisor_tests)
 
@@ -198,6 +200,20 @@ def test_cache_falls_back_to_local_memory_and_throttles_still_hold(db, settings,
     statuses += [anon_api.get("/mara/prices").status_code for _ in range(4)]  # public, throttled per address
     assert time.monotonic() - started < 3.0  # the breaker: one failed connection attempt, not one per call
     assert statuses == [200, 200, 200, 200, 200, 429]
+
+
+def test_a_run_whose_inputs_cannot_be_built_fails_and_frees_the_running_slot(db):
+    """Found by the Redis fault test: sites without hardware made the engine refuse the problem, and the run
+    stayed 'running', blocking every optimization until it was abandoned."""
+    from optimizer.services import optimize_now
+
+    SiteFactory(code="empty_site")
+    now = timezone.now()
+    refresh_market_prices(at=now)
+    refresh_weather(at=now)
+    run = optimize_now(trigger=RunTrigger.MANUAL)
+    assert run.status == RunStatus.FAILED and run.error
+    assert not OptimizationRun.objects.filter(status=RunStatus.RUNNING).exists()
 
 
 def test_claude_faults_are_proven_by_the_advisor_tests():

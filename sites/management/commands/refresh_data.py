@@ -17,5 +17,9 @@ class Command(BaseCommand):
             weather = refresh_weather(at=now)
         except SourceError as exc:
             raise CommandError(f"A source failed; nothing stored was changed: {exc}") from exc
-        self.stdout.write(f"prices from {prices.source}: {prices.rows_written} new rows up to {prices.interval_start:%H:%M}")
-        self.stdout.write(f"weather from {weather.source}: {weather.rows_written} new rows up to {weather.interval_start:%H:%M}")
+        self.stdout.write(
+            f"prices from {prices.source}: {prices.rows_written} new rows up to {prices.interval_start:%H:%M}"
+        )
+        self.stdout.write(
+            f"weather from {weather.source}: {weather.rows_written} new rows up to {weather.interval_start:%H:%M}"
+        )
