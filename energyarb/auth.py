@@ -20,12 +20,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
+from rest_framework.throttling import BaseThrottle
 
 KEY_PREFIX = "login-failures"
 
 
 def client_address(request) -> str:
-    return (getattr(request, "META", None) or {}).get("REMOTE_ADDR") or "unknown"
+    """The client's address as DRF's throttles see it: REMOTE_ADDR, or behind NUM_PROXIES proxies the entry of
+    X-Forwarded-For that the nearest proxy added (earlier entries are the client's to forge)."""
+    if request is None or not hasattr(request, "META"):
+        return "unknown"
+    return BaseThrottle().get_ident(request) or "unknown"
 
 
 def _keys(request, username: str) -> tuple[str, str]:

@@ -231,6 +231,9 @@ REST_FRAMEWORK = {
         "contracts": os.environ.get("API_THROTTLE_CONTRACTS", "120/min"),
     },
     "COERCE_DECIMAL_TO_STRING": True,
+    # Client address for throttles and the sign-in limiter: behind the TLS proxy, the X-Forwarded-For entry it
+    # added; otherwise REMOTE_ADDR (0: never trust the header).
+    "NUM_PROXIES": env_int("NUM_PROXIES", 1 if env_bool("BEHIND_TLS_PROXY") else 0),
 }
 
 SPECTACULAR_SETTINGS = {

@@ -29,7 +29,7 @@ def world_from_database(*, at: datetime) -> World:
 
     from sites.models import Site, SiteInventory
 
-    from ..inputs import _commitments
+    from ..inputs import commitments_at
 
     inventories = SiteInventory.objects.select_related("hardware_model").order_by("hardware_model__code")
     sites = tuple(Site.objects.prefetch_related(Prefetch("inventories", queryset=inventories)).order_by("code"))
@@ -44,7 +44,7 @@ def world_from_database(*, at: datetime) -> World:
     for s, site in enumerate(sites):
         for inv in site.inventories.all():
             inventory[s, index[inv.hardware_model.code]] = inv.units_available
-    _, commitments = _commitments(at=to_utc(at), site_codes={site.code for site in sites if site.is_available})
+    _, commitments = commitments_at(at=to_utc(at), site_codes={site.code for site in sites if site.is_available})
     knobs = settings.ENERGYARB
     return World(
         name="database sites",

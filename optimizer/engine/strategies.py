@@ -63,7 +63,9 @@ def seed(problem: Problem, profiles: Mapping[str, tuple[float, float]] | None = 
         ce, mult = _profile(site.code, profiles)
         wanted = {"gpu": int(50 * ce / mult), "asic": int(30 * (1 - ce)), "immersion": 10 if ce > 0.7 else 5}
         for h, code in enumerate(codes):
-            target[s, h] = next((n for key, n in wanted.items() if code.startswith(key)), 0)
+            # "gpu" matches the hackathon's "gpu" as well as the catalogue's "inference_gpu" or "gpu_compute".
+            words = code.replace("-", "_").split("_")
+            target[s, h] = next((n for key, n in wanted.items() if key in words), 0)
     target = np.minimum(target, problem.inventory_units)
     units = np.zeros((n_sites, n_hw, n_t))
     capacity_it = np.array([s.power_capacity_kw for s in problem.sites])[:, None] / problem.pue  # [S, T] IT kW

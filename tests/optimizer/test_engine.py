@@ -413,3 +413,29 @@ def test_engine_earns_the_best_integer_allocation_on_every_event_interval():
     assert earned == pytest.approx(best, rel=1e-12)
     seed_profit = run_strategy("seed", mara.problem_for_prices(rows)).objective_usd
     assert seed_profit / best == pytest.approx(-0.128, abs=0.001)  # the original's fixed allocation lost money
+
+
+def test_seed_formula_recognises_catalogue_hardware_codes():
+    import numpy as np
+
+    from optimizer.engine import HardwareModel, Market, Problem, Site, seed
+
+    hardware = (
+        HardwareModel("inference_gpu", "inference", 10.2, tokens_per_s=12000),
+        HardwareModel("inference_asic", "inference", 8.0, tokens_per_s=40000),
+        HardwareModel("miner_immersion", "miner", 7.0, hashrate_th_s=500),
+        HardwareModel("miner_air", "miner", 3.5, hashrate_th_s=200),
+    )
+    problem = Problem(
+        sites=(Site("site_3_norway", 100_000.0, "europe"),),
+        hardware=hardware,
+        inventory_units=np.full((1, 4), 1000.0),
+        period_hours=np.array([1.0]),
+        pue=np.ones((1, 1)),
+        energy_price_usd_per_mwh=np.full((1, 1), 40.0),
+        market=Market(np.array([50.0]), np.array([2.0])),
+    )
+    units = seed(problem)[0, :, 0]
+    # Norway's original profile: cooling efficiency 0.90, energy multiplier 0.5 -> gpu int(90.0) = 90,
+    # asic int(30 x 0.0999...) = 2 (the original's float arithmetic), immersion 10, nothing else.
+    assert units.tolist() == [90, 2, 10, 0]

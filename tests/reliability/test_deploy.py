@@ -224,6 +224,23 @@ def test_one_address_spraying_usernames_is_locked_too(settings):
     assert attacker.post("/admin/login/", {"username": "ops", "password": PASSWORD}).status_code == 200
 
 
+@pytest.mark.django_db
+def test_behind_the_proxy_each_client_is_counted_by_the_address_the_proxy_saw(settings):
+    """All requests arrive from the proxy's address; its X-Forwarded-For entry tells clients apart, and a forged
+    entry in front of it changes nothing."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    settings.LOGIN_FAILURE_LIMIT = 3
+    UserFactory(username="ops", is_staff=True, password=PASSWORD)
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    attacker = Client(**proxy, HTTP_X_FORWARDED_FOR="203.0.113.9")
+    for n in range(3):
+        forged = Client(**proxy, HTTP_X_FORWARDED_FOR=f"198.18.0.{n}, 203.0.113.9")
+        forged.post("/admin/login/", {"username": "ops", "password": "guess"})
+    assert attacker.post("/admin/login/", {"username": "ops", "password": PASSWORD}).status_code == 200  # locked
+    colleague = Client(**proxy, HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert colleague.post("/admin/login/", {"username": "ops", "password": PASSWORD}).status_code == 302
+
+
 # Money and energy: Decimal end to end -----------------------------------------------------------------------
 
 DECIMAL_KEY = re.compile(r"(_usd|usd_|_kw|kw_|_mwh|_kwh|multiplier)")

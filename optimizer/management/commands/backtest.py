@@ -103,7 +103,7 @@ class Command(BaseCommand):
             ratio = summary["capture_ratio"]
             self.stdout.write(
                 f"{strategy}: profit {summary['profit']:,.2f} of {summary['perfect_profit']:,.2f} "
-                f"({world.money_unit}); capture ratio {'n/a' if ratio is None else f'{ratio:.3f}'}; "
+                f"({world.money_unit}); capture ratio {'n/a' if ratio is None else f'{ratio:.4f}'}; "
                 f"SLA shortfall {summary['sla_shortfall_kwh']:,.1f} kWh; planned in {summary['solve_seconds']:.1f} s "
                 f"(bound {summary['perfect_solve_seconds']:.1f} s)"
             )
