@@ -33,7 +33,8 @@ from optimizer.engine import (
     solve_with_scipy,
 )
 
-EVENT_TRACE = Path(__file__).resolve().parents[3] / "shared" / "data" / "mara-hackathon-2025-06-21-prices.csv"
+# The event trace is committed with the project (data/), copied from the shared data folder.
+EVENT_TRACE = Path(__file__).resolve().parents[2] / "data" / "mara-hackathon-2025-06-21-prices.csv"
 
 # Miner M: 2 kW, 100 TH/s = 0.1 PH/s; at 48 USD/PH/day it earns 0.1 x 48 / 24 = $0.20 per unit-hour.
 # Inference G: 1 kW, 1000 tokens/s = 3.6 Mtok/h; at $0.50/Mtok it earns $1.80 per unit-hour.
