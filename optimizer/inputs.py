@@ -40,6 +40,29 @@ class Inputs:
     contracts: tuple[Contract, ...]
 
 
+def engine_site(site: Site) -> engine.Site:
+    """A site row as the engine sees it (maintenance and offline sites are unavailable)."""
+    return engine.Site(
+        code=site.code,
+        power_capacity_kw=float(site.power_capacity_kw),
+        region=site.market_region,
+        renewable_share=float(site.renewable_share),
+        grid_carbon_kg_per_mwh=float(site.grid_carbon_kg_per_mwh),
+        available=site.is_available,
+    )
+
+
+def engine_hardware(hw) -> engine.HardwareModel:
+    """A catalogue row (sites.models.HardwareModel) as the engine sees it."""
+    return engine.HardwareModel(
+        code=hw.code,
+        kind=hw.kind,
+        power_kw=float(hw.power_kw_per_unit),
+        hashrate_th_s=float(hw.hashrate_th_per_s or 0),
+        tokens_per_s=float(hw.tokens_per_s or 0),
+    )
+
+
 def unserved_penalty_factor(credit_rules) -> float:
     """Penalty per unserved committed kWh, as a multiple of the contract's price per kWh.
 
@@ -125,27 +148,8 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
     demand = {region: values[offsets] for region, values in full_demand.items()}
     contracts, commitments = commitments_at(at=at, site_codes={site.code for site in sites if site.is_available})
     problem = engine.Problem(
-        sites=tuple(
-            engine.Site(
-                code=site.code,
-                power_capacity_kw=float(site.power_capacity_kw),
-                region=site.market_region,
-                renewable_share=float(site.renewable_share),
-                grid_carbon_kg_per_mwh=float(site.grid_carbon_kg_per_mwh),
-                available=site.is_available,
-            )
-            for site in sites
-        ),
-        hardware=tuple(
-            engine.HardwareModel(
-                code=hw.code,
-                kind=hw.kind,
-                power_kw=float(hw.power_kw_per_unit),
-                hashrate_th_s=float(hw.hashrate_th_per_s or 0),
-                tokens_per_s=float(hw.tokens_per_s or 0),
-            )
-            for hw in hardware
-        ),
+        sites=tuple(engine_site(site) for site in sites),
+        hardware=tuple(engine_hardware(hw) for hw in hardware),
         inventory_units=inventory,
         period_hours=period_hours,
         pue=np.repeat(np.array(pues).reshape(n_sites, 1), n_periods, axis=1),

@@ -37,7 +37,7 @@ from sites.simulation import (
 )
 
 from . import engine
-from .inputs import commitments_at
+from .inputs import commitments_at, engine_hardware, engine_site
 
 SCENARIOS = ("heat-wave", "follow-the-sun", "maintenance", "renewable")
 STEP_MINUTES = 60  # scenarios are simulated at hourly steps
@@ -213,28 +213,9 @@ def build_world(*, start: datetime, hours: int, heat_waves: Mapping[str, HeatWav
     return World(
         start=start,
         period_hours=np.ones(hours),
-        sites=tuple(
-            engine.Site(
-                code=site.code,
-                power_capacity_kw=float(site.power_capacity_kw),
-                region=site.market_region,
-                renewable_share=float(site.renewable_share),
-                grid_carbon_kg_per_mwh=float(site.grid_carbon_kg_per_mwh),
-                available=site.is_available,
-            )
-            for site in rows
-        ),
+        sites=tuple(engine_site(site) for site in rows),
         cooling_types=tuple(site.cooling_type for site in rows),
-        hardware=tuple(
-            engine.HardwareModel(
-                code=hw.code,
-                kind=hw.kind,
-                power_kw=float(hw.power_kw_per_unit),
-                hashrate_th_s=float(hw.hashrate_th_per_s or 0),
-                tokens_per_s=float(hw.tokens_per_s or 0),
-            )
-            for hw in (hardware_rows[code] for code in codes)
-        ),
+        hardware=tuple(engine_hardware(hw) for hw in (hardware_rows[code] for code in codes)),
         inventory_units=inventory,
         temperature_c=temperature,
         energy_price_usd_per_mwh=simulate_fleet_prices(

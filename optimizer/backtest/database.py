@@ -29,7 +29,7 @@ def world_from_database(*, at: datetime) -> World:
 
     from sites.models import Site, SiteInventory
 
-    from ..inputs import commitments_at
+    from ..inputs import commitments_at, engine_hardware, engine_site
 
     inventories = SiteInventory.objects.select_related("hardware_model").order_by("hardware_model__code")
     sites = tuple(Site.objects.prefetch_related(Prefetch("inventories", queryset=inventories)).order_by("code"))
@@ -49,27 +49,8 @@ def world_from_database(*, at: datetime) -> World:
     return World(
         name="database sites",
         format="energyarb",
-        sites=tuple(
-            engine.Site(
-                code=site.code,
-                power_capacity_kw=float(site.power_capacity_kw),
-                region=site.market_region,
-                renewable_share=float(site.renewable_share),
-                grid_carbon_kg_per_mwh=float(site.grid_carbon_kg_per_mwh),
-                available=site.is_available,
-            )
-            for site in sites
-        ),
-        hardware=tuple(
-            engine.HardwareModel(
-                code=hw.code,
-                kind=hw.kind,
-                power_kw=float(hw.power_kw_per_unit),
-                hashrate_th_s=float(hw.hashrate_th_per_s or 0),
-                tokens_per_s=float(hw.tokens_per_s or 0),
-            )
-            for hw in hardware
-        ),
+        sites=tuple(engine_site(site) for site in sites),
+        hardware=tuple(engine_hardware(hw) for hw in hardware),
         inventory_units=inventory,
         cooling_types=tuple(site.cooling_type for site in sites),
         commitments=commitments,
