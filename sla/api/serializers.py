@@ -131,6 +131,12 @@ class CapacityRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     starts_at = serializers.DateTimeField(required=False, help_text="ISO 8601 start; default now; not in the past.")
     duration_hours = _duration_field(help_text="Length of the window in hours.")
     region_preference = RegionField(required=False, help_text="Preferred market region.")
+    customer = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text="Staff only: the id of the customer to quote or buy for (default: your own customer account).",
+    )
 
     def validate_tier(self, value: str) -> Tier:
         return offered_tier(value)
@@ -184,7 +190,7 @@ class ContractCreateSerializer(CapacityRequestSerializer):
 
     def validate(self, attrs):
         if "quote" in attrs:
-            others = sorted(name for name in self.initial_data if name != "quote")
+            others = sorted(name for name in self.initial_data if name not in ("quote", "customer"))
             if others:
                 raise serializers.ValidationError(
                     {name: ["Not allowed with a quote: the quote fixes it."] for name in others}

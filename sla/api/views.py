@@ -95,7 +95,19 @@ class CustomerWritesMixin:
         return [throttle() for throttle in api_settings.DEFAULT_THROTTLE_CLASSES]
 
     def customer(self) -> Customer:
-        """The buyer behind the request; staff without a customer account cannot buy (403)."""
+        """The buyer behind the request: the caller's own customer account, or for staff the customer named by
+        `customer` in the body (the dashboard's SLA panel buys for a chosen customer). A customer naming
+        anyone, or staff without a customer account naming no one, is refused (403)."""
+        chosen = self.request.data.get("customer") if isinstance(self.request.data, dict) else None
+        if chosen is not None:
+            if not self.request.user.is_staff:
+                raise exceptions.PermissionDenied("Only staff may quote or buy for another customer.")
+            if isinstance(chosen, bool) or not isinstance(chosen, int | str) or not str(chosen).isdigit():
+                raise exceptions.ValidationError({"customer": ["A valid integer is required."]})
+            customer = Customer.objects.filter(pk=int(chosen)).first()
+            if customer is None:
+                raise exceptions.ValidationError({"customer": ["No such customer."]})
+            return customer
         try:
             return self.request.user.customer
         except Customer.DoesNotExist:

@@ -690,7 +690,9 @@
     $("sla-quote").hidden = true;
     $("btn-quote").disabled = true;
     try {
-      currentQuote = await request(config.urls.quotes, { method: "POST", body: quoteBody() });
+      const asked = quoteBody();
+      currentQuote = await request(config.urls.quotes, { method: "POST", body: asked });
+      currentQuote.forCustomer = asked.customer; // staff buying for a chosen customer must name it again
       renderQuote(currentQuote);
       $("btn-request").disabled = false;
       toast(`Quote #${currentQuote.id}: ${usd(Number(currentQuote.total_usd), 2)}`, "info", 4000);
@@ -712,7 +714,10 @@
     $("btn-request").disabled = true;
     clearErrors();
     try {
-      const contract = await request(config.urls.contracts, { method: "POST", body: { quote: currentQuote.id } });
+      const contract = await request(config.urls.contracts, {
+        method: "POST",
+        body: currentQuote.forCustomer ? { quote: currentQuote.id, customer: currentQuote.forCustomer } : { quote: currentQuote.id },
+      });
       toast(`Contract #${contract.id} ${contract.status || "requested"}: ${fmt(Number(contract.capacity_kw), 0)} kW`, "success");
       currentQuote = null;
       $("sla-quote").hidden = true;

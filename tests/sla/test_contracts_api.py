@@ -276,3 +276,26 @@ def test_session_user_without_customer_sees_nothing(fleet, frozen, client):
     client.force_login(UserFactory(username="nobody"))
 
     assert client.get(CONTRACTS).json()["count"] == 0
+
+
+def test_staff_quote_and_buy_for_a_chosen_customer(fleet, frozen, staff_api, customer_api, customer, outsider):
+    body = {"tier": "standard", "capacity_kw": "50", "duration_hours": "3", "customer": customer.pk}
+    quote = staff_api.post(QUOTES, body, format="json")
+    assert quote.status_code == 201, quote.json()
+    assert Quote.objects.get(pk=quote.json()["id"]).customer == customer
+
+    bought = staff_api.post(CONTRACTS, {"quote": quote.json()["id"], "customer": customer.pk}, format="json")
+
+    assert bought.status_code == 201, bought.json()
+    contract = Contract.objects.get(pk=bought.json()["id"])
+    assert contract.customer == customer
+    assert customer_api.get(f"{CONTRACTS}{contract.pk}/").status_code == 200
+
+
+def test_only_staff_may_name_a_customer_and_only_a_real_one(fleet, frozen, staff_api, customer_api, outsider):
+    body = {"tier": "standard", "capacity_kw": "50", "duration_hours": "3"}
+    assert customer_api.post(QUOTES, {**body, "customer": outsider.pk}, format="json").status_code == 403
+    unknown = staff_api.post(QUOTES, {**body, "customer": 999999}, format="json")
+    assert unknown.status_code == 400 and "customer" in unknown.json()
+    assert staff_api.post(QUOTES, {**body, "customer": "x"}, format="json").status_code == 400
+    assert not Quote.objects.exists()
