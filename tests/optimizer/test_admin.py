@@ -21,7 +21,6 @@ def _url(model: str, view: str = "changelist", *args) -> str:
     return reverse(f"admin:optimizer_{model}_{view}", args=args)
 
 
-
 @pytest.fixture
 def runs():
     """A profitable run (600 USD/h, 1 s) with an allocation at Oslo, a loss-making one, and a failed one."""

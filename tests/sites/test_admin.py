@@ -55,7 +55,6 @@ def _messages(response) -> list[str]:
     return [str(m) for m in response.context["messages"]]
 
 
-
 @pytest.fixture
 def staff_client(client, staff_user):
     client.force_login(staff_user)
