@@ -26,8 +26,6 @@ from sites.choices import SiteStatus
 from sites.models import Site, SiteInventory
 from sites.simulation import (
     HeatWave,
-    derive_climate_profile,
-    derive_site_price_profile,
     pue,
     simulate_fleet_prices,
     simulate_hashprice,
@@ -184,9 +182,7 @@ def build_world(*, start: datetime, hours: int, heat_waves: Mapping[str, HeatWav
     temperature = np.stack(
         [
             simulate_temperatures(
-                derive_climate_profile(
-                    latitude=float(site.latitude), climate_zone=site.climate_zone, time_zone=site.time_zone
-                ),
+                site.climate_profile(),
                 start,
                 hours,
                 STEP_MINUTES,
@@ -197,17 +193,7 @@ def build_world(*, start: datetime, hours: int, heat_waves: Mapping[str, HeatWav
             for site in rows
         ]
     )
-    profiles = [
-        derive_site_price_profile(
-            code=site.code,
-            time_zone=site.time_zone,
-            latitude=float(site.latitude),
-            renewable_share=float(site.renewable_share),
-            energy_cost_multiplier=float(site.energy_cost_multiplier),
-            grid_region=site.grid_region,
-        )
-        for site in rows
-    ]
+    profiles = [site.price_profile() for site in rows]
     available = {site.code for site in rows if site.is_available}
     _, commitments = commitments_at(at=start, site_codes=available)
     return World(

@@ -36,8 +36,7 @@ from .services import (
     EnergyPriceRow,
     MarketPriceRow,
     PriceRowError,
-    _check_source,
-    _price_profile,
+    check_data_source,
     store_energy_prices,
     store_market_prices,
 )
@@ -88,7 +87,7 @@ def simulate_price_history(*, sites: Sequence[Site], start: datetime, periods: i
     seed = knobs["SIMULATOR_SEED"]
     energy = [
         simulate_energy_price_series(
-            _price_profile(site), start, periods, seed=seed, spike_cap_usd_per_mwh=knobs["PRICE_SPIKE_CAP_USD_PER_MWH"]
+            site.price_profile(), start, periods, seed=seed, spike_cap_usd_per_mwh=knobs["PRICE_SPIKE_CAP_USD_PER_MWH"]
         )
         for site in sites
     ]
@@ -205,7 +204,7 @@ def bulk_load_energy_prices(
     field's range (-1,000..20,000 USD/MWh, finite).
     """
     prices = np.asarray(prices_usd_per_mwh, dtype=float)
-    _check_source(source)
+    check_data_source(source)
     if prices.ndim != 2 or prices.shape[0] != len(site_ids):
         raise PriceRowError(f"Expected prices of shape ({len(site_ids)}, periods), got {prices.shape}.")
     if len(set(site_ids)) != len(site_ids):
@@ -254,7 +253,7 @@ def bulk_load_market_prices(
     """
     hashprice = np.asarray(hashprice_usd_per_ph_day, dtype=float)
     token_price = np.asarray(inference_price_usd_per_mtok, dtype=float)
-    _check_source(source)
+    check_data_source(source)
     if hashprice.ndim != 1 or hashprice.shape != token_price.shape:
         raise PriceRowError(f"Expected two 1-d arrays of one length, got {hashprice.shape} and {token_price.shape}.")
     if hashprice.size == 0:

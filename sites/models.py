@@ -115,6 +115,27 @@ class Site(models.Model):
     def power_capacity_mw(self) -> Decimal:
         return self.power_capacity_kw / 1000
 
+    def price_profile(self):
+        """The simulator's energy-price profile of this site (pure: derived from its fields, no I/O)."""
+        from .simulation import derive_site_price_profile
+
+        return derive_site_price_profile(
+            code=self.code,
+            time_zone=self.time_zone,
+            latitude=float(self.latitude),
+            renewable_share=float(self.renewable_share),
+            energy_cost_multiplier=float(self.energy_cost_multiplier),
+            grid_region=self.grid_region,
+        )
+
+    def climate_profile(self):
+        """The weather simulator's climate profile of this site (pure: derived from its fields, no I/O)."""
+        from .simulation import derive_climate_profile
+
+        return derive_climate_profile(
+            latitude=float(self.latitude), climate_zone=self.climate_zone, time_zone=self.time_zone
+        )
+
 
 class HardwareModel(models.Model):
     """A catalogue entry: one kind of miner or inference node and its physics per unit."""

@@ -84,7 +84,7 @@ class MarketPriceRow:
     inference_price_usd_per_mtok: Decimal
 
 
-def _check_source(source: str) -> None:
+def check_data_source(source: str) -> None:
     if source not in DataSource.values:
         raise PriceRowError(f"Unknown data source {source!r}.")
 
@@ -117,7 +117,7 @@ def store_hackathon_prices(*, rows: Iterable[HackathonPriceRow], source: str) ->
     """
     from .clients.hackathon import PRICE_BOUNDS
 
-    _check_source(source)
+    check_data_source(source)
     rows = list(rows)
     if not rows:
         return 0
@@ -154,7 +154,7 @@ def store_energy_prices(*, rows: Iterable[EnergyPriceRow], source: str) -> int:
     Negative prices are valid (surplus renewables); the field's range (-1,000..20,000) is enforced here.
     Query cost: one range query for existing keys, one INSERT per 1,000 new rows.
     """
-    _check_source(source)
+    check_data_source(source)
     rows = list(rows)
     if not rows:
         return 0
@@ -192,7 +192,7 @@ def store_market_prices(*, rows: Iterable[MarketPriceRow], source: str) -> int:
 
     Query cost: one range query for existing interval starts, one INSERT per 1,000 new rows.
     """
-    _check_source(source)
+    check_data_source(source)
     rows = list(rows)
     if not rows:
         return 0
@@ -238,7 +238,7 @@ def record_source_fetch(
     """Record one attempt to read an external source (``finished_at`` defaults to now)."""
     if kind not in SourceFetch.Kind.values:
         raise ValueError(f"Unknown fetch kind {kind!r}.")
-    _check_source(source)
+    check_data_source(source)
     if rows_written < 0:
         raise ValueError("rows_written cannot be negative.")
     return SourceFetch.objects.create(
@@ -300,19 +300,6 @@ class RefreshResult:
     interval_start: datetime
 
 
-def _price_profile(site: Site):
-    from .simulation import derive_site_price_profile
-
-    return derive_site_price_profile(
-        code=site.code,
-        time_zone=site.time_zone,
-        latitude=float(site.latitude),
-        renewable_share=float(site.renewable_share),
-        energy_cost_multiplier=float(site.energy_cost_multiplier),
-        grid_region=site.grid_region,
-    )
-
-
 def simulate_market_window(*, sites: list[Site], start: datetime, periods: int) -> tuple[list, list]:
     """Simulated energy (per site) and market rows for `periods` 5-minute intervals from `start` (pure compute)."""
     from .simulation import simulate_fleet_prices, simulate_hashprice, simulate_inference_price, simulation_timestamps
@@ -326,7 +313,7 @@ def simulate_market_window(*, sites: list[Site], start: datetime, periods: int) 
     energy_rows = []
     if sites:
         prices = simulate_fleet_prices(
-            [_price_profile(site) for site in sites],
+            [site.price_profile() for site in sites],
             start,
             periods,
             seed=seed,
@@ -432,7 +419,7 @@ def _check_temperature(value: Decimal) -> None:
 @transaction.atomic
 def store_weather_readings(*, rows: Iterable[WeatherRow], source: str) -> int:
     """Store readings for (site, time) pairs not stored yet; returns how many were new. First write wins."""
-    _check_source(source)
+    check_data_source(source)
     rows = list(rows)
     if not rows:
         return 0
@@ -456,11 +443,9 @@ def store_weather_readings(*, rows: Iterable[WeatherRow], source: str) -> int:
 
 def simulate_weather_rows(*, site: Site, start: datetime, periods: int, heat_waves=()) -> list[WeatherRow]:
     """Simulated 15-minute temperatures for one site (pure compute)."""
-    from .simulation import derive_climate_profile, simulate_temperatures
+    from .simulation import simulate_temperatures
 
-    profile = derive_climate_profile(
-        latitude=float(site.latitude), climate_zone=site.climate_zone, time_zone=site.time_zone
-    )
+    profile = site.climate_profile()
     # Simulate on the 5-minute grid every simulator shares and keep every third value, so a reading at
     # hh:15 is the same whichever window asked for it.
     values = simulate_temperatures(
