@@ -22,6 +22,8 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from rest_framework.throttling import BaseThrottle
 
+from .cache import hit_window
+
 KEY_PREFIX = "login-failures"
 
 
@@ -44,11 +46,7 @@ def _count(key: str) -> int:
 
 
 def _bump(key: str, window_s: int) -> None:
-    cache.add(key, 0, timeout=window_s)  # the window starts with the first failure
-    try:
-        cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=window_s)
+    hit_window(cache, key, window_s)  # the window starts with the first failure
 
 
 def is_locked_out(request, username: str) -> bool:

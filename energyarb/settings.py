@@ -132,6 +132,14 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Server-side parameters let psycopg prepare a statement once it has run PREPARE_THRESHOLD times on a
+    # connection: the hot paths (token, admission's locked reads, inserts) then skip PostgreSQL's parse and plan,
+    # which cost more server CPU than executing them.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=env_bool("DB_SERVER_SIDE_BINDING", True),
+        prepare_threshold=env_int("DB_PREPARE_THRESHOLD", 5),
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache: Redis when REDIS_URL is set, else a file cache that every local process shares. The Redis backend
@@ -220,8 +228,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "energyarb.throttling.AnonRateThrottle",
+        "energyarb.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_THROTTLE_ANON", "60/min"),
@@ -310,6 +318,17 @@ ENERGYARB = {
     "CARBON_PRICE_USD_PER_T": env_float("CARBON_PRICE_USD_PER_T", 0.0),
     "SOLVER_TIME_LIMIT_S": env_float("SOLVER_TIME_LIMIT_S", 30.0),
     "HORIZON_HOURS": env_float("HORIZON_HOURS", 6.0),
+    # What the live optimizer plans the horizon on: "ridge" (learned from stored history, docs/optimizer.md) or
+    # "persistence" (the latest values held).
+    "FORECAST": env_str("OPTIMIZER_FORECAST", "ridge").strip().lower(),
+    # Moving a running SLA placement to another site (docs/scenarios.md, "Migration rule"): the destination powers
+    # the moved kW for the warm-up (model load) before the cut-over, during which the moved kW serves nothing.
+    "MIGRATION_WARMUP_MINUTES": env_float("MIGRATION_WARMUP_MINUTES", 10.0),
+    "MIGRATION_DOWNTIME_MINUTES": env_float("MIGRATION_DOWNTIME_MINUTES", 2.0),
+    # Hysteresis: a placement is not moved voluntarily until it has run this long where it is.
+    "MIGRATION_MIN_DWELL_MINUTES": env_float("MIGRATION_MIN_DWELL_MINUTES", 60.0),
+    # Engine re-solves one run may spend on pricing candidate moves (each a small LP).
+    "MIGRATION_MAX_EVALUATIONS": env_int("MIGRATION_MAX_EVALUATIONS", 40),
     # Prices, weather, fetch records and finished optimization runs older than this are pruned daily.
     "RETENTION_DAYS": env_int("RETENTION_DAYS", 400),
 }

@@ -41,7 +41,6 @@ SCENARIOS = ("heat-wave", "follow-the-sun", "maintenance", "renewable")
 STEP_MINUTES = 60  # scenarios are simulated at hourly steps
 HIGH_RENEWABLE_SHARE = 0.7  # a site at or above this renewable share counts as high-renewable
 HEAT_RAMP_HOURS = 2.0  # the heat wave reaches its plateau over two hours (raised cosine)
-MIGRATION_DOWNTIME_MINUTES = 10.0  # a placement moved between sites serves nothing for this long
 POWER_MARGIN = 1.0 - 1e-7  # curtailment lands just inside the power row, clear of the solver's tolerance
 
 
@@ -544,28 +543,6 @@ def renewable(
 # Maintenance.
 
 
-def migration_worth_it(
-    *,
-    energy_cost_usd: float,
-    downtime_minutes: float,
-    price_gain_usd_per_h: float,
-    hours_remaining: float,
-    revenue_usd_per_h: float = 0.0,
-) -> bool:
-    """Whether moving a running inference placement to another site pays.
-
-    Moving costs ``energy_cost_usd`` (the destination powered while the model loads) plus the revenue the
-    placement does not earn while it is down (``revenue_usd_per_h`` x downtime); it gains ``price_gain_usd_per_h``
-    (what the placement earns per hour more at the destination: cheaper energy, or everything when the source
-    is going away) for the hours left after the downtime. Worth it when the gain exceeds the cost:
-
-        price_gain x max(hours_remaining - downtime_h, 0) > energy_cost + revenue_per_h x downtime_h
-    """
-    downtime_h = downtime_minutes / 60.0
-    gain = price_gain_usd_per_h * max(hours_remaining - downtime_h, 0.0)
-    return gain > energy_cost_usd + revenue_usd_per_h * downtime_h
-
-
 def _placed_kw(at: datetime) -> dict[str, Decimal]:
     from sla.models import Placement
 
@@ -605,15 +582,22 @@ def _book_demo_contracts(*, at: datetime, hours: int) -> list[int]:
 def maintenance(
     *, site: str | None = None, hours: int = 6, apply: bool = False, actor=None, reason: str = ""
 ) -> ScenarioResult:
-    """A site goes into maintenance now for ``hours``: the SLA failover on a copy, and the engine before/after.
+    """A site goes into maintenance now for ``hours``: the SLA failover on a copy, the engine before/after, and the
+    optimizer's placement decisions when the site comes back.
 
-    Runs ``sla.services.fail_over_site`` inside a transaction rolled back unless ``apply``. When no contract is
-    placed anywhere and nothing is applied, a demo book (one contract per tier) is booked first, inside the same
-    rolled-back transaction. Uptime and credits are over the maintenance window and its calendar month.
+    Runs ``sla.services.fail_over_site`` inside a transaction rolled back unless ``apply``, then what follows every
+    applied run (``optimizer.services.migrate_after_run``: lost capacity re-placed, migrations that pay). When no
+    contract is placed anywhere and nothing is applied, a demo book (one contract per tier) is booked first, inside
+    the same rolled-back transaction. The return is projected at the end of the window, on a savepoint that is
+    always rolled back: the site back online, the same re-placement and migration decisions on the world simulated
+    from then (the failed-over placements may move back, ``kind=return``, when the saving beats the cost).
+    Uptime and credits are over the maintenance window and its calendar month.
     """
     from sites.services import set_site_status
     from sla.models import Contract, Placement
-    from sla.services import fail_over_site, month_bounds
+    from sla.services import fail_over_site, migration_cost, migration_worth_it, month_bounds
+
+    from .services import migrate_after_run
 
     began = time.perf_counter()
     now = timezone.now()
@@ -637,28 +621,55 @@ def maintenance(
         before_world = build_world(start=start, hours=hours)
         before_problem = before_world.problem()
         before = _checked(engine.solve(before_problem), "before-maintenance")
+        commitments = {str(c.id): c for c in before_problem.commitments}
 
         set_site_status(
             site=target, status=SiteStatus.MAINTENANCE, reason=reason or "maintenance scenario", actor=actor
         )
         report = fail_over_site(site=target, actor=actor, reason=reason or "maintenance scenario")
+        failed_at = timezone.now()  # the failover's moment: its placements start here
+        back = failed_at + timedelta(hours=hours)
         after_world = build_world(start=start, hours=hours)
         after_problem = after_world.problem()
         after = _checked(engine.solve(after_problem), "in-maintenance")
+        during = migrate_after_run(problem=after_problem, now=failed_at, actor=actor)
+        open_on_site = Placement.objects.committed().current(failed_at).filter(site=target).count()
+        with transaction.atomic():  # the return, projected: always rolled back
+            set_site_status(site=target, status=SiteStatus.ONLINE, reason="maintenance over (projected)", actor=actor)
+            horizon = max(round(settings.ENERGYARB["HORIZON_HOURS"]), 1)
+            returned = migrate_after_run(
+                problem=build_world(start=_start(back), hours=horizon).problem(), now=back, actor=actor
+            )
+            transaction.set_rollback(True)
 
         downtime_kw: dict[int, Decimal] = {}
         for downtime in report.downtimes:
             downtime_kw[downtime.contract_id] = downtime_kw.get(downtime.contract_id, Decimal(0)) + downtime.unserved_kw
-        affected = {pk for pk, _, _ in report.moved} | set(downtime_kw) | set(report.preempted)
+        decisions = [*during["decisions"], *returned["decisions"]]
+        affected = (
+            {pk for pk, _, _ in report.moved}
+            | set(downtime_kw)
+            | set(report.preempted)
+            | {d["contract"] for d in decisions}
+            | {pk for pk, _, _ in [*during["replaced"], *returned["replaced"]]}
+        )
         contracts = {
             c.pk: c
             for c in Contract.objects.filter(pk__in=affected)
             .select_related("tier")
             .prefetch_related("tier__credit_rules")
         }
+        held_kw = dict(
+            Placement.objects.filter(contract_id__in=contracts)
+            .current(failed_at)
+            .values("contract_id")
+            .annotate(kw=Sum("capacity_kw"))
+            .values_list("contract_id", "kw")
+        )
         month_start, month_end = month_bounds(now.date())
-        mean_price_usd_per_kwh = _mean_price_usd_per_kwh(after_world)
         window_h = Decimal(hours)
+        pue0 = after_problem.pue[:, 0]
+        price0 = after_problem.energy_price_usd_per_mwh[:, 0]
         contract_rows = []
         credits_usd = Decimal(0)
         tier_uptime: dict[str, list[float]] = {}
@@ -687,33 +698,68 @@ def maintenance(
             credit = (contract.charge_usd_between(month_start, month_end) * credit_pct / 100).quantize(Decimal("0.01"))
             credits_usd += credit
             tier_uptime.setdefault(contract.tier.code, []).append(window_uptime)
-            moved_kw = sum((kw for c, _, kw in report.moved if c == pk), Decimal(0))
-            revenue_h = float(contract.quoted_price_usd_per_kwh * moved_kw)
-            worth = migration_worth_it(
-                energy_cost_usd=float(moved_kw) * MIGRATION_DOWNTIME_MINUTES / 60 * mean_price_usd_per_kwh,
-                downtime_minutes=MIGRATION_DOWNTIME_MINUTES,
-                price_gain_usd_per_h=revenue_h,  # the source is going away: staying earns nothing
-                hours_remaining=hours,
+            # The failover by the migration rule: the source is going away, so staying earns nothing and owes the
+            # credit (saving = kW x (price + penalty) per hour); the cost is the same model as a voluntary move.
+            commitment = commitments.get(str(pk))
+            price = float(contract.quoted_price_usd_per_kwh)
+            penalty = commitment.penalty_usd_per_kwh if commitment else 0.0
+            moves = [(to, kw) for c, to, kw in report.moved if c == pk]
+            held = held_kw.get(pk, Decimal(0))  # after the failover; the cut-over leaves unserved what others lack
+            costs = [
+                migration_cost(
+                    capacity_kw=float(kw),
+                    price_usd_per_kwh=price,
+                    penalty_usd_per_kwh=penalty,
+                    destination_pue=float(pue0[after_world.index(to)]),
+                    destination_energy_usd_per_mwh=float(price0[after_world.index(to)]),
+                    unserved_kw=float(contract.capacity_kw - (held - kw)),
+                )
+                for to, kw in moves
+            ]
+            worth = all(
+                migration_worth_it(
+                    saving_usd_per_h=float(kw) * (price + penalty), hours_remaining=float(hours), cost=cost
+                )
+                for (_, kw), cost in zip(moves, costs, strict=True)
             )
+            [verdict] = [d for d in returned["decisions"] if d["contract"] == pk] or [None]
+            options = [o for o in (verdict["priced"] if verdict else ()) if o["kind"] == "return"]
             contract_rows.append(
                 {
                     "contract": pk,
                     "tier": contract.tier.code,
                     "capacity_kw": float(contract.capacity_kw),
-                    "moved_kw": float(moved_kw),
-                    "moved_to": ", ".join(sorted({to for c, to, _ in report.moved if c == pk})) or "-",
+                    "moved_kw": float(sum((kw for _, kw in moves), Decimal(0))),
+                    "moved_to": ", ".join(sorted({to for to, _ in moves})) or "-",
+                    "failover_cost_usd": sum(cost.total_usd for cost in costs),
                     "migration_worth_it": worth,
                     "unserved_kw": float(unserved),
                     "preempted": pk in report.preempted,
+                    "replaced_kw": float(sum(kw for c, _, kw in during["replaced"] if c == pk)),
                     "uptime_pct_window": window_uptime,
                     "credit_usd": float(credit),
+                    "after_maintenance": (
+                        "-"
+                        if verdict is None
+                        else f"{verdict['kind']} {verdict['from']}->{verdict['to']}"
+                        if verdict["moved"]
+                        else "stays"
+                    ),
+                    "saving_usd": verdict["saving_usd"] if verdict else 0.0,
+                    "cost_usd": verdict["cost"]["total_usd"] if verdict else 0.0,
+                    "return_option": ", ".join(
+                        f"{o['to']}: {o['saving_usd']:,.2f} {'>' if o['saving_usd'] > o['cost_usd'] else '<='} "
+                        f"{o['cost_usd']:,.2f} USD"
+                        for o in options
+                    )
+                    or "-",
                 }
             )
-        placements_moved = len(report.moved)
+        moved_back = [d for d in returned["decisions"] if d["moved"]]
         summary = {
             "site": code,
             "hours": hours,
-            "placements_moved": placements_moved,
+            "placements_moved": len(report.moved),
             "moved_kw": float(report.moved_kw),
             "unserved_kw": float(report.unserved_kw),
             "premium_uptime_pct": min(tier_uptime.get("premium", [100.0])),
@@ -725,10 +771,15 @@ def maintenance(
             "profit_before_usd": before.totals.profit_usd,
             "profit_after_usd": after.totals.profit_usd,
             "engine_shortfalls_after": len(after.shortfalls),
-            "open_placements_on_site": Placement.objects.committed()
-            .current(timezone.now())
-            .filter(site=target)
-            .count(),
+            "open_placements_on_site": open_on_site,
+            "migrations_during": sum(1 for d in during["decisions"] if d["moved"]),
+            "replaced_during_kw": float(sum(kw for _, _, kw in during["replaced"])),
+            "migrations_priced_at_return": len(returned["decisions"]),
+            "placements_returned": sum(1 for d in moved_back if d["kind"] == "return"),
+            "placements_migrated_at_return": sum(1 for d in moved_back if d["kind"] == "migration"),
+            "replaced_at_return_kw": float(sum(kw for _, _, kw in returned["replaced"])),
+            "return_saving_usd": sum(d["saving_usd"] for d in moved_back),
+            "return_cost_usd": sum(d["cost"]["total_usd"] for d in moved_back),
         }
         site_kw_before = (before.ledger.it_kw * before_problem.period_hours).sum(axis=1) / hours
         site_kw_after = (after.ledger.it_kw * after_problem.period_hours).sum(axis=1) / hours
@@ -736,6 +787,16 @@ def maintenance(
             f"Failover: {report}. The failover moves each placement for the rest of its contract; uptime and credits "
             f"assume the {hours} h window is the month's only outage."
         )
+        notes += [f"During maintenance: re-placed {kw} kW of contract {c} on {to}." for c, to, kw in during["replaced"]]
+        notes += [f"During maintenance: {d['reason']}." for d in during["decisions"]]
+        notes += [
+            f"Back online at {back:%H:%M} UTC: re-placed {kw} kW of contract {c} on {to}."
+            for c, to, kw in returned["replaced"]
+        ]
+        notes += [
+            f"Back online at {back:%H:%M} UTC: {d['reason']}" + (f" (refused: {d['refused']})" if d["refused"] else "")
+            for d in returned["decisions"]
+        ]
         if not apply:
             transaction.set_rollback(True)
         else:
@@ -761,10 +822,6 @@ def maintenance(
         applied=apply,
         seconds=time.perf_counter() - began,
     )
-
-
-def _mean_price_usd_per_kwh(world: World) -> float:
-    return float(np.clip(world.energy_price_usd_per_mwh, 0.0, None).mean()) / 1000.0
 
 
 def run_scenario(name: str, *, apply: bool = False, actor=None, **options) -> ScenarioResult:

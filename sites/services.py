@@ -32,7 +32,9 @@ def set_site_status(*, site: Site, status: str, reason: str = "", actor=None) ->
     """Move a site to `status`; returns False when it already had it (nothing is written).
 
     Compare-and-swap on the old status keeps concurrent changes from overwriting each other silently;
-    the change is recorded in the site's history with who and why.
+    the change is recorded in the site's history with who and why. A site coming back online asks for a re-plan
+    once the change commits (`request_replan`): the run re-places contracts left short and may move failed-over
+    placements back (sla.services.migration).
     """
     if status not in SiteStatus.values:
         raise SiteStatusError(f"Unknown site status {status!r}.")
@@ -47,7 +49,24 @@ def set_site_status(*, site: Site, status: str, reason: str = "", actor=None) ->
     locked.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
     update_change_reason(locked, reason or f"status -> {status}")
     site.refresh_from_db()
+    if status == SiteStatus.ONLINE:
+        transaction.on_commit(request_replan)
     return True
+
+
+REPLAN_TASK = "optimizer.tasks.run_optimization"  # by name: the physical world does not import the decision layer
+
+
+def request_replan() -> None:
+    """Queue an optimization run now instead of at the next tick; a broker failure is logged (the tick still comes)."""
+    import logging
+
+    from celery import current_app
+
+    try:
+        current_app.send_task(REPLAN_TASK, expires=240)
+    except Exception:
+        logging.getLogger(__name__).exception("Could not queue a re-plan after a site came back online")
 
 
 # Prices from external sources: validated rows in, natural-key inserts out.

@@ -126,12 +126,13 @@ class CustomerAdmin(AuditHistoryAdmin):
 
 class PlacementInline(admin.TabularInline):
     model = Placement
-    fields = ("site", "capacity_kw", "valid_from", "valid_to", "reason")
+    fields = ("site", "capacity_kw", "valid_from", "valid_to", "kind", "moved_from", "reason")
+    readonly_fields = ("kind", "moved_from")  # what opened the row, and the site its kW came off
     autocomplete_fields = ("site",)
     extra = 0
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("site", "contract__tier")
+        return super().get_queryset(request).select_related("site", "moved_from", "contract__tier")
 
 
 @admin.register(Contract)

@@ -313,6 +313,16 @@ class Contract(models.Model):
         return ((getattr(self, "committed_kw_minutes", ZERO) or ZERO) / 60).quantize(Decimal("0.001"))
 
 
+class PlacementKind(models.TextChoices):
+    """What opened a placement row; a row it took over from ends at the moment it begins."""
+
+    ADMISSION = "admission", "Admission"
+    FAILOVER = "failover", "Failover (site left service)"
+    MIGRATION = "migration", "Migration (optimizer: cheaper elsewhere)"
+    RETURN = "return", "Return (failed-over site back online)"
+    REPLACEMENT = "replacement", "Replacement (lost capacity re-placed)"
+
+
 class Placement(models.Model):
     """Where a contract runs: kW at one site over [valid_from, valid_to); history is kept, never rewritten."""
 
@@ -321,6 +331,15 @@ class Placement(models.Model):
     capacity_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))])
     valid_from = models.DateTimeField()
     valid_to = models.DateTimeField(null=True, blank=True)
+    kind = models.CharField(max_length=12, choices=PlacementKind.choices, default=PlacementKind.ADMISSION)
+    moved_from = models.ForeignKey(
+        Site,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The site this kW was moved off (failover, migration, return); empty for admission and replacement.",
+    )
     reason = models.CharField(max_length=200, blank=True)
 
     objects = PlacementQuerySet.as_manager()
@@ -343,6 +362,11 @@ class Placement(models.Model):
                 condition=Q(valid_to__isnull=True) | Q(valid_to__gt=F("valid_from")),
                 name="%(app_label)s_%(class)s_valid_to_after_from",
                 violation_error_message="A placement must end after it starts.",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=PlacementKind.values),
+                name="%(app_label)s_%(class)s_kind_valid",
+                violation_error_message="Unknown placement kind.",
             ),
         ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from optimizer.choices import RunTrigger
@@ -26,6 +27,8 @@ class OptimizationRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelView
     serializer_class = OptimizationRunSerializer
     filterset_class = OptimizationRunFilterSet
     permission_classes = (permissions.IsAuthenticated, permissions.IsAdminUser)
+    # JSON only: a form body that names no field would queue a default run instead of failing (found by make fuzz).
+    parser_classes = (JSONParser,)
     ordering_fields = ("queued_at", "finished_at", "objective_usd_per_h", "revenue_usd_per_h", "solve_seconds")
     ordering = ("-queued_at", "-id")
 

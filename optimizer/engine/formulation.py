@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.sparse as sp
 
-from .problem import REGIONS, Problem
+from .problem import REGIONS, Commitment, Problem
 
 INF = np.inf
 SECONDS_PER_HOUR = 3600.0
@@ -121,6 +121,17 @@ class Formulation:
     def profit(self, col_value: np.ndarray) -> float:
         """Objective in USD (maximized) of a column vector."""
         return float(-self.cost @ col_value + self.offset_usd)
+
+
+def _per_site_cap_kw(commitment: Commitment) -> float:
+    """The most one site may carry of a commitment, as admission places it (sla.capacity.plan_placement): an N-1
+    commitment over at least ``min_sites`` sites carries ``capacity / (min_sites - 1)`` on each (on two sites the
+    full capacity on both), any other spread ``capacity / min_sites``; ``min_sites`` 1 sets no cap."""
+    if commitment.min_sites <= 1:
+        return INF
+    if commitment.n_minus_1:
+        return commitment.capacity_kw / (commitment.min_sites - 1)
+    return commitment.capacity_kw / commitment.min_sites
 
 
 def build_formulation(problem: Problem, *, fixed_units: np.ndarray | None = None) -> Formulation:
@@ -232,7 +243,7 @@ def build_formulation(problem: Problem, *, fixed_units: np.ndarray | None = None
                 ramp_t[0] = INF
             upper[dp.slice] = ramp_t.ravel()
     if n_pairs:
-        per_site_cap = np.array([c.capacity_kw / c.min_sites if c.min_sites > 1 else INF for c in commitments])
+        per_site_cap = np.array([_per_site_cap_kw(c) for c in commitments])
         y_upper = np.where(available[pair_s], per_site_cap[pair_c], 0.0) if n_inf else np.zeros(n_pairs)
         upper[y.slice] = np.broadcast_to(y_upper, y.shape).ravel()
     if n_com:

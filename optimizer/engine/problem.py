@@ -48,7 +48,8 @@ class Commitment:
     """An SLA contract: IT kW of inference hardware kept running for one customer.
 
     ``n_minus_1`` (Premium) asks for a placement that still serves ``capacity_kw`` after losing any single site;
-    ``min_sites`` caps the share of any one site at ``capacity_kw / min_sites``.
+    ``min_sites`` caps the share of any one site at ``capacity_kw / min_sites`` (N-1: ``capacity_kw / (min_sites -
+    1)``, so that ``min_sites`` sites can carry it, as admission places it).
     """
 
     id: str | int

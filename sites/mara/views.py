@@ -32,9 +32,9 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from energyarb.throttling import ScopedRateThrottle
 from optimizer.engine.mara import HACKATHON_INVENTORY
 from sites.models import MarketApiAllocation, MarketApiSite
 

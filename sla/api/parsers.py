@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import io
 
+from django.contrib.auth import get_user_model
 from rest_framework import exceptions, status
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.authtoken.models import Token
 from rest_framework.parsers import JSONParser
+
+from energyarb.db import PreparedRead, attnames, from_row, related_attnames
+from sla.models import Customer
+
+CUSTOMER_OF_USER = Customer.user.field.remote_field  # the reverse one-to-one: caches user.customer
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -42,15 +49,29 @@ class BoundedJSONParser(JSONParser):
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
 
 
+# The token, its user and the user's customer account (LEFT JOIN: all None without one), in one prepared read.
+TOKEN_READ = PreparedRead(
+    lambda key: Token.objects.filter(key=key).values_list(
+        *attnames(Token),
+        *related_attnames("user__", get_user_model()),
+        *related_attnames("user__customer__", Customer),
+    ),
+    key=str,
+)
+
+
 class CustomerTokenAuthentication(TokenAuthentication):
-    """Token authentication that loads the user's Customer row in the same query (one query per request)."""
+    """Token authentication that loads the user and its Customer row in one prepared query (one per request)."""
 
     def authenticate_credentials(self, key):
-        model = self.get_model()
-        try:
-            token = model.objects.select_related("user", "user__customer").get(key=key)
-        except model.DoesNotExist:
-            raise exceptions.AuthenticationFailed("Invalid token.") from None
-        if not token.user.is_active:
+        rows = TOKEN_READ.rows(key=key) if isinstance(key, str) else []
+        if not rows:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        token, at = from_row(Token, rows[0])
+        user, at = from_row(get_user_model(), rows[0], at)
+        customer = from_row(Customer, rows[0], at)[0] if rows[0][at] is not None else None
+        CUSTOMER_OF_USER.set_cached_value(user, customer)  # user.customer without a query (None: no account)
+        token.user = user
+        if not user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
-        return (token.user, token)
+        return (user, token)

@@ -12,7 +12,9 @@ from datetime import timedelta
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.utils.serializer_helpers import BindingDict
 
+from energyarb.db import PreparedRead, attnames, from_row, related_attnames
 from sites.choices import MarketRegion
 from sla.capacity import (
     MAX_CAPACITY_KW,
@@ -23,7 +25,7 @@ from sla.capacity import (
     START_GRACE_SECONDS,
 )
 from sla.choices import ContractStatus, TierCode
-from sla.models import Contract, Quote, ServiceCreditRule, Tier
+from sla.models import Contract, Customer, PlacementKind, Quote, ServiceCreditRule, Tier
 from sla.services import CapacityRequest
 
 MAX_ID = 2**63 - 1  # larger ids cannot exist (bigint); refusing them keeps the database from raising
@@ -56,6 +58,30 @@ class TierSerializer(serializers.ModelSerializer):
             "credit_rules",
         )
         read_only_fields = fields
+
+
+class SharedFieldsMixin:
+    """Fields built and bound once per serializer class and shared by all its instances.
+
+    DRF deep-copies every declared field for each serializer instance (each nested one too): on a quote or an
+    admission that cost more CPU than the rest of the (de)serialization. Sharing is safe for the serializers of
+    this module because their fields hold no per-request state: they read no context, no `partial`, no parent
+    data; `validate_<field>` hooks and `self.context` live on the serializer instance, which stays per request.
+    """
+
+    _shared_fields: dict[type, BindingDict] = {}
+
+    @property
+    def fields(self) -> BindingDict:
+        cls = type(self)
+        fields = SharedFieldsMixin._shared_fields.get(cls)
+        if fields is None:
+            prototype = cls()
+            fields = BindingDict(prototype)
+            for name, field in prototype.get_fields().items():
+                fields[name] = field
+            SharedFieldsMixin._shared_fields[cls] = fields
+        return fields
 
 
 # Input.
@@ -115,15 +141,36 @@ class RegionField(serializers.ChoiceField):
         super().__init__(choices=MarketRegion.choices, allow_blank=True, **kwargs)
 
 
+TIER_READ = PreparedRead(lambda code: Tier.objects.filter(code=code).values_list(*attnames(Tier)), code=str)
+QUOTE_READ = PreparedRead(
+    lambda pk, customer: Quote.objects.filter(pk=pk, customer_id=customer).values_list(
+        *attnames(Quote), *related_attnames("tier__", Tier)
+    ),
+    pk=int,
+    customer=int,
+)
+
+
 def offered_tier(code: str) -> Tier:
-    """The Tier row for a valid code, or a field error when that tier is not set up (one query)."""
-    tier = Tier.objects.filter(code=code).first()
-    if tier is None:
+    """The Tier row for a valid code, or a field error when that tier is not set up (one prepared query)."""
+    rows = TIER_READ.rows(code=code)
+    if not rows:
         raise serializers.ValidationError(f"Tier {code!r} is not offered.")
-    return tier
+    return from_row(Tier, rows[0])[0]
 
 
-class CapacityRequestSerializer(StrictFieldsMixin, serializers.Serializer):
+def customers_quote(pk: int, customer: Customer) -> Quote | None:
+    """The customer's quote `pk` with its tier (one prepared query), or None when it has no such quote."""
+    rows = QUOTE_READ.rows(pk=pk, customer=customer.pk)
+    if not rows:
+        return None
+    quote, at = from_row(Quote, rows[0])
+    quote.tier = from_row(Tier, rows[0], at)[0]
+    quote.customer = customer
+    return quote
+
+
+class CapacityRequestSerializer(StrictFieldsMixin, SharedFieldsMixin, serializers.Serializer):
     """A request for capacity: tier, kW, start (ISO 8601, default now) and duration, optional region."""
 
     tier = TierCodeField(help_text="Tier code.")
@@ -178,10 +225,9 @@ class ContractCreateSerializer(CapacityRequestSerializer):
         customer = self.context["customer"]
         # Whether it was already used is left to the unique Contract.quote (409 from the view): checking it here
         # would cost a join on every purchase to tell apart a case the database must catch anyway.
-        quote = Quote.objects.select_related("tier").filter(pk=value, customer=customer).first()
+        quote = customers_quote(value, customer)
         if quote is None:
             raise serializers.ValidationError("No such quote.")
-        quote.customer = customer
         if not quote.is_valid_at(timezone.now()):
             raise serializers.ValidationError(
                 f"This quote expired at {quote.valid_until:%Y-%m-%d %H:%M:%S} UTC; ask for a new one."
@@ -202,11 +248,11 @@ class ContractCreateSerializer(CapacityRequestSerializer):
         return attrs
 
 
-class CancelSerializer(StrictFieldsMixin, serializers.Serializer):
+class CancelSerializer(StrictFieldsMixin, SharedFieldsMixin, serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
 
-class OriginalSlaRequestSerializer(StrictFieldsMixin, serializers.Serializer):
+class OriginalSlaRequestSerializer(StrictFieldsMixin, SharedFieldsMixin, serializers.Serializer):
     """The original product's `POST /api/sla/request` body: the window starts now."""
 
     tier = TierCodeField()
@@ -243,14 +289,14 @@ def _usd_per_kwh(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=12, decimal_places=6, read_only=True, **kwargs)
 
 
-class QuoteSiteSerializer(serializers.Serializer):
+class QuoteSiteSerializer(SharedFieldsMixin, serializers.Serializer):
     site = serializers.CharField(read_only=True, help_text="Site code.")
     name = serializers.CharField(read_only=True)
     market_region = serializers.CharField(read_only=True)
     capacity_kw = _kw()
 
 
-class PriceBreakdownSerializer(serializers.Serializer):
+class PriceBreakdownSerializer(SharedFieldsMixin, serializers.Serializer):
     """price = base value x tier multiplier x utilization factor; base value = token price x tokens/s/kW x 3600/1e6."""
 
     token_price_usd_per_mtok = serializers.DecimalField(max_digits=10, decimal_places=4, read_only=True)
@@ -262,7 +308,7 @@ class PriceBreakdownSerializer(serializers.Serializer):
     utilization_factor = serializers.DecimalField(max_digits=6, decimal_places=4, read_only=True)
 
 
-class QuoteSerializer(serializers.Serializer):
+class QuoteSerializer(SharedFieldsMixin, serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     tier = serializers.CharField(source="tier.code", read_only=True)
     capacity_kw = _kw()
@@ -278,15 +324,20 @@ class QuoteSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(read_only=True)
 
 
-class PlacementSerializer(serializers.Serializer):
+class PlacementSerializer(SharedFieldsMixin, serializers.Serializer):
     site = serializers.CharField(source="site.code", read_only=True)
     capacity_kw = _kw()
     valid_from = serializers.DateTimeField(read_only=True)
     valid_to = serializers.DateTimeField(read_only=True, allow_null=True)
+    kind = serializers.ChoiceField(
+        choices=PlacementKind.choices,
+        read_only=True,
+        help_text="What opened this row: admission, failover, migration (optimizer), return, replacement.",
+    )
     reason = serializers.CharField(read_only=True)
 
 
-class ServiceCreditSerializer(serializers.Serializer):
+class ServiceCreditSerializer(SharedFieldsMixin, serializers.Serializer):
     month = serializers.DateField(read_only=True)
     uptime_pct = serializers.DecimalField(max_digits=6, decimal_places=3, read_only=True)
     credit_pct = serializers.DecimalField(max_digits=5, decimal_places=2, read_only=True)
@@ -295,7 +346,7 @@ class ServiceCreditSerializer(serializers.Serializer):
     issued_at = serializers.DateTimeField(read_only=True)
 
 
-class PreemptionNoticeSerializer(serializers.Serializer):
+class PreemptionNoticeSerializer(SharedFieldsMixin, serializers.Serializer):
     site = serializers.CharField(source="site.code", read_only=True)
     capacity_kw = _kw()
     issued_at = serializers.DateTimeField(read_only=True)
@@ -303,7 +354,7 @@ class PreemptionNoticeSerializer(serializers.Serializer):
     reason = serializers.CharField(read_only=True)
 
 
-class DowntimeSerializer(serializers.Serializer):
+class DowntimeSerializer(SharedFieldsMixin, serializers.Serializer):
     site = serializers.CharField(source="site.code", read_only=True)
     unserved_kw = _kw()
     started_at = serializers.DateTimeField(read_only=True)
@@ -311,7 +362,7 @@ class DowntimeSerializer(serializers.Serializer):
     reason = serializers.CharField(read_only=True)
 
 
-class ContractSerializer(serializers.Serializer):
+class ContractSerializer(SharedFieldsMixin, serializers.Serializer):
     """A contract with where it runs, its measured uptime so far and the credits it earned."""
 
     id = serializers.IntegerField(read_only=True)
@@ -345,7 +396,7 @@ class ContractSerializer(serializers.Serializer):
     downtimes = DowntimeSerializer(many=True, read_only=True)
 
 
-class OriginalSlaResponseSerializer(serializers.Serializer):
+class OriginalSlaResponseSerializer(SharedFieldsMixin, serializers.Serializer):
     """The original product's response fields (numbers as JSON numbers), plus the contract it created."""
 
     sla_tier = serializers.CharField()

@@ -16,9 +16,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from energyarb.throttling import ScopedRateThrottle
 from sla import services
 from sla.models import (
     Contract,

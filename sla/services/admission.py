@@ -6,17 +6,19 @@ its limit at any moment of a contract's window. The arithmetic (peaks, plans, pr
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import DecimalField, ExpressionWrapper, F, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from energyarb.db import PreparedRead, aware, decimal
 from sites.choices import HardwareKind
 from sites.models import MarketPrice, Site, SiteInventory
 
@@ -39,6 +41,8 @@ ZERO = Decimal("0")
 KW = DecimalField(max_digits=16, decimal_places=3)
 TOKENS = DecimalField(max_digits=20, decimal_places=2)
 QUOTE_VALIDITY = timedelta(minutes=15)
+# simple-history builds a new manager class on every `Contract.history` access; admission takes one once.
+CONTRACT_HISTORY = Contract.history
 ADMISSION_ATTEMPTS = 3  # a deadlock with a non-admission transaction (e.g. a site-status change) is retried
 
 
@@ -75,49 +79,7 @@ class CapacityRequest:
         )
 
 
-# Reads of admission control. They run on every quote and admission, so their SQL is compiled from the ORM once
-# per process (`_compiled`) and executed on a plain cursor: building and compiling these annotated querysets
-# cost more CPU than the database spent answering them. Values are normalized by `_decimal` / `_aware`, because
-# SQLite hands back floats and naive datetimes where PostgreSQL hands back Decimals and aware datetimes.
-
-_SQL: dict[tuple[str, str], tuple[str, tuple, dict[int, str]]] = {}
-_SENTINEL_START = datetime(1901, 1, 1, tzinfo=UTC)
-_SENTINEL_END = datetime(1902, 1, 1, tzinfo=UTC)
-
-
-def _compiled(name: str, build: Callable[[], QuerySet]) -> tuple[str, tuple, dict[int, str]]:
-    """(sql, params, slots) of a queryset, compiled once per database vendor; `slots` maps the positions of the
-    sentinel window bounds in params to "start" / "end", to be replaced by the real bounds on each run."""
-    key = (connection.vendor, name)
-    if key not in _SQL:
-        sql, params = build().query.sql_with_params()
-        adapt = connection.ops.adapt_datetimefield_value
-        sentinels = {adapt(_SENTINEL_START): "start", adapt(_SENTINEL_END): "end"}
-        slots = {i: sentinels[p] for i, p in enumerate(params) if isinstance(p, str | datetime) and p in sentinels}
-        _SQL[key] = (sql, tuple(params), slots)
-    return _SQL[key]
-
-
-def _run(name: str, build: Callable[[], QuerySet], **bounds: datetime) -> list[tuple]:
-    sql, params, slots = _compiled(name, build)
-    if slots:
-        adapt = connection.ops.adapt_datetimefield_value
-        params = tuple(adapt(bounds[slots[i]]) if i in slots else p for i, p in enumerate(params))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def _decimal(value) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
-
-
-def _aware(value) -> datetime | None:
-    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
-        return value
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC)
+# Reads of admission control run on every quote and admission: compiled once per process (energyarb.db).
 
 
 def _fleet_queryset(*, lock: bool) -> QuerySet:
@@ -157,6 +119,9 @@ def _fleet_queryset(*, lock: bool) -> QuerySet:
     return sites.select_for_update(of=("self",)) if lock else sites
 
 
+FLEET_READS = {lock: PreparedRead(functools.partial(_fleet_queryset, lock=lock)) for lock in (False, True)}
+
+
 @dataclass
 class Fleet:
     """The online sites that can carry SLA capacity, and the newest token price (None when none is stored)."""
@@ -174,13 +139,13 @@ def read_fleet(*, lock: bool) -> Fleet:
     deadlocking each other, and the placements summed afterwards cannot change under the caller.
     The inventory sums are scalar subqueries because PostgreSQL refuses FOR UPDATE next to GROUP BY.
     """
-    rows = _run(f"fleet-{lock}", lambda: _fleet_queryset(lock=lock))
+    rows = FLEET_READS[lock].rows()
     rooms = []
     token_price = None
     for pk, code, name, region, cost, power_kw, inference_kw, tokens_per_s, price in rows:
-        token_price = None if price is None else _decimal(price)
-        inference_kw = _decimal(inference_kw).quantize(capacity.KW_STEP)
-        limit = min(_decimal(power_kw), inference_kw)
+        token_price = None if price is None else decimal(price)
+        inference_kw = decimal(inference_kw).quantize(capacity.KW_STEP)
+        limit = min(decimal(power_kw), inference_kw)
         if limit <= 0:
             continue
         rooms.append(
@@ -189,9 +154,9 @@ def read_fleet(*, lock: bool) -> Fleet:
                 code=code,
                 name=name,
                 market_region=region,
-                energy_cost_multiplier=_decimal(cost),
+                energy_cost_multiplier=decimal(cost),
                 limit_kw=limit,
-                tokens_per_s_per_kw=_decimal(tokens_per_s) / inference_kw,
+                tokens_per_s_per_kw=decimal(tokens_per_s) / inference_kw,
             )
         )
     if not rows:
@@ -204,10 +169,10 @@ def candidate_sites(*, lock: bool) -> list[SiteRoom]:
     return read_fleet(lock=lock).rooms
 
 
-def _bookings_queryset(*, open_ended: bool) -> QuerySet:
+def _bookings_queryset(start: datetime, end: datetime | None = None) -> QuerySet:
     return (
         Placement.objects.committed()
-        .overlapping(_SENTINEL_START, None if open_ended else _SENTINEL_END)
+        .overlapping(start, end)
         .order_by()
         .values_list(
             "site_id", "capacity_kw", "valid_from", "valid_to", "contract__tier__is_preemptible", "pk", "contract_id"
@@ -215,17 +180,18 @@ def _bookings_queryset(*, open_ended: bool) -> QuerySet:
     )
 
 
+BOOKINGS_READ = PreparedRead(_bookings_queryset, start=datetime, end=datetime)
+OPEN_ENDED_BOOKINGS_READ = PreparedRead(_bookings_queryset, start=datetime)
+
+
 def load_bookings(rooms: Iterable[SiteRoom], *, start: datetime, end: datetime | None) -> None:
     """Fill each room's `bookings` with the placements of open contracts overlapping [start, end); one query.
 
     Placements on other sites (offline, in maintenance) are read too and ignored: filtering them in SQL would
-    make the statement vary with the list of sites and defeat its compile-once cache.
+    make the statement vary with the list of sites and defeat its compile-once (and server-side prepared) form.
     """
     by_id = {room.site_id: room for room in rooms}
-    open_ended = end is None
-    rows = _run(
-        f"bookings-{open_ended}", lambda: _bookings_queryset(open_ended=open_ended), start=start, end=end or start
-    )
+    rows = OPEN_ENDED_BOOKINGS_READ.rows(start=start) if end is None else BOOKINGS_READ.rows(start=start, end=end)
     for site_id, kw, valid_from, valid_to, preemptible, pk, contract_id in rows:
         room = by_id.get(site_id)
         if room is None:
@@ -233,9 +199,9 @@ def load_bookings(rooms: Iterable[SiteRoom], *, start: datetime, end: datetime |
         room.bookings.append(
             Booking(
                 site_id=site_id,
-                capacity_kw=_decimal(kw),
-                starts_at=_aware(valid_from),
-                ends_at=_aware(valid_to),
+                capacity_kw=decimal(kw),
+                starts_at=aware(valid_from),
+                ends_at=aware(valid_to),
                 preemptible=bool(preemptible),
                 placement_id=pk,
                 contract_id=contract_id,
@@ -431,7 +397,7 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
         # A new contract: one INSERT for the row and one for its history record (who and why), without the
         # per-instance save() machinery; the unique quote still fails loudly (IntegrityError) on a second buyer.
         Contract.objects.bulk_create([contract])
-        Contract.history.bulk_history_create([contract], default_user=user, default_change_reason=reason)
+        CONTRACT_HISTORY.bulk_history_create([contract], default_user=user, default_change_reason=reason)
     else:
         contract._history_user = user
         contract._change_reason = reason

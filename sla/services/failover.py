@@ -18,6 +18,7 @@ from ..capacity import Booking, NoPlacement, SiteRoom
 from ..models import (
     Downtime,
     Placement,
+    PlacementKind,
     PreemptionNotice,
 )
 from .admission import displace_spot, load_bookings, read_fleet
@@ -60,6 +61,9 @@ def fail_over_site(*, site: Site, actor=None, reason: str = "") -> FailoverRepor
     already uses (so Premium keeps its N-1 spread). Higher tiers displace Spot at the destination (with a notice).
     When capacity runs out the lowest tiers are the ones left unplaced: Spot gets a preemption notice, and every
     contract whose remaining placements no longer cover its committed kW gets a Downtime record for the gap.
+    New rows are `kind=failover`; what is left short is re-placed later by `replace_lost_capacity` (after each
+    optimization run) once some site has room, and when the site is back online the optimizer may move the
+    failed-over placements back (`kind=return`) when that pays (sla.services.migration).
 
     Call it with the site already set to maintenance (same transaction is fine), so no admission places new
     work on it. Locks the site and every online site in pk order, like admission.
@@ -126,6 +130,8 @@ def fail_over_site(*, site: Site, actor=None, reason: str = "") -> FailoverRepor
                 capacity_kw=share.capacity_kw,
                 valid_from=start,
                 valid_to=end,
+                kind=PlacementKind.FAILOVER,
+                moved_from=site,
                 reason=f"failover from {site.code}: {reason}"[:200],
             )
             new_placements.append(moved)

@@ -8,6 +8,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from optimizer.choices import RunStatus
+from optimizer.models import OptimizationRun
 from tests.factories import T0, AllocationFactory, HardwareModelFactory, OptimizationRunFactory, SiteFactory
 
 pytestmark = pytest.mark.django_db
@@ -108,3 +109,13 @@ def test_run_detail_costs_a_constant_number_of_queries(staff_api, run, django_as
         response = staff_api.get(reverse("optimizer-run-detail", args=[run.pk]))
 
     assert len(response.json()["allocations"]) == 7
+
+
+def test_queueing_a_run_takes_json_only(staff_api):
+    """Found by make fuzz: a multipart body naming no field queued a default run (202) instead of failing."""
+    form = staff_api.post("/api/optimizer/runs/", {"note": "None"}, format="multipart")
+    null = staff_api.post("/api/optimizer/runs/", "null", content_type="application/json")
+
+    assert form.status_code == 415
+    assert null.status_code == 400
+    assert not OptimizationRun.objects.exists()

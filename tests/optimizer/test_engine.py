@@ -159,6 +159,16 @@ def test_premium_commitment_is_split_for_n_minus_1():
     assert not solution.shortfalls
 
 
+def test_premium_tier_on_its_two_minimum_sites_meets_n_minus_1():
+    """Premium is N-1 with min_sites 2 and admission puts the full capacity on each of two sites; the engine once
+    capped each site at capacity / min_sites, so that placement showed a permanent N-1 shortfall."""
+    premium = Commitment(12, "premium", 100.0, 1.0, 2.0, n_minus_1=True, min_sites=2, allowed_sites=("A", "B"))
+    solution = solve(_commitment_problem(premium))
+    (result,) = solution.commitments
+    assert result.placements_kw == pytest.approx({"A": 100.0, "B": 100.0})
+    assert result.n_minus_1_shortfall_kw == pytest.approx(0.0, abs=1e-9) and not solution.shortfalls
+
+
 def test_min_sites_spreads_a_commitment():
     solution = solve(_commitment_problem(Commitment("F", "flexible", 100.0, 1.0, 2.0, min_sites=2)))
     assert solution.commitments[0].placements_kw == pytest.approx({"A": 50.0, "B": 50.0})

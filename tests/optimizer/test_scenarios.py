@@ -15,7 +15,6 @@ from optimizer.scenarios import (
     follow_the_sun,
     heat_wave,
     maintenance,
-    migration_worth_it,
     renewable,
     run_scenario,
 )
@@ -91,6 +90,20 @@ def test_maintenance_keeps_premium_at_full_uptime_and_rolls_back(seeded):
     premium = [row for row in result.rows if row["tier"] == "premium"]
     assert premium and all(row["unserved_kw"] == 0 for row in premium)
     assert all(row["migration_worth_it"] for row in result.rows if row["moved_kw"] > 0)
+    # Failover moves are priced by the migration cost model (warm-up energy + cut-over downtime).
+    assert all(row["failover_cost_usd"] > 0 for row in result.rows if row["moved_kw"] > 0)
+    # When the site is back, the optimizer prices moving each contract (the failed-over ones back, or elsewhere)
+    # and moves exactly those whose saving beats the cost.
+    priced = [row for row in result.rows if row["after_maintenance"] != "-"]
+    assert s["migrations_priced_at_return"] == len(priced) >= 1
+    for row in priced:
+        moved = row["after_maintenance"] != "stays"
+        assert moved == (row["saving_usd"] > row["cost_usd"]), row
+    assert s["placements_returned"] + s["placements_migrated_at_return"] == sum(
+        1 for row in priced if row["after_maintenance"] != "stays"
+    )
+    # Every failed-over contract had the way back to the site priced (saving vs cost).
+    assert all(row["return_option"].startswith(f"{s['site']}: ") for row in result.rows if row["moved_kw"] > 0)
     # Nothing live changed: the demo book, the failover and the status change were rolled back.
     assert set(Placement.objects.values_list("pk", "site_id", "valid_to")) == before
     assert not Downtime.objects.exists()
@@ -130,6 +143,9 @@ def test_maintenance_preempts_lower_tiers_and_owes_credits_when_room_runs_out(se
     assert any(row["preempted"] or row["unserved_kw"] > 0 for row in lower)
     assert s["contracts_preempted"] >= 1
     assert s["credits_owed_usd"] > 0
+    # When the site is back online its room serves what was left short: re-placed before anything migrates.
+    assert s["replaced_at_return_kw"] > 0
+    assert any("re-placed" in note for note in result.notes)
 
 
 def test_results_are_json_ready(seeded):
@@ -145,20 +161,6 @@ def test_results_are_json_ready(seeded):
 def test_bad_options_raise_a_scenario_error(seeded, name, options):
     with pytest.raises(ScenarioError):
         run_scenario(name, **options)
-
-
-def test_migration_is_worth_it_only_when_the_gain_outweighs_energy_and_downtime():
-    assert migration_worth_it(energy_cost_usd=5, downtime_minutes=10, price_gain_usd_per_h=10, hours_remaining=6)
-    assert not migration_worth_it(energy_cost_usd=50, downtime_minutes=10, price_gain_usd_per_h=10, hours_remaining=5)
-    # Downtime eats the remaining hours: nothing left to gain.
-    assert not migration_worth_it(energy_cost_usd=0, downtime_minutes=60, price_gain_usd_per_h=100, hours_remaining=1)
-    # Lost revenue while down counts against the move: 10 x 5.5 = 55 > 1 + 100 x 0.5 = 51, but not > 1 + 120 x 0.5.
-    assert migration_worth_it(
-        energy_cost_usd=1, downtime_minutes=30, price_gain_usd_per_h=10, hours_remaining=6, revenue_usd_per_h=100
-    )
-    assert not migration_worth_it(
-        energy_cost_usd=1, downtime_minutes=30, price_gain_usd_per_h=10, hours_remaining=6, revenue_usd_per_h=120
-    )
 
 
 def test_api_runs_a_scenario_for_staff_only(seeded, staff_api, customer_api, anon_api):

@@ -225,3 +225,54 @@ def test_applied_run_records_delivery_for_running_contracts(world):
     assert delivery.committed_kw == Decimal("300.000")
     assert delivery.delivered_kw == Decimal("300.000")
     assert delivery.interval_minutes == 5
+
+
+def test_site_back_online_queues_a_replan_once_committed(world, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    from celery import Celery
+
+    site = world.get(code="site_5_texas")
+    with mock.patch.object(Celery, "send_task") as send, django_capture_on_commit_callbacks(execute=True):
+        set_site_status(site=site, status="maintenance", reason="test")
+        assert not send.called  # going down: the maintenance action re-plans itself
+        set_site_status(site=site, status="online", reason="back")
+        set_site_status(site=site, status="online", reason="again")  # no change: no second re-plan
+    send.assert_called_once_with("optimizer.tasks.run_optimization", expires=240)
+
+
+def test_a_failing_migration_step_is_recorded_and_the_plan_still_applies(world, monkeypatch):
+    def explode(**kwargs):
+        raise RuntimeError("migration bug")
+
+    with time_machine.travel(NOW, tick=False):
+        calm = optimize_now(trigger=RunTrigger.MANUAL)
+        monkeypatch.setattr("optimizer.services.migrate_after_run", explode)
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+    assert calm.details["migrations"] == {"replaced": [], "still_short": [], "decisions": []}
+    assert run.status == RunStatus.SUCCEEDED and run.is_applied
+    assert run.details["migrations"] == {"error": "RuntimeError: migration bug"}
+    assert Allocation.objects.filter(run=run).exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        # One stored interval: too little history to learn from, so every series is held (and the note says so).
+        ("ridge", "Forecast (ridge): Persistence (latest value held) for energy_price_usd_per_mwh."),
+        ("persistence", "Forecast (persistence): Planned on persistence: the latest prices and PUE held"),
+    ],
+)
+def test_explanation_names_the_forecast_the_plan_was_based_on(world, settings, setting, said):
+    from optimizer import inputs
+
+    settings.ENERGYARB = {**settings.ENERGYARB, "FORECAST": setting}
+    inputs.FITS.clear()
+    with time_machine.travel(NOW, tick=False):
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+    inputs.FITS.clear()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    lines = run.explanation.splitlines()
+    assert lines[1].startswith("Profit")  # the profit over the horizon, then what the horizon was planned on
+    assert lines[2] == f"Forecast ({setting}): {run.inputs['forecast']['note']}"
+    assert lines[2].startswith(said)

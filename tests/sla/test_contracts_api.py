@@ -71,6 +71,7 @@ def test_contract_from_quote_is_admitted_at_the_quoted_price(fleet, frozen, cust
             "capacity_kw": "50.000",
             "valid_from": "2026-06-01T00:00:00Z",
             "valid_to": "2026-06-01T03:00:00Z",
+            "kind": "admission",
             "reason": f"admitted (quote {quote.json()['id']})",
         }
     ]

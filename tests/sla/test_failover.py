@@ -10,7 +10,7 @@ import time_machine
 
 from sites.choices import SiteStatus
 from sla.capacity import peak_kw
-from sla.models import Downtime, Placement, PreemptionNotice
+from sla.models import Downtime, Placement, PlacementKind, PreemptionNotice
 from sla.services import (
     CapacityRequest,
     cancel_contract,
@@ -91,6 +91,7 @@ def test_moves_are_recorded_as_placement_history(fleet, booked):
         ("dublin", T0 + H, T0 + 4 * H),  # the rest of its window
     ]
     assert history[1].reason == "failover from oslo: chiller swap"
+    assert [p.kind for p in history] == [PlacementKind.ADMISSION, PlacementKind.FAILOVER]
 
 
 def test_unserved_capacity_is_recorded_as_downtime_against_the_lowest_tiers(fleet, booked):

@@ -1,0 +1,138 @@
+"""Reads on the hottest paths, compiled from the ORM once per process.
+
+Every quote and admission runs the same handful of reads (the token, the tier or the quote, the fleet with its
+limits, the overlapping placements). Building and compiling their querysets cost more CPU than PostgreSQL spends
+answering them, so `PreparedRead` compiles a queryset once per database vendor, with a sentinel value in place of
+each parameter, remembers where the sentinels landed in the SQL's parameters, and afterwards executes the same SQL
+on a plain cursor with the real values. The SQL text never changes, so psycopg prepares it on the server too
+(settings: server-side binding).
+
+The queryset is still the single definition of the read (joins, filters, column order); rows come back as tuples,
+and `from_row` turns a slice of one into a model instance without the ORM's per-query machinery. Values are
+normalized by `decimal` / `aware` where backends differ (SQLite hands back floats and naive datetimes where
+PostgreSQL hands back Decimals and aware datetimes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Model, QuerySet
+
+_SENTINEL_BASE_DATETIME = datetime(1901, 1, 1, tzinfo=UTC)
+_SENTINEL_BASE_INT = -(2**62)
+
+
+def _sentinel(kind: type, index: int):
+    if kind is datetime:
+        return _SENTINEL_BASE_DATETIME + timedelta(days=index)
+    if kind is int:
+        return _SENTINEL_BASE_INT - index
+    if kind is str:
+        return f"\x00sentinel-{index}\x00"
+    raise TypeError(f"PreparedRead parameters are datetime, int or str, not {kind.__name__}")
+
+
+class PreparedRead:
+    """A read defined by `build(**sentinels)` (a QuerySet, usually `values_list`), compiled once per vendor.
+
+    `params` maps each parameter name to its type (datetime, int or str); `build` receives one keyword per name
+    and must use each exactly where the real value goes. `rows(**values)` runs it.
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], **params: type):
+        self.build = build
+        self.params = params
+        self._compiled: dict[str, tuple[str, list, dict[int, str]]] = {}
+
+    def _compile(self) -> tuple[str, list, dict[int, str]]:
+        vendor = connection.vendor
+        if vendor not in self._compiled:
+            sentinels = {name: _sentinel(kind, i) for i, (name, kind) in enumerate(self.params.items())}
+            sql, params = self.build(**sentinels).query.sql_with_params()
+            adapt = connection.ops.adapt_datetimefield_value
+            lookup = {
+                (adapt(value) if isinstance(value, datetime) else value): name for name, value in sentinels.items()
+            }
+            slots = {
+                i: lookup[value]
+                for i, value in enumerate(params)
+                if isinstance(value, str | int | datetime) and not isinstance(value, bool) and value in lookup
+            }
+            missing = set(self.params) - set(slots.values())
+            if missing:
+                raise ValueError(f"PreparedRead: the query does not use {sorted(missing)}")
+            self._compiled[vendor] = (sql, list(params), slots)
+        return self._compiled[vendor]
+
+    def rows(self, **values) -> list[tuple]:
+        sql, params, slots = self._compile()
+        params = list(params)
+        adapt = connection.ops.adapt_datetimefield_value
+        for i, name in slots.items():
+            value = values[name]
+            params[i] = adapt(value) if isinstance(value, datetime) else value
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+
+def attnames(model: type[Model]) -> list[str]:
+    """The model's concrete column attributes, in the order `from_row` reads them."""
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+def related_attnames(prefix: str, model: type[Model]) -> list[str]:
+    """`attnames` of a related model, as `values_list` names them through `prefix` (e.g. "tier__")."""
+    return [f"{prefix}{field.name if field.is_relation else field.attname}" for field in model._meta.concrete_fields]
+
+
+_CONVERTERS: dict[tuple[str, type[Model]], list[tuple[int, list]]] = {}
+
+
+def _converters(model: type[Model]) -> list[tuple[int, list]]:
+    """(column index, converters) of the model's fields that have any: the backend's and the field's own, as
+    the ORM's compiler applies them to every row it reads."""
+    key = (connection.vendor, model)
+    if key not in _CONVERTERS:
+        table = model._meta.db_table
+        _CONVERTERS[key] = [
+            (i, converters)
+            for i, field in enumerate(model._meta.concrete_fields)
+            if (
+                converters := connection.ops.get_db_converters(field.get_col(table))
+                + field.get_db_converters(connection)
+            )
+        ]
+    return _CONVERTERS[key]
+
+
+def from_row(model: type[Model], row: Sequence, start: int = 0) -> tuple[Model, int]:
+    """An instance of `model` from `row[start:]` (columns as `attnames(model)`), and the index after it.
+
+    Values pass the same database converters the ORM applies (JSON decoded, SQLite's naive datetimes made
+    aware, ...)."""
+    fields = model._meta.concrete_fields
+    values = list(row[start : start + len(fields)])
+    for i, converters in _converters(model):
+        field = fields[i]
+        for convert in converters:
+            values[i] = convert(values[i], field, connection)
+    return model.from_db(connection.alias, None, values), start + len(fields)
+
+
+def decimal(value) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
+
+
+def aware(value) -> datetime | None:
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+        return value
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got the date {value}")
+    return value.replace(tzinfo=UTC)
