@@ -10,13 +10,21 @@ Two models, both per series, both shift-invariant (only the sampling step matter
   the next hours.
 
 ``forecast_prices(history[S, N], horizon_steps, step_minutes)`` is the helper for fleets of series;
-``RidgeForecast`` plugs into the backtest's ``lp`` strategy (``run_backtest(..., forecast=RidgeForecast())``).
+``forecast_path`` is the one rule both planners use (ridge with two days of history, else persistence);
+``RidgeForecast`` plugs into the backtest's ``lp`` strategy (``run_backtest(..., forecast=RidgeForecast())``) and
+``FitCache`` keeps the live optimizer's fits between ticks (optimizer.inputs).
 Metrics: ``mape`` (zeros and near-zeros of the actual left out) and ``pinball_loss`` (quantile forecasts).
+
+``origin`` (fit_ridge, ridge_forecast, forecast_path) is the absolute step of ``history[0]`` (e.g. 5-minute steps
+since the Unix epoch): the Fourier terms then see the clock, not the array index, so a fit made on one window
+forecasts correctly from another one. The default 0 keeps series that always start at the same moment (the
+backtest's) as they were.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -73,15 +81,20 @@ class RidgeFit:
         return self.intercept + self.features(steps, lag_values) @ self.coef
 
 
-def fit_ridge(history: np.ndarray, step_minutes: int, *, alpha: float = RIDGE_ALPHA) -> RidgeFit | None:
-    """Fit one series (1-D); None with less than two days of history (the caller falls back to seasonal-naive)."""
+def fit_ridge(
+    history: np.ndarray, step_minutes: int, *, alpha: float = RIDGE_ALPHA, origin: int = 0
+) -> RidgeFit | None:
+    """Fit one series (1-D); None with less than two days of history (the caller falls back to seasonal-naive).
+
+    Cost: one pass over at most ``TRAINING_DAYS`` of rows (about 7 ms for four weeks of 5-minute values).
+    """
     y_all = np.asarray(history, dtype=float)
     day = DAY_MINUTES // step_minutes
     n = y_all.shape[0]
     if n < 2 * day:
         return None
     lo = max(day, n - TRAINING_DAYS * day)
-    steps = np.arange(lo, n, dtype=float)
+    steps = np.arange(origin + lo, origin + n, dtype=float)
     y = y_all[lo:]
     lag = y_all[lo - day : n - day]
     week = WEEK_MINUTES // step_minutes if n >= 2 * WEEK_MINUTES // step_minutes else None
@@ -101,31 +114,124 @@ def fit_ridge(history: np.ndarray, step_minutes: int, *, alpha: float = RIDGE_AL
     residual = y - intercept - x @ coef
     denominator = float(residual[:-1] @ residual[:-1])
     phi = float(np.clip(residual[1:] @ residual[:-1] / denominator, 0.0, 0.999)) if denominator > 0 else 0.0
-    return RidgeFit(day, week, coef, mean, scale, intercept, phi, n)
+    return RidgeFit(day, week, coef, mean, scale, intercept, phi, origin + n)
 
 
-def ridge_forecast(history: np.ndarray, horizon: int, step_minutes: int, *, fit: RidgeFit | None = None) -> np.ndarray:
+def ridge_forecast(
+    history: np.ndarray, horizon: int, step_minutes: int, *, fit: RidgeFit | None = None, origin: int = 0
+) -> np.ndarray:
     """``horizon`` steps after the last value of a 1-D ``history`` (``fit`` reuses earlier coefficients).
 
-    Steps more than a day ahead take their seasonal lag from the forecast itself (recursive by whole days).
+    Steps more than a day ahead take their seasonal lag from the forecast itself (recursive by whole days). With
+    ``fit`` the history only needs its last day and one value more (the seasonal lags and the last residual).
     """
     y = np.asarray(history, dtype=float)
-    fit = fit if fit is not None else fit_ridge(y, step_minutes)
+    fit = fit if fit is not None else fit_ridge(y, step_minutes, origin=origin)
     day = DAY_MINUTES // step_minutes
     if fit is None:
         return seasonal_naive(y, day, horizon) if y.shape[0] >= day else np.repeat(y[-1:], horizon)
     n = y.shape[0]
+    if n <= day:
+        raise ValueError("a fitted forecast needs more than one day of history (its seasonal lags)")
     # Residual of the last observed value, to carry the current deviation forward: r_{n+h} = phi^h r_n.
-    last = fit.predict(np.array([n - 1.0]), y[n - 1 - day : n - day])[0]
+    last = fit.predict(np.array([origin + n - 1.0]), y[n - 1 - day : n - day])[0]
     residual = y[-1] - last
     extended = np.concatenate([y, np.empty(horizon)])
     for start in range(0, horizon, day):  # whole days: the lag of each block is already known
         stop = min(start + day, horizon)
-        steps = np.arange(n + start, n + stop, dtype=float)
+        steps = np.arange(origin + n + start, origin + n + stop, dtype=float)
         lag = extended[n + start - day : n + stop - day]
         lead = np.arange(start + 1, stop + 1)
         extended[n + start : n + stop] = fit.predict(steps, lag) + residual * fit.phi**lead
     return extended[n:]
+
+
+PERSISTENCE, RIDGE = "persistence", "ridge"
+
+
+def forecast_path(
+    history: np.ndarray, horizon: int, step_minutes: int, *, fit: RidgeFit | None = None, origin: int = 0
+) -> tuple[np.ndarray, str]:
+    """The last observed value then ``horizon`` forecast steps (``[horizon + 1]``), and the model that made them.
+
+    Ridge when it can be fitted (two days of history, or ``fit``), else persistence: with under two days the
+    learned shape is not there yet, and the last value beats yesterday repeated a few hours ahead. The live
+    optimizer (optimizer.inputs) and the backtest (``RidgeForecast``) both plan on this rule.
+    """
+    y = np.asarray(history, dtype=float)
+    fit = fit if fit is not None else fit_ridge(y, step_minutes, origin=origin)
+    if fit is None or horizon < 1:
+        return np.repeat(y[-1:], horizon + 1), PERSISTENCE
+    return np.concatenate([y[-1:], ridge_forecast(y, horizon, step_minutes, fit=fit, origin=origin)]), RIDGE
+
+
+def period_means(path: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Mean of ``path`` (one value per step, ``path[0]`` now) over each period ``[bounds[i], bounds[i + 1])``."""
+    sums = np.concatenate([[0.0], np.cumsum(np.asarray(path, dtype=float))])
+    bounds = np.asarray(bounds, dtype=int)
+    return (sums[bounds[1:]] - sums[bounds[:-1]]) / np.diff(bounds)
+
+
+@dataclass(frozen=True, eq=False)
+class _CachedFit:
+    fit: RidgeFit | None  # None: too little history to fit, persistence until the next refit
+    fitted_at: int  # absolute step after the last value it saw
+    tail: np.ndarray  # the last values it saw (FitCache.tail_steps)
+
+
+class FitCache:
+    """Ridge fits kept between calls and refitted every ``refit_steps`` steps: the live optimizer's, per process.
+
+    A kept fit is handed out only when it is at most ``refit_steps`` old at the end of the new history, not newer
+    than it (a run rebuilt for an earlier moment must not learn from its future), and when the new history still
+    holds the values it was fitted on (the last ``tail_steps`` of them, where both have them): stored history that
+    changed since (a late correction, or another database, as in tests) is refitted rather than forecast with
+    coefficients learned from other data.
+    "Too little history to fit" is kept the same way, so a young series does not cost a four-week read every tick.
+    """
+
+    def __init__(self, refit_steps: int = 12, tail_steps: int = 288) -> None:
+        self.refit_steps = refit_steps
+        self.tail_steps = tail_steps
+        self._entries: dict[str, _CachedFit] = {}
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def fresh(self, key: str, end: int) -> bool:
+        """Something is kept for ``key`` young enough for a history ending at absolute step ``end`` (exclusive)."""
+        entry = self._entries.get(key)
+        return entry is not None and 0 <= end - entry.fitted_at < self.refit_steps
+
+    def lookup(
+        self, key: str, history: np.ndarray, origin: int, observed: np.ndarray | None = None
+    ) -> tuple[bool, RidgeFit | None]:
+        """``(usable, fit)`` for ``history`` (absolute steps from ``origin``; ``observed`` marks the steps really
+        read, when the history has gaps filled in): usable when what is kept for ``key`` is fresh and the observed
+        steps it shares with the values the fit saw are unchanged; ``fit`` is None when there was too little
+        history to fit."""
+        y = np.asarray(history, dtype=float)
+        if not self.fresh(key, origin + y.shape[0]):
+            return False, None
+        entry = self._entries[key]
+        if entry.fit is not None and y.shape[0] <= entry.fit.day:
+            return False, None
+        lo = entry.fitted_at - entry.tail.shape[0]  # absolute step of the first kept value
+        first, stop = max(lo, origin), entry.fitted_at  # fresh: the fit's last step lies inside the history
+        seen, kept = y[first - origin : stop - origin], entry.tail[first - lo :]
+        if observed is not None:
+            mask = np.asarray(observed, dtype=bool)[first - origin : stop - origin]
+            seen, kept = seen[mask], kept[mask]
+        if seen.size == 0 or not np.allclose(seen, kept, rtol=1e-6, atol=1e-6):
+            return False, None
+        return True, entry.fit
+
+    def refit(self, key: str, history: np.ndarray, step_minutes: int, origin: int) -> RidgeFit | None:
+        """Fit ``history`` and keep the fit (None under two days of history, kept as such)."""
+        y = np.asarray(history, dtype=float)
+        fit = fit_ridge(y, step_minutes, origin=origin)
+        self._entries[key] = _CachedFit(fit, origin + y.shape[0], y[-self.tail_steps :].copy())
+        return fit
 
 
 def forecast_prices(history: np.ndarray, horizon_steps: int, step_minutes: int) -> np.ndarray:
@@ -189,6 +295,7 @@ class RidgeForecast:
     is the interval being decided, whose values are published and used as they are).
     """
 
+    name: ClassVar[str] = RIDGE
     refit_every: int = 12
     prior: object | None = None  # a backtest History just before the replayed window: learning starts warm
     _fits: dict = field(default_factory=dict, repr=False)
@@ -199,9 +306,7 @@ class RidgeForecast:
             fit = fit_ridge(values, step_minutes)
             if fit is not None:
                 self._fits[key] = fit
-        if fit is None:  # under two days of history: persistence (better than seasonal-naive a few hours ahead)
-            return np.repeat(values[-1:], horizon + 1)
-        return np.concatenate([values[-1:], ridge_forecast(values, horizon, step_minutes, fit=fit)])
+        return forecast_path(values, horizon, step_minutes, fit=fit)[0]
 
     def _with_prior(self, observed):
         """``observed`` preceded by ``prior`` (arrays concatenated along time)."""
@@ -227,23 +332,22 @@ class RidgeForecast:
         )
 
     def __call__(self, observed, bounds: np.ndarray):
-        from optimizer.backtest.replay import Outlook  # the backtest package imports no Django
+        from optimizer.backtest.replay import Outlook, persistence_forecast  # the backtest imports no Django
 
-        observed = self._with_prior(observed)
         bounds = np.asarray(bounds, dtype=int)
-        horizon = int(bounds[-1]) - 1 if bounds[-1] > 1 else 0
+        if bounds[-1] <= 1:  # only the interval being decided (greedy, seed): its values are known, nothing to fit
+            return persistence_forecast(observed, bounds)
+        observed = self._with_prior(observed)
+        horizon = int(bounds[-1]) - 1
         step_minutes = 5
         if len(observed.interval_starts) > 1:
             step_minutes = round((observed.interval_starts[1] - observed.interval_starts[0]).total_seconds() / 60)
 
-        def periods(path: np.ndarray) -> np.ndarray:
-            return np.array([path[bounds[i] : bounds[i + 1]].mean() for i in range(len(bounds) - 1)])
-
         def one(key: str, values: np.ndarray, lower: float | None = None) -> np.ndarray:
-            path = self._series(key, np.asarray(values, dtype=float), max(horizon, 1), step_minutes)
+            path = self._series(key, np.asarray(values, dtype=float), horizon, step_minutes)
             if lower is not None:
                 path = np.maximum(path, lower)
-            return periods(path)
+            return period_means(path, bounds)
 
         energy = observed.energy_price_usd_per_mwh
         pue = observed.pue

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import engine
 from ..engine import mara
+from ..forecast import mape, pinball_loss
 from .history import INTERVAL_HOURS, STEP_MINUTES, History, iso
 from .worlds import BacktestInputError, World
 
@@ -66,6 +67,96 @@ def persistence_forecast(observed: History, bounds: np.ndarray) -> Outlook:
         inference_price_usd_per_mtok=hold(observed.inference_price_usd_per_mtok),
         inference_demand_mtok_per_h={r: hold(v) for r, v in observed.inference_demand_mtok_per_h.items()},
     )
+
+
+def forecast_name(forecast: Forecast) -> str:
+    """How a forecast is named in the summary: ``persistence``, ``ridge`` (``RidgeForecast.name``) or its type."""
+    if forecast is persistence_forecast:
+        return "persistence"
+    return str(getattr(forecast, "name", None) or getattr(forecast, "__name__", None) or type(forecast).__name__)
+
+
+# Forecast errors: MAPE leaves out actuals within this distance of zero (energy prices cross zero with solar surplus,
+# where a percentage error means nothing); pinball loss is taken at the median, the quantile a point forecast is.
+MAPE_FLOOR = {"energy_price_usd_per_mwh": 5.0}
+PINBALL_QUANTILE = 0.5
+
+
+class ForecastErrors:
+    """Forecast against realized values per planning period, pooled over the replay, per series.
+
+    Each tick's outlook is compared period by period (period 0, the interval being decided, is known and left out)
+    with the mean of the realized values over the same intervals; periods reaching past the window are left out.
+    """
+
+    SERIES = (
+        "energy_price_usd_per_mwh",
+        "pue",
+        "hashprice_usd_per_ph_day",
+        "inference_price_usd_per_mtok",
+        "inference_demand_mtok_per_h",
+    )
+
+    def __init__(self, history: History) -> None:
+        def cumulative(values: np.ndarray) -> np.ndarray:
+            values = np.atleast_2d(np.asarray(values, dtype=float))
+            return np.concatenate([np.zeros((values.shape[0], 1)), np.cumsum(values, axis=1)], axis=1)
+
+        demand = history.inference_demand_mtok_per_h
+        self._regions = tuple(sorted(demand))
+        self._sums = {
+            "energy_price_usd_per_mwh": cumulative(history.energy_price_usd_per_mwh),
+            "pue": cumulative(history.pue),
+            "hashprice_usd_per_ph_day": cumulative(history.hashprice_usd_per_ph_day),
+            "inference_price_usd_per_mtok": cumulative(history.inference_price_usd_per_mtok),
+        }
+        if self._regions:
+            self._sums["inference_demand_mtok_per_h"] = cumulative(np.vstack([demand[r] for r in self._regions]))
+        self._total = len(history)
+        self._pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in self._sums}
+
+    def add(self, t: int, bounds: np.ndarray, outlook: Outlook) -> None:
+        """Score the outlook made at interval ``t`` over its periods 1.. that end inside the window."""
+        ends = t + bounds[1:]
+        valid = np.flatnonzero(ends <= self._total)
+        valid = valid[valid >= 1]
+        if valid.size == 0:
+            return
+        lo, hi = t + bounds[valid], t + bounds[valid + 1]
+        forecast = {
+            "energy_price_usd_per_mwh": outlook.energy_price_usd_per_mwh,
+            "pue": outlook.pue,
+            "hashprice_usd_per_ph_day": outlook.hashprice_usd_per_ph_day,
+            "inference_price_usd_per_mtok": outlook.inference_price_usd_per_mtok,
+        }
+        if self._regions:
+            forecast["inference_demand_mtok_per_h"] = np.vstack(
+                [outlook.inference_demand_mtok_per_h[r] for r in self._regions]
+            )
+        for name, sums in self._sums.items():
+            actual = (sums[:, hi] - sums[:, lo]) / (hi - lo)
+            predicted = np.atleast_2d(np.asarray(forecast[name], dtype=float))[:, valid]
+            self._pairs[name].append((actual, predicted))
+
+    def summary(self) -> dict:
+        """Per series: MAPE (percent), pinball loss at the median (series units), MAE, and the points scored."""
+        result = {}
+        for name, pairs in self._pairs.items():
+            if not pairs:
+                continue
+            actual = np.concatenate([a.ravel() for a, _ in pairs])
+            predicted = np.concatenate([p.ravel() for _, p in pairs])
+            floor = MAPE_FLOOR.get(name, 1e-6)
+            error = mape(actual, predicted, floor=floor)
+            result[name] = {
+                "mape_pct": None if np.isnan(error) else round(error, 3),
+                "pinball_loss_q50": round(pinball_loss(actual, predicted, PINBALL_QUANTILE), 6),
+                "mae": round(float(np.mean(np.abs(actual - predicted))), 6),
+                "points": int(actual.size),
+            }
+            if floor > 1e-6:
+                result[name]["mape_floor"] = floor
+        return result
 
 
 def realized_outlook(history: History) -> Outlook:
@@ -177,6 +268,8 @@ class BacktestResult:
     solver_statuses: dict[str, int] = field(default_factory=dict)  # lp: how its solves ended
     horizon: Horizon | None = None  # lp only
     notes: tuple[str, ...] = ()
+    forecast: str | None = None  # lp only: the forecast it planned on
+    forecast_errors: dict | None = None  # lp only: ForecastErrors.summary()
 
     @property
     def capture_ratio(self) -> float | None:
@@ -213,6 +306,8 @@ class BacktestResult:
             "perfect_energy_cost": bound.energy_cost,
             "perfect_solve_seconds": round(self.bound.seconds, 3),
             "horizon": self.horizon.describe() if self.horizon else None,
+            "forecast": self.forecast,
+            "forecast_errors": self.forecast_errors,
             "solver_statuses": dict(sorted(self.solver_statuses.items())),
             "notes": [*self.bound.notes, *self.notes],
         }
@@ -248,13 +343,14 @@ def run_backtest(
     horizon = horizon or Horizon()
     statuses: Counter = Counter()
     notes: list[str] = []
+    errors = ForecastErrors(history) if strategy == "lp" else None
     started = time.perf_counter()
     if strategy == "perfect":
         units, score, seconds = bound.units, bound.score, bound.seconds
         tick(len(history))
     else:
         if strategy == "lp":
-            units = _replay_lp(world, history, forecast, horizon, statuses, notes, tick)
+            units = _replay_lp(world, history, forecast, horizon, statuses, notes, tick, errors)
         else:
             units = _replay_myopic(world, history, forecast, strategy, tick)
         seconds = time.perf_counter() - started
@@ -270,6 +366,8 @@ def run_backtest(
         solver_statuses=dict(statuses),
         horizon=horizon if strategy == "lp" else None,
         notes=tuple(notes),
+        forecast=forecast_name(forecast) if strategy == "lp" else None,
+        forecast_errors=errors.summary() if errors is not None else None,
     )
 
 
@@ -311,8 +409,12 @@ def _replay_lp(
     statuses: Counter,
     notes: list[str],
     tick: Progress,
+    errors: ForecastErrors | None = None,
 ) -> np.ndarray:
-    """The engine every interval on the forecast, warm-started, with the applied allocation as previous units."""
+    """The engine every interval on the forecast, warm-started, with the applied allocation as previous units.
+
+    ``errors`` (if given) scores every outlook against what then happened; it never feeds back into the plan.
+    """
     bounds = horizon.bounds()
     period_hours = np.diff(bounds) * INTERVAL_HOURS
     total = len(history)
@@ -323,6 +425,8 @@ def _replay_lp(
     t = 0
     while t < total:
         outlook = forecast(history.window(0, t + 1), bounds)
+        if errors is not None:
+            errors.add(t, bounds, outlook)
         solution = engine.solve(outlook.problem(world, period_hours, previous), warm_start=warm)
         statuses[solution.status] += 1
         if solution.ok:

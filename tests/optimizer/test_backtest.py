@@ -20,6 +20,7 @@ from PIL import Image
 
 from optimizer import backtest
 from optimizer.engine import evaluate, mara
+from optimizer.forecast import RidgeForecast
 from sites.bulk import bulk_load_energy_prices, bulk_load_market_prices, simulate_price_history
 from sites.models import Site
 from sites.seeding import seed_physical_world
@@ -211,6 +212,53 @@ def test_a_forecast_only_ever_sees_the_past_and_plans_the_same_each_run(ten_site
     np.testing.assert_array_equal(first.units, again.units)  # the same forecast plans the same, run after run
 
 
+def test_forecast_errors_compare_each_later_period_with_what_then_happened():
+    starts = tuple(WEEK_START + timedelta(minutes=5 * i) for i in range(4))
+    history = backtest.History(
+        interval_starts=starts,
+        energy_price_usd_per_mwh=np.array([[10.0, 20.0, 30.0, 40.0]]),
+        pue=np.ones((1, 4)),
+        hashprice_usd_per_ph_day=np.full(4, 50.0),
+        inference_price_usd_per_mtok=np.array([2.0, 2.0, 4.0, 4.0]),
+    )
+    errors = backtest.ForecastErrors(history)
+    bounds = np.array([0, 1, 3])
+    for t in range(4):  # persistence: period 1 (intervals t+1, t+2) is scored only while it ends in the window
+        errors.add(t, bounds, backtest.persistence_forecast(history.window(0, t + 1), bounds))
+    summary = errors.summary()
+    energy = summary["energy_price_usd_per_mwh"]
+    # t=0: 10 against mean(20, 30) = 25; t=1: 20 against 35. t=2, 3: period 1 runs past the window.
+    assert energy["points"] == 2
+    assert energy["mape_pct"] == pytest.approx((15 / 25 + 15 / 35) / 2 * 100, rel=1e-4)
+    assert energy["pinball_loss_q50"] == pytest.approx(0.5 * 15)
+    assert summary["inference_price_usd_per_mtok"]["mae"] == pytest.approx((1 + 2) / 2)
+    assert summary["hashprice_usd_per_ph_day"]["mape_pct"] == 0.0
+    assert "inference_demand_mtok_per_h" not in summary  # no demand in this history: nothing to score
+
+
+def test_lp_reports_its_forecast_and_the_learned_one_errs_less_on_a_daily_shape():
+    world = backtest.load_world(TEN_SITES)
+    full = backtest.simulate_history(world, start=WEEK_START, periods=3 * 288 + 36)
+    prior, window = full.window(0, 3 * 288), full.window(3 * 288, len(full))
+    bound = backtest.perfect_bound(world, window)
+    horizon = backtest.Horizon(fine_steps=2, hours=3)
+    held = backtest.run_backtest(world, window, "lp", bound=bound, horizon=horizon)
+    learned = backtest.run_backtest(
+        world, window, "lp", bound=bound, horizon=horizon, forecast=RidgeForecast(prior=prior)
+    )
+    assert (held.summary()["forecast"], learned.summary()["forecast"]) == ("persistence", "ridge")
+    for result in (held, learned):
+        errors = result.summary()["forecast_errors"]
+        assert set(errors) == set(backtest.ForecastErrors.SERIES)
+        assert all(e["points"] > 0 and e["pinball_loss_q50"] >= 0 for e in errors.values())
+    demand_mape = {
+        name: result.forecast_errors["inference_demand_mtok_per_h"]["mape_pct"]
+        for name, result in (("held", held), ("learned", learned))
+    }
+    assert demand_mape["learned"] < demand_mape["held"]  # regional demand has a strong daily shape
+    assert backtest.run_backtest(world, window, "greedy", bound=bound).summary()["forecast"] is None
+
+
 def test_dispatch_scales_a_plan_down_to_the_power_of_a_hotter_interval(ten_site_window):
     world, history, _ = ten_site_window
     hot = backtest.History(**{**history.__dict__, "pue": history.pue * 1.5})
@@ -354,6 +402,23 @@ def test_simulated_prices_written_out_read_back_the_same(tmp_path):
     for name in ("energy_price_usd_per_mwh", "pue", "hashprice_usd_per_ph_day", "temperature_c"):
         np.testing.assert_array_equal(getattr(again, name), getattr(history, name), err_msg=name)
     assert again.inference_demand_mtok_per_h.keys() == history.inference_demand_mtok_per_h.keys()
+
+
+def test_the_command_compares_forecasts_after_training_history(tmp_path):
+    common = ["--world", str(TEN_SITES), "--simulate-prices", "--start", "2025-06-18T12:00Z"]
+    common += ["--end", "2025-06-18T13:00Z", "--strategy", "lp", "--fine-steps", "2", "--horizon-hours", "1"]
+    output = run(*common, "--forecast", "ridge", "--train-days", "2", "--out", str(tmp_path / "ridge"))
+    summary = json.loads((tmp_path / "ridge" / "summary.json").read_text())
+    assert summary["forecast"] == "ridge" and summary["intervals"] == 12
+    assert any("learned from 576 intervals before the window" in note for note in summary["notes"])
+    energy = summary["forecast_errors"]["energy_price_usd_per_mwh"]
+    assert energy["mape_floor"] == 5.0 and energy["mape_pct"] >= 0 and energy["pinball_loss_q50"] >= 0
+    assert "MAPE" in output and "pinball loss" in output
+    run(*common, "--forecast", "persistence", "--out", str(tmp_path / "held"))
+    held = json.loads((tmp_path / "held" / "summary.json").read_text())
+    assert held["forecast"] == "persistence" and held["perfect_profit"] == summary["perfect_profit"]
+    with pytest.raises(CommandError, match="--train-days"):
+        run(*common, "--train-days", "-1", "--out", str(tmp_path / "bad"))
 
 
 # --- the database path ---------------------------------------------------------------------------------------------

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 from optimizer.forecast import (
+    FitCache,
     RidgeForecast,
     fit_ridge,
+    forecast_path,
     forecast_prices,
     mape,
+    period_means,
     pinball_loss,
     residual_quantile,
     ridge_forecast,
@@ -181,3 +184,55 @@ def test_ridge_forecast_learns_from_a_prior_window_and_holds_the_last_value_with
     assert mape(actual, warm.inference_demand_mtok_per_h["europe"]) < 0.5 * mape(
         actual, cold.inference_demand_mtok_per_h["europe"]
     )
+
+
+def shaped(n: int, first: int = 0) -> np.ndarray:
+    """A 5-minute series with a daily and a weekly shape and some noise, from absolute step ``first``."""
+    t = np.arange(first, first + n)
+    rng = np.random.default_rng(first)
+    return 50 + 20 * np.sin(2 * np.pi * t / 288) + 5 * np.cos(2 * np.pi * t / 2016) + rng.normal(0, 1, n)
+
+
+def test_a_fit_on_the_clock_forecasts_the_same_from_any_window_that_holds_its_lags():
+    origin = 5_900_000  # 5-minute steps since the Unix epoch, as the live optimizer counts them
+    series = shaped(10 * 288, origin)
+    fit = fit_ridge(series, 5, origin=origin)
+    assert fit is not None and fit.fitted_at == origin + series.size
+    whole = ridge_forecast(series, 72, 5, fit=fit, origin=origin)
+    cut = series.size - 300  # the last day and a bit: what a tick with a kept fit reads
+    tail = ridge_forecast(series[cut:], 72, 5, fit=fit, origin=origin + cut)
+    np.testing.assert_allclose(tail, whole, rtol=1e-12)
+    # Counted from 0 instead, the same values are another phase of the day: the fit must know the clock.
+    assert np.abs(ridge_forecast(series[cut:], 72, 5, fit=fit) - whole).max() > 1.0
+    with pytest.raises(ValueError, match="more than one day"):
+        ridge_forecast(series[-288:], 12, 5, fit=fit, origin=origin + series.size - 288)
+
+
+def test_forecast_path_starts_at_the_last_value_and_holds_it_under_two_days():
+    series = shaped(3 * 288)
+    path, model = forecast_path(series, 24, 5)
+    assert model == "ridge" and path.shape == (25,) and path[0] == series[-1]
+    held, model = forecast_path(series[: 288 + 10], 24, 5)
+    assert model == "persistence"
+    np.testing.assert_array_equal(held, series[288 + 9])
+    np.testing.assert_array_equal(period_means(np.arange(10.0), np.array([0, 1, 2, 5, 10])), [0, 1, 3, 7])
+
+
+def test_fit_cache_reuses_a_fresh_fit_only_on_the_history_it_learned_from():
+    cache = FitCache(refit_steps=12, tail_steps=289)
+    series = shaped(4 * 288)
+    fit = cache.refit("energy", series[:-5], 5, origin=0)
+    assert fit is not None and cache.fresh("energy", series.size - 5)
+    assert cache.lookup("energy", series, 0) == (True, fit)  # five steps on: the same fit
+    assert cache.lookup("energy", series[300:], 300) == (True, fit)  # a shorter window of the same values
+    changed = series.copy()
+    changed[-100] += 10.0  # a value the fit was trained on is not what is stored now
+    assert cache.lookup("energy", changed, 0) == (False, None)
+    observed = np.ones(series.size, dtype=bool)
+    observed[-100] = False  # ...unless that step was not read (filled in)
+    assert cache.lookup("energy", changed, 0, observed) == (True, fit)
+    assert cache.lookup("energy", np.concatenate([series, shaped(12)]), 0) == (False, None)  # an hour on: refit
+    assert cache.lookup("energy", series[:-10], 0) == (False, None)  # earlier than the fit: it saw the future
+    assert cache.refit("young", series[:100], 5, origin=0) is None  # too little history, and that is kept
+    assert cache.lookup("young", series[:101], 0) == (True, None)
+    assert cache.lookup("other", series, 0) == (False, None)

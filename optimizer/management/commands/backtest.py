@@ -5,6 +5,8 @@
     manage.py backtest --world optimizer/worlds/ten-sites-sla.json --simulate-prices \
         --start 2025-06-16 --end 2025-06-23 --strategy greedy --out var/bt-week
     manage.py backtest --start 2025-06-16T00:00Z --end 2025-06-17T00:00Z --out var/bt-db   # the database
+    manage.py backtest --world optimizer/worlds/ten-sites-sla.json --simulate-prices --train-days 14 \
+        --start 2025-06-16 --end 2025-06-18 --strategy lp --forecast ridge --out var/bt-ridge   # learned forecast
 
 Writes DIR/allocations.csv, DIR/summary.json and DIR/profit.png (and DIR/prices.csv with --simulate-prices).
 docs/backtest.md describes WORLD.json, the price files and the figures.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -24,6 +26,9 @@ from tqdm import tqdm
 from optimizer import backtest
 from optimizer.backtest import database
 from optimizer.backtest.history import to_utc
+from optimizer.forecast import PERSISTENCE, RIDGE, RidgeForecast
+
+FORECASTS = (PERSISTENCE, RIDGE)
 
 
 class Command(BaseCommand):
@@ -62,6 +67,19 @@ class Command(BaseCommand):
         run.add_argument("--fine-steps", type=int, default=12, help="lp 5-minute periods before hourly ones (12)")
         run.add_argument("--coarse-hours", type=float, default=1.0, help="lp length of the later periods (1 h)")
         run.add_argument("--replan-every", type=int, default=1, help="lp solves every k intervals (1)")
+        run.add_argument(
+            "--forecast",
+            choices=FORECASTS,
+            help="what lp plans on: the last values held (persistence) or the learned model (ridge); default: "
+            "settings FORECAST, the live optimizer's",
+        )
+        run.add_argument(
+            "--train-days",
+            type=float,
+            default=0.0,
+            help="days of history before --start the ridge forecast learns from before the replay (default 0: it "
+            "learns from the replayed window only, persistence until it has two days)",
+        )
 
     def handle(self, *args, **options):
         try:
@@ -72,7 +90,16 @@ class Command(BaseCommand):
     def _run(self, options) -> None:
         verbose = options["verbosity"] >= 1
         world = self._world(options)
+        train_days = options["train_days"]
+        if not 0 <= train_days <= 366:
+            raise CommandError(f"--train-days must be between 0 and 366, got {train_days}")
         history, notes = self._history(world, options)
+        forecast_choice = options["forecast"] or settings.ENERGYARB["FORECAST"]
+        if forecast_choice not in FORECASTS:
+            raise CommandError(f"settings FORECAST must be one of {', '.join(FORECASTS)}, not {forecast_choice!r}")
+        learns = forecast_choice == RIDGE and options["strategy"] == "lp"  # only lp plans beyond the interval
+        prior = self._prior(world, options, history, timedelta(days=train_days)) if learns and train_days else None
+        forecast = RidgeForecast(prior=prior) if forecast_choice == RIDGE else backtest.persistence_forecast
         horizon_hours = options["horizon_hours"]
         if horizon_hours is None:
             horizon_hours = settings.ENERGYARB["HORIZON_HOURS"]
@@ -92,7 +119,11 @@ class Command(BaseCommand):
         with tqdm(
             total=len(history), desc=strategy, unit="interval", file=sys.stderr, disable=None if verbose else True
         ) as bar:
-            result = backtest.run_backtest(world, history, strategy, horizon=horizon, bound=bound, progress=bar.update)
+            result = backtest.run_backtest(
+                world, history, strategy, forecast=forecast, horizon=horizon, bound=bound, progress=bar.update
+            )
+        if prior is not None:
+            notes = [*notes, f"{forecast_choice}: learned from {len(prior)} intervals before the window"]
         if notes:
             result = _with_notes(result, notes)
         paths = backtest.write_outputs(result, options["out"])
@@ -107,6 +138,14 @@ class Command(BaseCommand):
                 f"SLA shortfall {summary['sla_shortfall_kwh']:,.1f} kWh; planned in {summary['solve_seconds']:.1f} s "
                 f"(bound {summary['perfect_solve_seconds']:.1f} s)"
             )
+            if summary["forecast"]:
+                self.stdout.write(f"forecast {summary['forecast']}, errors per planning period after the first:")
+                for name, error in summary["forecast_errors"].items():
+                    mape = "n/a" if error["mape_pct"] is None else f"{error['mape_pct']:.2f} %"
+                    self.stdout.write(
+                        f"  {name}: MAPE {mape}, pinball loss (q 0.5) {error['pinball_loss_q50']:.4g}, "
+                        f"MAE {error['mae']:.4g} ({error['points']:,} points)"
+                    )
             for note in summary["notes"]:
                 self.stdout.write(self.style.WARNING(f"note: {note}"))
             self.stdout.write(self.style.SUCCESS(f"Wrote {', '.join(str(p) for p in paths.values())}"))
@@ -156,6 +195,21 @@ class Command(BaseCommand):
         if world.format == "mara":
             return database.hackathon_history_from_database(world, start=start, end=end), []
         return database.history_from_database(world, start=start, end=end)
+
+    def _prior(
+        self, world: backtest.World, options, history: backtest.History, days: timedelta
+    ) -> backtest.History | None:
+        """The realized history of the ``days`` before the window, from the same source: what ridge learns from."""
+        first = history.interval_starts[0]
+        options = {**options, "start": first - days, "end": first}
+        try:
+            if options["prices"]:
+                prior = backtest.read_prices(options["prices"], world).between(first - days, first)
+            else:
+                prior, _ = self._history(world, options)
+        except backtest.BacktestInputError as exc:
+            raise CommandError(f"--train-days: the history before the window: {exc}") from None
+        return prior if len(prior) else None
 
 
 def _moment(value: str) -> datetime:

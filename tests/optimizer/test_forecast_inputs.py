@@ -1,0 +1,181 @@
+"""The live optimizer plans its horizon on the learned forecast of stored history; the interval in progress on
+what was observed; too little history is persistence, and the run's stored inputs say which was used."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from optimizer import inputs
+from optimizer.inputs import build_inputs
+from sites.bulk import bulk_load_energy_prices, bulk_load_market_prices
+from sites.choices import CoolingType
+from sites.models import EnergyPrice, MarketPrice
+from sites.simulation import floor_to_step, pue
+from tests.factories import HardwareModelFactory, SiteFactory, SiteInventoryFactory, WeatherReadingFactory
+
+pytestmark = pytest.mark.django_db
+
+BEFORE_PEAK = datetime(2026, 3, 9, 15, 2, tzinfo=UTC)  # the interval in progress (15:00) is off-peak
+IN_PEAK = datetime(2026, 3, 9, 20, 2, tzinfo=UTC)  # the last hour of the evening peak
+OFF_PEAK, PEAK = 30.0, 150.0  # USD/MWh
+
+
+def evening_peak(starts: np.ndarray) -> np.ndarray:
+    """Every day: 150 USD/MWh from 17:00 to 21:00 UTC, 30 otherwise."""
+    hours = starts.astype("datetime64[h]").astype(np.int64) % 24
+    return np.where((hours >= 17) & (hours < 21), PEAK, OFF_PEAK)
+
+
+def night_peak(starts: np.ndarray) -> np.ndarray:
+    hours = starts.astype("datetime64[h]").astype(np.int64) % 24
+    return np.where((hours >= 3) & (hours < 7), PEAK, OFF_PEAK)
+
+
+@pytest.fixture(autouse=True)
+def _no_kept_fits(settings):
+    settings.ENERGYARB = {**settings.ENERGYARB, "FORECAST": "ridge", "HORIZON_HOURS": 6.0}
+    inputs.FITS.clear()
+    yield
+    inputs.FITS.clear()
+
+
+@pytest.fixture
+def fleet():
+    miner = HardwareModelFactory()
+    return [
+        SiteInventoryFactory(site=SiteFactory(cooling_type=CoolingType.AIR), hardware_model=miner).site
+        for _ in range(2)
+    ]
+
+
+def store_history(sites, *, days: float, at: datetime, shape=evening_peak) -> None:
+    """``days`` of 5-minute energy prices (every site the same shape) and flat market prices, up to ``at``."""
+    periods = round(days * 288)
+    start = floor_to_step(at) - timedelta(minutes=5 * (periods - 1))
+    starts = np.datetime64(start.replace(tzinfo=None), "m") + np.arange(periods) * np.timedelta64(5, "m")
+    prices = np.vstack([shape(starts)] * len(sites))
+    bulk_load_energy_prices(
+        site_ids=[site.pk for site in sites], start=start, prices_usd_per_mwh=prices, source="simulator"
+    )
+    bulk_load_market_prices(
+        start=start,
+        hashprice_usd_per_ph_day=np.full(periods, 50.0),
+        inference_price_usd_per_mtok=np.full(periods, 2.0),
+        source="simulator",
+    )
+
+
+def hours_of(problem) -> np.ndarray:
+    """[T, 2]: each period's start and end as hours of the day (the end of a period ending at midnight is 24)."""
+    starts = np.array([t.hour + t.minute / 60 for t in problem.period_starts])
+    return np.stack([starts, starts + problem.period_hours], axis=1)
+
+
+@pytest.mark.parametrize(
+    ("at", "now", "ahead", "expected"),
+    [
+        (BEFORE_PEAK, OFF_PEAK, lambda start, end: (start >= 17) & (end <= 21), "higher"),
+        (IN_PEAK, PEAK, lambda start, end: start >= 21, "lower"),
+    ],
+    ids=["before-the-peak", "in-the-peak"],
+)
+def test_ridge_horizon_shows_the_coming_peak_where_persistence_is_flat(fleet, settings, at, now, ahead, expected):
+    store_history(fleet, days=7, at=at)
+
+    learned = build_inputs(at=at).problem
+    prices = learned.energy_price_usd_per_mwh
+    np.testing.assert_array_equal(prices[:, 0], now)  # the interval in progress: the observed price
+    hours = hours_of(learned)
+    later = ahead(hours[:, 0], hours[:, 1])
+    assert later.sum() >= 3
+    if expected == "higher":  # the evening peak is coming
+        assert (prices[:, later] > now + 0.6 * (PEAK - OFF_PEAK)).all(), prices
+    else:  # the peak is about to end
+        assert (prices[:, later] < now - 0.6 * (PEAK - OFF_PEAK)).all(), prices
+
+    settings.ENERGYARB = {**settings.ENERGYARB, "FORECAST": "persistence"}
+    held = build_inputs(at=at)
+    np.testing.assert_array_equal(held.problem.energy_price_usd_per_mwh, now)  # flat: the peak is not seen
+    assert held.snapshot["forecast"]["used"] == "persistence"
+
+
+def test_the_run_records_the_forecast_it_planned_on(fleet):
+    store_history(fleet, days=7, at=BEFORE_PEAK)
+    snapshot = build_inputs(at=BEFORE_PEAK).snapshot
+    record = snapshot["forecast"]
+    assert record["setting"] == record["used"] == "ridge"
+    assert record["models"][f"energy_price_usd_per_mwh.{fleet[0].code}"] == "ridge"
+    assert record["models"]["hashprice_usd_per_ph_day"] == "ridge"
+    periods = record["periods"]["energy_price_usd_per_mwh"][fleet[0].code]
+    assert periods[0] == snapshot["sites"][fleet[0].code]["energy_price_usd_per_mwh"] == OFF_PEAK
+    assert max(periods) > 100
+    assert len(record["periods"]["hashprice_usd_per_ph_day"]) == len(periods)
+
+
+def test_under_a_day_of_history_falls_back_to_persistence_and_says_so(fleet):
+    store_history(fleet, days=0.5, at=BEFORE_PEAK)
+    result = build_inputs(at=BEFORE_PEAK)
+    problem = result.problem
+    np.testing.assert_array_equal(problem.energy_price_usd_per_mwh, OFF_PEAK)
+    np.testing.assert_array_equal(problem.market.hashprice_usd_per_ph_day, 50.0)
+    record = result.snapshot["forecast"]
+    assert record["setting"] == "ridge"
+    for site in fleet:
+        assert record["models"][f"energy_price_usd_per_mwh.{site.code}"] == "persistence"
+    assert record["models"]["inference_price_usd_per_mtok"] == "persistence"
+    assert "Persistence (latest value held)" in record["note"] and "under two days" in record["note"]
+    assert record["used"] in ("persistence", "mixed")  # regional demand has the simulator's history
+
+
+def test_queries_are_bounded_when_fitting_and_when_reusing_the_fit(fleet, django_assert_max_num_queries):
+    store_history(fleet, days=7, at=BEFORE_PEAK)
+    with django_assert_max_num_queries(9):  # the fit reads four weeks, one query per table
+        fitted = build_inputs(at=BEFORE_PEAK)
+    with django_assert_max_num_queries(7):  # five minutes on: the kept fits read only their lags and the last hours
+        kept = build_inputs(at=BEFORE_PEAK + timedelta(minutes=5))
+    for result in (fitted, kept):
+        assert result.snapshot["forecast"]["used"] == "ridge"
+        assert result.problem.energy_price_usd_per_mwh.max() > 100
+
+
+def test_a_kept_fit_plans_what_a_new_fit_would_and_changed_history_is_refitted(fleet):
+    store_history(fleet, days=7, at=BEFORE_PEAK)
+    fitted = build_inputs(at=BEFORE_PEAK).problem
+    kept = build_inputs(at=BEFORE_PEAK).problem  # the recent window only, forecast with the kept fit
+    assert fitted.energy_price_usd_per_mwh.max() > 100  # the evening peak
+    np.testing.assert_allclose(kept.energy_price_usd_per_mwh, fitted.energy_price_usd_per_mwh, rtol=1e-9)
+
+    EnergyPrice.objects.all().delete()  # the history is now another one: its peak is at night
+    MarketPrice.objects.all().delete()
+    store_history(fleet, days=7, at=BEFORE_PEAK, shape=night_peak)
+    moved = build_inputs(at=BEFORE_PEAK).problem
+    assert moved.energy_price_usd_per_mwh.max() < OFF_PEAK + 20  # no evening peak learned from the old history
+
+
+def test_pue_follows_a_stored_weather_forecast(fleet):
+    store_history(fleet, days=7, at=BEFORE_PEAK)
+    hot, mild = fleet
+    WeatherReadingFactory(site=hot, observed_at=BEFORE_PEAK - timedelta(minutes=2), temperature_c=Decimal("15"))
+    WeatherReadingFactory(site=hot, observed_at=BEFORE_PEAK + timedelta(hours=2), temperature_c=Decimal("40"))
+    WeatherReadingFactory(site=mild, observed_at=BEFORE_PEAK - timedelta(minutes=2), temperature_c=Decimal("15"))
+    result = build_inputs(at=BEFORE_PEAK)
+    codes = list(result.problem.site_codes)
+    hot_pue, mild_pue = result.problem.pue[codes.index(hot.code)], result.problem.pue[codes.index(mild.code)]
+    assert hot_pue[0] == pytest.approx(pue(CoolingType.AIR, 15.0))  # the current reading, not the forecast one
+    assert hot_pue[-1] == pytest.approx(pue(CoolingType.AIR, 40.0))
+    assert hot_pue[-1] > hot_pue[0]
+    np.testing.assert_allclose(mild_pue, pue(CoolingType.AIR, 15.0))  # no forecast: the current PUE held
+    assert result.snapshot["forecast"]["models"][f"pue.{hot.code}"] == "weather forecast"
+    assert result.snapshot["sites"][hot.code]["temperature_c"] == 15.0
+
+
+def test_an_unknown_forecast_setting_is_refused(fleet, settings):
+    settings.ENERGYARB = {**settings.ENERGYARB, "FORECAST": "crystal-ball"}
+    store_history(fleet, days=1, at=BEFORE_PEAK)
+    with pytest.raises(ImproperlyConfigured, match="OPTIMIZER_FORECAST"):
+        build_inputs(at=BEFORE_PEAK)
