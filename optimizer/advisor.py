@@ -25,7 +25,10 @@ Rebuilding the run's problem. The engine's ``Problem`` is not stored with a run,
 ``build_inputs(at=run.started_at)`` supplies the structure (sites, hardware, inventory, commitments, the
 regional demand of the run's interval, settings), then everything the run saw that may have moved since is put
 back from the run's own record: energy prices, PUE (recomputed exactly from the stored temperature; the stored
-value is rounded) and market prices from ``run.inputs``; the allocation running before the run from
+value is rounded) and market prices from ``run.inputs``; for the later periods, the values the run planned on
+(``run.inputs["forecast"]["periods"]``: the forecast of prices, PUE and regional demand), or, for a run stored
+before forecasts were recorded, the first period's values held over the horizon; the allocation running before the
+run from
 ``run.inputs["previous_units"]`` when present, else from the allocation of the run applied before it (zeros
 when there was none). Physical limits (capacity, inventory, maintenance) are today's: an accepted adjustment is
 applied now. The engine's plan beyond the first period is not stored either: it is re-solved with the run's
@@ -348,24 +351,93 @@ def rebuild_problem(run: OptimizationRun) -> RebuiltRun:
             pues.append(value)
             prices.append(float(entry["energy_price_usd_per_mwh"]))
         market = snapshot["market"]
-        hashprice = float(market["hashprice_usd_per_ph_day"])
-        inference_price = float(market["inference_price_usd_per_mtok"])
+        now = _Horizon(
+            energy_price=np.array(prices)[:, None],
+            pue=np.array(pues)[:, None],
+            hashprice=np.array([float(market["hashprice_usd_per_ph_day"])]),
+            inference_price=np.array([float(market["inference_price_usd_per_mtok"])]),
+            demand=problem.market.inference_demand_mtok_per_h,
+        )
+        horizon = _planned_horizon(snapshot, problem, now)
     except (KeyError, TypeError, ValueError) as exc:
         raise CannotRebuild(f"the run's stored inputs are incomplete ({type(exc).__name__}: {exc})") from exc
-    n_periods = problem.shape[2]
     problem = dataclasses.replace(
         problem,
-        pue=np.repeat(np.array(pues)[:, None], n_periods, axis=1),
-        energy_price_usd_per_mwh=np.repeat(np.array(prices)[:, None], n_periods, axis=1),
+        pue=horizon.pue,
+        energy_price_usd_per_mwh=horizon.energy_price,
         market=engine.Market(
-            hashprice_usd_per_ph_day=np.full(n_periods, hashprice),
-            inference_price_usd_per_mtok=np.full(n_periods, inference_price),
-            inference_demand_mtok_per_h=problem.market.inference_demand_mtok_per_h,
+            hashprice_usd_per_ph_day=horizon.hashprice,
+            inference_price_usd_per_mtok=horizon.inference_price,
+            inference_demand_mtok_per_h=horizon.demand,
         ),
         previous_units=_previous_units(run, problem),
     )
     rows = run.allocations.values_list("site__code", "hardware_model__code", "units_running")
     return RebuiltRun(problem=problem, inputs=inputs, units_now=_grid(problem, rows))
+
+
+@dataclass(frozen=True, eq=False)
+class _Horizon:
+    """Per-period values of a rebuilt problem: ``[S, T]`` energy price and PUE, ``[T]`` market prices, and the
+    regional demand ``{region: [T]}``."""
+
+    energy_price: np.ndarray
+    pue: np.ndarray
+    hashprice: np.ndarray
+    inference_price: np.ndarray
+    demand: dict[str, np.ndarray]
+
+
+def _planned_horizon(snapshot: dict, problem: engine.Problem, now: _Horizon) -> _Horizon:
+    """What the run planned on, period by period; ``now`` holds the first period's values (one column each).
+
+    With the run's recorded forecast (``snapshot["forecast"]["periods"]``, see ``inputs.HorizonValues.record``),
+    its values for the later periods. The first period stays ``now`` (exact where the record is rounded: the PUE is
+    recomputed from the temperature; the record's first period is these observed values by construction), as do
+    later periods that held the current PUE, and the demand's first period stays the rebuilt inputs' (the
+    simulator's, unrounded). A run stored before forecasts were
+    recorded keeps ``now`` held over the horizon, with the rebuilt inputs' demand, as the advisor did then.
+    Raises CannotRebuild when the record does not fit the rebuilt problem (its horizon or its regions changed);
+    KeyError, TypeError or ValueError when the record is malformed.
+    """
+    n_periods = problem.shape[2]
+    regions = problem.market.inference_demand_mtok_per_h
+    periods = (snapshot.get("forecast") or {}).get("periods")
+    if not periods:
+        return _Horizon(
+            energy_price=np.repeat(now.energy_price, n_periods, axis=1),
+            pue=np.repeat(now.pue, n_periods, axis=1),
+            hashprice=np.repeat(now.hashprice, n_periods),
+            inference_price=np.repeat(now.inference_price, n_periods),
+            demand=regions,
+        )
+    stored_demand = periods["inference_demand_mtok_per_h"]
+    if set(stored_demand) != set(regions):
+        changed = sorted(set(stored_demand) ^ set(regions))
+        raise CannotRebuild(f"the inference regions changed since the run ({', '.join(changed)})")
+    energy = [periods["energy_price_usd_per_mwh"][code] for code in problem.site_codes]
+    pue = [periods["pue"][code] for code in problem.site_codes]
+    hashprice, inference_price = periods["hashprice_usd_per_ph_day"], periods["inference_price_usd_per_mtok"]
+    demand = {region: stored_demand[region] for region in regions}
+    lengths = sorted({len(values) for values in (*energy, *pue, hashprice, inference_price, *demand.values())})
+    if lengths != [n_periods]:
+        stored = "/".join(map(str, lengths))
+        raise CannotRebuild(f"the planning horizon changed since the run ({stored} periods stored, {n_periods} now)")
+    horizon = _Horizon(
+        energy_price=np.array(energy, dtype=float).reshape(len(energy), n_periods),
+        pue=np.array(pue, dtype=float).reshape(len(pue), n_periods),
+        hashprice=np.array(hashprice, dtype=float),
+        inference_price=np.array(inference_price, dtype=float),
+        demand={region: np.array(values, dtype=float) for region, values in demand.items()},
+    )
+    # The record rounds PUE to 4 places: a period that held the current PUE gets the exact value back.
+    held = np.abs(horizon.pue - np.round(now.pue, 4)) < 1e-9
+    horizon.pue[held] = np.broadcast_to(now.pue, horizon.pue.shape)[held]
+    horizon.energy_price[:, :1], horizon.pue[:, :1] = now.energy_price, now.pue
+    horizon.hashprice[0], horizon.inference_price[0] = now.hashprice[0], now.inference_price[0]
+    for region, values in horizon.demand.items():
+        values[0] = regions[region][0]
+    return horizon
 
 
 def _previous_units(run: OptimizationRun, problem: engine.Problem) -> np.ndarray:

@@ -232,6 +232,9 @@ CLIMATE_ZONES: dict[str, ClimateZoneParameters] = {
 SOUTHERN_SEASONAL_DAMPING = 0.7  # southern mid-latitudes: more ocean, smaller seasonal swing
 
 
+DESIGN_ANOMALY_SDS = 2.0  # see ClimateProfile.design_temperature_c
+
+
 @dataclass(frozen=True)
 class ClimateProfile:
     """The climate of one site: what the temperature simulator needs."""
@@ -243,6 +246,17 @@ class ClimateProfile:
     daily_amplitude_c: float  # half the day-night range, degC
     time_zone: str  # IANA name; the daily cycle follows local solar-ish time
     anomaly_sd_c: float = 3.0  # standard deviation of persistent weather anomalies, degC
+
+    @property
+    def design_temperature_c(self) -> float:
+        """A hot design day: the warmest month's afternoon plus DESIGN_ANOMALY_SDS standard deviations of weather
+        anomaly (exceeded a few percent of summer afternoons); what capacity promised for months must survive."""
+        return (
+            self.annual_mean_c
+            + self.seasonal_amplitude_c
+            + self.daily_amplitude_c
+            + DESIGN_ANOMALY_SDS * self.anomaly_sd_c
+        )
 
 
 def derive_climate_profile(*, latitude: float, climate_zone: str, time_zone: str) -> ClimateProfile:

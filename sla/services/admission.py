@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import DecimalField, ExpressionWrapper, F, OuterRef, QuerySet, Subquery, Sum, Value
@@ -21,6 +21,8 @@ from django.utils import timezone
 from energyarb.db import PreparedRead, aware, decimal
 from sites.choices import HardwareKind
 from sites.models import MarketPrice, Site, SiteInventory
+from sites.simulation import derive_climate_profile
+from sites.simulation.cooling import pue
 
 from .. import capacity
 from ..capacity import Booking, NoPlacement, SiteRoom
@@ -111,6 +113,10 @@ def _fleet_queryset(*, lock: bool) -> QuerySet:
             "market_region",
             "energy_cost_multiplier",
             "power_capacity_kw",
+            "cooling_type",
+            "latitude",
+            "climate_zone",
+            "time_zone",
             "inference_kw",
             "inference_tokens_per_s",
             "token_price",
@@ -134,18 +140,21 @@ def read_fleet(*, lock: bool) -> Fleet:
     """Online sites able to run inference with their SLA limit, plus the newest token price; one query.
 
     A site's SLA limit is what its available inference hardware can carry (sum of units_available x kW per unit
-    over inference models), bounded by its facility power. With `lock`, the Site rows are locked FOR UPDATE in
-    pk order: every admission and failover takes the same locks in the same order, so they serialize without
-    deadlocking each other, and the placements summed afterwards cannot change under the caller.
+    over inference models), bounded by the IT power its facility power leaves at the PUE of its climate's hot
+    design day (`design_pue`): a promise must hold on a summer afternoon too, not only at tonight's PUE.
+    With `lock`, the Site rows are locked FOR UPDATE in pk order: every admission and failover takes the same
+    locks in the same order, so they serialize without deadlocking each other, and the placements summed
+    afterwards cannot change under the caller.
     The inventory sums are scalar subqueries because PostgreSQL refuses FOR UPDATE next to GROUP BY.
     """
     rows = FLEET_READS[lock].rows()
     rooms = []
     token_price = None
-    for pk, code, name, region, cost, power_kw, inference_kw, tokens_per_s, price in rows:
+    for pk, code, name, region, cost, power_kw, cooling, latitude, zone, tz, inference_kw, tokens_per_s, price in rows:
         token_price = None if price is None else decimal(price)
         inference_kw = decimal(inference_kw).quantize(capacity.KW_STEP)
-        limit = min(decimal(power_kw), inference_kw)
+        it_power_kw = decimal(power_kw) / design_pue(cooling, float(latitude), zone, tz)
+        limit = min(it_power_kw.quantize(capacity.KW_STEP, rounding=ROUND_DOWN), inference_kw)
         if limit <= 0:
             continue
         rooms.append(
@@ -162,6 +171,13 @@ def read_fleet(*, lock: bool) -> Fleet:
     if not rows:
         token_price = newest_token_price()
     return Fleet(rooms=rooms, token_price_usd_per_mtok=token_price)
+
+
+@functools.cache
+def design_pue(cooling_type: str, latitude: float, climate_zone: str, time_zone: str) -> Decimal:
+    """PUE of a site's cooling on its climate's hot design day (ClimateProfile.design_temperature_c)."""
+    profile = derive_climate_profile(latitude=latitude, climate_zone=climate_zone, time_zone=time_zone)
+    return Decimal(f"{float(pue(cooling_type, profile.design_temperature_c)):.6f}")
 
 
 def candidate_sites(*, lock: bool) -> list[SiteRoom]:

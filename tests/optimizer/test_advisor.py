@@ -16,7 +16,7 @@ import time_machine
 from django.core.management import call_command
 
 from optimizer import engine
-from optimizer.advisor import advise_run, judge_adjustments
+from optimizer.advisor import CannotRebuild, advise_run, judge_adjustments, rebuild_problem
 from optimizer.choices import AdvisorStatus, RunTrigger, Strategy
 from optimizer.clients.claude import Adjustment
 from optimizer.models import Allocation, OptimizationRun
@@ -445,6 +445,60 @@ def test_a_pending_claim_is_taken_over_only_once_abandoned(quick_run, claude):
 # The judge alone, on a hand-made problem: two sites, one miner earning $0.10/h per unit. At site "a" energy
 # costs exactly that much (a unit there neither earns nor loses), at site "b" half (each unit earns $0.05/h,
 # and b's 10 kW of power is the limit).
+
+
+def test_rebuilt_problem_plans_on_the_forecast_the_run_stored(quick_run):
+    periods = quick_run.inputs["forecast"]["periods"]
+    n = len(periods["hashprice_usd_per_ph_day"])
+    ramp = np.arange(n, dtype=float)  # a forecast today's inputs would not give: every series moves each period
+    for code, values in periods["energy_price_usd_per_mwh"].items():
+        periods["energy_price_usd_per_mwh"][code] = [values[0], *(values[0] + 40 + 10 * ramp[1:])]
+        periods["pue"][code] = [periods["pue"][code][0], *(1.5 + 0.01 * ramp[1:])]
+    periods["hashprice_usd_per_ph_day"] = [periods["hashprice_usd_per_ph_day"][0], *(30 - ramp[1:])]
+    periods["inference_price_usd_per_mtok"] = [periods["inference_price_usd_per_mtok"][0], *(3 + ramp[1:])]
+    for region, values in periods["inference_demand_mtok_per_h"].items():
+        periods["inference_demand_mtok_per_h"][region] = [values[0], *(100 * ramp[1:])]
+    quick_run.save(update_fields=["inputs"])
+
+    problem = rebuild_problem(quick_run).problem
+
+    codes, market = problem.site_codes, problem.market
+    stored = quick_run.inputs
+    assert problem.shape[2] == n > 1
+    assert np.allclose(problem.energy_price_usd_per_mwh, [periods["energy_price_usd_per_mwh"][c] for c in codes])
+    assert np.allclose(problem.pue[:, 1:], [periods["pue"][c][1:] for c in codes])
+    assert np.allclose(problem.pue[:, 0], [stored["sites"][c]["pue"] for c in codes], atol=1e-4)
+    assert np.allclose(market.hashprice_usd_per_ph_day, periods["hashprice_usd_per_ph_day"])
+    assert np.allclose(market.inference_price_usd_per_mtok, periods["inference_price_usd_per_mtok"])
+    for region, values in periods["inference_demand_mtok_per_h"].items():
+        assert np.allclose(market.inference_demand_mtok_per_h[region][1:], values[1:])
+
+
+def test_rebuilt_problem_of_a_run_stored_without_a_forecast_holds_its_first_period(quick_run):
+    del quick_run.inputs["forecast"]
+    quick_run.save(update_fields=["inputs"])
+
+    problem = rebuild_problem(quick_run).problem
+
+    prices = [quick_run.inputs["sites"][code]["energy_price_usd_per_mwh"] for code in problem.site_codes]
+    assert np.allclose(problem.energy_price_usd_per_mwh, np.array(prices)[:, None])
+    assert np.allclose(problem.pue, problem.pue[:, :1])
+    hashprice = quick_run.inputs["market"]["hashprice_usd_per_ph_day"]
+    assert np.allclose(problem.market.hashprice_usd_per_ph_day, hashprice)
+
+
+def test_a_stored_forecast_for_another_horizon_cannot_be_rebuilt(quick_run, claude):
+    periods = quick_run.inputs["forecast"]["periods"]
+    periods["hashprice_usd_per_ph_day"] = periods["hashprice_usd_per_ph_day"][:-1]
+    quick_run.save(update_fields=["inputs"])
+
+    with pytest.raises(CannotRebuild, match="the planning horizon changed since the run"):
+        rebuild_problem(quick_run)
+    run = advise(quick_run.pk)
+
+    assert run.advisor_status == AdvisorStatus.UNAVAILABLE
+    assert "the planning horizon changed since the run" in run.advisor_verdict
+    assert not claude.requests
 
 
 def two_site_problem():

@@ -1,8 +1,10 @@
 """A small hand-made fleet for SLA tests: three online sites with round SLA limits, and the four seeded tiers.
 
-    oslo    europe    energy x 0.5  limit  800 kW (100 GPU x 10 kW = 1,000 kW of hardware, 800 kW of power)
+    oslo    europe    energy x 0.5  limit  800 kW (80 GPU x 10 kW; 1,000 kW of power, 956 kW of IT at design PUE)
     dublin  europe    energy x 0.9  limit  500 kW (50 GPU, 2,000 kW of power)
     texas   americas  energy x 0.8  limit  300 kW (30 GPU, 3,000 kW of power)
+
+All three are immersion-cooled (PUE 1.046 at the 35 degC design temperature), so their hardware binds.
 
 Oslo also has miners, which never count toward SLA capacity.
 """
@@ -39,7 +41,7 @@ def build_fleet() -> Fleet:
     )
     miner = HardwareModelFactory(code="miner_air")
     oslo = SiteFactory(
-        code="oslo", name="Oslo", power_capacity_kw=Decimal("800"), energy_cost_multiplier=Decimal("0.5")
+        code="oslo", name="Oslo", power_capacity_kw=Decimal("1000"), energy_cost_multiplier=Decimal("0.5")
     )
     dublin = SiteFactory(
         code="dublin", name="Dublin", power_capacity_kw=Decimal("2000"), energy_cost_multiplier=Decimal("0.9")
@@ -51,7 +53,7 @@ def build_fleet() -> Fleet:
         power_capacity_kw=Decimal("3000"),
         energy_cost_multiplier=Decimal("0.8"),
     )
-    SiteInventoryFactory(site=oslo, hardware_model=gpu, units_installed=100)
+    SiteInventoryFactory(site=oslo, hardware_model=gpu, units_installed=80)
     SiteInventoryFactory(site=oslo, hardware_model=miner, units_installed=100)
     SiteInventoryFactory(site=dublin, hardware_model=gpu, units_installed=50)
     SiteInventoryFactory(site=texas, hardware_model=gpu, units_installed=30)

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from sites.choices import SiteStatus
+from sites.choices import ClimateZone, CoolingType, SiteStatus
 from sites.models import SiteInventory
 from sla.capacity import peak_kw
 from sla.choices import ContractStatus
@@ -59,6 +59,23 @@ def test_sla_limit_is_inference_hardware_bounded_by_power(fleet):
     limits = {room.code: room.limit_kw for room in candidate_sites(lock=False)}
 
     assert limits == {"oslo": Decimal("800"), "dublin": Decimal("500"), "texas": Decimal("300")}
+
+
+def test_sla_limit_counts_facility_power_at_the_pue_of_a_hot_design_day(fleet, frozen, customer):
+    """Texas turned air-cooled with 400 kW of facility power: at its climate's hot design day (humid subtropical,
+    32.8 degN: 38.3 degC) air cooling runs at PUE 1.745, so that power carries 229.286 kW of IT, less than its
+    300 kW of GPUs. Power at tonight's PUE would have let a promise through that a summer afternoon breaks."""
+    fleet.texas.cooling_type, fleet.texas.climate_zone = CoolingType.AIR, ClimateZone.HUMID_SUBTROPICAL
+    fleet.texas.latitude, fleet.texas.power_capacity_kw = Decimal("32.7767"), Decimal("400")
+    fleet.texas.save()
+    fleet.oslo.delete(), fleet.dublin.delete()
+
+    (room,) = candidate_sites(lock=False)
+
+    assert room.limit_kw == Decimal("229.286")
+    create_contract(customer=customer, request=ask(fleet.standard, "229.286"))
+    with pytest.raises(AdmissionRefused):
+        create_contract(customer=customer, request=ask(fleet.spot, "0.001"))
 
 
 def test_unavailable_units_and_offline_sites_carry_nothing(fleet):
