@@ -21,6 +21,7 @@ from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Model, QuerySet
+from django.db.models.expressions import Col
 
 _SENTINEL_BASE_DATETIME = datetime(1901, 1, 1, tzinfo=UTC)
 _SENTINEL_BASE_INT = -(2**62)
@@ -90,38 +91,36 @@ def related_attnames(prefix: str, model: type[Model]) -> list[str]:
     return [f"{prefix}{field.name if field.is_relation else field.attname}" for field in model._meta.concrete_fields]
 
 
-_CONVERTERS: dict[tuple[str, type[Model]], list[tuple[int, list]]] = {}
+_CONVERTERS: dict[tuple[str, type[Model]], list[tuple[int, Col, list]]] = {}
 
 
-def _converters(model: type[Model]) -> list[tuple[int, list]]:
-    """(column index, converters) of the model's fields that have any: the backend's and the field's own, as
-    the ORM's compiler applies them to every row it reads."""
+def _converters(model: type[Model]) -> list[tuple[int, Col, list]]:
+    """(column index, column, converters) of the model's fields that have any: the backend's and the field's own,
+    called as the ORM's compiler calls them, with the column expression."""
     key = (connection.vendor, model)
     if key not in _CONVERTERS:
         table = model._meta.db_table
-        _CONVERTERS[key] = [
-            (i, converters)
-            for i, field in enumerate(model._meta.concrete_fields)
-            if (
-                converters := connection.ops.get_db_converters(field.get_col(table))
-                + field.get_db_converters(connection)
-            )
-        ]
+        entries = []
+        for i, field in enumerate(model._meta.concrete_fields):
+            column = field.get_col(table)
+            converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if converters:
+                entries.append((i, column, converters))
+        _CONVERTERS[key] = entries
     return _CONVERTERS[key]
 
 
 def from_row(model: type[Model], row: Sequence, start: int = 0) -> tuple[Model, int]:
     """An instance of `model` from `row[start:]` (columns as `attnames(model)`), and the index after it.
 
-    Values pass the same database converters the ORM applies (JSON decoded, SQLite's naive datetimes made
-    aware, ...)."""
-    fields = model._meta.concrete_fields
-    values = list(row[start : start + len(fields)])
-    for i, converters in _converters(model):
-        field = fields[i]
+    Values pass the same database converters the ORM applies (JSON decoded, SQLite's floats made Decimals and its
+    naive datetimes aware, ...)."""
+    width = len(model._meta.concrete_fields)
+    values = list(row[start : start + width])
+    for i, column, converters in _converters(model):
         for convert in converters:
-            values[i] = convert(values[i], field, connection)
-    return model.from_db(connection.alias, None, values), start + len(fields)
+            values[i] = convert(values[i], column, connection)
+    return model.from_db(connection.alias, None, values), start + width
 
 
 def decimal(value) -> Decimal:
