@@ -8,7 +8,8 @@ Data (PostgreSQL, default database energyarb_dash): the ten seeded sites; one ye
 per site and market prices (1,051,200 + 105,120 rows, bulk-loaded with COPY by sites.bulk); a year of 15-minute
 temperatures per site (350,400 rows, the weather refresh's cadence); a year of hourly optimization runs (8,760,
 each with its allocations, about 260,000 rows); 40 running contracts with placements and 30 days of hourly
-delivery records.
+delivery records; the latest run of each of the four scenarios (`manage.py scenario`, so the Scenarios panel
+carries its real figures and chart series).
 
 Figures:
 - the dashboard JSON (GET /api/dashboard/): 200 requests in-process through Django's test client, and 200 over
@@ -21,6 +22,7 @@ Figures:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import secrets
 import statistics
@@ -246,10 +248,39 @@ def load(now: datetime) -> None:
         cursor.execute("ANALYZE")
 
 
+def ensure_scenario_runs() -> None:
+    """The latest run of each scenario, stored as `manage.py scenario` stores it (once; a few seconds each)."""
+    import tempfile
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.db import DatabaseError
+
+    from optimizer.models import ScenarioRun
+    from optimizer.scenarios import SCENARIOS
+
+    stored = set(ScenarioRun.objects.values_list("scenario", flat=True))
+    with tempfile.TemporaryDirectory() as charts:
+        for name in SCENARIOS:
+            if name in stored:
+                continue
+            with timed(f"scenario {name}"):
+                try:
+                    call_command("scenario", name, "--out", charts, stdout=StringIO())
+                except (CommandError, DatabaseError) as error:  # measured without it; said so
+                    print(f"  scenario {name} did not run: {str(error).splitlines()[0]}")
+
+
+def p95(samples_ms: list[float]) -> float:
+    """The 95th percentile (nearest rank), the figure the targets are checked against and printed."""
+    ordered = sorted(samples_ms)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
 def percentiles(samples_ms: list[float]) -> str:
     ordered = sorted(samples_ms)
-    p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)]
-    return f"p50 {statistics.median(ordered):.1f} ms, p95 {p95:.1f} ms, max {ordered[-1]:.1f} ms"
+    return f"p50 {statistics.median(ordered):.1f} ms, p95 {p95(ordered):.1f} ms, max {ordered[-1]:.1f} ms"
 
 
 def measure_in_process() -> float:
@@ -277,7 +308,7 @@ def measure_in_process() -> float:
     print(f"dashboard JSON, in-process test client, {REQUESTS} requests: {percentiles(samples)}")
     print(f"  Django CPU time per request (excludes PostgreSQL and waiting for a core): {percentiles(cpu)}")
     print(f"  response {size / 1024:.0f} KiB, {queries} queries (incl. session and user)")
-    return sorted(samples)[int(0.95 * REQUESTS) - 1]
+    return p95(samples)
 
 
 def start_gunicorn() -> subprocess.Popen:
@@ -310,9 +341,12 @@ def start_gunicorn() -> subprocess.Popen:
 
 
 def measure_http_and_page() -> tuple[float, float | None]:
+    import logging
+
     import httpx
     from playwright.sync_api import sync_playwright
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would drown the figures
     base = f"http://127.0.0.1:{PORT}"
     server = start_gunicorn()
     try:
@@ -341,7 +375,7 @@ def measure_http_and_page() -> tuple[float, float | None]:
             print(
                 f"dashboard JSON over loopback HTTP (gunicorn, 2 workers), {REQUESTS} requests: {percentiles(samples)}"
             )
-            http_p95 = sorted(samples)[int(0.95 * REQUESTS) - 1]
+            http_p95 = p95(samples)
 
             ready, first_byte, dom_loaded = [], [], []
             for _ in range(PAGE_LOADS):
@@ -359,7 +393,7 @@ def measure_http_and_page() -> tuple[float, float | None]:
         print(f"page interactive (navigation start -> drawn, Chromium), {PAGE_LOADS} loads: {percentiles(ready)}")
         print(f"  of which first byte (server renders the page with its data): {percentiles(first_byte)}")
         print(f"  DOMContentLoaded (scripts loaded and run): {percentiles(dom_loaded)}")
-        return http_p95, sorted(ready)[int(0.95 * PAGE_LOADS) - 1]
+        return http_p95, p95(ready)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -387,19 +421,20 @@ def main() -> int:
     print(f"database {url.rsplit('/', 1)[-1]}: loading a year of history (once)", flush=True)
     now = datetime.now(UTC)
     load(now)
+    ensure_scenario_runs()
     # Keep the newest prices fresh for the status pill (the simulator's newest intervals).
     from sites.services import refresh_market_prices, refresh_weather
 
     refresh_market_prices(at=timezone.now())
     refresh_weather(at=timezone.now())
 
-    from optimizer.models import Allocation, OptimizationRun
+    from optimizer.models import Allocation, OptimizationRun, ScenarioRun
     from sites.models import EnergyPrice, MarketPrice, WeatherReading
 
     print(
         f"  stored: {EnergyPrice.objects.count():,} energy prices, {MarketPrice.objects.count():,} market prices, "
         f"{WeatherReading.objects.count():,} temperatures, {OptimizationRun.objects.count():,} runs, "
-        f"{Allocation.objects.count():,} allocations"
+        f"{Allocation.objects.count():,} allocations, {ScenarioRun.objects.count()} scenario results"
     )
     print(f"  load average before measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     in_process_p95 = measure_in_process()

@@ -48,12 +48,15 @@ class PreparedRead:
         self.build = build
         self.params = params
         self._compiled: dict[str, tuple[str, list, dict[int, str]]] = {}
+        self.model: type[Model] | None = None  # the queryset's model, known once compiled
 
     def _compile(self) -> tuple[str, list, dict[int, str]]:
         vendor = connection.vendor
         if vendor not in self._compiled:
             sentinels = {name: _sentinel(kind, i) for i, (name, kind) in enumerate(self.params.items())}
-            sql, params = self.build(**sentinels).query.sql_with_params()
+            queryset = self.build(**sentinels)
+            self.model = queryset.model
+            sql, params = queryset.query.sql_with_params()
             adapt = connection.ops.adapt_datetimefield_value
             lookup = {
                 (adapt(value) if isinstance(value, datetime) else value): name for name, value in sentinels.items()
@@ -68,6 +71,14 @@ class PreparedRead:
                 raise ValueError(f"PreparedRead: the query does not use {sorted(missing)}")
             self._compiled[vendor] = (sql, list(params), slots)
         return self._compiled[vendor]
+
+    def sql(self) -> tuple[str, list]:
+        """(SQL, parameters) of a read without parameters, as compiled for this database (e.g. for the model's
+        `raw()`, to get instances: `read.model`)."""
+        if self.params:
+            raise TypeError("PreparedRead.sql() is for reads without parameters; use rows(**values)")
+        sql, params, _ = self._compile()
+        return sql, list(params)
 
     def rows(self, **values) -> list[tuple]:
         sql, params, slots = self._compile()

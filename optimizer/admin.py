@@ -17,7 +17,7 @@ from sites.admin import SiteAdmin
 from sites.models import Site
 
 from .choices import RunTrigger
-from .models import Allocation, OptimizationRun
+from .models import Allocation, OptimizationRun, ScenarioRun
 from .services import request_optimization, start_site_maintenance
 
 USD = DecimalField(max_digits=16, decimal_places=2)
@@ -215,6 +215,60 @@ class AllocationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Margin USD/h", ordering="margin_usd_per_h")
     def margin(self, obj: Allocation) -> str:
         return f"{obj.margin_usd_per_h:,.4f}"
+
+
+@admin.register(ScenarioRun)
+class ScenarioRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The latest run of each demo scenario, as the command, the API or the Scenarios page stored it."""
+
+    list_display = ("scenario", "title", "finished_at", "duration", "applied", "requested_by")
+    list_filter = ("scenario", "applied")
+    list_select_related = ("requested_by",)
+    search_fields = ("title", "requested_by__username")
+    fields = (
+        ("scenario", "applied"),
+        "title",
+        "requested_by",
+        ("started_at", "finished_at", "duration"),
+        "options_json",
+        "summary_json",
+        "result_json",
+    )
+    readonly_fields = (
+        "scenario",
+        "applied",
+        "title",
+        "requested_by",
+        "started_at",
+        "finished_at",
+        "duration",
+        "options_json",
+        "summary_json",
+        "result_json",
+    )
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(duration_db=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
+        )
+
+    @admin.display(description="Duration s", ordering="duration_db")
+    def duration(self, obj: ScenarioRun) -> str:
+        return f"{(obj.finished_at - obj.started_at).total_seconds():.1f}"
+
+    @admin.display(description="Options")
+    def options_json(self, obj: ScenarioRun) -> str:
+        return _pretty_json(obj.options)
+
+    @admin.display(description="Summary")
+    def summary_json(self, obj: ScenarioRun) -> str:
+        return _pretty_json(obj.result.get("summary", {}))
+
+    @admin.display(description="Result (table, chart series, notes)")
+    def result_json(self, obj: ScenarioRun) -> str:
+        return _pretty_json(obj.result)
 
 
 # The site's maintenance action belongs to the whole fleet, not to `sites` alone: putting a site into maintenance

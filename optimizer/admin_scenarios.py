@@ -17,7 +17,9 @@ from pathlib import Path
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
+from .models import ScenarioRun
 from .scenarios import SCENARIOS, ScenarioError, run_scenario
 
 
@@ -55,9 +57,18 @@ def scenario_admin_view(request):
     if request.method == "POST" and form.is_valid():
         if not request.user.is_staff:  # admin_view already requires staff; kept explicit for direct use
             raise PermissionError
+        started_at = timezone.now()
         try:
             result = run_scenario(
                 form.cleaned_data["scenario"], apply=form.cleaned_data["apply"], actor=request.user, **form.options()
+            )
+            # Kept as the scenario's latest outcome (the dashboard's Scenarios panel).
+            ScenarioRun.objects.record(
+                result=result,
+                options={**form.options(), "apply": form.cleaned_data["apply"]},
+                actor=request.user,
+                started_at=started_at,
+                finished_at=timezone.now(),
             )
             chart = _chart_data_uri(result)
             messages.success(request, f"{result.title}: done in {result.seconds:.1f} s.")

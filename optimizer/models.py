@@ -119,3 +119,80 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"Run {self.run_id}: {self.units_running} x {self.hardware_model_id} @ {self.site_id}"
+
+
+# The demo scenarios (optimizer.scenarios.SCENARIOS; not imported here: that module pulls in the engine).
+SCENARIO_CHOICES = (
+    ("heat-wave", "Heat wave"),
+    ("follow-the-sun", "Follow the sun"),
+    ("maintenance", "Maintenance"),
+    ("renewable", "Renewable"),
+)
+
+
+class ScenarioRunManager(models.Manager):
+    def record(self, *, result, options: dict, actor=None, started_at, finished_at) -> ScenarioRun:
+        """Store ``result`` (a ScenarioResult) as the latest run of its scenario, replacing the previous one.
+
+        One row per scenario: the dashboard shows the latest outcome of each, and a re-run overwrites it
+        (an upsert on the unique scenario, so two runs finishing together leave one row, the later write).
+        """
+        data = result.to_dict()
+        # jsonb keeps no key order: keep the order of the chart's lines (its legend) explicitly.
+        chart = data.get("chart") or {}
+        chart["line_order"] = list(chart.get("lines") or {})
+        run, _ = self.update_or_create(
+            scenario=result.scenario,
+            defaults={
+                "title": result.title[:200],
+                "options": {key: value for key, value in options.items() if value is not None},
+                "applied": result.applied,
+                "started_at": started_at,
+                "finished_at": finished_at,
+                "requested_by": actor if getattr(actor, "is_authenticated", False) else None,
+                "result": data,
+            },
+        )
+        return run
+
+
+class ScenarioRun(models.Model):
+    """The latest run of one demo scenario: its options, who ran it and when, and its result with chart series."""
+
+    scenario = models.CharField(max_length=20, choices=SCENARIO_CHOICES)
+    title = models.CharField(max_length=200)
+    options = models.JSONField(default=dict, blank=True, help_text="The options it ran with.")
+    applied = models.BooleanField(default=False, help_text="Maintenance only: the failover was kept.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="scenario_runs"
+    )
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    result = models.JSONField(
+        default=dict, blank=True, help_text="Before/after table, summary, chart series and notes (ScenarioResult)."
+    )
+
+    objects = ScenarioRunManager()
+
+    class Meta:
+        ordering = ("scenario",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("scenario",),
+                name="%(app_label)s_%(class)s_one_per_scenario",
+                violation_error_message="This scenario already has a stored run.",
+            ),
+            models.CheckConstraint(
+                condition=Q(scenario__in=[name for name, _ in SCENARIO_CHOICES]),
+                name="%(app_label)s_%(class)s_scenario_valid",
+                violation_error_message="Unknown scenario.",
+            ),
+            models.CheckConstraint(
+                condition=Q(finished_at__gte=F("started_at")),
+                name="%(app_label)s_%(class)s_finished_after_start",
+                violation_error_message="A scenario run finishes after it starts.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_scenario_display()}: {self.title}"

@@ -2,7 +2,8 @@
 
 The page embeds its first data with `json_script` (no extra round trip before it is interactive); the static
 script (static/dashboard/dashboard.js) then refreshes from `DashboardDataView` every 30 s. Every number on the
-page comes from that one document, plus a run's status while AI Optimize is in progress.
+page comes from that one document (the Scenarios panel included: the latest stored run of each scenario), plus a
+run's status while AI Optimize is in progress.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ class DashboardDataView(APIView):
     @extend_schema(
         responses={200: OpenApiTypes.OBJECT},
         summary="Dashboard data",
-        description="Sites, fleet metrics, charts, latest run, contracts and customers for the operations page.",
+        description=(
+            "Sites, fleet metrics, charts, latest run, contracts, customers and the latest result of each scenario "
+            "for the operations page."
+        ),
     )
     def get(self, request):
         return Response(build_dashboard(now=timezone.now()))

@@ -1,8 +1,8 @@
 /* energyarb operations dashboard.
  *
  * Data: the first document is embedded by the page (json_script "dashboard-data"); the same document is fetched
- * again from config.urls.data every config.refresh_seconds. Every number on the page comes from it, plus the
- * status of a run while AI Optimize works (config.urls.run). Actions: Initialize and AI Optimize POST to the
+ * again from config.urls.data every config.refresh_seconds. Every number on the page comes from it (the Scenarios
+ * panel too: each scenario's latest stored run), plus the status of a run while AI Optimize works (config.urls.run). Actions: Initialize and AI Optimize POST to the
  * original product's endpoints; the SLA panel POSTs to the customer API (quotes, then contracts).
  * Libraries: Leaflet (django-leaflet's static files), Chart.js and topojson-client (npm), all served locally.
  */
@@ -465,6 +465,93 @@
     }));
   }
 
+  // Scenarios panel ------------------------------------------------------------------------------------------
+
+  function scenarioFigure(item) {
+    const value = item.value;
+    if (typeof value !== "number") return String(value ?? "–");
+    if (item.unit === "USD") return usd(value, 0);
+    if (item.unit === "USD/t") return `${usd(value, 2)}/t`;
+    if (item.unit === "%") return `${fmt(value, 1)} %`;
+    if (item.unit) return `${fmt(value, value !== 0 && Math.abs(value) < 10 ? 2 : 1)} ${item.unit}`;
+    return Number.isInteger(value) ? fmt(value, 0) : fmt(value, 3);
+  }
+
+  function scenarioChart(chart) {
+    const bar = chart.kind === "bar";
+    return {
+      type: bar ? "bar" : "line",
+      data: {
+        labels: chart.x,
+        datasets: chart.series.map((series, i) => ({
+          label: series.label,
+          data: series.values,
+          borderColor: PALETTE[i % PALETTE.length],
+          backgroundColor: bar ? PALETTE[i % PALETTE.length] : "transparent",
+          borderWidth: bar ? 0 : 1.8,
+          pointRadius: bar ? undefined : 0,
+          tension: 0.2,
+        })),
+      },
+      options: {
+        interaction: { mode: "index", intersect: false },
+        scales: {
+          x: { title: { display: true, text: chart.x_label }, ticks: { maxTicksLimit: 12, font: { size: 10 } } },
+          y: { title: { display: true, text: chart.y_label } },
+        },
+        plugins: {
+          legend: { position: "bottom", labels: { font: { size: 10 } } },
+          subtitle: { display: Boolean(chart.title), text: chart.title, font: { size: 11 } },
+        },
+      },
+    };
+  }
+
+  function renderScenarios(scenarios) {
+    const list = scenarios || [];
+    const box = $("scenario-cards");
+    $("scenario-empty").hidden = list.some((s) => s.has_run);
+    for (const scenario of list) {
+      let card = box.querySelector(`[data-scenario="${scenario.scenario}"]`);
+      if (!card) {
+        card = el("article", { class: "scenario-card", "data-scenario": scenario.scenario }, [
+          el("header", {}, [el("h3", { text: scenario.label }), el("span", { class: "muted small scenario-meta" })]),
+          el("p", { class: "scenario-title" }),
+          el("dl", {}),
+          el("div", { class: "chart-box", hidden: true }),
+        ]);
+        box.append(card);
+      }
+      const meta = card.querySelector(".scenario-meta");
+      const title = card.querySelector(".scenario-title");
+      const figures = card.querySelector("dl");
+      const chartBox = card.querySelector(".chart-box");
+      const id = `chart-scenario-${scenario.scenario}`;
+      if (!scenario.has_run) {
+        meta.textContent = "not run yet";
+        title.replaceChildren("Run it: ", el("code", { text: `python manage.py scenario ${scenario.scenario}` }));
+        figures.replaceChildren();
+        if (charts[id]) {
+          charts[id].destroy();
+          delete charts[id];
+        }
+        chartBox.replaceChildren();
+        chartBox.hidden = true;
+        continue;
+      }
+      meta.textContent = [when(scenario.finished_at), scenario.requested_by, scenario.applied ? "applied" : null].filter(Boolean).join(" · ");
+      title.textContent = scenario.title;
+      figures.replaceChildren(...scenario.headline.flatMap((item) => [el("dt", { text: item.label }), el("dd", { text: scenarioFigure(item) })]));
+      if (!scenario.chart.series.length) {
+        chartBox.hidden = true;
+        continue;
+      }
+      if (!$(id)) chartBox.replaceChildren(el("canvas", { id, role: "img", "aria-label": scenario.chart.title || scenario.label }));
+      chartBox.hidden = false;
+      upsertChart(id, () => scenarioChart(scenario.chart));
+    }
+  }
+
   // Reasoning panel (AI Optimize) ----------------------------------------------------------------------
 
   function renderRun(run) {
@@ -763,6 +850,7 @@
     if (!polling) renderRun(d.latest_run);
     renderSlaChoices(d);
     renderContracts(d.contracts);
+    renderScenarios(d.scenarios);
     document.body.dataset.generatedAt = d.generated_at;
   }
 

@@ -8,11 +8,13 @@ fails the test. Screenshots go to var/screenshots/ (git-ignored) for review.
 from __future__ import annotations
 
 import os
+from io import StringIO
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.management import call_command
 from django.utils import timezone
 
 from optimizer.choices import RunStatus
@@ -79,6 +81,12 @@ def world():
     now = timezone.now()
     refresh_market_prices(at=now)
     refresh_weather(at=now)
+
+
+@pytest.fixture
+def scenario_run(world, tmp_path):
+    """One stored scenario run (renewable, 3 h), as `manage.py scenario` stores it."""
+    call_command("scenario", "renewable", "--hours", "3", "--out", str(tmp_path), stdout=StringIO())
 
 
 @pytest.fixture
@@ -161,7 +169,7 @@ CANVAS_HAS_PIXELS = """(canvas) => {
 }"""
 
 
-def test_signed_in_staff_sees_ten_markers_and_every_chart_drawn(session, world, staff):
+def test_signed_in_staff_sees_ten_markers_and_every_chart_drawn(session, world, scenario_run, staff):
     session.sign_in()
     page = session.page
 
@@ -171,12 +179,23 @@ def test_signed_in_staff_sees_ten_markers_and_every_chart_drawn(session, world, 
     page.wait_for_selector(".leaflet-overlay-pane path.leaflet-interactive >> nth=0")
     page.wait_for_function("document.querySelectorAll('.leaflet-overlay-pane path').length > 100")  # outlines
     canvases = page.locator("canvas")
-    assert canvases.count() == 5
+    # Five fleet charts and the chart of the one scenario that has run.
+    assert canvases.count() == 6
+    assert page.locator("#chart-scenario-renewable").count() == 1
     for index in range(canvases.count()):
         canvas = canvases.nth(index)
         assert canvas.evaluate(CANVAS_HAS_PIXELS), f"{canvas.get_attribute('id')} is blank"
     assert "MW" in page.inner_text("#m-power")
     session.screenshot("dashboard-desktop.png", full_page=True)
+
+    # Scenarios panel: the run's headline figures; the three others say how to run them.
+    assert page.locator("#scenario-empty").is_hidden()
+    renewable = page.inner_text("[data-scenario='renewable']")
+    assert "Carbon price 80 USD/t over 3 h" in renewable and "CO₂ avoided" in renewable
+    for name in ("heat-wave", "follow-the-sun", "maintenance"):
+        assert f"manage.py scenario {name}" in page.inner_text(f"[data-scenario='{name}']")
+    page.locator("#scenarios-title").scroll_into_view_if_needed()
+    session.screenshot("dashboard-scenarios.png")
 
     # Keyboard: a site card's Map button opens that site's popup with allocation, prices, weather, contracts.
     page.focus("[data-site='site_3_norway'] button")
@@ -243,6 +262,10 @@ def test_initialize_brings_an_empty_system_online(session, staff):
     page.wait_for_selector("#system-status[data-state='online']")
     assert page.locator("path.site-marker").count() == 10
     assert Site.objects.count() == 10
+    # No scenario has run: the panel says how to run one, and draws no scenario chart.
+    assert page.locator("#scenario-empty").is_visible()
+    assert "manage.py scenario" in page.inner_text("#scenario-empty")
+    assert page.locator("canvas[id^='chart-scenario-']").count() == 0
 
 
 def test_phone_viewport_has_no_horizontal_scroll(browser, live_server, world, staff):

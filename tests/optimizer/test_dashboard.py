@@ -11,6 +11,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from optimizer.choices import AdvisorStatus, RunStatus
+from optimizer.models import OptimizationRun, ScenarioRun
 from sites.choices import SiteStatus
 from sites.models import HardwareModel, Site, SiteInventory
 from sites.seeding import seed_physical_world
@@ -175,6 +176,28 @@ def test_charts_have_data_for_every_series(staff_client, applied_run):
     assert sum(allocation["miner_immersion"]) == 700.0
 
 
+def test_run_chart_profit_is_the_runs_own_profit(staff_client, applied_run):
+    bare = OptimizationRunFactory(
+        revenue_usd_per_h=Decimal("800.55"),
+        energy_cost_usd_per_h=Decimal("300.10"),
+        carbon_cost_usd_per_h=None,
+        penalty_usd_per_h=None,
+        started_at=NOW - timedelta(hours=2),
+        finished_at=NOW - timedelta(hours=2) + timedelta(seconds=5),
+    )
+    OptimizationRun.objects.filter(pk=bare.pk).update(queued_at=NOW - timedelta(hours=2))
+
+    runs = get_data(staff_client)["charts"]["runs"]
+
+    expected = {run.pk: float(run.profit_usd_per_h) for run in OptimizationRun.objects.all()}
+    assert (
+        dict(zip(runs["id"], runs["profit_usd_per_h"], strict=True))
+        == expected
+        == {bare.pk: 500.45, applied_run.pk: 570.0}
+    )
+    assert runs["t"][0] == "2026-06-01T10:02:05Z"  # finished_at, oldest first
+
+
 def test_sla_capacity_and_uptime_by_tier(staff_client, world):
     standard = Tier.objects.get(code="standard")
     contract = ContractFactory(
@@ -259,6 +282,82 @@ def test_query_count_is_bounded_whatever_the_data(staff_client, applied_run, dja
     ContractFactory.create_batch(5, status=ContractStatus.ACTIVE)
     with django_assert_max_num_queries(18):  # 14 reads + session and user
         get_data(staff_client)
+
+
+# The dashboard's reads, one per panel (optimizer.dashboard module docstring): the newest run, sites with latest
+# price, temperature and applied-run money, inventories, market, tiers, placements, run history, price chart,
+# temperature chart, latest contracts, customers, scenarios. Uptime by tier is cached for a minute.
+DASHBOARD_READS = 12
+SESSION_AND_USER = 2
+
+
+def test_query_count_is_exact_and_does_not_grow_with_the_data(staff_client, applied_run, django_assert_num_queries):
+    get_data(staff_client)  # fills the minute's uptime cache
+    with django_assert_num_queries(SESSION_AND_USER + DASHBOARD_READS):
+        get_data(staff_client)
+
+    # More of everything the page lists or sums: the same queries.
+    customer = CustomerFactory(name="Many Contracts Ltd")
+    norway = Site.objects.get(code="site_3_norway")
+    for n in range(6):
+        contract = ContractFactory(customer=customer, status=ContractStatus.ACTIVE, starts_at=NOW - timedelta(hours=1))
+        PlacementFactory(contract=contract, site=norway, valid_from=NOW - timedelta(hours=1))
+        OptimizationRunFactory(started_at=NOW - timedelta(hours=2), finished_at=NOW - timedelta(minutes=90 + n))
+    OptimizationRun.objects.exclude(pk=applied_run.pk).update(queued_at=NOW - timedelta(hours=2))  # older runs
+    ScenarioRun.objects.create(
+        scenario="renewable", title="Carbon price 80 USD/t over 2 h", started_at=NOW, finished_at=NOW, result={}
+    )
+    with django_assert_num_queries(SESSION_AND_USER + DASHBOARD_READS):
+        body = get_data(staff_client)
+    assert len(body["contracts"]) == 6 and body["metrics"]["sla_committed_kw_total"] > 0
+
+
+def test_a_newest_run_that_is_not_applied_costs_one_more_query(staff_client, applied_run, django_assert_num_queries):
+    OptimizationRunFactory(status=RunStatus.QUEUED, started_at=None, finished_at=None)
+    get_data(staff_client)
+
+    with django_assert_num_queries(SESSION_AND_USER + DASHBOARD_READS + 1):
+        body = get_data(staff_client)
+
+    assert body["latest_run"]["status"] == "queued"
+    assert body["metrics"]["run_id"] == applied_run.pk  # the money still comes from the run in force
+    assert body["metrics"]["profit_usd_per_h"] == 570.0
+
+
+def test_every_change_shows_on_the_next_request(staff_client, applied_run):
+    """Reads whose SQL is compiled once per process still run on every request: nothing is served stale."""
+    get_data(staff_client)
+    norway = Site.objects.get(code="site_3_norway")
+    Site.objects.filter(pk=norway.pk).update(status=SiteStatus.MAINTENANCE, name="Norway Oslo (works)")
+    SiteInventory.objects.filter(site=norway, hardware_model__code="miner_immersion").update(units_running=50)
+    Tier.objects.filter(code="spot").update(name="Spot (renamed)")
+    customer = CustomerFactory(name="Aardvark Compute")
+    contract = ContractFactory(customer=customer, tier=Tier.objects.get(code="premium"))
+    newer = OptimizationRunFactory(
+        started_at=NOW - timedelta(seconds=20),
+        finished_at=NOW - timedelta(seconds=10),
+        revenue_usd_per_h=Decimal("2000.00"),
+        energy_cost_usd_per_h=Decimal("500.00"),
+        is_applied=True,
+    )
+    OptimizationRun.objects.filter(pk=newer.pk).update(queued_at=NOW - timedelta(seconds=30))
+    AllocationFactory(
+        run=newer, site=norway, hardware_model=HardwareModel.objects.get(code="miner_immersion"), units_running=50,
+        revenue_usd_per_h=Decimal("2000.0000"), energy_cost_usd_per_h=Decimal("500.0000"),
+    )  # fmt: skip
+    ScenarioRun.objects.create(scenario="heat-wave", title="Heat wave: x", started_at=NOW, finished_at=NOW, result={})
+
+    body = get_data(staff_client)
+
+    sites = {row["code"]: row for row in body["sites"]}
+    assert sites["site_3_norway"]["status"] == "maintenance" and sites["site_3_norway"]["name"] == "Norway Oslo (works)"
+    assert sites["site_3_norway"]["it_kw"] == 350.0  # 50 immersion miners x 7 kW
+    assert sites["site_3_norway"]["revenue_usd_per_h"] == 2000.0 and sites["site_1_nordic"]["revenue_usd_per_h"] is None
+    assert body["metrics"]["run_id"] == newer.pk and body["latest_run"]["id"] == newer.pk
+    assert {row["code"]: row["name"] for row in body["tiers"]}["spot"] == "Spot (renamed)"
+    assert body["customers"][0] == {"id": customer.pk, "name": "Aardvark Compute"}
+    assert body["contracts"][0]["id"] == contract.pk
+    assert next(row for row in body["scenarios"] if row["scenario"] == "heat-wave")["has_run"]
 
 
 def test_dashboard_get_writes_nothing(staff_client, applied_run):
