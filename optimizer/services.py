@@ -30,8 +30,8 @@ from django.utils import timezone
 from sites.models import Site, SiteInventory
 from sites.services import set_site_status
 from sla import capacity
-from sla.choices import ContractStatus
-from sla.models import Placement, PlacementKind
+from sla.choices import ContractStatus, PlacementKind
+from sla.models import Placement
 from sla.services import (
     DeliveryRow,
     FailoverReport,

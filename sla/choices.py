@@ -31,3 +31,13 @@ CONTRACT_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 OPEN_CONTRACT_STATUSES = (ContractStatus.REQUESTED, ContractStatus.ACTIVE)
+
+
+class PlacementKind(models.TextChoices):
+    """What opened a placement row; a row it took over from ends at the moment it begins."""
+
+    ADMISSION = "admission", "Admission"
+    FAILOVER = "failover", "Failover (site left service)"
+    MIGRATION = "migration", "Migration (optimizer: cheaper elsewhere)"
+    RETURN = "return", "Return (failed-over site back online)"
+    REPLACEMENT = "replacement", "Replacement (lost capacity re-placed)"

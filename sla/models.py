@@ -15,7 +15,7 @@ from sites.choices import MarketRegion
 from sites.models import Site
 
 from .capacity import uptime_pct
-from .choices import CONTRACT_TRANSITIONS, ContractStatus, TierCode
+from .choices import CONTRACT_TRANSITIONS, ContractStatus, PlacementKind, TierCode
 from .querysets import ContractQuerySet, PlacementQuerySet, QuoteQuerySet
 
 ZERO = Decimal("0")
@@ -241,7 +241,11 @@ class Contract(models.Model):
 
     class Meta:
         ordering = ("-starts_at", "-id")
-        indexes = [models.Index(fields=("status", "starts_at", "ends_at"), name="sla_contract_status_window_idx")]
+        indexes = [
+            models.Index(fields=("status", "starts_at", "ends_at"), name="sla_contract_status_window_idx"),
+            # The dashboard's latest contracts (newest first, LIMIT n) without sorting the whole table.
+            models.Index(fields=("-created_at", "-id"), name="sla_contract_newest_idx"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(capacity_kw__gt=0),
@@ -311,16 +315,6 @@ class Contract(models.Model):
     @property
     def committed_kwh(self) -> Decimal:
         return ((getattr(self, "committed_kw_minutes", ZERO) or ZERO) / 60).quantize(Decimal("0.001"))
-
-
-class PlacementKind(models.TextChoices):
-    """What opened a placement row; a row it took over from ends at the moment it begins."""
-
-    ADMISSION = "admission", "Admission"
-    FAILOVER = "failover", "Failover (site left service)"
-    MIGRATION = "migration", "Migration (optimizer: cheaper elsewhere)"
-    RETURN = "return", "Return (failed-over site back online)"
-    REPLACEMENT = "replacement", "Replacement (lost capacity re-placed)"
 
 
 class Placement(models.Model):

@@ -24,8 +24,8 @@ from sla.capacity import (
     MIN_DURATION_HOURS,
     START_GRACE_SECONDS,
 )
-from sla.choices import ContractStatus, TierCode
-from sla.models import Contract, Customer, PlacementKind, Quote, ServiceCreditRule, Tier
+from sla.choices import ContractStatus, PlacementKind, TierCode
+from sla.models import Contract, Customer, Quote, ServiceCreditRule, Tier
 from sla.services import CapacityRequest
 
 MAX_ID = 2**63 - 1  # larger ids cannot exist (bigint); refusing them keeps the database from raising

@@ -15,10 +15,10 @@ from sites.models import Site
 
 from .. import capacity
 from ..capacity import Booking, NoPlacement, SiteRoom
+from ..choices import PlacementKind
 from ..models import (
     Downtime,
     Placement,
-    PlacementKind,
     PreemptionNotice,
 )
 from .admission import displace_spot, load_bookings, read_fleet

@@ -29,8 +29,8 @@ from django.utils import timezone
 
 from .. import capacity
 from ..capacity import Booking, SiteRoom
-from ..choices import ContractStatus
-from ..models import Contract, Downtime, Placement, PlacementKind, PreemptionNotice
+from ..choices import ContractStatus, PlacementKind
+from ..models import Contract, Downtime, Placement, PreemptionNotice
 from .admission import displace_spot, load_bookings, read_fleet
 
 ZERO = Decimal("0")

@@ -10,7 +10,8 @@ import time_machine
 
 from sites.choices import SiteStatus
 from sla.capacity import peak_kw
-from sla.models import Downtime, Placement, PlacementKind, PreemptionNotice
+from sla.choices import PlacementKind
+from sla.models import Downtime, Placement, PreemptionNotice
 from sla.services import (
     CapacityRequest,
     cancel_contract,

@@ -20,7 +20,8 @@ from optimizer.services import optimize_now
 from sites.choices import SiteStatus
 from sites.services import set_site_status
 from sla.capacity import peak_kw
-from sla.models import Downtime, Placement, PlacementKind
+from sla.choices import PlacementKind
+from sla.models import Downtime, Placement
 from sla.services import (
     CapacityRequest,
     cancel_contract,
