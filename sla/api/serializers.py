@@ -334,6 +334,12 @@ class PlacementSerializer(SharedFieldsMixin, serializers.Serializer):
         read_only=True,
         help_text="What opened this row: admission, failover, migration (optimizer), return, replacement.",
     )
+    moved_from = serializers.CharField(
+        source="moved_from.code",
+        read_only=True,
+        allow_null=True,
+        help_text="Code of the site the kW came off (failover, migration, return); null for an admission.",
+    )
     reason = serializers.CharField(read_only=True)
 
 

@@ -170,7 +170,10 @@ class ContractViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.Rea
         Contract.objects.select_related("tier", "customer")
         .with_uptime()
         .prefetch_related(
-            Prefetch("placements", queryset=Placement.objects.select_related("site").order_by("valid_from", "id")),
+            Prefetch(
+                "placements",
+                queryset=Placement.objects.select_related("site", "moved_from").order_by("valid_from", "id"),
+            ),
             Prefetch("service_credits", queryset=ServiceCredit.objects.order_by("-month")),
             Prefetch("preemption_notices", queryset=PreemptionNotice.objects.select_related("site")),
             Prefetch("downtimes", queryset=Downtime.objects.select_related("site")),

@@ -9,9 +9,10 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from sites.choices import SiteStatus
 from sla.choices import ContractStatus
 from sla.models import Contract, Quote
-from sla.services import DeliveryRow, issue_service_credits, record_deliveries
+from sla.services import DeliveryRow, fail_over_site, issue_service_credits, record_deliveries
 from tests.factories import T0, ContractFactory, CustomerFactory, MarketPriceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +73,7 @@ def test_contract_from_quote_is_admitted_at_the_quoted_price(fleet, frozen, cust
             "valid_from": "2026-06-01T00:00:00Z",
             "valid_to": "2026-06-01T03:00:00Z",
             "kind": "admission",
+            "moved_from": None,
             "reason": f"admitted (quote {quote.json()['id']})",
         }
     ]
@@ -126,6 +128,21 @@ def test_inline_contract_is_admitted_and_placed(fleet, frozen, customer_api):
     assert sorted((p["site"], p["capacity_kw"]) for p in response.json()["placements"]) == [
         ("dublin", "300.000"),
         ("oslo", "300.000"),
+    ]
+
+
+def test_contract_detail_shows_where_a_failed_over_placement_came_from(fleet, frozen, customer_api):
+    contract_id = buy(customer_api, tier="standard", capacity_kw="100", duration_hours="4").json()["id"]
+    with time_machine.travel(T0 + timedelta(hours=1), tick=False):
+        fleet.oslo.status = SiteStatus.MAINTENANCE
+        fleet.oslo.save()
+        fail_over_site(site=fleet.oslo, reason="chiller swap")
+
+    placements = customer_api.get(reverse("contract-detail", args=[contract_id])).json()["placements"]
+
+    assert [(p["site"], p["kind"], p["moved_from"]) for p in placements] == [
+        ("oslo", "admission", None),
+        ("texas", "failover", "oslo"),  # the cheapest site with room (energy x 0.8 against dublin's 0.9)
     ]
 
 
