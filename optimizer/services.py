@@ -233,23 +233,30 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
             int(units[site_index[inventory.site_id], hw_index[inventory.hardware_model_id]]), inventory.units_available
         )
     SiteInventory.objects.bulk_update(inventories, ["units_running"])
+    migrations = _migrate_after_apply(problem)
     # Uptime is measured from what the applied plan delivers, not from what was promised: for each contract
-    # running now, the kW the plan serves in the interval being applied (sla computes uptime and credits).
+    # running now, the kW the plan serves in the interval being applied, less what the cut-overs of the moves
+    # just decided leave unserved in it (sla computes uptime and credits).
     served = {str(c.id): sum(c.placements_kw.values()) for c in solution.commitments}
+    cutover = migrations.get("cutover_kw_minutes", {})
     interval_start = problem.period_starts[0] if problem.period_starts else timezone.now()
+    interval_minutes = round(first_hours * 60)
     record_deliveries(
         rows=[
             DeliveryRow(
                 contract_id=contract.pk,
                 interval_start=interval_start,
-                interval_minutes=round(first_hours * 60),
+                interval_minutes=interval_minutes,
                 committed_kw=contract.capacity_kw,
-                delivered_kw=min(_dec(served.get(str(contract.pk), 0.0), 3), contract.capacity_kw),
+                delivered_kw=min(
+                    _dec(max(served.get(key, 0.0) - cutover.get(key, 0.0) / interval_minutes, 0.0), 3),
+                    contract.capacity_kw,
+                ),
             )
             for contract in inputs.contracts
+            for key in (str(contract.pk),)
         ]
     )
-    migrations = _migrate_after_apply(problem)
     details = {
         "status": solution.status,
         "mip_gap": solution.mip_gap,
@@ -606,6 +613,9 @@ def migrate_after_run(*, problem: engine.Problem, now: datetime | None = None, a
     )
     refused = dict(report.refused)
     return {
+        "cutover_kw_minutes": {
+            str(contract): float(kw_min) for contract, kw_min in report.cutover_kw_minutes().items()
+        },
         "replaced": [[contract, site, float(kw)] for contract, site, kw in replaced.placed],
         "still_short": [[contract, float(kw)] for contract, kw in replaced.short],
         "decisions": [

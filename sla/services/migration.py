@@ -151,6 +151,15 @@ class MoveReport:
 
     moved: list[Placement] = field(default_factory=list)  # the new rows
     refused: list[tuple[int, str]] = field(default_factory=list)  # (placement id, why)
+    cutovers: list[Downtime] = field(default_factory=list)  # the closed downtime of each cut-over
+
+    def cutover_kw_minutes(self) -> dict[int, Decimal]:
+        """kW-minutes each contract went unserved during its cut-overs (what deliveries must not count)."""
+        lost: dict[int, Decimal] = {}
+        for downtime in self.cutovers:
+            minutes = Decimal((downtime.ended_at - downtime.started_at).total_seconds()) / 60
+            lost[downtime.contract_id] = lost.get(downtime.contract_id, ZERO) + downtime.unserved_kw * minutes
+        return lost
 
     def __str__(self) -> str:
         return f"{len(self.moved)} placements moved, {len(self.refused)} refused"
@@ -227,6 +236,7 @@ def move_placements(*, moves: Iterable[PlacementMove], now: datetime | None = No
                 )
             )
     Downtime.objects.bulk_create(downtimes)
+    report.cutovers = downtimes
     return report
 
 

@@ -249,7 +249,7 @@ def test_a_failing_migration_step_is_recorded_and_the_plan_still_applies(world, 
         calm = optimize_now(trigger=RunTrigger.MANUAL)
         monkeypatch.setattr("optimizer.services.migrate_after_run", explode)
         run = optimize_now(trigger=RunTrigger.MANUAL)
-    assert calm.details["migrations"] == {"replaced": [], "still_short": [], "decisions": []}
+    assert calm.details["migrations"] == {"cutover_kw_minutes": {}, "replaced": [], "still_short": [], "decisions": []}
     assert run.status == RunStatus.SUCCEEDED and run.is_applied
     assert run.details["migrations"] == {"error": "RuntimeError: migration bug"}
     assert Allocation.objects.filter(run=run).exists()
@@ -276,3 +276,34 @@ def test_explanation_names_the_forecast_the_plan_was_based_on(world, settings, s
     assert lines[1].startswith("Profit")  # the profit over the horizon, then what the horizon was planned on
     assert lines[2] == f"Forecast ({setting}): {run.inputs['forecast']['note']}"
     assert lines[2].startswith(said)
+
+
+def test_a_cut_over_decided_after_a_run_is_not_counted_as_delivered(world):
+    """A Flexible contract runs on one site (Singapore: energy x 1.4, hot) with no other placement; the run after
+    it finds Norway far cheaper, the move pays, and the 2-minute cut-over leaves all its kW unserved: the interval's
+    delivery is short by exactly that, and the cut-over is a closed downtime on the contract."""
+    from decimal import Decimal
+
+    from sla.models import ContractDelivery, Downtime, Placement
+    from sla.services import seed_tiers
+    from tests.factories import ContractFactory, PlacementFactory
+
+    seed_tiers()
+    contract = ContractFactory(
+        status="active", tier__code="flexible", capacity_kw=Decimal("100"), quoted_price_usd_per_kwh=Decimal("1.00"),
+        starts_at=NOW - timedelta(hours=3), ends_at=NOW + timedelta(days=2),
+    )  # fmt: skip
+    PlacementFactory(contract=contract, site=world.get(code="site_4_singapore"), capacity_kw=Decimal("100"),
+                     valid_from=NOW - timedelta(hours=3), valid_to=NOW + timedelta(days=2))  # fmt: skip
+    with time_machine.travel(NOW, tick=False):
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    (moved,) = [d for d in run.details["migrations"]["decisions"] if d["moved"]]
+    assert Placement.objects.get(contract=contract, valid_to__isnull=False, site__code="site_4_singapore")
+    downtime = Downtime.objects.get(contract=contract)
+    assert downtime.unserved_kw == Decimal("100.000") and downtime.ended_at - downtime.started_at == timedelta(minutes=2)
+    assert run.details["migrations"]["cutover_kw_minutes"] == {str(contract.pk): 200.0}
+    delivery = ContractDelivery.objects.get(contract=contract)
+    assert (delivery.committed_kw, delivery.interval_minutes) == (Decimal("100.000"), 5)
+    assert delivery.delivered_kw == Decimal("60.000")  # 100 kW x (5 - 2) / 5 minutes
