@@ -1,0 +1,125 @@
+"""The heat-wave scenario: the heat-aware plan against a heat-blind one curtailed to the grid connection."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from sites.simulation import HeatWave
+
+from .. import engine
+from .world import ScenarioResult, _checked, _hour_labels, _start, build_world, kw_by_kind
+
+HEAT_RAMP_HOURS = 2.0  # the heat wave reaches its plateau over two hours (raised cosine)
+POWER_MARGIN = 1.0 - 1e-7  # curtailment lands just inside the power row, clear of the solver's tolerance
+
+
+def curtail_to_power(problem: engine.Problem, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forced curtailment: scale every site's units down, evenly, until IT kW x PUE fits its grid connection.
+
+    This is what happens to a plan made without knowing the heat: at the hotter PUE its facility power exceeds
+    the connection, and the site sheds load across the board (thermal throttling, breakers) rather than by
+    profit. Returns ``(units, curtailed IT kW [S, T])``.
+    """
+    kw = np.array([h.power_kw for h in problem.hardware])
+    it_kw = np.einsum("sht,h->st", units, kw)
+    cap = np.array([s.power_capacity_kw for s in problem.sites])[:, None] / problem.pue
+    factor = np.where(it_kw > cap, cap / np.where(it_kw > 0, it_kw, 1.0) * POWER_MARGIN, 1.0)
+    scaled = units * factor[:, None, :]
+    return scaled, it_kw - np.einsum("sht,h->st", scaled, kw)
+
+
+def heat_wave(
+    *, site: str | None = None, delta_c: float = 12.0, hours: int = 24, start: datetime | None = None
+) -> ScenarioResult:
+    """One site gets ``delta_c`` hotter for ``hours``: the heat-aware plan against the heat-blind one.
+
+    heat-blind = the plan made with the normal weather (normal PUE), run in the heat: the excess facility power is
+    curtailed evenly (``curtail_to_power``) and the money is accounted at the heat PUE (``engine.evaluate``).
+    heat-aware = the engine planning with the heat PUE.
+    """
+    began = time.perf_counter()
+    start = _start(start)
+    probe = build_world(start=start, hours=hours)
+    # Default: the site that is hottest over the window anyway (a heat wave bites where it is already warm).
+    code = site or probe.site_codes[int(np.argmax(probe.temperature_c.max(axis=1)))]
+    hot = probe.index(code)
+    wave = HeatWave(start=start, end=start + timedelta(hours=hours), delta_c=delta_c, ramp_hours=HEAT_RAMP_HOURS)
+    world = build_world(start=start, hours=hours, heat_waves={code: wave})
+    normal = world.problem(pue_=probe.pue())  # same weather without the bump
+    heat = world.problem()
+    blind_plan = _checked(engine.solve(normal), "heat-blind")
+    blind_units, curtailed_kw = curtail_to_power(heat, blind_plan.units)
+    blind = _checked(engine.evaluate(heat, blind_units), "heat-blind accounting")
+    aware = _checked(engine.solve(heat), "heat-aware")
+
+    d = heat.period_hours
+    plan_kw, aware_kw = kw_by_kind(normal, blind_plan.units), kw_by_kind(heat, aware.units)
+    blind_kw = kw_by_kind(heat, blind_units)
+    pue_normal, pue_heat = normal.pue, heat.pue
+    moved_inference = float((plan_kw["inference"][hot] - aware_kw["inference"][hot]).mean())
+    moved_mining = float((plan_kw["miner"][hot] - aware_kw["miner"][hot]).mean())
+    plan_it, aware_it = plan_kw["inference"] + plan_kw["miner"], aware_kw["inference"] + aware_kw["miner"]
+    # Cooling energy = IT kW x (PUE - 1) x h. The heat-blind plan would have needed its IT load's cooling at the
+    # heat PUE; the heat-aware plan needs only its own.
+    cooling_avoided = float(((plan_it[hot] - aware_it[hot]) * (pue_heat[hot] - 1.0) * d).sum() / 1000.0)
+    rows = []
+    for s, name in enumerate(world.site_codes):
+        rows.append(
+            {
+                "site": name,
+                "pue_before": float(pue_normal[s].mean()),
+                "pue_after": float(pue_heat[s].mean()),
+                "inference_kw_before": float(blind_kw["inference"][s].mean()),
+                "inference_kw_after": float(aware_kw["inference"][s].mean()),
+                "mining_kw_before": float(blind_kw["miner"][s].mean()),
+                "mining_kw_after": float(aware_kw["miner"][s].mean()),
+                "curtailed_kw_before": float(curtailed_kw[s].mean()),
+                "profit_usd_before": blind.site_breakdown[s].profit_usd,
+                "profit_usd_after": aware.site_breakdown[s].profit_usd,
+            }
+        )
+    blind_profit, aware_profit = blind.totals.profit_usd, aware.totals.profit_usd
+    summary = {
+        "site": code,
+        "delta_c": delta_c,
+        "peak_temperature_c": float(world.temperature_c[hot].max()),
+        "pue_normal_mean": float(pue_normal[hot].mean()),
+        "pue_heat_peak": float(pue_heat[hot].max()),
+        "inference_moved_kw": moved_inference,
+        "mining_moved_kw": moved_mining,
+        "forced_curtailment_mwh": float((curtailed_kw * d).sum() / 1000.0),
+        "cooling_energy_avoided_mwh": cooling_avoided,
+        "profit_no_heat_usd": blind_plan.totals.profit_usd,
+        "profit_heat_blind_usd": blind_profit,
+        "profit_heat_aware_usd": aware_profit,
+        "profit_kept_usd": aware_profit - blind_profit,
+    }
+    hot_it_blind = blind_kw["inference"][hot] + blind_kw["miner"][hot]
+    return ScenarioResult(
+        scenario="heat-wave",
+        title=f"Heat wave: {code} +{delta_c:g} degC for {hours} h",
+        start=start,
+        hours=hours,
+        columns=tuple(rows[0]),
+        rows=rows,
+        summary=summary,
+        chart={
+            "title": f"{code}: IT load in a +{delta_c:g} degC heat wave",
+            "x_label": "hour (UTC)",
+            "y_label": "IT kW",
+            "x": _hour_labels(world),
+            "lines": {
+                "plan without heat": plan_it[hot].tolist(),
+                "heat-blind (curtailed)": hot_it_blind.tolist(),
+                "heat-aware": aware_it[hot].tolist(),
+            },
+        },
+        notes=[
+            "before = heat-blind plan (made at normal PUE, curtailed evenly to the grid connection at the heat PUE); "
+            "after = heat-aware plan.",
+        ],
+        seconds=time.perf_counter() - began,
+    )
