@@ -1,0 +1,129 @@
+"""The operations dashboard's read model: every number the page shows, from one bounded set of queries.
+
+`build_dashboard(now=...)` returns a JSON-ready dict (floats rounded for display, times in ISO 8601 UTC). It writes
+nothing. Query cost is fixed, whatever the history stored: 12 queries, each bounded by an index and a window
+(tests/optimizer/test_dashboard.py counts them):
+
+ 1. the newest run (any status, for the reasoning panel; its input snapshot and Claude's proposal are not loaded),
+    and only when that run is not the one in force, the newest applied run (one more query);
+ 2. sites with their latest energy price and temperature and, from the newest applied run's allocations, their
+    revenue and energy cost (correlated subqueries, one index probe each per site);
+ 3. inventories with their hardware model;
+ 4. the newest market price;
+ 5. tiers; 6. current placements with their contract, tier and customer (committed kW per site and tier);
+    delivered / committed kW-minutes per tier over UPTIME_WINDOW_DAYS (cached for a minute, one query a minute);
+ 7. succeeded runs of the last RUN_HISTORY_HOURS (revenue and profit chart, profit computed in SQL);
+ 8. energy prices of the last PRICE_HISTORY_HOURS for every site, every 15 minutes (price chart), and
+ 9. hourly temperatures of the last PRICE_HISTORY_HOURS (PUE against temperature chart);
+10. the latest contracts and 11. customers (the SLA panel);
+12. the latest run of each scenario (headline figures and chart series, not its table).
+
+Cost is mostly Python, not PostgreSQL (~3 ms of the ~12 ms): the reads without a per-request input (1, 2, 3, 5, 10,
+11, 12) are compiled to SQL once per process (`_static`), rows come as the driver's tuples where the driver
+already returns what the ORM would (`_rows`), and no model instance is built except the ten sites, the newest run
+and the market price. Nothing is cached across requests except the uptime figure: every other number is read anew.
+
+Units: power in kW or MW as named; money in USD per hour; temperatures in °C; PUE dimensionless (facility / IT).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sla.models import Customer
+
+from ..models import OptimizationRun
+from .charts import PRICE_HISTORY_HOURS, PUE_CURVE_TEMPERATURES_C, _chart_rows, _price_history, _pue_temperature
+from .contracts import (
+    CONTRACT_STATUS_LABELS,
+    CUSTOMER_CHOICES_LIMIT,
+    LATEST_CONTRACTS,
+    UPTIME_CACHE_SECONDS,
+    UPTIME_WINDOW_DAYS,
+    _latest_contracts,
+    uptime_by_tier,
+)
+from .fleet import Freshness, assess_freshness, fleet_state
+from .reads import PRICE_CHART_STEP_MINUTES, EpochSeconds, _static_models, _static_rows
+from .runs import MAX_BINDING_LINES, RUN_HISTORY_HOURS, RUN_HISTORY_LIMIT, UNREAD_RUN_FIELDS, run_history, run_summary
+from .scenarios import SCENARIO_HEADLINES, latest_scenarios
+from .site_rows import DEFAULT_TEMPERATURE_C, HARDWARE_ORDER, INVENTORY_COLUMNS
+
+__all__ = [
+    "CONTRACT_STATUS_LABELS",
+    "CUSTOMER_CHOICES_LIMIT",
+    "DEFAULT_TEMPERATURE_C",
+    "HARDWARE_ORDER",
+    "INVENTORY_COLUMNS",
+    "LATEST_CONTRACTS",
+    "MAX_BINDING_LINES",
+    "PRICE_CHART_STEP_MINUTES",
+    "PRICE_HISTORY_HOURS",
+    "PUE_CURVE_TEMPERATURES_C",
+    "RUN_HISTORY_HOURS",
+    "RUN_HISTORY_LIMIT",
+    "SCENARIO_HEADLINES",
+    "UNREAD_RUN_FIELDS",
+    "UPTIME_CACHE_SECONDS",
+    "UPTIME_WINDOW_DAYS",
+    "EpochSeconds",
+    "Freshness",
+    "assess_freshness",
+    "build_dashboard",
+    "fleet_state",
+    "latest_scenarios",
+    "run_history",
+    "run_summary",
+    "uptime_by_tier",
+]
+
+
+def build_dashboard(*, now: datetime) -> dict:
+    """Everything the dashboard shows, as one JSON-ready dict (see the module docstring for its queries)."""
+    latest_run = next(
+        iter(
+            _static_models(
+                "latest-run",
+                lambda: OptimizationRun.objects.defer(*UNREAD_RUN_FIELDS).order_by("-queued_at", "-id")[:1],
+            )
+        ),
+        None,
+    )
+    state = fleet_state(now=now, latest_run=latest_run)
+    state.pop("applied_run")
+    site_rows = state["sites"]
+    hardware = state["hardware"]
+    price_rows, temperature_rows = _chart_rows([row["id"] for row in site_rows], now)
+    return {
+        **state,
+        "latest_run": run_summary(latest_run),
+        "charts": {
+            "runs": run_history(now=now),
+            "energy_prices": _price_history(site_rows, price_rows),
+            "pue_temperature": _pue_temperature(site_rows, temperature_rows),
+            "allocation": {
+                "sites": [row["name"] for row in site_rows],
+                "series": [
+                    {
+                        "hardware": model["code"],
+                        "label": model["name"],
+                        "kind": model["kind"],
+                        "it_kw": [
+                            next((a["it_kw"] for a in row["allocation"] if a["hardware"] == model["code"]), 0.0)
+                            for row in site_rows
+                        ],
+                    }
+                    for model in hardware
+                ],
+            },
+        },
+        "contracts": _latest_contracts(),
+        "customers": [
+            {"id": pk, "name": name}
+            for pk, name in _static_rows(
+                "customers",
+                lambda: Customer.objects.order_by("name", "id").values_list("id", "name")[:CUSTOMER_CHOICES_LIMIT],
+            )
+        ],
+        "scenarios": latest_scenarios(),
+    }

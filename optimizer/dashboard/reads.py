@@ -1,0 +1,147 @@
+"""The dashboard's read machinery: driver rows, reads compiled once per process, and the windowed query shapes."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from decimal import Decimal
+
+from django.core.exceptions import EmptyResultSet
+from django.db import connection, connections
+from django.db.models import F, FloatField, Func, QuerySet, Value
+from django.db.models.functions import Cast, Coalesce
+
+from energyarb.db import PreparedRead
+from sites.models import EnergyPrice, WeatherReading
+from sla.models import Placement
+
+from ..models import OptimizationRun
+
+PRICE_CHART_STEP_MINUTES = 15  # the price chart samples every third 5-minute interval (96 points a day)
+ZERO = Decimal(0)
+FLOAT = FloatField()
+USD_FIELD = OptimizationRun._meta.get_field("revenue_usd_per_h")
+
+
+class EpochSeconds(Func):
+    """Seconds since 1970 of a timestamp column, as a float.
+
+    For charts that read thousands of timestamps: a float is parsed in C, while each datetime goes through
+    Django's timezone-aware loader in Python (about 10 µs a value).
+    """
+
+    output_field = FloatField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)::float8", **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # Django stores UTC text; julianday() counts days from 4714 BC, 2440587.5 of them before 1970.
+        return self.as_sql(compiler, connection, template="(julianday(%(expressions)s) - 2440587.5) * 86400.0", **extra)
+
+
+def _rows(queryset) -> list[tuple]:
+    """The rows of a `values_list()` QuerySet, as tuples.
+
+    On PostgreSQL straight from the driver: for integers, text, booleans, timestamptz, numeric and float8 psycopg
+    already returns what Django would (JSON comes as text: see `_json`), and skipping Django's per-row converters
+    saves about 2 µs a row on the charts' ~1,300 rows. Other databases go through the ORM's own iterator.
+    """
+    db = connections[queryset.db]
+    if db.vendor != "postgresql":
+        return list(queryset)
+    try:
+        sql, params = queryset.query.get_compiler(queryset.db).as_sql()
+    except EmptyResultSet:  # e.g. `site_id__in=[]`: the ORM answers without asking the database
+        return []
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+_STATIC: dict[str, PreparedRead] = {}
+
+
+def _static(name: str, build: Callable[[], QuerySet]) -> PreparedRead:
+    """The read `build()` with no per-request input, compiled once per process and database (energyarb.db).
+
+    Django builds and compiles a QuerySet anew on every evaluation: for the sites query with its correlated
+    subqueries that is ~2.5 ms of Python, against ~0.4 ms for PostgreSQL to run it.
+    """
+    if name not in _STATIC:
+        _STATIC[name] = PreparedRead(build)
+    return _STATIC[name]
+
+
+def _static_rows(name: str, build: Callable[[], QuerySet]) -> list[tuple]:
+    """The rows of a parameterless `values_list()` QuerySet (`_static`), as `_rows` returns them."""
+    if connection.vendor != "postgresql":
+        return list(build())
+    return _static(name, build).rows()
+
+
+def _static_models(name: str, build: Callable[[], QuerySet]) -> list:
+    """The model instances of a parameterless QuerySet (`_static`), annotations included.
+
+    `Manager.raw()` runs the stored SQL and applies each model field's converters (JSON, ...); annotations come as
+    the driver returns them, which on PostgreSQL is what the ORM returns too. Other databases use the ORM.
+    """
+    if connection.vendor != "postgresql":
+        return list(build())
+    read = _static(name, build)
+    sql, params = read.sql()
+    return list(read.model._default_manager.raw(sql, params))
+
+
+# The shapes of the reads that take a time window: built once (ordering, columns, joins, fixed filters resolved),
+# each request adds its own window to a copy (QuerySet.filter clones; these are never evaluated themselves).
+# Saves ~0.3 ms of Python per query; the SQL sent is the same query.
+
+
+@functools.cache
+def _placements_shape() -> QuerySet:
+    return (
+        Placement.objects.committed()
+        .order_by("site_id", "contract__tier__priority", "contract_id", "id")
+        .values_list("site_id", "contract_id", "contract__tier__code", "contract__customer__name", "capacity_kw",
+                     "contract__ends_at")
+    )  # fmt: skip
+
+
+@functools.cache
+def _run_history_shape() -> QuerySet:
+    # OptimizationRun.profit_usd_per_h in SQL: exact numeric arithmetic, then one float per value.
+    profit = F("revenue_usd_per_h") - (
+        F("energy_cost_usd_per_h")
+        + Coalesce("carbon_cost_usd_per_h", Value(ZERO, output_field=USD_FIELD))
+        + Coalesce("penalty_usd_per_h", Value(ZERO, output_field=USD_FIELD))
+    )
+    return (
+        OptimizationRun.objects.succeeded()
+        .order_by("-queued_at", "-id")
+        .values_list("id", Coalesce("finished_at", "queued_at"), Cast("revenue_usd_per_h", FLOAT), Cast(profit, FLOAT))
+    )
+
+
+@functools.cache
+def _price_chart_shape() -> QuerySet:
+    return (
+        EnergyPrice.objects.filter(interval_start__minute__in=range(0, 60, PRICE_CHART_STEP_MINUTES))
+        .order_by()
+        .values_list("site_id", EpochSeconds("interval_start"), Cast("price_usd_per_mwh", FLOAT))
+    )
+
+
+@functools.cache
+def _temperature_chart_shape() -> QuerySet:
+    return (
+        WeatherReading.objects.filter(observed_at__minute=0)
+        .order_by()
+        .values_list("site_id", EpochSeconds("observed_at"), Cast("temperature_c", FLOAT))
+    )
+
+
+def _json(value):
+    """A JSON column as read by `_static_rows`: text from PostgreSQL's driver (Django decodes it in the ORM)."""
+    return json.loads(value) if isinstance(value, str) else value
