@@ -300,9 +300,11 @@ def test_a_cut_over_decided_after_a_run_is_not_counted_as_delivered(world):
 
     assert run.status == RunStatus.SUCCEEDED, run.error
     (moved,) = [d for d in run.details["migrations"]["decisions"] if d["moved"]]
+    assert (moved["contract"], moved["from"], moved["kind"]) == (contract.pk, "site_4_singapore", "migration")
     assert Placement.objects.get(contract=contract, valid_to__isnull=False, site__code="site_4_singapore")
     downtime = Downtime.objects.get(contract=contract)
-    assert downtime.unserved_kw == Decimal("100.000") and downtime.ended_at - downtime.started_at == timedelta(minutes=2)
+    assert downtime.unserved_kw == Decimal("100.000")
+    assert downtime.ended_at - downtime.started_at == timedelta(minutes=2)
     assert run.details["migrations"]["cutover_kw_minutes"] == {str(contract.pk): 200.0}
     delivery = ContractDelivery.objects.get(contract=contract)
     assert (delivery.committed_kw, delivery.interval_minutes) == (Decimal("100.000"), 5)
