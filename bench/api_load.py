@@ -322,13 +322,14 @@ def main() -> None:
         asyncio.run(run_load(port=port, token=token, clients=args.clients, seconds=args.warmup, seed=0))
         for run in range(1, args.runs + 1):
             workers, backends = worker_pids(server.pid), backend_pids(args.database_url)
-            before = cpu_seconds(workers), cpu_seconds(backends)
+            before = cpu_seconds(workers), cpu_seconds(backends), time.process_time()
             tally, elapsed = asyncio.run(
                 run_load(port=port, token=token, clients=args.clients, seconds=args.seconds, seed=run)
             )
             count = max(len(tally.latencies_ms), 1)
             worker_ms = (cpu_seconds(workers) - before[0]) * 1000 / count
             database_ms = (cpu_seconds(backends) - before[1]) * 1000 / count
+            client_ms = (time.process_time() - before[2]) * 1000 / count
             server_cpu_ms = worker_ms + database_ms
             rate = len(tally.latencies_ms) / elapsed
             results.append((rate, tally, elapsed, server_cpu_ms))
@@ -336,7 +337,8 @@ def main() -> None:
                 f"run {run}: {rate:7.1f} requests/s  {tally.decisions / elapsed:7.1f} decisions/s  "
                 f"p50 {percentile(tally.latencies_ms, 50):6.1f} ms  p99 {percentile(tally.latencies_ms, 99):6.1f} ms  "
                 f"201 {tally.statuses.get(201, 0)}  409 {tally.statuses.get(409, 0)}  errors {tally.errors}  "
-                f"server CPU/request {worker_ms:.1f} ms workers + {database_ms:.1f} ms PostgreSQL  "
+                f"server CPU/request {worker_ms:.1f} ms workers + {database_ms:.1f} ms PostgreSQL "
+                f"(load generator {client_ms:.1f} ms)  "
                 f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
             )
     finally:

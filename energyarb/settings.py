@@ -136,10 +136,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Server-side parameters let psycopg prepare a statement once it has run PREPARE_THRESHOLD times on a
     # connection: the hot paths (token, admission's locked reads, inserts) then skip PostgreSQL's parse and plan,
     # which cost more server CPU than executing them.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
+    # A prepared statement runs on a generic plan, costed without its parameter values: at PostgreSQL's default
+    # random_page_cost (4, spinning disks) the generic plan of admission's overlap read hashes every open contract
+    # instead of probing the few its placements name, and grows with the book. 1.1 is the usual value for SSDs
+    # (and a database that fits in memory); DB_RANDOM_PAGE_COST="" keeps the server's setting.
+    database_options = DATABASES["default"].setdefault("OPTIONS", {})
+    database_options.update(
         server_side_binding=env_bool("DB_SERVER_SIDE_BINDING", True),
         prepare_threshold=env_int("DB_PREPARE_THRESHOLD", 5),
     )
+    if os.environ.get("DB_RANDOM_PAGE_COST", "1.1").strip():
+        page_cost = f"-c random_page_cost={env_float('DB_RANDOM_PAGE_COST', 1.1)}"
+        database_options["options"] = " ".join(filter(None, [database_options.get("options", ""), page_cost]))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache: Redis when REDIS_URL is set, else a file cache that every local process shares. The Redis backend
