@@ -71,7 +71,6 @@ def renewable(
         title=f"Carbon price {carbon_price_usd_per_t:g} USD/t over {hours} h",
         start=start,
         hours=hours,
-        columns=tuple(rows[0]),
         rows=rows,
         summary=summary,
         chart={

@@ -282,7 +282,6 @@ def maintenance(
         title=f"Maintenance: {code} for {hours} h",
         start=start,
         hours=hours,
-        columns=tuple(rows[0]),
         rows=rows,
         summary=summary,
         chart={

@@ -103,7 +103,6 @@ def heat_wave(
         title=f"Heat wave: {code} +{delta_c:g} degC for {hours} h",
         start=start,
         hours=hours,
-        columns=tuple(rows[0]),
         rows=rows,
         summary=summary,
         chart={

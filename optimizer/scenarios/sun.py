@@ -72,7 +72,6 @@ def follow_the_sun(*, hours: int = 24, start: datetime | None = None) -> Scenari
         title=f"Follow the sun: {hours} h from {start:%Y-%m-%d %H:%M} UTC",
         start=start,
         hours=hours,
-        columns=tuple(rows[0]),
         rows=rows,
         summary=summary,
         chart={

@@ -41,13 +41,16 @@ class ScenarioResult:
     title: str
     start: datetime
     hours: int
-    columns: tuple[str, ...]
-    rows: list[dict]
+    rows: list[dict]  # the table; every row has the same keys, in column order
     summary: dict[str, float | int | str]
     chart: dict = field(default_factory=dict)  # {"title", "x_label", "y_label", "x": [...], "lines": {label: [...]}}
     notes: list[str] = field(default_factory=list)
     applied: bool = False
     seconds: float = 0.0
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.rows[0]) if self.rows else ()
 
     def to_dict(self) -> dict:
         """JSON-ready (datetimes as ISO strings, numpy scalars as floats)."""
