@@ -1,4 +1,4 @@
-"""Reads on the hottest paths, compiled from the ORM once per process.
+"""Reads and inserts on the hottest paths, compiled from the ORM once per process.
 
 Every quote and admission runs the same handful of reads (the token, the tier or the quote, the fleet with its
 limits, the overlapping placements). Building and compiling their querysets cost more CPU than PostgreSQL spends
@@ -6,6 +6,9 @@ answering them, so `PreparedRead` compiles a queryset once per database vendor, 
 each parameter, remembers where the sentinels landed in the SQL's parameters, and afterwards executes the same SQL
 on a plain cursor with the real values. The SQL text never changes, so psycopg prepares it on the server too
 (settings: server-side binding).
+
+`PreparedInsert` does the same for the INSERTs of new rows: the statement is built once per row count from the
+model's fields, and each row's values still pass the fields' own `pre_save` / `get_db_prep_save`.
 
 The queryset is still the single definition of the read (joins, filters, column order); rows come back as tuples,
 and `from_row` turns a slice of one into a model instance without the ORM's per-query machinery. Values are
@@ -42,10 +45,16 @@ class PreparedRead:
 
     `params` maps each parameter name to its type (datetime, int or str); `build` receives one keyword per name
     and must use each exactly where the real value goes. `rows(**values)` runs it.
+
+    `template`, when given, is SQL run around the queryset's: its `{query}` is replaced by the compiled queryset
+    (for what the ORM cannot say, such as aggregating over window functions); it takes no parameters of its own.
     """
 
-    def __init__(self, build: Callable[..., QuerySet], **params: type):
+    def __init__(self, build: Callable[..., QuerySet], *, template: str = "{query}", **params: type):
+        if "%" in template.replace("{query}", ""):
+            raise ValueError("PreparedRead: a template takes no parameters (and no literal %)")
         self.build = build
+        self.template = template
         self.params = params
         self._compiled: dict[str, tuple[str, list, dict[int, str]]] = {}
         self.model: type[Model] | None = None  # the queryset's model, known once compiled
@@ -69,7 +78,7 @@ class PreparedRead:
             missing = set(self.params) - set(slots.values())
             if missing:
                 raise ValueError(f"PreparedRead: the query does not use {sorted(missing)}")
-            self._compiled[vendor] = (sql, list(params), slots)
+            self._compiled[vendor] = (self.template.replace("{query}", sql), list(params), slots)
         return self._compiled[vendor]
 
     def sql(self) -> tuple[str, list]:
@@ -90,6 +99,51 @@ class PreparedRead:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+
+class PreparedInsert:
+    """INSERT of new `model` rows in one statement whose SQL is built once per vendor and row count.
+
+    What `QuerySet.bulk_create` does for models like these (an auto primary key, plain columns), without its
+    per-call compilation: values come from each field's `pre_save(obj, add=True)` (auto_now_add) and
+    `get_db_prep_save`, the new primary keys come back by RETURNING and are set on the objects, which are then
+    saved instances. Like bulk_create, no model signals are sent: use it for models without receivers.
+    """
+
+    def __init__(self, model: type[Model]):
+        meta = model._meta
+        self.model = model
+        self.fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
+        if any(hasattr(field, "get_placeholder") for field in self.fields):
+            raise TypeError(f"PreparedInsert: {model.__name__} has a field with its own SQL placeholder")
+        self._sql: dict[tuple[str, int], str] = {}
+
+    def sql(self, rows: int) -> str:
+        key = (connection.vendor, rows)
+        if key not in self._sql:
+            meta, quote = self.model._meta, connection.ops.quote_name
+            columns = ", ".join(quote(field.column) for field in self.fields)
+            row = f"({', '.join(['%s'] * len(self.fields))})"
+            sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"
+            if meta.auto_field is not None:
+                sql += f" RETURNING {quote(meta.auto_field.column)}"
+            self._sql[key] = sql
+        return self._sql[key]
+
+    def save(self, objs: Sequence[Model]) -> None:
+        """Insert `objs` (new instances of the model) and set their primary keys."""
+        if not objs:
+            return
+        fields = self.fields
+        params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objs for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql(len(objs)), params)
+            keys = cursor.fetchall() if self.model._meta.auto_field is not None else []
+        for obj, key in zip(objs, keys, strict=False):
+            setattr(obj, self.model._meta.auto_field.attname, key[0])
+        for obj in objs:
+            obj._state.adding = False
+            obj._state.db = connection.alias
 
 
 def attnames(model: type[Model]) -> list[str]:

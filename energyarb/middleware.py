@@ -6,8 +6,9 @@ dependency, not a bug: clients (and load balancers) should retry, so the answer 
 as JSON under /api/ and /mara/ (their clients parse JSON) and as a short HTML page elsewhere. The same holds for
 a task broker (Redis) that refuses a message a request tries to enqueue (`kombu.exceptions.OperationalError`).
 
-Connections recover by themselves: `CONN_HEALTH_CHECKS` makes Django test a persistent connection at the
-start of each request and reconnect when the server is back.
+Connections recover by themselves: the request that finds its persistent connection dropped answers 503, and
+Django closes a connection that failed at the end of the request, so the next one reconnects once the server is
+back (or, with DB_CONN_HEALTH_CHECKS, Django tests the connection at the start of each request).
 """
 
 from __future__ import annotations

@@ -57,9 +57,21 @@ class Booking:
     contract_id: int | None = None
 
 
+@dataclass(frozen=True)
+class WindowLoad:
+    """The peaks of what is committed on one site over one window [start, end), summed by the database instead of
+    swept here over every booking: `firm_kw` leaves Spot out, `total_kw` counts it."""
+
+    start: datetime
+    end: datetime
+    firm_kw: Decimal = ZERO
+    total_kw: Decimal = ZERO
+
+
 @dataclass
 class SiteRoom:
-    """One candidate site: its SLA limit and what is already committed on it over the window."""
+    """One candidate site: its SLA limit and what is already committed on it over the window, as the bookings
+    themselves or, when only the peaks are needed, as their `load` over the request's window."""
 
     site_id: int
     code: str
@@ -69,6 +81,15 @@ class SiteRoom:
     limit_kw: Decimal
     tokens_per_s_per_kw: Decimal
     bookings: list[Booking] = field(default_factory=list)
+    load: WindowLoad | None = None
+
+    def peak_kw(self, start: datetime, end: datetime, *, firm_only: bool = False) -> Decimal:
+        """Peak committed kW over [start, end): `load` when it was read for this window, else swept over bookings."""
+        if self.load is None:
+            return peak_kw(self.bookings, start, end, firm_only=firm_only)
+        if (self.load.start, self.load.end) != (start, end):
+            raise ValueError(f"{self.code}: its load was read for another window")
+        return self.load.firm_kw if firm_only else self.load.total_kw
 
 
 @dataclass(frozen=True)
@@ -162,7 +183,7 @@ def spot_to_displace(site: SiteRoom, start: datetime, end: datetime, *, capacity
 
 def room_kw(site: SiteRoom, start: datetime, end: datetime, *, preemptible: bool) -> Decimal:
     """kW a new request can take on `site` for the whole window; Spot bookings do not count against firm tiers."""
-    return max(site.limit_kw - peak_kw(site.bookings, start, end, firm_only=not preemptible), ZERO)
+    return max(site.limit_kw - site.peak_kw(start, end, firm_only=not preemptible), ZERO)
 
 
 def _round_up(value: Decimal) -> Decimal:
@@ -199,7 +220,7 @@ def plan_placement(
     over the window (Spot excluded unless the request is Spot itself).
     """
     rooms = {site.site_id: room_kw(site, start, end, preemptible=preemptible) for site in sites}
-    free_all = {site.site_id: site.limit_kw - peak_kw(site.bookings, start, end) for site in sites}
+    free_all = {site.site_id: site.limit_kw - site.peak_kw(start, end) for site in sites}
     ordered = sorted(
         sites,
         key=lambda s: (
@@ -277,7 +298,7 @@ def utilization_pct(plan: Sequence[Share], start: datetime, end: datetime, *, pr
     if limit <= 0:
         return Decimal("100")
     committed = sum(
-        (peak_kw(share.site.bookings, start, end, firm_only=not preemptible) + share.capacity_kw for share in plan),
+        (share.site.peak_kw(start, end, firm_only=not preemptible) + share.capacity_kw for share in plan),
         ZERO,
     )
     return min(committed / limit * 100, Decimal("100")).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)

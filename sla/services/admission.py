@@ -1,8 +1,12 @@
 """Quotes and admission control: a promise is made only when every chosen site can keep it.
 
-Admission locks every candidate Site row (SELECT ... FOR UPDATE, in pk order) before it sums the overlapping
-placements and inserts its own, so concurrent requests are serialized per fleet and no site is ever booked past
-its limit at any moment of a contract's window. The arithmetic (peaks, plans, prices) is pure: `sla.capacity`."""
+Every admission locks the online Site rows (SELECT ... FOR UPDATE, in pk order) and only then reads what is
+committed on them, so concurrent admissions are serialized and no site is ever booked past its limit at any
+moment of a contract's window. A new contract comes with a plan (its quote's, or one made without locks), is
+written first, and takes the locks only to check that the plan still fits with its own placements counted: the
+locks are held for one read and the commit. When the plan no longer fits (capacity went meanwhile, or Spot would
+have to be displaced), that write is rolled back and admission plans again under the locks, from the bookings
+themselves. The arithmetic (peaks, plans, prices) is pure: `sla.capacity`."""
 
 from __future__ import annotations
 
@@ -14,18 +18,28 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import DecimalField, ExpressionWrapper, F, OuterRef, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    DateTimeField,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
-from energyarb.db import PreparedRead, aware, decimal
+from energyarb.db import PreparedInsert, PreparedRead, aware, decimal
 from sites.choices import HardwareKind
 from sites.models import MarketPrice, Site, SiteInventory
 from sites.simulation import derive_climate_profile
 from sites.simulation.cooling import pue
 
 from .. import capacity
-from ..capacity import Booking, NoPlacement, SiteRoom
+from ..capacity import Booking, NoPlacement, SiteRoom, WindowLoad
 from ..choices import ContractStatus
 from ..models import (
     Contract,
@@ -45,6 +59,12 @@ TOKENS = DecimalField(max_digits=20, decimal_places=2)
 QUOTE_VALIDITY = timedelta(minutes=15)
 # simple-history builds a new manager class on every `Contract.history` access; admission takes one once.
 CONTRACT_HISTORY = Contract.history
+# The rows every quote and admission writes (energyarb.db: compiled once; these models have no save receivers
+# but simple-history's, whose history row `_insert` writes itself).
+QUOTE_INSERT = PreparedInsert(Quote)
+CONTRACT_INSERT = PreparedInsert(Contract)
+CONTRACT_HISTORY_INSERT = PreparedInsert(CONTRACT_HISTORY.model)
+PLACEMENT_INSERT = PreparedInsert(Placement)
 ADMISSION_ATTEMPTS = 3  # a deadlock with a non-admission transaction (e.g. a site-status change) is retried
 
 
@@ -54,6 +74,32 @@ class AdmissionRefused(Exception):
 
 class QuoteUnavailable(Exception):
     """The quote expired, or was already used for a contract."""
+
+
+class _PlanNoLongerFits(Exception):
+    """Checked under the locks, a plan made before them overloads a site (or would displace Spot)."""
+
+
+@dataclass(frozen=True)
+class PlannedShare:
+    """A share of a plan made before the locks: `capacity_kw` on the site `site_id` (known then as `code`)."""
+
+    site_id: int
+    code: str
+    name: str
+    capacity_kw: Decimal
+
+    @classmethod
+    def of(cls, share: capacity.Share) -> PlannedShare:
+        return cls(share.site.site_id, share.site.code, share.site.name, share.capacity_kw)
+
+    @classmethod
+    def from_quote(cls, sites: list[dict]) -> list[PlannedShare] | None:
+        """The plan a quote was priced on (`Quote.sites`), or None for a quote stored without site ids."""
+        try:
+            return [cls(int(s["site_id"]), s["site"], s["name"], Decimal(s["capacity_kw"])) for s in sites] or None
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -225,6 +271,62 @@ def load_bookings(rooms: Iterable[SiteRoom], *, start: datetime, end: datetime |
         )
 
 
+MOMENT = DateTimeField()
+
+
+def _window_bookings_queryset(start: datetime, end: datetime) -> QuerySet:
+    """Committed placements overlapping [start, end), clipped to it: (site, held from, held to, kW, is Spot)."""
+    start_value, end_value = Value(start, output_field=MOMENT), Value(end, output_field=MOMENT)
+    return (
+        Placement.objects.committed()
+        .overlapping(start, end)
+        .order_by()
+        .annotate(
+            held_from=Greatest("valid_from", start_value),
+            held_to=Least(Coalesce("valid_to", end_value), end_value),
+        )
+        .values_list("site_id", "held_from", "held_to", "capacity_kw", "contract__tier__is_preemptible")
+    )
+
+
+# Peak firm and total kW per site over a window, as `capacity.peak_kw` sweeps them: each booking holds its kW from
+# its start (+kW) to its end (-kW); a running sum in time order, releases before holds at the same moment
+# (half-open windows), and the largest value per site. The database returns one row per booked site instead of
+# every booking, so the cost in Python does not grow with the number of contracts.
+WINDOW_PEAKS_SQL = """
+WITH booked (site_id, held_from, held_to, kw, spot) AS ({query})
+SELECT site_id, MAX(firm_kw), MAX(total_kw) FROM (
+    SELECT site_id,
+           SUM(CASE WHEN spot THEN 0 ELSE kw END) OVER sweep AS firm_kw,
+           SUM(kw) OVER sweep AS total_kw
+    FROM (
+        SELECT site_id, held_from AS moment, kw, spot FROM booked
+        UNION ALL
+        SELECT site_id, held_to AS moment, -kw AS kw, spot FROM booked
+    ) events
+    WINDOW sweep AS (PARTITION BY site_id ORDER BY moment, kw ROWS UNBOUNDED PRECEDING)
+) running
+GROUP BY site_id
+"""
+WINDOW_PEAKS_READ = PreparedRead(_window_bookings_queryset, template=WINDOW_PEAKS_SQL, start=datetime, end=datetime)
+
+
+def load_window_peaks(rooms: Iterable[SiteRoom], *, start: datetime, end: datetime) -> None:
+    """Set each room's `load`: the peak firm and total kW committed on it over [start, end); one query.
+
+    What planning and pricing need (`capacity.plan_placement`, `utilization_pct`), without the bookings; displacing
+    Spot needs the bookings themselves (`load_bookings`)."""
+    peaks = {site_id: (firm, total) for site_id, firm, total in WINDOW_PEAKS_READ.rows(start=start, end=end)}
+    for room in rooms:
+        firm, total = peaks.get(room.site_id, (ZERO, ZERO))
+        room.load = WindowLoad(start, end, _kw_read(firm), _kw_read(total))
+
+
+def _kw_read(value) -> Decimal:
+    """A summed kW from the database (SQLite sums floats) as kW to the stored precision, never below zero."""
+    return max(decimal(value).quantize(capacity.KW_STEP), ZERO)
+
+
 def newest_token_price() -> Decimal | None:
     """USD per million tokens of the newest stored market interval, or None when none is stored."""
     return (
@@ -266,6 +368,7 @@ def _price(plan: list[capacity.Share], request: CapacityRequest, token_price: De
 def _plan_sites(plan: list[capacity.Share]) -> list[dict]:
     return [
         {
+            "site_id": share.site.site_id,
             "site": share.site.code,
             "name": share.site.name,
             "market_region": share.site.market_region,
@@ -279,13 +382,10 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
     """Price a request on the placement it would get now, and keep the offer for QUOTE_VALIDITY.
 
     Reads without locks (a quote reserves nothing) and raises AdmissionRefused when no placement exists.
-    Cost: sites with the newest token price (1), overlapping placements (1), one insert.
+    Cost: sites with the newest token price (1), peaks committed per site (1), one insert.
     """
-    fleet = read_fleet(lock=False)
-    load_bookings(fleet.rooms, start=request.starts_at, end=request.ends_at)
-    plan = _plan(fleet.rooms, request)
-    price = _price(plan, request, fleet.token_price_usd_per_mtok)
-    return Quote.objects.create(
+    plan, price = _plan_without_locks(request)
+    quote = Quote(
         customer=customer,
         tier=request.tier,
         capacity_kw=request.capacity_kw,
@@ -304,25 +404,40 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
         sites=_plan_sites(plan),
         valid_until=timezone.now() + QUOTE_VALIDITY,
     )
+    QUOTE_INSERT.save([quote])
+    return quote
+
+
+def _plan_without_locks(request: CapacityRequest) -> tuple[list[capacity.Share], capacity.Price]:
+    """The placement `request` would get now and its price, from the fleet and the peaks committed on it (two
+    reads, no locks); AdmissionRefused when no placement exists."""
+    fleet = read_fleet(lock=False)
+    load_window_peaks(fleet.rooms, start=request.starts_at, end=request.ends_at)
+    plan = _plan(fleet.rooms, request)
+    return plan, _price(plan, request, fleet.token_price_usd_per_mtok)
 
 
 def create_contract(*, customer: Customer, request: CapacityRequest, actor=None) -> Contract:
     """Admit a request priced now, or raise AdmissionRefused; see `_admit` for the guarantees."""
+    plan, price = _plan_without_locks(request)
     contract = Contract(
         customer=customer,
         tier=request.tier,
         capacity_kw=request.capacity_kw,
         region_preference=request.region_preference,
+        quoted_price_usd_per_kwh=price.price_usd_per_kwh,
+        quoted_total_usd=price.total_usd,
     )
-    return _admit(contract=contract, request=request, actor=actor, reason="admitted (API request)")
+    planned = [PlannedShare.of(share) for share in plan]
+    return _admit(contract=contract, request=request, actor=actor, reason="admitted (API request)", planned=planned)
 
 
 def create_contract_from_quote(*, quote: Quote, actor=None) -> Contract:
     """Admit the quoted request at the quoted price, or raise QuoteUnavailable / AdmissionRefused.
 
-    Placement is decided again under locks (capacity may have gone since the quote). A quote whose start has
-    passed is bought for the same duration starting now. Two buyers of one quote: the unique Contract.quote
-    lets exactly one insert succeed.
+    The quote's placement is checked again under the locks, and planned anew when capacity went since the quote.
+    A quote whose start has passed is bought for the same duration starting now. Two buyers of one quote: the
+    unique Contract.quote lets exactly one insert succeed.
     """
     now = timezone.now()
     if not quote.is_valid_at(now):
@@ -345,8 +460,10 @@ def create_contract_from_quote(*, quote: Quote, actor=None) -> Contract:
         quoted_price_usd_per_kwh=quote.price_usd_per_kwh,
         quoted_total_usd=quote.total_usd,
     )
+    planned = PlannedShare.from_quote(quote.sites)
+    reason = f"admitted (quote {quote.pk})"
     try:
-        return _admit(contract=contract, request=request, actor=actor, reason=f"admitted (quote {quote.pk})")
+        return _admit(contract=contract, request=request, actor=actor, reason=reason, planned=planned)
     except IntegrityError:  # the unique Contract.quote: bought before, or by a concurrent request
         raise QuoteUnavailable(f"Quote {quote.pk} was already used for a contract.") from None
 
@@ -371,25 +488,129 @@ def admit_contract(*, contract: Contract, actor=None) -> Contract:
     return _admit(contract=contract, request=request, actor=actor, reason="admitted by staff")
 
 
-def _admit(*, contract: Contract, request: CapacityRequest, actor, reason: str) -> Contract:
+def _admit(
+    *, contract: Contract, request: CapacityRequest, actor, reason: str, planned: list[PlannedShare] | None = None
+) -> Contract:
     """Place `contract` for `request` so that no site exceeds its limit at any moment, and save it.
 
-    Retried on a deadlock (only possible against a transaction that locks sites out of pk order, such as a site
-    status change followed by a failover); any other database error propagates.
+    A new contract with a plan made before the locks (`planned`) is written and then checked under them
+    (`_admit_planned`); when the plan no longer fits, and for every other contract, admission plans under the
+    locks (`_admit_once`). Retried on a deadlock (only possible against a transaction that locks sites out of pk
+    order, such as a site status change followed by a failover); any other database error propagates.
     """
+    new = contract.pk is None
     for attempt in range(1, ADMISSION_ATTEMPTS + 1):
         try:
+            if planned and new:
+                try:
+                    return _admit_planned(contract=contract, request=request, actor=actor, reason=reason, plan=planned)
+                except _PlanNoLongerFits:
+                    planned = None
+                    _forget_insert(contract)
             return _admit_once(contract=contract, request=request, actor=actor, reason=reason)
         except OperationalError as exc:
             if attempt == ADMISSION_ATTEMPTS or getattr(exc.__cause__, "sqlstate", None) not in ("40P01", "40001"):
                 raise
             logger.warning("Admission retried after %s (attempt %d)", type(exc.__cause__).__name__, attempt)
+            if new:
+                _forget_insert(contract)
     raise AssertionError("unreachable")
+
+
+def _forget_insert(contract: Contract) -> None:
+    """Make `contract` new again after the transaction that inserted it was rolled back."""
+    contract.pk = None
+    contract._state.adding = True
+    contract.admitted_at = None
+    contract.status = ContractStatus.REQUESTED
+
+
+def _stamp(contract: Contract, request: CapacityRequest, *, now: datetime, reason: str) -> None:
+    """Set the admitted window and state: active at once when the window has begun."""
+    contract.starts_at, contract.ends_at = request.starts_at, request.ends_at
+    contract.admitted_at = now
+    if request.starts_at <= now:
+        contract.status = ContractStatus.ACTIVE  # the window has begun: admitted and running at once
+    contract.status_changed_at = now
+    contract.status_reason = reason[:200]
+
+
+def _insert(contract: Contract, *, actor, reason: str) -> None:
+    """One INSERT for a new contract and one for its history record (who and why), without the per-instance
+    save() machinery; the unique quote still fails loudly (IntegrityError) on a second buyer.
+
+    The history row is the one simple-history's `bulk_history_create` writes for a created object ("+"), built
+    from its `tracked_fields` and written by a prepared INSERT."""
+    CONTRACT_INSERT.save([contract])
+    history = CONTRACT_HISTORY.model(
+        history_date=contract.status_changed_at,
+        history_user=actor if getattr(actor, "is_authenticated", False) else None,
+        history_change_reason=reason,
+        history_type="+",
+        **{field.attname: getattr(contract, field.attname) for field in CONTRACT_HISTORY.model.tracked_fields},
+    )
+    CONTRACT_HISTORY_INSERT.save([history])
+
+
+def _placements(contract: Contract, request: CapacityRequest, shares: list[tuple[int, Decimal]], reason: str):
+    return [
+        Placement(
+            contract=contract,
+            site_id=site_id,
+            capacity_kw=kw,
+            valid_from=request.starts_at,
+            valid_to=request.ends_at,
+            reason=reason[:200],
+        )
+        for site_id, kw in shares
+    ]
+
+
+def _as_admitted(contract: Contract, placements: list[Placement], sites: dict[int, tuple[str, str]]) -> Contract:
+    """`contract` as the API shows it right after admission, without querying anything back."""
+    for placement in placements:
+        code, name = sites[placement.site_id]
+        placement.site = Site(pk=placement.site_id, code=code, name=name)
+    contract._prefetched_objects_cache = {
+        "placements": placements,
+        "service_credits": [],
+        "preemption_notices": [],
+        "downtimes": [],
+    }
+    contract.delivered_kw_minutes = contract.committed_kw_minutes = ZERO
+    return contract
+
+
+@transaction.atomic
+def _admit_planned(
+    *, contract: Contract, request: CapacityRequest, actor, reason: str, plan: list[PlannedShare]
+) -> Contract:
+    """Write a new contract on a plan made before the locks, then lock the sites and check that every one of the
+    plan's sites still carries its peak, this contract's placements included, without displacing anyone; raise
+    _PlanNoLongerFits (rolling the writes back) when one does not.
+
+    The locks are taken after the writes, so they are held only for the check and the commit. That is enough:
+    every admission checks, under the same locks, everything committed before it, and commits before it releases
+    them, so each committed placement was checked against all the others on its site.
+    Query cost: contract and its history row (2), placements (1 bulk insert), lock + limits (1), peaks (1).
+    """
+    now = timezone.now()
+    _stamp(contract, request, now=now, reason=reason)
+    _insert(contract, actor=actor, reason=reason)
+    placements = _placements(contract, request, [(share.site_id, share.capacity_kw) for share in plan], reason)
+    PLACEMENT_INSERT.save(placements)
+    rooms = {room.site_id: room for room in read_fleet(lock=True).rooms}
+    load_window_peaks(rooms.values(), start=request.starts_at, end=request.ends_at)
+    for share in plan:
+        room = rooms.get(share.site_id)
+        if room is None or room.code != share.code or room.peak_kw(request.starts_at, request.ends_at) > room.limit_kw:
+            raise _PlanNoLongerFits(share.code)
+    return _as_admitted(contract, placements, {share.site_id: (share.code, share.name) for share in plan})
 
 
 @transaction.atomic
 def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: str) -> Contract:
-    """One admission attempt: lock sites, read overlapping placements, plan, write.
+    """One admission attempt under the locks: lock sites, read overlapping placements, plan, write.
 
     Query cost: lock + limits + token price (1), overlapping placements (1), contract insert and its history row
     (2), placements (1 bulk insert); displacing Spot adds a few.
@@ -402,23 +623,13 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
         contract.quoted_price_usd_per_kwh = price.price_usd_per_kwh
         contract.quoted_total_usd = price.total_usd
     now = timezone.now()
-    contract.starts_at, contract.ends_at = request.starts_at, request.ends_at
-    contract.admitted_at = now
-    if request.starts_at <= now:
-        contract.status = ContractStatus.ACTIVE  # the window has begun: admitted and running at once
-    contract.status_changed_at = now
-    contract.status_reason = reason[:200]
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    _stamp(contract, request, now=now, reason=reason)
     if contract.pk is None:
-        # A new contract: one INSERT for the row and one for its history record (who and why), without the
-        # per-instance save() machinery; the unique quote still fails loudly (IntegrityError) on a second buyer.
-        Contract.objects.bulk_create([contract])
-        CONTRACT_HISTORY.bulk_history_create([contract], default_user=user, default_change_reason=reason)
+        _insert(contract, actor=actor, reason=reason)
     else:
-        contract._history_user = user
+        contract._history_user = actor if getattr(actor, "is_authenticated", False) else None
         contract._change_reason = reason
         contract.save()
-    placements = []
     notices = []
     for share in plan:
         if not request.tier.is_preemptible:
@@ -432,32 +643,12 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
                 actor=actor,
                 reason=f"displaced by {request.tier.name} contract {contract.pk}",
             )
-        placements.append(
-            Placement(
-                contract=contract,
-                site_id=share.site.site_id,
-                capacity_kw=share.capacity_kw,
-                valid_from=request.starts_at,
-                valid_to=request.ends_at,
-                reason=reason[:200],
-            )
-        )
-    Placement.objects.bulk_create(placements)
+    placements = _placements(contract, request, [(share.site.site_id, share.capacity_kw) for share in plan], reason)
+    PLACEMENT_INSERT.save(placements)
     if notices:
         PreemptionNotice.objects.bulk_create(notices)
-    sites = {share.site.site_id: share.site for share in plan}
-    for placement in placements:  # the response shows placements without querying them back
-        placement.site = Site(
-            pk=placement.site_id, code=sites[placement.site_id].code, name=sites[placement.site_id].name
-        )
-    contract._prefetched_objects_cache = {
-        "placements": placements,
-        "service_credits": [],
-        "preemption_notices": [],
-        "downtimes": [],
-    }
-    contract.delivered_kw_minutes = contract.committed_kw_minutes = ZERO
-    return contract
+    sites = {share.site.site_id: (share.site.code, share.site.name) for share in plan}
+    return _as_admitted(contract, placements, sites)
 
 
 def displace_spot(

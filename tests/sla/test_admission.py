@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.db import connection
 
 from sites.choices import ClimateZone, CoolingType, SiteStatus
 from sites.models import SiteInventory
@@ -194,7 +195,9 @@ def test_quote_prices_with_the_newest_market_price(fleet, frozen, customer):
     assert quote.utilization_pct == Decimal("10.00")
     assert quote.price_usd_per_kwh == Decimal("22.680000")
     assert quote.total_usd == Decimal("3628.80")
-    assert quote.sites == [{"site": "oslo", "name": "Oslo", "market_region": "europe", "capacity_kw": "80"}]
+    assert quote.sites == [
+        {"site_id": fleet.oslo.pk, "site": "oslo", "name": "Oslo", "market_region": "europe", "capacity_kw": "80"}
+    ]
     assert quote.valid_until == T0 + timedelta(minutes=15)
 
 
@@ -215,6 +218,61 @@ def test_quote_bought_after_its_start_runs_for_its_full_duration_from_now(fleet,
         contract = create_contract_from_quote(quote=quote)
 
     assert (contract.starts_at, contract.ends_at) == (T0 + timedelta(minutes=10), T0 + timedelta(minutes=190))
+
+
+def test_a_quote_still_fitting_is_written_first_and_locks_the_sites_only_to_check_it(
+    fleet, frozen, customer, django_assert_num_queries
+):
+    quote = create_quote(customer=customer, request=ask(fleet.premium, "100"))
+
+    with django_assert_num_queries(7) as queries:  # BEGIN, 3 inserts, lock, peaks, COMMIT
+        contract = create_contract_from_quote(quote=quote)
+
+    statements = [query["sql"] for query in queries.captured_queries]
+    lock = next(i for i, sql in enumerate(statements) if 'FROM "sites_site"' in sql)
+    assert all(sql.startswith("INSERT") for sql in statements[1:lock]) and lock == 4  # the writes come first
+    assert "FOR UPDATE" in statements[lock] or connection.vendor == "sqlite"  # SQLite locks the whole database
+    assert placed(contract) == {site["site"]: Decimal(site["capacity_kw"]) for site in quote.sites}
+    assert contract.history.get().history_change_reason == f"admitted (quote {quote.pk})"
+
+
+def test_a_quote_whose_room_went_is_placed_again_under_the_locks(fleet, frozen, customer, outsider):
+    quote = create_quote(customer=customer, request=ask(fleet.standard, "400"))
+    create_contract(customer=outsider, request=ask(fleet.standard, "500"))  # oslo: 500 of 800 kW taken meanwhile
+
+    contract = create_contract_from_quote(quote=quote)
+
+    assert [site["site"] for site in quote.sites] == ["oslo"]
+    assert placed(contract) == {"dublin": Decimal("400")}  # texas (cheaper) carries only 300 kW
+    assert contract.quoted_total_usd == quote.total_usd
+    assert Placement.objects.filter(contract__quote=quote).count() == 1
+    assert contract.history.count() == 1
+    assert all(peak <= limit for peak, limit in peaks().values())
+
+
+def test_a_quote_whose_room_went_everywhere_is_refused_and_leaves_nothing(fleet, frozen, customer, outsider):
+    quote = create_quote(customer=customer, request=ask(fleet.flexible, "400"))
+    for kw in ("800", "500", "300"):
+        create_contract(customer=outsider, request=ask(fleet.standard, kw))
+
+    with pytest.raises(AdmissionRefused, match="Not enough free inference capacity"):
+        create_contract_from_quote(quote=quote)
+
+    assert not Contract.objects.filter(quote=quote).exists()
+    assert Placement.objects.count() == 3 and Contract.history.count() == 3
+
+
+def test_a_firm_quote_whose_room_spot_took_meanwhile_displaces_the_spot(fleet, frozen, customer, outsider):
+    fleet.dublin.delete(), fleet.texas.delete()
+    quote = create_quote(customer=customer, request=ask(fleet.standard, "600"))
+    spot = create_contract(customer=outsider, request=ask(fleet.spot, "500"))
+
+    contract = create_contract_from_quote(quote=quote)
+
+    assert placed(contract) == {"oslo": Decimal("600")}
+    [notice] = PreemptionNotice.objects.all()
+    assert (notice.contract_id, notice.displaced_by_id) == (spot.pk, contract.pk)
+    assert peaks()["oslo"][0] == Decimal("600")
 
 
 def test_expired_or_used_quote_is_refused(fleet, frozen, customer):

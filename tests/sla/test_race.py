@@ -146,3 +146,39 @@ def test_one_quote_bought_by_many_at_once_makes_exactly_one_contract():
     assert sorted(statuses) == [201] + [409] * 9
     assert Contract.objects.filter(quote_id=quote).count() == 1
     assert Placement.objects.count() == 2
+
+
+def test_quotes_priced_on_the_same_free_room_and_bought_at_once_never_overbook():
+    """Forty quotes all priced on the empty fleet plan the same cheapest site; bought at once, each purchase
+    writes on its quote's plan and checks it under the locks, and the ones that no longer fit are placed again."""
+    build_fleet()
+    buyer = CustomerFactory(user=UserFactory(username="quoter"))
+    token = Token.objects.create(user=buyer.user).key
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    body = {"tier": "standard", "capacity_kw": "50", "starts_at": (T0 + 24 * H).isoformat(), "duration_hours": "2"}
+    with time_machine.travel(T0, tick=False):
+        quotes = [client.post(reverse("quote-list"), body, format="json").json() for _ in range(40)]
+        assert {quote["sites"][0]["site"] for quote in quotes} == {"oslo"}
+        barrier = threading.Barrier(len(quotes))
+        statuses: list[int] = []
+
+        def buy(quote_id: int) -> None:
+            other = APIClient()
+            other.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+            try:
+                barrier.wait(timeout=30)
+                statuses.append(other.post(reverse("contract-list"), {"quote": quote_id}, format="json").status_code)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=buy, args=(quote["id"],)) for quote in quotes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+    assert sorted(statuses) == [201] * 32 + [409] * 8  # 1,600 kW of room: every kW sold, none twice
+    peaks = peaks_within_limits(T0 + 24 * H, T0 + 26 * H)
+    assert peaks == {code: (limit, limit) for code, (_, limit) in peaks.items()}
+    assert Placement.objects.filter(site__code="oslo").count() == 16  # 800 kW: as much as oslo can carry
