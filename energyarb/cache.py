@@ -42,6 +42,13 @@ GUARDED = (
 )
 
 
+HIT_WINDOW_LUA = """
+redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
+local count = redis.call('INCR', KEYS[1])
+return {count, redis.call('TTL', KEYS[1])}
+"""
+
+
 def hit_window(cache: BaseCache, key: str, window_s: int) -> tuple[int, float]:
     """Count one hit on `key` in a window that opens with its first hit and lasts `window_s` seconds; return the
     hits so far in the window and the seconds it still runs (a window counter for throttles and limiters).
@@ -110,6 +117,7 @@ class ResilientRedisCache(RedisCache):
         self.fallback = LocMemCache(f"fallback-{id(self)}", {"TIMEOUT": params.get("TIMEOUT", 300)})
         self._down_until = 0.0
         self._lock = threading.Lock()
+        self._scripts = {}
 
     def redis_is_down(self) -> bool:
         return time.monotonic() < self._down_until
@@ -123,14 +131,14 @@ class ResilientRedisCache(RedisCache):
 
     def hit_window(self, key: str, window_s: int) -> tuple[int, float]:
         """See the module's `hit_window`: SET NX EX (the first hit opens the window), INCR and TTL in one
-        MULTI round trip."""
+        round trip, as a script Redis runs atomically (EVALSHA; one command and one reply)."""
         key = self.make_and_validate_key(key)
-        pipe = self._cache.get_client(key, write=True).pipeline(transaction=True)
-        pipe.set(key, 0, ex=window_s, nx=True)
-        pipe.incr(key)
-        pipe.ttl(key)
-        _, count, ttl = pipe.execute()
-        return count, float(ttl if ttl > 0 else window_s)
+        client = self._cache.get_client(key, write=True)
+        script = self._scripts.get(id(client))
+        if script is None:
+            script = self._scripts[id(client)] = client.register_script(HIT_WINDOW_LUA)
+        count, ttl = script(keys=[key], args=[window_s])
+        return int(count), float(ttl if ttl > 0 else window_s)
 
     def mark_up(self) -> None:
         with self._lock:

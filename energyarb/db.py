@@ -18,13 +18,16 @@ PostgreSQL hands back Decimals and aware datetimes).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Model, QuerySet
 from django.db.models.expressions import Col
+from django.db.models.signals import post_delete, post_migrate, post_save
 
 _SENTINEL_BASE_DATETIME = datetime(1901, 1, 1, tzinfo=UTC)
 _SENTINEL_BASE_INT = -(2**62)
@@ -48,24 +51,36 @@ class PreparedRead:
 
     `template`, when given, is SQL run around the queryset's: its `{query}` is replaced by the compiled queryset
     (for what the ORM cannot say, such as aggregating over window functions); it takes no parameters of its own.
+    `build` may also return several querysets by name ({name: queryset}), each placed once at `{name}`.
     """
 
-    def __init__(self, build: Callable[..., QuerySet], *, template: str = "{query}", **params: type):
-        if "%" in template.replace("{query}", ""):
+    def __init__(self, build: Callable[..., QuerySet | dict[str, QuerySet]], *, template: str = "{query}", **params):
+        if "%" in template:
             raise ValueError("PreparedRead: a template takes no parameters (and no literal %)")
         self.build = build
         self.template = template
         self.params = params
         self._compiled: dict[str, tuple[str, list, dict[int, str]]] = {}
-        self.model: type[Model] | None = None  # the queryset's model, known once compiled
+        self.model: type[Model] | None = None  # the (first) queryset's model, known once compiled
+
+    def _assemble(self, built: QuerySet | dict[str, QuerySet]) -> tuple[str, list]:
+        """The template with every queryset's SQL in its place, and their parameters in the order they appear."""
+        parts = built if isinstance(built, dict) else {"query": built}
+        self.model = next(iter(parts.values())).model
+        compiled = {name: queryset.query.sql_with_params() for name, queryset in parts.items()}
+        placed = sorted(compiled, key=lambda name: self.template.find(f"{{{name}}}"))
+        if any(self.template.count(f"{{{name}}}") != 1 for name in placed):
+            raise ValueError(f"PreparedRead: the template must place each of {placed} exactly once")
+        sql = self.template
+        for name in placed:
+            sql = sql.replace(f"{{{name}}}", compiled[name][0])
+        return sql, [param for name in placed for param in compiled[name][1]]
 
     def _compile(self) -> tuple[str, list, dict[int, str]]:
         vendor = connection.vendor
         if vendor not in self._compiled:
             sentinels = {name: _sentinel(kind, i) for i, (name, kind) in enumerate(self.params.items())}
-            queryset = self.build(**sentinels)
-            self.model = queryset.model
-            sql, params = queryset.query.sql_with_params()
+            sql, params = self._assemble(self.build(**sentinels))
             adapt = connection.ops.adapt_datetimefield_value
             lookup = {
                 (adapt(value) if isinstance(value, datetime) else value): name for name, value in sentinels.items()
@@ -78,7 +93,7 @@ class PreparedRead:
             missing = set(self.params) - set(slots.values())
             if missing:
                 raise ValueError(f"PreparedRead: the query does not use {sorted(missing)}")
-            self._compiled[vendor] = (self.template.replace("{query}", sql), list(params), slots)
+            self._compiled[vendor] = (sql, list(params), slots)
         return self._compiled[vendor]
 
     def sql(self) -> tuple[str, list]:
@@ -144,6 +159,47 @@ class PreparedInsert:
         for obj in objs:
             obj._state.adding = False
             obj._state.db = connection.alias
+
+
+class LocalReadCache:
+    """Rows read on every request and rarely changed (a token and its user, a tier), kept per process for
+    `settings.API_READ_CACHE_SECONDS` (0: not kept).
+
+    A save or delete of one of `models` in this process drops every entry at once (post_save / post_delete), and
+    so do migrate and flush (post_migrate); other processes see a change within the period, and so do writes
+    that send no signals (QuerySet.update).
+    Only rows read outside a transaction are kept: inside one they could be its own uncommitted writes, or be
+    rolled back. Entries hold the rows (tuples), so no model instance is shared between requests.
+    """
+
+    def __init__(self, name: str, *, models: Iterable[type[Model]], size: int = 4096):
+        self.size = size
+        self._entries: dict[Hashable, tuple[float, object]] = {}
+        for model in models:
+            for signal in (post_save, post_delete):
+                signal.connect(self._drop, sender=model, weak=False, dispatch_uid=f"{name}:{signal}:{model.__name__}")
+        post_migrate.connect(self._drop, weak=False, dispatch_uid=f"{name}:post_migrate")
+
+    def get(self, key: Hashable, load: Callable[[], object]):
+        """The value kept for `key`, or `load()` (kept when it may be)."""
+        seconds = settings.API_READ_CACHE_SECONDS
+        if seconds <= 0 or connection.in_atomic_block:
+            return load()
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        value = load()
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[key] = (now + seconds, value)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def _drop(self, **kwargs) -> None:
+        self._entries.clear()
 
 
 def attnames(model: type[Model]) -> list[str]:

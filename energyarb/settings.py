@@ -254,6 +254,11 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env_int("NUM_PROXIES", 1 if env_bool("BEHIND_TLS_PROXY") else 0),
 }
 
+# A token with its user and customer, and a tier, as read by the quote and contract endpoints, are kept this many
+# seconds per process (energyarb.db.LocalReadCache); a change made in a process is seen there at once, in the
+# others within this time. 0 reads them on every request.
+API_READ_CACHE_SECONDS = env_float("API_READ_CACHE_SECONDS", 5.0)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "energyarb API",
     "DESCRIPTION": "SLA-smart energy arbitrage: sites, prices, SLA capacity and optimization runs.",

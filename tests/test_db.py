@@ -7,10 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from energyarb.db import PreparedRead, attnames, from_row
+from energyarb.db import LocalReadCache, PreparedInsert, PreparedRead, attnames, from_row
 from optimizer.models import OptimizationRun
-from sla.models import Placement
-from tests.factories import T0, OptimizationRunFactory, PlacementFactory, SiteFactory
+from sites.models import Site
+from sla.models import Placement, Quote
+from tests.factories import T0, CustomerFactory, OptimizationRunFactory, PlacementFactory, SiteFactory, TierFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +61,65 @@ def test_from_row_builds_the_instance_the_orm_would():
     assert built.revenue_usd_per_h == stored.revenue_usd_per_h == Decimal("1234.5600")  # Decimal on SQLite too
     assert built.queued_at == stored.queued_at and built.queued_at.tzinfo is not None
     assert not read.rows(pk=run.pk + 1)
+
+
+def test_a_prepared_insert_writes_the_rows_the_orm_writes_and_sets_their_keys():
+    site = SiteFactory(code="oslo")
+    contract = PlacementFactory(site=site).contract
+    made = [
+        Placement(contract=contract, site=site, capacity_kw=Decimal("1.5"), valid_from=T0, valid_to=T0 + H),
+        Placement(contract=contract, site=site, capacity_kw=Decimal("2"), valid_from=T0 + H, reason="moved"),
+    ]
+    by_orm = [Placement(contract=contract, site=site, capacity_kw=p.capacity_kw, valid_from=p.valid_from,
+                        valid_to=p.valid_to, reason=p.reason) for p in made]  # fmt: skip
+
+    PreparedInsert(Placement).save(made)
+    Placement.objects.bulk_create(by_orm)
+
+    assert all(p.pk and not p._state.adding for p in made)
+    columns = [name for name in attnames(Placement) if name != "id"]
+    rows = {p.pk: Placement.objects.filter(pk=p.pk).values_list(*columns).get() for p in made + by_orm}
+    assert [rows[p.pk] for p in made] == [rows[p.pk] for p in by_orm]
+
+
+def test_a_prepared_insert_fills_auto_now_add_fields():
+    priced = ("token_price_usd_per_mtok", "tokens_per_s_per_kw", "base_value_usd_per_kwh", "tier_multiplier",
+              "utilization_pct", "utilization_factor", "price_usd_per_kwh", "total_usd")  # fmt: skip
+    price = dict.fromkeys(priced, Decimal("1"))
+    quote = Quote(customer=CustomerFactory(), tier=TierFactory(), capacity_kw=Decimal("5"), starts_at=T0,
+                  ends_at=T0 + H, token_price_source="market", valid_until=T0 + H, **price)  # fmt: skip
+
+    PreparedInsert(Quote).save([quote])
+
+    assert quote.created_at is not None
+    assert Quote.objects.get(pk=quote.pk).created_at == quote.created_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_local_read_cache_keeps_rows_for_its_period_and_drops_them_on_a_save(settings, monkeypatch):
+    settings.API_READ_CACHE_SECONDS = 5
+    clock = [1000.0]
+    monkeypatch.setattr("energyarb.db.time.monotonic", lambda: clock[0])
+    cache = LocalReadCache("test-sites", models=(Site,))
+    site = SiteFactory(code="oslo", name="Oslo")
+    read = lambda: Site.objects.filter(code="oslo").values_list("name", flat=True).get()  # noqa: E731
+
+    assert cache.get("oslo", read) == "Oslo"
+    Site.objects.filter(pk=site.pk).update(name="Oslo (renamed)")  # no signal: kept for its period
+    assert cache.get("oslo", read) == "Oslo"
+    clock[0] += 5
+    assert cache.get("oslo", read) == "Oslo (renamed)"
+    site.name = "Oslo North"
+    site.save()  # a signal: dropped at once
+    assert cache.get("oslo", read) == "Oslo North"
+
+
+def test_a_local_read_cache_keeps_nothing_read_inside_a_transaction(settings):
+    settings.API_READ_CACHE_SECONDS = 5
+    cache = LocalReadCache("test-sites-atomic", models=(Site,))
+    reads = []
+
+    for _ in range(2):
+        cache.get("oslo", lambda: reads.append(1))
+
+    assert len(reads) == 2  # the test runs in a transaction that is rolled back

@@ -15,7 +15,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.parsers import JSONParser
 
-from energyarb.db import PreparedRead, attnames, from_row, related_attnames
+from energyarb.db import LocalReadCache, PreparedRead, attnames, from_row, related_attnames
 from sla.models import Customer
 
 CUSTOMER_OF_USER = Customer.user.field.remote_field  # the reverse one-to-one: caches user.customer
@@ -60,11 +60,15 @@ TOKEN_READ = PreparedRead(
 )
 
 
+TOKENS = LocalReadCache("tokens", models=(Token, get_user_model(), Customer))
+
+
 class CustomerTokenAuthentication(TokenAuthentication):
-    """Token authentication that loads the user and its Customer row in one prepared query (one per request)."""
+    """Token authentication that loads the user and its Customer row in one prepared query, kept for a few
+    seconds per process (`TOKENS`; settings.API_READ_CACHE_SECONDS)."""
 
     def authenticate_credentials(self, key):
-        rows = TOKEN_READ.rows(key=key) if isinstance(key, str) else []
+        rows = TOKENS.get(key, lambda: TOKEN_READ.rows(key=key)) if isinstance(key, str) else []
         if not rows:
             raise exceptions.AuthenticationFailed("Invalid token.")
         token, at = from_row(Token, rows[0])

@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
-from energyarb.db import PreparedRead, attnames, from_row, related_attnames
+from energyarb.db import LocalReadCache, PreparedRead, attnames, from_row, related_attnames
 from sites.choices import MarketRegion
 from sla.capacity import (
     MAX_CAPACITY_KW,
@@ -142,6 +142,7 @@ class RegionField(serializers.ChoiceField):
 
 
 TIER_READ = PreparedRead(lambda code: Tier.objects.filter(code=code).values_list(*attnames(Tier)), code=str)
+TIERS = LocalReadCache("tiers", models=(Tier,))
 QUOTE_READ = PreparedRead(
     lambda pk, customer: Quote.objects.filter(pk=pk, customer_id=customer).values_list(
         *attnames(Quote), *related_attnames("tier__", Tier)
@@ -152,8 +153,9 @@ QUOTE_READ = PreparedRead(
 
 
 def offered_tier(code: str) -> Tier:
-    """The Tier row for a valid code, or a field error when that tier is not set up (one prepared query)."""
-    rows = TIER_READ.rows(code=code)
+    """The Tier row for a valid code, or a field error when that tier is not set up (one prepared query, its rows
+    kept for a few seconds per process: `TIERS`)."""
+    rows = TIERS.get(code, lambda: TIER_READ.rows(code=code))
     if not rows:
         raise serializers.ValidationError(f"Tier {code!r} is not offered.")
     return from_row(Tier, rows[0])[0]

@@ -182,7 +182,7 @@ class Fleet:
     token_price_usd_per_mtok: Decimal | None
 
 
-def read_fleet(*, lock: bool) -> Fleet:
+def read_fleet(*, lock: bool, window: tuple[datetime, datetime] | None = None) -> Fleet:
     """Online sites able to run inference with their SLA limit, plus the newest token price; one query.
 
     A site's SLA limit is what its available inference hardware can carry (sum of units_available x kW per unit
@@ -192,28 +192,37 @@ def read_fleet(*, lock: bool) -> Fleet:
     locks in the same order, so they serialize without deadlocking each other, and the placements summed
     afterwards cannot change under the caller.
     The inventory sums are scalar subqueries because PostgreSQL refuses FOR UPDATE next to GROUP BY.
+    With a `window` [start, end) (and no lock), each room carries its `load` over it, read in the same query.
     """
-    rows = FLEET_READS[lock].rows()
+    if window is None:
+        rows = FLEET_READS[lock].rows()
+    elif lock:
+        raise ValueError("read the load of locked sites after the locks are held (load_window_peaks)")
+    else:
+        rows = FLEET_WITH_PEAKS_READ.rows(start=window[0], end=window[1])
     rooms = []
     token_price = None
-    for pk, code, name, region, cost, power_kw, cooling, latitude, zone, tz, inference_kw, tokens_per_s, price in rows:
+    for row in rows:
+        pk, code, name, region, cost, power_kw, cooling, latitude, zone, tz = row[:10]
+        inference_kw, tokens_per_s, price = row[10:13]
         token_price = None if price is None else decimal(price)
         inference_kw = decimal(inference_kw).quantize(capacity.KW_STEP)
         it_power_kw = decimal(power_kw) / design_pue(cooling, float(latitude), zone, tz)
         limit = min(it_power_kw.quantize(capacity.KW_STEP, rounding=ROUND_DOWN), inference_kw)
         if limit <= 0:
             continue
-        rooms.append(
-            SiteRoom(
-                site_id=pk,
-                code=code,
-                name=name,
-                market_region=region,
-                energy_cost_multiplier=decimal(cost),
-                limit_kw=limit,
-                tokens_per_s_per_kw=decimal(tokens_per_s) / inference_kw,
-            )
+        room = SiteRoom(
+            site_id=pk,
+            code=code,
+            name=name,
+            market_region=region,
+            energy_cost_multiplier=decimal(cost),
+            limit_kw=limit,
+            tokens_per_s_per_kw=decimal(tokens_per_s) / inference_kw,
         )
+        if window is not None:
+            room.load = WindowLoad(*window, firm_kw=_kw_read(row[13]), total_kw=_kw_read(row[14]))
+        rooms.append(room)
     if not rows:
         token_price = newest_token_price()
     return Fleet(rooms=rooms, token_price_usd_per_mtok=token_price)
@@ -293,22 +302,41 @@ def _window_bookings_queryset(start: datetime, end: datetime) -> QuerySet:
 # its start (+kW) to its end (-kW); a running sum in time order, releases before holds at the same moment
 # (half-open windows), and the largest value per site. The database returns one row per booked site instead of
 # every booking, so the cost in Python does not grow with the number of contracts.
-WINDOW_PEAKS_SQL = """
-WITH booked (site_id, held_from, held_to, kw, spot) AS ({query})
-SELECT site_id, MAX(firm_kw), MAX(total_kw) FROM (
-    SELECT site_id,
-           SUM(CASE WHEN spot THEN 0 ELSE kw END) OVER sweep AS firm_kw,
-           SUM(kw) OVER sweep AS total_kw
-    FROM (
-        SELECT site_id, held_from AS moment, kw, spot FROM booked
-        UNION ALL
-        SELECT site_id, held_to AS moment, -kw AS kw, spot FROM booked
-    ) events
-    WINDOW sweep AS (PARTITION BY site_id ORDER BY moment, kw ROWS UNBOUNDED PRECEDING)
-) running
-GROUP BY site_id
-"""
-WINDOW_PEAKS_READ = PreparedRead(_window_bookings_queryset, template=WINDOW_PEAKS_SQL, start=datetime, end=datetime)
+PEAKS_CTE = """
+booked (site_id, held_from, held_to, kw, spot) AS ({booked}),
+peaks (site_id, firm_kw, total_kw) AS (
+    SELECT site_id, MAX(firm_kw), MAX(total_kw) FROM (
+        SELECT site_id,
+               SUM(CASE WHEN spot THEN 0 ELSE kw END) OVER sweep AS firm_kw,
+               SUM(kw) OVER sweep AS total_kw
+        FROM (
+            SELECT site_id, held_from AS moment, kw, spot FROM booked
+            UNION ALL
+            SELECT site_id, held_to AS moment, -kw AS kw, spot FROM booked
+        ) events
+        WINDOW sweep AS (PARTITION BY site_id ORDER BY moment, kw ROWS UNBOUNDED PRECEDING)
+    ) running
+    GROUP BY site_id
+)"""
+WINDOW_PEAKS_READ = PreparedRead(
+    lambda start, end: {"booked": _window_bookings_queryset(start, end)},
+    template="WITH " + PEAKS_CTE + " SELECT site_id, firm_kw, total_kw FROM peaks",
+    start=datetime,
+    end=datetime,
+)
+# Planning without locks reads the fleet and the peaks on it in one statement (a locked read cannot: its snapshot
+# predates the wait for the locks, so the placements are read by a second statement once they are held).
+FLEET_WITH_PEAKS_READ = PreparedRead(
+    lambda start, end: {"booked": _window_bookings_queryset(start, end), "fleet": _fleet_queryset(lock=False)},
+    template="WITH "
+    + PEAKS_CTE
+    + """
+SELECT fleet.*, peaks.firm_kw, peaks.total_kw FROM ({fleet}) fleet
+LEFT JOIN peaks ON peaks.site_id = fleet.pk
+ORDER BY fleet.pk""",
+    start=datetime,
+    end=datetime,
+)
 
 
 def load_window_peaks(rooms: Iterable[SiteRoom], *, start: datetime, end: datetime) -> None:
@@ -382,7 +410,7 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
     """Price a request on the placement it would get now, and keep the offer for QUOTE_VALIDITY.
 
     Reads without locks (a quote reserves nothing) and raises AdmissionRefused when no placement exists.
-    Cost: sites with the newest token price (1), peaks committed per site (1), one insert.
+    Cost: sites with the newest token price and the peaks committed on them (1), one insert.
     """
     plan, price = _plan_without_locks(request)
     quote = Quote(
@@ -409,10 +437,9 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
 
 
 def _plan_without_locks(request: CapacityRequest) -> tuple[list[capacity.Share], capacity.Price]:
-    """The placement `request` would get now and its price, from the fleet and the peaks committed on it (two
-    reads, no locks); AdmissionRefused when no placement exists."""
-    fleet = read_fleet(lock=False)
-    load_window_peaks(fleet.rooms, start=request.starts_at, end=request.ends_at)
+    """The placement `request` would get now and its price, from the fleet and the peaks committed on it (one
+    read, no locks); AdmissionRefused when no placement exists."""
+    fleet = read_fleet(lock=False, window=(request.starts_at, request.ends_at))
     plan = _plan(fleet.rooms, request)
     return plan, _price(plan, request, fleet.token_price_usd_per_mtok)
 
@@ -504,7 +531,8 @@ def _admit(
             if planned and new:
                 try:
                     return _admit_planned(contract=contract, request=request, actor=actor, reason=reason, plan=planned)
-                except _PlanNoLongerFits:
+                except _PlanNoLongerFits as exc:
+                    logger.info("Admission plans again under the locks: the plan no longer fits on %s", exc)
                     planned = None
                     _forget_insert(contract)
             return _admit_once(contract=contract, request=request, actor=actor, reason=reason)

@@ -291,6 +291,22 @@ def private_redis(tmp_path) -> Iterator[PrivateRedis]:
         redis.stop()
 
 
+def test_window_counter_on_redis_counts_one_window_then_opens_the_next(private_redis, settings):
+    from django.core.cache import caches
+
+    from energyarb.cache import hit_window
+
+    settings.CACHES = {"default": {"BACKEND": "energyarb.cache.ResilientRedisCache", "LOCATION": private_redis.url(1)}}
+    cache = caches.create_connection("default")
+
+    hits = [hit_window(cache, "throttle-test", 1) for _ in range(3)]
+    assert [count for count, _ in hits] == [1, 2, 3]
+    assert all(0 < left <= 1 for _, left in hits)
+    assert not cache.redis_is_down()  # answered by Redis, not by the local fallback
+    time.sleep(1.1)
+    assert hit_window(cache, "throttle-test", 1)[0] == 1
+
+
 def get_all(base: str, token: str) -> dict[str, int]:
     """What a visitor sees: API reads (token), public /mara/ data, the sign-in pages."""
     headers = {"Authorization": f"Token {token}"}

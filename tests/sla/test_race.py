@@ -182,3 +182,22 @@ def test_quotes_priced_on_the_same_free_room_and_bought_at_once_never_overbook()
     peaks = peaks_within_limits(T0 + 24 * H, T0 + 26 * H)
     assert peaks == {code: (limit, limit) for code, (_, limit) in peaks.items()}
     assert Placement.objects.filter(site__code="oslo").count() == 16  # 800 kW: as much as oslo can carry
+
+
+def test_tokens_and_tiers_are_kept_between_requests_and_a_revoked_token_is_refused_at_once(
+    settings, django_assert_num_queries
+):
+    settings.API_READ_CACHE_SECONDS = 60
+    build_fleet()
+    buyer = CustomerFactory(user=UserFactory(username="keeper"))
+    token = Token.objects.create(user=buyer.user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    body = {"tier": "standard", "capacity_kw": "5", "duration_hours": "1"}
+    with time_machine.travel(T0, tick=False):
+        assert client.post(reverse("quote-list"), body, format="json").status_code == 201
+        with django_assert_num_queries(2):  # sites with the token price and peaks, the quote: no token, no tier
+            assert client.post(reverse("quote-list"), body, format="json").status_code == 201
+
+        token.delete()
+        assert client.post(reverse("quote-list"), body, format="json").status_code == 401
