@@ -1,13 +1,15 @@
 """Load the SLA API the way customers do: quote, then buy the quote, from 64 concurrent clients.
 
-Starts gunicorn (2 sync workers) on PostgreSQL on a loopback port, after the database is migrated and
-seeded (the ten sites, tiers, the demo customer). Each client loops: `POST /api/sla/quotes/` for a small, short
-window somewhere in the next 30 days, then `POST /api/contracts/ {"quote": id}`. Every answer is a decision:
-201 (admitted / quoted) and 409 (capacity short) are both valid, counted separately; anything else is an error.
-After a warm-up, three timed runs; the median run (by decisions per second) is the headline. Finally it checks
-the invariant the API promises: no site's committed kW ever exceeds its SLA limit (max committed share <= 100 %).
+Starts gunicorn (3 sync workers, as deployed: docs/deployment.md) on PostgreSQL on a loopback port, after the
+database is migrated and seeded (the ten sites, tiers, the demo customer). Each client loops: `POST
+/api/sla/quotes/` for a small, short window somewhere in the next 30 days, then `POST /api/contracts/ {"quote":
+id}`. Every answer is a decision: 201 (admitted / quoted) and 409 (capacity short) are both valid, counted
+separately; anything else is an error. After a warm-up, three timed runs; the median run (by decisions per second)
+is the headline. Finally it checks the invariant the API promises: no site's committed kW ever exceeds its SLA limit
+(max committed share <= 100 %).
 
-    .venv/bin/python bench/api_load.py [--seconds 20] [--runs 3] [--clients 64] [--keep-contracts]
+    .venv/bin/python bench/api_load.py [--seconds 20] [--runs 3] [--clients 64] [--workers 3] [--threads 1]
+                                       [--keep-contracts]
 
 DATABASE_URL (default postgres://postgres@127.0.0.1:5432/energyarb_bench, shared with other benchmarks) is
 created if missing, migrated and seeded; the demo customer's quotes and contracts from earlier runs are deleted
@@ -329,7 +331,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (deployed: 3 sync workers)")
     parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread workers when > 1)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))

@@ -1,18 +1,18 @@
 """Quotes and admission control: a promise is made only when every chosen site can keep it.
 
-Every admission locks the online Site rows (SELECT ... FOR UPDATE, in pk order) and only then reads what is
-committed on them, so concurrent admissions are serialized and no site is ever booked past its limit at any
-moment of a contract's window. A new contract comes with a plan (its quote's, or one made without locks), is
-written first, and takes the locks only to check that the plan still fits with its own placements counted: the
-locks are held for one read and the commit. When the plan no longer fits (capacity went meanwhile, or Spot would
-have to be displaced), that write is rolled back and admission plans again under the locks, from the bookings
-themselves. The arithmetic (peaks, plans, prices) is pure: `sla.capacity`."""
+Every admission locks Site rows (SELECT ... FOR UPDATE, in pk order) and only then reads what is committed on them,
+so concurrent admissions on a site are serialized and no site is ever booked past its limit at any moment of a
+contract's window. A new contract comes with a plan (its quote's, or one made without locks), is written first, and
+then locks the plan's sites only to check that the plan still fits with its own placements counted: the locks are
+held for one read and the commit, and admissions on other sites do not wait for them. When the plan no longer fits
+(capacity went meanwhile, or Spot would have to be displaced), that write is rolled back and admission plans again
+under the locks, from the bookings themselves. The arithmetic (peaks, plans, prices) is pure: `sla.capacity`."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -174,6 +174,17 @@ def _fleet_queryset(*, lock: bool) -> QuerySet:
 FLEET_READS = {lock: PreparedRead(functools.partial(_fleet_queryset, lock=lock)) for lock in (False, True)}
 
 
+def _some_sites_queryset(**site_ids: int) -> QuerySet:
+    return _fleet_queryset(lock=True).filter(pk__in=list(site_ids.values()))
+
+
+# Locking the sites of one plan (up to MAX_SITES_PER_CONTRACT of them), one compiled read per number of sites.
+SOME_SITES_READS = {
+    count: PreparedRead(_some_sites_queryset, **{f"site_{i}": int for i in range(count)})
+    for count in range(1, capacity.MAX_SITES_PER_CONTRACT + 1)
+}
+
+
 @dataclass
 class Fleet:
     """The online sites that can carry SLA capacity, and the newest token price (None when none is stored)."""
@@ -182,7 +193,7 @@ class Fleet:
     token_price_usd_per_mtok: Decimal | None
 
 
-def read_fleet(*, lock: bool, window: tuple[datetime, datetime] | None = None) -> Fleet:
+def read_fleet(*, lock: bool, window: tuple[datetime, datetime] | None = None, only: Sequence[int] = ()) -> Fleet:
     """Online sites able to run inference with their SLA limit, plus the newest token price; one query.
 
     A site's SLA limit is what its available inference hardware can carry (sum of units_available x kW per unit
@@ -193,8 +204,14 @@ def read_fleet(*, lock: bool, window: tuple[datetime, datetime] | None = None) -
     afterwards cannot change under the caller.
     The inventory sums are scalar subqueries because PostgreSQL refuses FOR UPDATE next to GROUP BY.
     With a `window` [start, end) (and no lock), each room carries its `load` over it, read in the same query.
+    With `only` (and the lock), only those sites are read and locked, still in pk order.
     """
-    if window is None:
+    if only:
+        if not lock or window is not None or len(set(only)) > capacity.MAX_SITES_PER_CONTRACT:
+            raise ValueError("`only` locks up to MAX_SITES_PER_CONTRACT sites, without a window")
+        ids = sorted(set(only))
+        rows = SOME_SITES_READS[len(ids)].rows(**{f"site_{i}": pk for i, pk in enumerate(ids)})
+    elif window is None:
         rows = FLEET_READS[lock].rows()
     elif lock:
         raise ValueError("read the load of locked sites after the locks are held (load_window_peaks)")
@@ -617,9 +634,10 @@ def _admit_planned(
     plan's sites still carries its peak, this contract's placements included, without displacing anyone; raise
     _PlanNoLongerFits (rolling the writes back) when one does not.
 
-    The locks are taken after the writes, so they are held only for the check and the commit. That is enough:
-    every admission checks, under the same locks, everything committed before it, and commits before it releases
-    them, so each committed placement was checked against all the others on its site.
+    The locks are taken after the writes, and only on the plan's sites, so they are held only for the check and
+    the commit. That is enough: every admission checks, under the locks of its sites, everything committed on
+    them before it, and commits before it releases them, so each committed placement was checked against all the
+    others on its site.
     Query cost: contract and its history row (2), placements (1 bulk insert), lock + limits (1), peaks (1).
     """
     now = timezone.now()
@@ -627,7 +645,7 @@ def _admit_planned(
     _insert(contract, actor=actor, reason=reason)
     placements = _placements(contract, request, [(share.site_id, share.capacity_kw) for share in plan], reason)
     PLACEMENT_INSERT.save(placements)
-    rooms = {room.site_id: room for room in read_fleet(lock=True).rooms}
+    rooms = {room.site_id: room for room in read_fleet(lock=True, only=[share.site_id for share in plan]).rooms}
     load_window_peaks(rooms.values(), start=request.starts_at, end=request.ends_at)
     for share in plan:
         room = rooms.get(share.site_id)

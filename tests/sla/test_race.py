@@ -12,9 +12,10 @@ import threading
 from datetime import timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 import time_machine
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -22,8 +23,15 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from sla.capacity import peak_kw
 from sla.models import Contract, Placement
-from sla.services import candidate_sites, load_bookings
+from sla.services import (
+    CapacityRequest,
+    candidate_sites,
+    create_contract_from_quote,
+    create_quote,
+    load_bookings,
+)
 from tests.factories import T0, CustomerFactory, UserFactory
+from tests.reliability.servers import postgres_url
 from tests.sla.conftest import build_fleet
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,6 +70,14 @@ def race(bodies: list[dict], *, customers: int = 5) -> list[int]:
     for thread in threads:
         thread.join(timeout=120)
     return statuses
+
+
+def capacity_request(tier, kw: str, *, region: str = "") -> CapacityRequest:
+    return CapacityRequest(tier, Decimal(kw), T0 + 24 * H, T0 + 26 * H, region_preference=region)
+
+
+def placed_on(contract) -> set[str]:
+    return set(Placement.objects.filter(contract=contract).values_list("site__code", flat=True))
 
 
 def peaks_within_limits(start, end) -> dict[str, tuple[Decimal, Decimal]]:
@@ -201,3 +217,26 @@ def test_tokens_and_tiers_are_kept_between_requests_and_a_revoked_token_is_refus
 
         token.delete()
         assert client.post(reverse("quote-list"), body, format="json").status_code == 401
+
+
+def test_an_admission_on_its_quote_locks_only_the_sites_of_its_plan():
+    fleet = build_fleet()
+    customer = CustomerFactory()
+    with time_machine.travel(T0, tick=False):
+        on_oslo = create_quote(customer=customer, request=capacity_request(fleet.standard, "100"))
+        on_dublin = create_quote(customer=customer, request=capacity_request(fleet.standard, "100", region="europe"))
+    holder = psycopg.connect(postgres_url(connection.settings_dict))
+    try:
+        holder.execute("SELECT id FROM sites_site WHERE code = 'dublin' FOR UPDATE")  # held until rollback
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        with time_machine.travel(T0, tick=False):
+            assert placed_on(create_contract_from_quote(quote=on_oslo)) == {"oslo"}  # dublin's lock is not awaited
+            holder.execute("SELECT id FROM sites_site WHERE code = 'oslo' FOR UPDATE")
+            with pytest.raises(OperationalError):  # oslo's is: the lock timeout ends the wait
+                create_contract_from_quote(quote=on_dublin)
+    finally:
+        holder.rollback()
+        holder.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
