@@ -123,8 +123,8 @@ class QuoteViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.ReadOn
     """Price a request: per kWh and in total, with its breakdown, the sites it would run on, and a deadline.
 
     A quote reserves nothing; buy it with `POST /api/contracts/ {"quote": id}` before `valid_until`.
-    Create costs five queries: token, tier, sites with their limits and the token price, overlapping placements,
-    the insert.
+    Create costs two queries: the sites with their limits, the token price and the peaks committed on them, and the
+    insert (the token and the tier are kept a few seconds per process: energyarb.db.LocalReadCache).
     """
 
     queryset = Quote.objects.select_related("tier")
@@ -162,8 +162,9 @@ class ContractViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.Rea
     """Contracts with where they run, measured uptime so far, service credits, preemption notices and downtime.
 
     A page costs a constant number of queries: count, contracts (uptime as subqueries), then one each for
-    placements, credits, notices and downtimes. Buying costs six or seven: token, the quote (or the tier), the
-    locked sites with their limits, overlapping placements, the contract and its history row, its placements.
+    placements, credits, notices and downtimes. Buying a quote costs six queries besides BEGIN and COMMIT: the
+    quote, the contract and its history row, its placements, then the plan's sites locked with their limits and
+    the peaks on them (sla.services.admission).
     """
 
     queryset = (

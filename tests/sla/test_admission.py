@@ -262,6 +262,17 @@ def test_a_quote_whose_room_went_everywhere_is_refused_and_leaves_nothing(fleet,
     assert Placement.objects.count() == 3 and Contract.history.count() == 3
 
 
+def test_a_quote_whose_site_went_offline_is_placed_on_an_online_one(fleet, frozen, customer):
+    quote = create_quote(customer=customer, request=ask(fleet.standard, "200"))
+    fleet.oslo.status = SiteStatus.MAINTENANCE
+    fleet.oslo.save()
+
+    contract = create_contract_from_quote(quote=quote)
+
+    assert [site["site"] for site in quote.sites] == ["oslo"]
+    assert placed(contract) == {"texas": Decimal("200")}  # the cheapest online site with room
+
+
 def test_a_firm_quote_whose_room_spot_took_meanwhile_displaces_the_spot(fleet, frozen, customer, outsider):
     fleet.dublin.delete(), fleet.texas.delete()
     quote = create_quote(customer=customer, request=ask(fleet.standard, "600"))
