@@ -46,9 +46,11 @@ def _postgresql_only(monkeypatch):
     monkeypatch.setitem(SimpleRateThrottle.THROTTLE_RATES, "contracts", "100000/min")
 
 
-def race(bodies: list[dict], *, customers: int = 5) -> list[int]:
-    """POST every body to /api/contracts/ from its own thread and connection, all at once; return the statuses."""
-    tokens = [
+def race(bodies: list[dict], *, customers: int = 5, tokens: list[str] | None = None) -> list[int]:
+    """POST every body to /api/contracts/ from its own thread and connection, all at once; return the statuses.
+
+    The bodies are sent by `customers` new customers in turn, or by the owners of `tokens`."""
+    tokens = tokens or [
         Token.objects.create(user=CustomerFactory(user=UserFactory(username=f"racer{n}")).user).key
         for n in range(customers)
     ]
@@ -57,7 +59,7 @@ def race(bodies: list[dict], *, customers: int = 5) -> list[int]:
 
     def run(index: int, body: dict) -> None:
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {tokens[index % customers]}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {tokens[index % len(tokens)]}")
         try:
             barrier.wait(timeout=30)
             statuses[index] = client.post(reverse("contract-list"), body, format="json").status_code
@@ -141,23 +143,7 @@ def test_one_quote_bought_by_many_at_once_makes_exactly_one_contract():
         quote = client.post(
             reverse("quote-list"), {"tier": "premium", "capacity_kw": "100", "duration_hours": "2"}, format="json"
         ).json()["id"]
-        barrier = threading.Barrier(10)
-        statuses: list[int] = []
-
-        def buy() -> None:
-            other = APIClient()
-            other.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-            try:
-                barrier.wait(timeout=30)
-                statuses.append(other.post(reverse("contract-list"), {"quote": quote}, format="json").status_code)
-            finally:
-                connections.close_all()
-
-        threads = [threading.Thread(target=buy) for _ in range(10)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        statuses = race([{"quote": quote}] * 10, tokens=[token])
 
     assert sorted(statuses) == [201] + [409] * 9
     assert Contract.objects.filter(quote_id=quote).count() == 1
@@ -176,23 +162,7 @@ def test_quotes_priced_on_the_same_free_room_and_bought_at_once_never_overbook()
     with time_machine.travel(T0, tick=False):
         quotes = [client.post(reverse("quote-list"), body, format="json").json() for _ in range(40)]
         assert {quote["sites"][0]["site"] for quote in quotes} == {"oslo"}
-        barrier = threading.Barrier(len(quotes))
-        statuses: list[int] = []
-
-        def buy(quote_id: int) -> None:
-            other = APIClient()
-            other.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-            try:
-                barrier.wait(timeout=30)
-                statuses.append(other.post(reverse("contract-list"), {"quote": quote_id}, format="json").status_code)
-            finally:
-                connections.close_all()
-
-        threads = [threading.Thread(target=buy, args=(quote["id"],)) for quote in quotes]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        statuses = race([{"quote": quote["id"]} for quote in quotes], tokens=[token])
 
     assert sorted(statuses) == [201] * 32 + [409] * 8  # 1,600 kW of room: every kW sold, none twice
     peaks = peaks_within_limits(T0 + 24 * H, T0 + 26 * H)
