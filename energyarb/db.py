@@ -51,36 +51,25 @@ class PreparedRead:
 
     `template`, when given, is SQL run around the queryset's: its `{query}` is replaced by the compiled queryset
     (for what the ORM cannot say, such as aggregating over window functions); it takes no parameters of its own.
-    `build` may also return several querysets by name ({name: queryset}), each placed once at `{name}`.
     """
 
-    def __init__(self, build: Callable[..., QuerySet | dict[str, QuerySet]], *, template: str = "{query}", **params):
-        if "%" in template:
-            raise ValueError("PreparedRead: a template takes no parameters (and no literal %)")
+    def __init__(self, build: Callable[..., QuerySet], *, template: str = "{query}", **params: type):
+        if "%" in template or template.count("{query}") != 1:
+            raise ValueError("PreparedRead: a template places {query} once and takes no parameters (and no %)")
         self.build = build
         self.template = template
         self.params = params
         self._compiled: dict[str, tuple[str, list, dict[int, str]]] = {}
-        self.model: type[Model] | None = None  # the (first) queryset's model, known once compiled
-
-    def _assemble(self, built: QuerySet | dict[str, QuerySet]) -> tuple[str, list]:
-        """The template with every queryset's SQL in its place, and their parameters in the order they appear."""
-        parts = built if isinstance(built, dict) else {"query": built}
-        self.model = next(iter(parts.values())).model
-        compiled = {name: queryset.query.sql_with_params() for name, queryset in parts.items()}
-        placed = sorted(compiled, key=lambda name: self.template.find(f"{{{name}}}"))
-        if any(self.template.count(f"{{{name}}}") != 1 for name in placed):
-            raise ValueError(f"PreparedRead: the template must place each of {placed} exactly once")
-        sql = self.template
-        for name in placed:
-            sql = sql.replace(f"{{{name}}}", compiled[name][0])
-        return sql, [param for name in placed for param in compiled[name][1]]
+        self.model: type[Model] | None = None  # the queryset's model, known once compiled
 
     def _compile(self) -> tuple[str, list, dict[int, str]]:
         vendor = connection.vendor
         if vendor not in self._compiled:
             sentinels = {name: _sentinel(kind, i) for i, (name, kind) in enumerate(self.params.items())}
-            sql, params = self._assemble(self.build(**sentinels))
+            queryset = self.build(**sentinels)
+            self.model = queryset.model
+            sql, params = queryset.query.sql_with_params()
+            sql = self.template.replace("{query}", sql)
             adapt = connection.ops.adapt_datetimefield_value
             lookup = {
                 (adapt(value) if isinstance(value, datetime) else value): name for name, value in sentinels.items()
@@ -162,7 +151,7 @@ class PreparedInsert:
 
 
 class LocalReadCache:
-    """Rows read on every request and rarely changed (a token and its user, a tier), kept per process for
+    """Rows read on every request and rarely changed (a token and its user, a tier, the fleet), kept per process for
     `settings.API_READ_CACHE_SECONDS` (0: not kept).
 
     A save or delete of one of `models` in this process drops every entry at once (post_save / post_delete), and

@@ -254,9 +254,10 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env_int("NUM_PROXIES", 1 if env_bool("BEHIND_TLS_PROXY") else 0),
 }
 
-# A token with its user and customer, and a tier, as read by the quote and contract endpoints, are kept this many
-# seconds per process (energyarb.db.LocalReadCache); a change made in a process is seen there at once, in the
-# others within this time. 0 reads them on every request.
+# A token with its user and customer, a tier, and the fleet's SLA limits with the token price (for planning quotes;
+# admission checks again under locks), as read by the quote and contract endpoints, are kept this many seconds per
+# process (energyarb.db.LocalReadCache); a change made in a process is seen there at once, in the others within
+# this time. 0 reads them on every request.
 API_READ_CACHE_SECONDS = env_float("API_READ_CACHE_SECONDS", 5.0)
 
 SPECTACULAR_SETTINGS = {

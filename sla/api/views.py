@@ -123,8 +123,8 @@ class QuoteViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.ReadOn
     """Price a request: per kWh and in total, with its breakdown, the sites it would run on, and a deadline.
 
     A quote reserves nothing; buy it with `POST /api/contracts/ {"quote": id}` before `valid_until`.
-    Create costs two queries: the sites with their limits, the token price and the peaks committed on them, and the
-    insert (the token and the tier are kept a few seconds per process: energyarb.db.LocalReadCache).
+    Create costs two queries: the peaks committed on the sites, and the insert (the token, the tier, the sites with
+    their limits and the token price are kept a few seconds per process: energyarb.db.LocalReadCache).
     """
 
     queryset = Quote.objects.select_related("tier")

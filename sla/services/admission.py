@@ -32,9 +32,9 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
-from energyarb.db import PreparedInsert, PreparedRead, aware, decimal
+from energyarb.db import LocalReadCache, PreparedInsert, PreparedRead, aware, decimal
 from sites.choices import HardwareKind
-from sites.models import MarketPrice, Site, SiteInventory
+from sites.models import HardwareModel, MarketPrice, Site, SiteInventory
 from sites.simulation import derive_climate_profile
 from sites.simulation.cooling import pue
 
@@ -172,6 +172,9 @@ def _fleet_queryset(*, lock: bool) -> QuerySet:
 
 
 FLEET_READS = {lock: PreparedRead(functools.partial(_fleet_queryset, lock=lock)) for lock in (False, True)}
+# The unlocked read, kept a few seconds per process for planning quotes (what it reads changes when staff edit a
+# site or its hardware, or every few minutes for the token price).
+FLEET = LocalReadCache("fleet", models=(Site, SiteInventory, HardwareModel, MarketPrice))
 
 
 def _some_sites_queryset(**site_ids: int) -> QuerySet:
@@ -193,7 +196,7 @@ class Fleet:
     token_price_usd_per_mtok: Decimal | None
 
 
-def read_fleet(*, lock: bool, window: tuple[datetime, datetime] | None = None, only: Sequence[int] = ()) -> Fleet:
+def read_fleet(*, lock: bool, only: Sequence[int] = (), recent: bool = False) -> Fleet:
     """Online sites able to run inference with their SLA limit, plus the newest token price; one query.
 
     A site's SLA limit is what its available inference hardware can carry (sum of units_available x kW per unit
@@ -203,43 +206,40 @@ def read_fleet(*, lock: bool, window: tuple[datetime, datetime] | None = None, o
     locks in the same order, so they serialize without deadlocking each other, and the placements summed
     afterwards cannot change under the caller.
     The inventory sums are scalar subqueries because PostgreSQL refuses FOR UPDATE next to GROUP BY.
-    With a `window` [start, end) (and no lock), each room carries its `load` over it, read in the same query.
     With `only` (and the lock), only those sites are read and locked, still in pk order.
+    With `recent` (and no lock), the rows may be a few seconds old (`FLEET`, kept per process): for plans made
+    without locks, which admission checks again under them.
     """
     if only:
-        if not lock or window is not None or len(set(only)) > capacity.MAX_SITES_PER_CONTRACT:
-            raise ValueError("`only` locks up to MAX_SITES_PER_CONTRACT sites, without a window")
+        if not lock or len(set(only)) > capacity.MAX_SITES_PER_CONTRACT:
+            raise ValueError("`only` locks up to MAX_SITES_PER_CONTRACT sites")
         ids = sorted(set(only))
         rows = SOME_SITES_READS[len(ids)].rows(**{f"site_{i}": pk for i, pk in enumerate(ids)})
-    elif window is None:
-        rows = FLEET_READS[lock].rows()
-    elif lock:
-        raise ValueError("read the load of locked sites after the locks are held (load_window_peaks)")
+    elif recent and not lock:
+        rows = FLEET.get("online", FLEET_READS[False].rows)
     else:
-        rows = FLEET_WITH_PEAKS_READ.rows(start=window[0], end=window[1])
+        rows = FLEET_READS[lock].rows()
     rooms = []
     token_price = None
     for row in rows:
-        pk, code, name, region, cost, power_kw, cooling, latitude, zone, tz = row[:10]
-        inference_kw, tokens_per_s, price = row[10:13]
+        pk, code, name, region, cost, power_kw, cooling, latitude, zone, tz, inference_kw, tokens_per_s, price = row
         token_price = None if price is None else decimal(price)
         inference_kw = decimal(inference_kw).quantize(capacity.KW_STEP)
         it_power_kw = decimal(power_kw) / design_pue(cooling, float(latitude), zone, tz)
         limit = min(it_power_kw.quantize(capacity.KW_STEP, rounding=ROUND_DOWN), inference_kw)
         if limit <= 0:
             continue
-        room = SiteRoom(
-            site_id=pk,
-            code=code,
-            name=name,
-            market_region=region,
-            energy_cost_multiplier=decimal(cost),
-            limit_kw=limit,
-            tokens_per_s_per_kw=decimal(tokens_per_s) / inference_kw,
+        rooms.append(
+            SiteRoom(
+                site_id=pk,
+                code=code,
+                name=name,
+                market_region=region,
+                energy_cost_multiplier=decimal(cost),
+                limit_kw=limit,
+                tokens_per_s_per_kw=decimal(tokens_per_s) / inference_kw,
+            )
         )
-        if window is not None:
-            room.load = WindowLoad(*window, firm_kw=_kw_read(row[13]), total_kw=_kw_read(row[14]))
-        rooms.append(room)
     if not rows:
         token_price = newest_token_price()
     return Fleet(rooms=rooms, token_price_usd_per_mtok=token_price)
@@ -319,41 +319,22 @@ def _window_bookings_queryset(start: datetime, end: datetime) -> QuerySet:
 # its start (+kW) to its end (-kW); a running sum in time order, releases before holds at the same moment
 # (half-open windows), and the largest value per site. The database returns one row per booked site instead of
 # every booking, so the cost in Python does not grow with the number of contracts.
-PEAKS_CTE = """
-booked (site_id, held_from, held_to, kw, spot) AS ({booked}),
-peaks (site_id, firm_kw, total_kw) AS (
-    SELECT site_id, MAX(firm_kw), MAX(total_kw) FROM (
-        SELECT site_id,
-               SUM(CASE WHEN spot THEN 0 ELSE kw END) OVER sweep AS firm_kw,
-               SUM(kw) OVER sweep AS total_kw
-        FROM (
-            SELECT site_id, held_from AS moment, kw, spot FROM booked
-            UNION ALL
-            SELECT site_id, held_to AS moment, -kw AS kw, spot FROM booked
-        ) events
-        WINDOW sweep AS (PARTITION BY site_id ORDER BY moment, kw ROWS UNBOUNDED PRECEDING)
-    ) running
-    GROUP BY site_id
-)"""
-WINDOW_PEAKS_READ = PreparedRead(
-    lambda start, end: {"booked": _window_bookings_queryset(start, end)},
-    template="WITH " + PEAKS_CTE + " SELECT site_id, firm_kw, total_kw FROM peaks",
-    start=datetime,
-    end=datetime,
-)
-# Planning without locks reads the fleet and the peaks on it in one statement (a locked read cannot: its snapshot
-# predates the wait for the locks, so the placements are read by a second statement once they are held).
-FLEET_WITH_PEAKS_READ = PreparedRead(
-    lambda start, end: {"booked": _window_bookings_queryset(start, end), "fleet": _fleet_queryset(lock=False)},
-    template="WITH "
-    + PEAKS_CTE
-    + """
-SELECT fleet.*, peaks.firm_kw, peaks.total_kw FROM ({fleet}) fleet
-LEFT JOIN peaks ON peaks.site_id = fleet.pk
-ORDER BY fleet.pk""",
-    start=datetime,
-    end=datetime,
-)
+WINDOW_PEAKS_SQL = """
+WITH booked (site_id, held_from, held_to, kw, spot) AS ({query})
+SELECT site_id, MAX(firm_kw), MAX(total_kw) FROM (
+    SELECT site_id,
+           SUM(CASE WHEN spot THEN 0 ELSE kw END) OVER sweep AS firm_kw,
+           SUM(kw) OVER sweep AS total_kw
+    FROM (
+        SELECT site_id, held_from AS moment, kw, spot FROM booked
+        UNION ALL
+        SELECT site_id, held_to AS moment, -kw AS kw, spot FROM booked
+    ) events
+    WINDOW sweep AS (PARTITION BY site_id ORDER BY moment, kw ROWS UNBOUNDED PRECEDING)
+) running
+GROUP BY site_id
+"""
+WINDOW_PEAKS_READ = PreparedRead(_window_bookings_queryset, template=WINDOW_PEAKS_SQL, start=datetime, end=datetime)
 
 
 def load_window_peaks(rooms: Iterable[SiteRoom], *, start: datetime, end: datetime) -> None:
@@ -427,7 +408,8 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
     """Price a request on the placement it would get now, and keep the offer for QUOTE_VALIDITY.
 
     Reads without locks (a quote reserves nothing) and raises AdmissionRefused when no placement exists.
-    Cost: sites with the newest token price and the peaks committed on them (1), one insert.
+    Cost: the peaks committed on the sites (1; the sites, their limits and the token price are kept a few seconds
+    per process), one insert.
     """
     plan, price = _plan_without_locks(request)
     quote = Quote(
@@ -454,9 +436,10 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
 
 
 def _plan_without_locks(request: CapacityRequest) -> tuple[list[capacity.Share], capacity.Price]:
-    """The placement `request` would get now and its price, from the fleet and the peaks committed on it (one
-    read, no locks); AdmissionRefused when no placement exists."""
-    fleet = read_fleet(lock=False, window=(request.starts_at, request.ends_at))
+    """The placement `request` would get now and its price, from the fleet (kept a few seconds per process) and
+    the peaks committed on it (one read), without locks; AdmissionRefused when no placement exists."""
+    fleet = read_fleet(lock=False, recent=True)
+    load_window_peaks(fleet.rooms, start=request.starts_at, end=request.ends_at)
     plan = _plan(fleet.rooms, request)
     return plan, _price(plan, request, fleet.token_price_usd_per_mtok)
 

@@ -21,6 +21,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
+from sites.choices import SiteStatus
 from sla.capacity import peak_kw
 from sla.models import Contract, Placement
 from sla.services import (
@@ -170,21 +171,24 @@ def test_quotes_priced_on_the_same_free_room_and_bought_at_once_never_overbook()
     assert Placement.objects.filter(site__code="oslo").count() == 16  # 800 kW: as much as oslo can carry
 
 
-def test_tokens_and_tiers_are_kept_between_requests_and_a_revoked_token_is_refused_at_once(
+def test_tokens_tiers_and_the_fleet_are_kept_between_requests_and_changes_are_seen_at_once(
     settings, django_assert_num_queries
 ):
     settings.API_READ_CACHE_SECONDS = 60
-    build_fleet()
+    fleet = build_fleet()
     buyer = CustomerFactory(user=UserFactory(username="keeper"))
     token = Token.objects.create(user=buyer.user)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     body = {"tier": "standard", "capacity_kw": "5", "duration_hours": "1"}
     with time_machine.travel(T0, tick=False):
-        assert client.post(reverse("quote-list"), body, format="json").status_code == 201
-        with django_assert_num_queries(2):  # sites with the token price and peaks, the quote: no token, no tier
+        assert client.post(reverse("quote-list"), body, format="json").json()["sites"][0]["site"] == "oslo"
+        with django_assert_num_queries(2):  # the peaks on the sites, the quote: no token, tier, sites or price
             assert client.post(reverse("quote-list"), body, format="json").status_code == 201
 
+        fleet.oslo.status = SiteStatus.MAINTENANCE
+        fleet.oslo.save()
+        assert client.post(reverse("quote-list"), body, format="json").json()["sites"][0]["site"] == "texas"
         token.delete()
         assert client.post(reverse("quote-list"), body, format="json").status_code == 401
 
