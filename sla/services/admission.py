@@ -44,9 +44,11 @@ from ..choices import ContractStatus
 from ..models import (
     Contract,
     Customer,
+    Downtime,
     Placement,
     PreemptionNotice,
     Quote,
+    ServiceCredit,
     Tier,
 )
 from .lifecycle import IllegalTransition
@@ -599,14 +601,22 @@ def _as_admitted(contract: Contract, placements: list[Placement], sites: dict[in
     for placement in placements:
         code, name = sites[placement.site_id]
         placement.site = Site(pk=placement.site_id, code=code, name=name)
+    # As prefetch_related leaves them: querysets holding their rows (a new contract has no credits, notices or
+    # downtimes yet), which still answer further filters from the database.
     contract._prefetched_objects_cache = {
-        "placements": placements,
-        "service_credits": [],
-        "preemption_notices": [],
-        "downtimes": [],
+        "placements": _holding(Placement.objects.filter(contract=contract), placements),
+        "service_credits": _holding(ServiceCredit.objects.filter(contract=contract), []),
+        "preemption_notices": _holding(PreemptionNotice.objects.filter(contract=contract), []),
+        "downtimes": _holding(Downtime.objects.filter(contract=contract), []),
     }
     contract.delivered_kw_minutes = contract.committed_kw_minutes = ZERO
     return contract
+
+
+def _holding(queryset: QuerySet, rows: list) -> QuerySet:
+    queryset._result_cache = rows
+    queryset._prefetch_done = True
+    return queryset
 
 
 @transaction.atomic

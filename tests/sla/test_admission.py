@@ -176,6 +176,14 @@ def test_spot_cannot_displace_spot(fleet, frozen, customer):
         create_contract(customer=customer, request=ask(fleet.spot, "1"))
 
 
+def test_an_admitted_contract_answers_for_its_placements_like_one_read_back(fleet, frozen, customer):
+    contract = create_contract(customer=customer, request=ask(fleet.premium, "100"))
+
+    assert contract.placements.count() == 2 and not contract.service_credits.exists()
+    assert set(contract.placements.filter(site=fleet.oslo).values_list("capacity_kw", flat=True)) == {Decimal("100")}
+    assert [p.pk for p in contract.placements.all()] == [p.pk for p in Placement.objects.filter(contract=contract)]
+
+
 def test_contract_admission_is_audited_with_who_and_why(fleet, frozen, customer):
     contract = create_contract(customer=customer, request=ask(fleet.standard, "10"), actor=customer.user)
 
