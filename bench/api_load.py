@@ -346,7 +346,8 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     results = []
     try:
-        print(f"gunicorn: {args.workers} sync workers on {base}; {args.clients} clients; DB {args.database_url}")
+        kind = f"gthread workers x {args.threads} threads" if args.threads > 1 else "sync workers"
+        print(f"gunicorn: {args.workers} {kind} on {base}; {args.clients} clients; DB {args.database_url}")
         asyncio.run(run_load(port=port, token=token, clients=args.clients, seconds=args.warmup, seed=0))
         for run in range(1, args.runs + 1):
             if not vacuum(args.database_url) and run == 1:
