@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -123,47 +124,70 @@ def _check_field(model: type[models.Model], name: str, value: Decimal) -> None:
         raise PriceRowError(f"{model.__name__}.{name} {value}: {' '.join(exc.messages)}") from None
 
 
-def _insert_new(model: type[models.Model], objs: list[models.Model]) -> int:
-    model.objects.bulk_create(objs, batch_size=STORE_BATCH_SIZE, ignore_conflicts=True)
-    return len(objs)
+def _store_new(
+    model: type[models.Model],
+    rows: Iterable,
+    *,
+    source: str,
+    what: str,
+    key: Callable,
+    check: Callable,
+    stored: Callable[[list, list], Iterable],
+    build: Callable[[object, object], models.Model],
+) -> int:
+    """What every `store_*` does: check the source and each row (`check` raises PriceRowError), refuse a batch that
+    repeats a key (`key(row)`), then insert the rows whose key is not stored yet; returns how many were new.
 
-
-@transaction.atomic
-def store_hackathon_prices(*, rows: Iterable[HackathonPriceRow], source: str) -> int:
-    """Store hackathon intervals (abstract units) not stored yet; returns how many were new.
-
-    Query cost: one range query for existing interval starts, one INSERT per 1,000 new rows.
+    `stored(rows, keys)` reads the keys already stored among them (one range query); `build(row, key)` makes the
+    new instance. First write wins: a stored interval is never changed. Inserts go 1,000 rows per statement.
     """
-    from .clients.hackathon import PRICE_BOUNDS
-
     check_data_source(source)
     rows = list(rows)
     if not rows:
         return 0
-    starts = [row.interval_start for row in rows]
-    _check_unique(starts, "hackathon price")
     for row in rows:
+        check(row)
+    keys = [key(row) for row in rows]
+    _check_unique(keys, what)
+    existing = set(stored(rows, keys))
+    new = [build(row, k) for row, k in zip(rows, keys, strict=True) if k not in existing]
+    model.objects.bulk_create(new, batch_size=STORE_BATCH_SIZE, ignore_conflicts=True)
+    return len(new)
+
+
+def _store_new_intervals(model: type[models.Model], rows: Iterable, *, source: str, what: str, check, build) -> int:
+    """`_store_new` for the global series, keyed by interval start alone."""
+
+    def stored(rows: list, starts: list[datetime]) -> Iterable[datetime]:
+        return model.objects.filter(interval_start__range=(min(starts), max(starts))).values_list(
+            "interval_start", flat=True
+        )
+
+    key = attrgetter("interval_start")
+    return _store_new(model, rows, source=source, what=what, key=key, check=check, stored=stored, build=build)
+
+
+@transaction.atomic
+def store_hackathon_prices(*, rows: Iterable[HackathonPriceRow], source: str) -> int:
+    """Store hackathon intervals (abstract units) not stored yet; returns how many were new (`_store_new`)."""
+    from .clients.hackathon import PRICE_BOUNDS
+
+    def check(row: HackathonPriceRow) -> None:
         for name, (low, high) in PRICE_BOUNDS.items():
             value = getattr(row, name)
             if not (value.is_finite() and low <= value <= high):
                 raise PriceRowError(f"HackathonPrice.{name} {value} is outside {low}..{high}.")
-    existing = set(
-        HackathonPrice.objects.filter(interval_start__range=(min(starts), max(starts))).values_list(
-            "interval_start", flat=True
-        )
-    )
-    new = [
-        HackathonPrice(
-            interval_start=row.interval_start,
+
+    def build(row: HackathonPriceRow, start: datetime) -> HackathonPrice:
+        return HackathonPrice(
+            interval_start=start,
             energy_price=row.energy_price,
             hash_price=row.hash_price,
             token_price=row.token_price,
             source=source,
         )
-        for row in rows
-        if row.interval_start not in existing
-    ]
-    return _insert_new(HackathonPrice, new)
+
+    return _store_new_intervals(HackathonPrice, rows, source=source, what="hackathon price", check=check, build=build)
 
 
 @transaction.atomic
@@ -171,71 +195,60 @@ def store_energy_prices(*, rows: Iterable[EnergyPriceRow], source: str) -> int:
     """Store energy prices (USD/MWh) for site or region intervals not stored yet; returns how many were new.
 
     Negative prices are valid (surplus renewables); the field's range (-1,000..20,000) is enforced here.
-    Query cost: one range query for existing keys, one INSERT per 1,000 new rows.
+    Keyed by (site, region, interval start): a site's row has no region (`_store_new`).
     """
-    check_data_source(source)
-    rows = list(rows)
-    if not rows:
-        return 0
-    for row in rows:
+
+    def check(row: EnergyPriceRow) -> None:
         if (row.site_id is None) == (not row.grid_region):
             raise PriceRowError("An energy price belongs to a site or to a grid region, not both or neither.")
         _check_field(EnergyPrice, "price_usd_per_mwh", row.price_usd_per_mwh)
-    keys = [(row.site_id, row.grid_region if row.site_id is None else "", row.interval_start) for row in rows]
-    _check_unique(keys, "energy price")
-    starts = [row.interval_start for row in rows]
-    site_ids = {row.site_id for row in rows if row.site_id is not None}
-    regions = {row.grid_region for row in rows if row.site_id is None}
-    existing = set(
-        EnergyPrice.objects.filter(interval_start__range=(min(starts), max(starts)))
-        .filter(Q(site_id__in=site_ids) | Q(site__isnull=True, grid_region__in=regions))
-        .values_list("site_id", "grid_region", "interval_start")
-    )
-    new = [
-        EnergyPrice(
-            site_id=row.site_id,
-            grid_region=key[1],
-            interval_start=row.interval_start,
-            price_usd_per_mwh=row.price_usd_per_mwh,
-            source=source,
+
+    def stored(rows: list[EnergyPriceRow], keys: list[tuple]) -> Iterable[tuple]:
+        starts = [start for _, _, start in keys]
+        site_ids = {row.site_id for row in rows if row.site_id is not None}
+        regions = {row.grid_region for row in rows if row.site_id is None}
+        return (
+            EnergyPrice.objects.filter(interval_start__range=(min(starts), max(starts)))
+            .filter(Q(site_id__in=site_ids) | Q(site__isnull=True, grid_region__in=regions))
+            .values_list("site_id", "grid_region", "interval_start")
         )
-        for row, key in zip(rows, keys, strict=True)
-        if key not in existing
-    ]
-    return _insert_new(EnergyPrice, new)
+
+    def build(row: EnergyPriceRow, key: tuple) -> EnergyPrice:
+        site_id, region, start = key
+        return EnergyPrice(
+            site_id=site_id, grid_region=region, interval_start=start, price_usd_per_mwh=row.price_usd_per_mwh,
+            source=source,
+        )  # fmt: skip
+
+    return _store_new(
+        EnergyPrice,
+        rows,
+        source=source,
+        what="energy price",
+        key=lambda row: (row.site_id, row.grid_region if row.site_id is None else "", row.interval_start),
+        check=check,
+        stored=stored,
+        build=build,
+    )
 
 
 @transaction.atomic
 def store_market_prices(*, rows: Iterable[MarketPriceRow], source: str) -> int:
-    """Store global hashprice / inference-price intervals not stored yet; returns how many were new.
+    """Store global hashprice / inference-price intervals not stored yet; returns how many were new (`_store_new`)."""
 
-    Query cost: one range query for existing interval starts, one INSERT per 1,000 new rows.
-    """
-    check_data_source(source)
-    rows = list(rows)
-    if not rows:
-        return 0
-    for row in rows:
+    def check(row: MarketPriceRow) -> None:
         _check_field(MarketPrice, "hashprice_usd_per_ph_day", row.hashprice_usd_per_ph_day)
         _check_field(MarketPrice, "inference_price_usd_per_mtok", row.inference_price_usd_per_mtok)
-    starts = [row.interval_start for row in rows]
-    _check_unique(starts, "market price")
-    existing = set(
-        MarketPrice.objects.filter(interval_start__range=(min(starts), max(starts))).values_list(
-            "interval_start", flat=True
-        )
-    )
-    new = [
-        MarketPrice(
-            interval_start=row.interval_start,
+
+    def build(row: MarketPriceRow, start: datetime) -> MarketPrice:
+        return MarketPrice(
+            interval_start=start,
             hashprice_usd_per_ph_day=row.hashprice_usd_per_ph_day,
             inference_price_usd_per_mtok=row.inference_price_usd_per_mtok,
             source=source,
         )
-        for row in rows
-        if row.interval_start not in existing
-    ]
-    return _insert_new(MarketPrice, new)
+
+    return _store_new_intervals(MarketPrice, rows, source=source, what="market price", check=check, build=build)
 
 
 # Fetch attempts. Failures are recorded so staleness can be explained; record them outside the transaction
@@ -437,27 +450,26 @@ def _check_temperature(value: Decimal) -> None:
 
 @transaction.atomic
 def store_weather_readings(*, rows: Iterable[WeatherRow], source: str) -> int:
-    """Store readings for (site, time) pairs not stored yet; returns how many were new. First write wins."""
-    check_data_source(source)
-    rows = list(rows)
-    if not rows:
-        return 0
-    for row in rows:
-        _check_temperature(row.temperature_c)
-    keys = [(row.site_id, row.observed_at) for row in rows]
-    _check_unique(keys, "weather")
-    times = [row.observed_at for row in rows]
-    existing = set(
-        WeatherReading.objects.filter(
-            site_id__in={row.site_id for row in rows}, observed_at__range=(min(times), max(times))
+    """Store readings for (site, time) pairs not stored yet; returns how many were new (`_store_new`)."""
+
+    def stored(rows: list[WeatherRow], keys: list[tuple]) -> Iterable[tuple]:
+        times = [observed_at for _, observed_at in keys]
+        return WeatherReading.objects.filter(
+            site_id__in={site_id for site_id, _ in keys}, observed_at__range=(min(times), max(times))
         ).values_list("site_id", "observed_at")
+
+    return _store_new(
+        WeatherReading,
+        rows,
+        source=source,
+        what="weather",
+        key=lambda row: (row.site_id, row.observed_at),
+        check=lambda row: _check_temperature(row.temperature_c),
+        stored=stored,
+        build=lambda row, key: WeatherReading(
+            site_id=row.site_id, observed_at=row.observed_at, temperature_c=row.temperature_c, source=source
+        ),
     )
-    new = [
-        WeatherReading(site_id=row.site_id, observed_at=row.observed_at, temperature_c=row.temperature_c, source=source)
-        for row, key in zip(rows, keys, strict=True)
-        if key not in existing
-    ]
-    return _insert_new(WeatherReading, new)
 
 
 def simulate_weather_rows(*, site: Site, start: datetime, periods: int, heat_waves=()) -> list[WeatherRow]:
