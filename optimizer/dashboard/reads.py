@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import EmptyResultSet
@@ -94,19 +95,31 @@ def _static_models(name: str, build: Callable[[], QuerySet]) -> list:
     return list(read.model._default_manager.raw(sql, params))
 
 
-# The shapes of the reads that take a time window: built once (ordering, columns, joins, fixed filters resolved),
-# each request adds its own window to a copy (QuerySet.filter clones; these are never evaluated themselves).
-# Saves ~0.3 ms of Python per query; the SQL sent is the same query.
+# The shapes of the reads that take a time window and a list of sites: built once (ordering, columns, joins, fixed
+# filters resolved), each request adds its own window to a copy (QuerySet.filter clones; these are never evaluated
+# themselves). Saves ~0.3 ms of Python per query; the SQL sent is the same query. (A list of sites changes the SQL
+# with its length, so these cannot be compiled once like `_placement_rows`.)
 
 
-@functools.cache
-def _placements_shape() -> QuerySet:
+def _placements_at(now: datetime) -> QuerySet:
     return (
         Placement.objects.committed()
+        .current(now)
         .order_by("site_id", "contract__tier__priority", "contract_id", "id")
         .values_list("site_id", "contract_id", "contract__tier__code", "contract__customer__name", "capacity_kw",
                      "contract__ends_at")
     )  # fmt: skip
+
+
+_PLACEMENTS_AT = PreparedRead(_placements_at, now=datetime)
+
+
+def _placement_rows(now: datetime) -> list[tuple]:
+    """(site, contract, tier code, customer name, kW, contract end) of the committed placements holding kW at
+    `now`, as `_rows` returns them: one read compiled once per process (`_static`'s machinery, with a parameter)."""
+    if connection.vendor != "postgresql":
+        return list(_placements_at(now))
+    return _PLACEMENTS_AT.rows(now=now)
 
 
 @functools.cache
