@@ -102,9 +102,11 @@ class CustomerWritesMixin:
         if chosen is not None:
             if not self.request.user.is_staff:
                 raise exceptions.PermissionDenied("Only staff may quote or buy for another customer.")
-            if isinstance(chosen, bool) or not isinstance(chosen, int | str) or not str(chosen).isdigit():
-                raise exceptions.ValidationError({"customer": ["A valid integer is required."]})
-            customer = Customer.objects.filter(pk=int(chosen)).first()
+            try:  # the field the request serializers declare for it, so both answer alike
+                pk = CapacityRequestSerializer().fields["customer"].run_validation(chosen)
+            except exceptions.ValidationError as exc:
+                raise exceptions.ValidationError({"customer": exc.detail}) from None
+            customer = Customer.objects.filter(pk=pk).first()
             if customer is None:
                 raise exceptions.ValidationError({"customer": ["No such customer."]})
             return customer

@@ -315,5 +315,7 @@ def test_only_staff_may_name_a_customer_and_only_a_real_one(fleet, frozen, staff
     assert customer_api.post(QUOTES, {**body, "customer": outsider.pk}, format="json").status_code == 403
     unknown = staff_api.post(QUOTES, {**body, "customer": 999999}, format="json")
     assert unknown.status_code == 400 and "customer" in unknown.json()
-    assert staff_api.post(QUOTES, {**body, "customer": "x"}, format="json").status_code == 400
+    for bad in ("x", "²", True, 0, 2**63, [1]):  # "²" is a digit to str.isdigit(), not to int()
+        refused = staff_api.post(QUOTES, {**body, "customer": bad}, format="json")
+        assert refused.status_code == 400 and "customer" in refused.json(), bad
     assert not Quote.objects.exists()
