@@ -184,9 +184,6 @@ class LocalReadCache:
         self._entries[key] = (now + seconds, value)
         return value
 
-    def clear(self) -> None:
-        self._entries.clear()
-
     def _drop(self, **kwargs) -> None:
         self._entries.clear()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
-from django.db.models import Count, DecimalField, ExpressionWrapper, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Count, DecimalField, ExpressionWrapper, Q, Sum, Value
 from django.db.models.functions import Coalesce, Least, NullIf
 from django.utils import timezone
 from django.utils.translation import ngettext
@@ -30,9 +30,9 @@ from .models import (
     ServiceCreditRule,
     Tier,
 )
+from .querysets import KW
 from .services import IllegalTransition, approve_contract, reject_contract, terminate_contract
 
-KW = DecimalField(max_digits=14, decimal_places=3)
 ZERO_KW = Value(0, output_field=KW)
 
 
@@ -162,19 +162,7 @@ class ContractAdmin(AuditHistoryAdmin):
 
     def get_queryset(self, request):
         """Contracts with the kW placed at this moment (a correlated subquery per row, in the same query)."""
-        placed_now = (
-            Placement.objects.current(timezone.now())
-            .filter(contract=OuterRef("pk"))
-            .order_by()
-            .values("contract")
-            .annotate(total=Sum("capacity_kw"))
-            .values("total")
-        )
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(placed_kw_now=Coalesce(Subquery(placed_now, output_field=KW), ZERO_KW, output_field=KW))
-        )
+        return super().get_queryset(request).with_placed_kw(timezone.now())
 
     @admin.display(description="Placed kW now", ordering="placed_kw_now")
     def placed_kw(self, obj: Contract) -> str:

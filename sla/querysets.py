@@ -11,6 +11,7 @@ from django.db.models.functions import Coalesce, Least
 
 from .choices import OPEN_CONTRACT_STATUSES, ContractStatus
 
+KW = DecimalField(max_digits=16, decimal_places=3)  # the output type of sums of kW
 KW_MINUTES = DecimalField(max_digits=20, decimal_places=3)
 
 
@@ -41,6 +42,20 @@ class ContractQuerySet(models.QuerySet):
     def due_to_start(self, now: datetime) -> ContractQuerySet:
         """Admitted requests whose window has begun (admitted_at is set only by admission control)."""
         return self.filter(status=ContractStatus.REQUESTED, admitted_at__isnull=False, starts_at__lte=now)
+
+    def with_placed_kw(self, now: datetime) -> ContractQuerySet:
+        """Annotate `placed_kw_now`: the kW its placements hold at `now` (a correlated subquery, no GROUP BY)."""
+        from .models import Placement
+
+        placed = (
+            Placement.objects.current(now)
+            .filter(contract=OuterRef("pk"))
+            .order_by()
+            .values("contract")
+            .annotate(total=Sum("capacity_kw"))
+            .values("total")
+        )
+        return self.annotate(placed_kw_now=Coalesce(Subquery(placed, output_field=KW), Value(0, output_field=KW)))
 
     def with_uptime(self) -> ContractQuerySet:
         """Annotate `delivered_kw_minutes` and `committed_kw_minutes` over every delivery record so far.

@@ -51,12 +51,12 @@ from ..models import (
     ServiceCredit,
     Tier,
 )
+from ..querysets import KW
 from .lifecycle import IllegalTransition
 
 logger = logging.getLogger(__name__)
 
 ZERO = Decimal("0")
-KW = DecimalField(max_digits=16, decimal_places=3)
 TOKENS = DecimalField(max_digits=20, decimal_places=2)
 QUOTE_VALIDITY = timedelta(minutes=15)
 # simple-history builds a new manager class on every `Contract.history` access; admission takes one once.

@@ -23,8 +23,8 @@ from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DecimalField, F, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from .. import capacity
@@ -34,7 +34,6 @@ from ..models import Contract, Downtime, Placement, PreemptionNotice
 from .admission import displace_spot, load_bookings, read_fleet
 
 ZERO = Decimal("0")
-KW = DecimalField(max_digits=16, decimal_places=3)
 
 
 # The cost model and the rule (pure).
@@ -334,25 +333,15 @@ class ReplacementReport:
 
 
 def short_contracts(now: datetime) -> list[Contract]:
-    """Active contracts running now whose current placements hold less than their capacity (one query).
-
-    Annotated with `placed_kw_now`; ordered by tier priority, then the earliest contract first.
-    """
-    placed = (
-        Placement.objects.current(now)
-        .filter(contract=OuterRef("pk"))
-        .order_by()
-        .values("contract")
-        .annotate(total=Sum("capacity_kw"))
-        .values("total")
-    )
-    contracts = (
+    """Active contracts running now whose current placements hold less than their capacity (one query; only the
+    short ones are read). Annotated with `placed_kw_now`; ordered by tier priority, then the earliest first."""
+    return list(
         Contract.objects.filter(status=ContractStatus.ACTIVE, starts_at__lte=now, ends_at__gt=now)
-        .annotate(placed_kw_now=Coalesce(Subquery(placed, output_field=KW), Value(ZERO, output_field=KW)))
+        .with_placed_kw(now)
+        .filter(placed_kw_now__lt=F("capacity_kw"))
         .select_related("tier")
         .order_by("tier__priority", "starts_at", "pk")
     )
-    return [c for c in contracts if c.placed_kw_now < c.capacity_kw]
 
 
 @transaction.atomic
