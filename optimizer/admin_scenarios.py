@@ -17,14 +17,13 @@ from pathlib import Path
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
-from django.utils import timezone
 
-from .models import ScenarioRun
-from .scenarios import SCENARIOS, ScenarioError, run_scenario
+from .choices import Scenario
+from .scenarios import ScenarioError, run_and_record
 
 
 class ScenarioForm(forms.Form):
-    scenario = forms.ChoiceField(choices=[(name, name) for name in SCENARIOS])
+    scenario = forms.ChoiceField(choices=Scenario.choices)
     site = forms.SlugField(required=False, help_text="heat-wave: hot site (default: the hottest); maintenance: site")
     delta_c = forms.FloatField(required=False, initial=12.0, min_value=-30, max_value=40, label="Delta (degC)")
     hours = forms.IntegerField(required=False, min_value=1, max_value=168, help_text="default 24 (maintenance 6)")
@@ -57,18 +56,9 @@ def scenario_admin_view(request):
     if request.method == "POST" and form.is_valid():
         if not request.user.is_staff:  # admin_view already requires staff; kept explicit for direct use
             raise PermissionError
-        started_at = timezone.now()
         try:
-            result = run_scenario(
+            result = run_and_record(
                 form.cleaned_data["scenario"], apply=form.cleaned_data["apply"], actor=request.user, **form.options()
-            )
-            # Kept as the scenario's latest outcome (the dashboard's Scenarios panel).
-            ScenarioRun.objects.record(
-                result=result,
-                options={**form.options(), "apply": form.cleaned_data["apply"]},
-                actor=request.user,
-                started_at=started_at,
-                finished_at=timezone.now(),
             )
             chart = _chart_data_uri(result)
             messages.success(request, f"{result.title}: done in {result.seconds:.1f} s.")

@@ -12,6 +12,15 @@ class RunTrigger(models.TextChoices):
     BACKTEST = "backtest", "Backtest"
 
 
+class Scenario(models.TextChoices):
+    """The demo scenarios (optimizer.scenarios), in the order the dashboard shows them."""
+
+    HEAT_WAVE = "heat-wave", "Heat wave"
+    FOLLOW_THE_SUN = "follow-the-sun", "Follow the sun"
+    MAINTENANCE = "maintenance", "Maintenance"
+    RENEWABLE = "renewable", "Renewable"
+
+
 class Strategy(models.TextChoices):
     LP = "lp", "Engine (LP/MILP) on forecasts"
     GREEDY = "greedy", "Greedy profit per watt"

@@ -11,7 +11,7 @@ from django.db.models import F, Q
 
 from sites.models import HardwareModel, Site
 
-from .choices import AdvisorStatus, RunStatus, RunTrigger, Strategy
+from .choices import AdvisorStatus, RunStatus, RunTrigger, Scenario, Strategy
 from .querysets import OptimizationRunQuerySet
 
 ZERO = Decimal("0")
@@ -121,15 +121,6 @@ class Allocation(models.Model):
         return f"Run {self.run_id}: {self.units_running} x {self.hardware_model_id} @ {self.site_id}"
 
 
-# The demo scenarios (optimizer.scenarios.SCENARIOS; not imported here: that module pulls in the engine).
-SCENARIO_CHOICES = (
-    ("heat-wave", "Heat wave"),
-    ("follow-the-sun", "Follow the sun"),
-    ("maintenance", "Maintenance"),
-    ("renewable", "Renewable"),
-)
-
-
 class ScenarioRunManager(models.Manager):
     def record(self, *, result, options: dict, actor=None, started_at, finished_at) -> ScenarioRun:
         """Store ``result`` (a ScenarioResult) as the latest run of its scenario, replacing the previous one.
@@ -159,7 +150,7 @@ class ScenarioRunManager(models.Manager):
 class ScenarioRun(models.Model):
     """The latest run of one demo scenario: its options, who ran it and when, and its result with chart series."""
 
-    scenario = models.CharField(max_length=20, choices=SCENARIO_CHOICES)
+    scenario = models.CharField(max_length=20, choices=Scenario.choices)
     title = models.CharField(max_length=200)
     options = models.JSONField(default=dict, blank=True, help_text="The options it ran with.")
     applied = models.BooleanField(default=False, help_text="Maintenance only: the failover was kept.")
@@ -183,7 +174,7 @@ class ScenarioRun(models.Model):
                 violation_error_message="This scenario already has a stored run.",
             ),
             models.CheckConstraint(
-                condition=Q(scenario__in=[name for name, _ in SCENARIO_CHOICES]),
+                condition=Q(scenario__in=Scenario.values),
                 name="%(app_label)s_%(class)s_scenario_valid",
                 violation_error_message="Unknown scenario.",
             ),

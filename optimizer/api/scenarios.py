@@ -5,14 +5,12 @@ Register with ``("scenarios", ScenarioViewSet, "scenario")`` in ``optimizer/api/
 
 from __future__ import annotations
 
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
-from optimizer.models import ScenarioRun
-from optimizer.scenarios import SCENARIOS, ScenarioError, run_scenario
+from optimizer.scenarios import SCENARIOS, ScenarioError, run_and_record
 
 
 class ScenarioOptionsSerializer(serializers.Serializer):
@@ -76,17 +74,8 @@ class ScenarioViewSet(viewsets.ViewSet):
             raise serializers.ValidationError({"options": [f"{name} does not take {', '.join(sorted(unknown))}."]})
         if apply and name != "maintenance":
             raise serializers.ValidationError({"options": ["Only maintenance can be applied."]})
-        started_at = timezone.now()
         try:
-            result = run_scenario(name, apply=apply, actor=request.user, **options)
+            result = run_and_record(name, apply=apply, actor=request.user, **options)
         except ScenarioError as error:
             raise serializers.ValidationError({"options": [str(error)]}) from error
-        # Kept as the scenario's latest outcome (the dashboard's Scenarios panel).
-        ScenarioRun.objects.record(
-            result=result,
-            options={**options, "apply": apply},
-            actor=request.user,
-            started_at=started_at,
-            finished_at=timezone.now(),
-        )
         return Response(result.to_dict(), status=status.HTTP_200_OK)

@@ -33,49 +33,14 @@ from datetime import datetime
 from sla.models import Customer
 
 from ..models import OptimizationRun
-from .charts import PRICE_HISTORY_HOURS, PUE_CURVE_TEMPERATURES_C, _chart_rows, _price_history, _pue_temperature
-from .contracts import (
-    CONTRACT_STATUS_LABELS,
-    CUSTOMER_CHOICES_LIMIT,
-    LATEST_CONTRACTS,
-    UPTIME_CACHE_SECONDS,
-    UPTIME_WINDOW_DAYS,
-    _latest_contracts,
-    uptime_by_tier,
-)
-from .fleet import Freshness, assess_freshness, fleet_state
-from .reads import PRICE_CHART_STEP_MINUTES, EpochSeconds, _static_models, _static_rows
-from .runs import MAX_BINDING_LINES, RUN_HISTORY_HOURS, RUN_HISTORY_LIMIT, UNREAD_RUN_FIELDS, run_history, run_summary
-from .scenarios import SCENARIO_HEADLINES, latest_scenarios
-from .site_rows import DEFAULT_TEMPERATURE_C, HARDWARE_ORDER, INVENTORY_COLUMNS
+from .charts import _chart_rows, _price_history, _pue_temperature
+from .contracts import CUSTOMER_CHOICES_LIMIT, _latest_contracts
+from .fleet import fleet_state
+from .reads import _static_models, _static_rows
+from .runs import UNREAD_RUN_FIELDS, run_history, run_summary
+from .scenarios import latest_scenarios
 
-__all__ = [
-    "CONTRACT_STATUS_LABELS",
-    "CUSTOMER_CHOICES_LIMIT",
-    "DEFAULT_TEMPERATURE_C",
-    "HARDWARE_ORDER",
-    "INVENTORY_COLUMNS",
-    "LATEST_CONTRACTS",
-    "MAX_BINDING_LINES",
-    "PRICE_CHART_STEP_MINUTES",
-    "PRICE_HISTORY_HOURS",
-    "PUE_CURVE_TEMPERATURES_C",
-    "RUN_HISTORY_HOURS",
-    "RUN_HISTORY_LIMIT",
-    "SCENARIO_HEADLINES",
-    "UNREAD_RUN_FIELDS",
-    "UPTIME_CACHE_SECONDS",
-    "UPTIME_WINDOW_DAYS",
-    "EpochSeconds",
-    "Freshness",
-    "assess_freshness",
-    "build_dashboard",
-    "fleet_state",
-    "latest_scenarios",
-    "run_history",
-    "run_summary",
-    "uptime_by_tier",
-]
+__all__ = ["build_dashboard", "fleet_state", "run_history", "run_summary"]
 
 
 def build_dashboard(*, now: datetime) -> dict:

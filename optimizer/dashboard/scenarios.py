@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.db.models.fields.json import KT
 
-from ..models import SCENARIO_CHOICES, ScenarioRun
+from ..choices import Scenario
+from ..models import ScenarioRun
 from .formatting import _iso
 from .reads import _json, _static_rows
 
@@ -39,7 +40,7 @@ SCENARIO_HEADLINES: dict[str, tuple[tuple[str, str, str], ...]] = {
 
 
 def latest_scenarios() -> list[dict]:
-    """The latest run of each scenario (SCENARIO_CHOICES order): headline figures and chart series (one query).
+    """The latest run of each scenario (`Scenario` order): headline figures and chart series (one query).
 
     Only the summary and the chart are read from the stored result, not its before/after table.
     """
@@ -60,7 +61,7 @@ def latest_scenarios() -> list[dict]:
         )
     }
     scenarios = []
-    for name, label in SCENARIO_CHOICES:
+    for name, label in Scenario.choices:
         if name not in stored:
             scenarios.append({"scenario": name, "label": label, "has_run": False})
             continue

@@ -14,7 +14,7 @@ from sites.simulation import pue
 
 from ..models import Allocation, OptimizationRun
 from .formatting import _f, _iso
-from .reads import _placement_rows
+from .reads import _placements_at, _static_rows
 
 DEFAULT_TEMPERATURE_C = 20.0  # PUE of a site that never reported weather (flagged as such)
 HARDWARE_ORDER = ("miner_air", "miner_hydro", "miner_immersion", "inference_gpu", "inference_asic")
@@ -150,7 +150,8 @@ def _site_row(site: Site, inventories: list[tuple], placements: list[dict], now:
 def _current_placements(now: datetime) -> dict[int, list[dict]]:
     """Committed placements holding kW now, per site id."""
     by_site: dict[int, list[dict]] = defaultdict(list)
-    for site_id, contract_id, tier, customer, capacity_kw, ends_at in _placement_rows(now):
+    rows = _static_rows("placements-at", _placements_at, now=now)
+    for site_id, contract_id, tier, customer, capacity_kw, ends_at in rows:
         by_site[site_id].append(
             {
                 "contract": contract_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..choices import Scenario
 from .carbon import HIGH_RENEWABLE_SHARE, renewable
 from .failover import maintenance
 from .heat import HEAT_RAMP_HOURS, POWER_MARGIN, curtail_to_power, heat_wave
@@ -46,11 +47,12 @@ __all__ = [
     "kw_by_kind",
     "maintenance",
     "renewable",
+    "run_and_record",
     "run_scenario",
     "sold_by_region",
 ]
 
-SCENARIOS = ("heat-wave", "follow-the-sun", "maintenance", "renewable")
+SCENARIOS = tuple(Scenario.values)
 
 
 def run_scenario(name: str, *, apply: bool = False, actor=None, **options) -> ScenarioResult:
@@ -67,4 +69,23 @@ def run_scenario(name: str, *, apply: bool = False, actor=None, **options) -> Sc
         raise ScenarioError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
     if apply:
         result = replace(result, notes=[*result.notes, "--apply has no effect: this scenario only simulates."])
+    return result
+
+
+def run_and_record(name: str, *, apply: bool = False, actor=None, **options) -> ScenarioResult:
+    """`run_scenario`, then keep its result as the scenario's latest run (`ScenarioRun`, the dashboard's
+    Scenarios panel), with the options it ran with, who ran it, and when."""
+    from django.utils import timezone
+
+    from ..models import ScenarioRun
+
+    started_at = timezone.now()
+    result = run_scenario(name, apply=apply, actor=actor, **options)
+    ScenarioRun.objects.record(
+        result=result,
+        options={**options, "apply": apply},
+        actor=actor,
+        started_at=started_at,
+        finished_at=timezone.now(),
+    )
     return result

@@ -278,12 +278,6 @@ def test_a_site_in_maintenance_does_not_make_the_data_stale(staff_client, world)
 # Cost and side effects.
 
 
-def test_query_count_is_bounded_whatever_the_data(staff_client, applied_run, django_assert_max_num_queries):
-    ContractFactory.create_batch(5, status=ContractStatus.ACTIVE)
-    with django_assert_max_num_queries(18):  # 14 reads + session and user
-        get_data(staff_client)
-
-
 # The dashboard's reads, one per panel (optimizer.dashboard module docstring): the newest run, sites with latest
 # price, temperature and applied-run money, inventories, market, tiers, placements, run history, price chart,
 # temperature chart, latest contracts, customers, scenarios. Uptime by tier is cached for a minute.

@@ -37,11 +37,22 @@ def night_peak(starts: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def _no_kept_fits(settings):
+def _ridge_over_six_hours(settings):
     settings.ENERGYARB = {**settings.ENERGYARB, "FORECAST": "ridge", "HORIZON_HOURS": 6.0}
-    inputs.FITS.clear()
-    yield
-    inputs.FITS.clear()
+
+
+@pytest.fixture
+def refits(monkeypatch) -> list[str]:
+    """The keys of the series `inputs.FITS` fits anew, in order (the fits still happen)."""
+    keys: list[str] = []
+    refit = inputs.FITS.refit
+
+    def counted(key, *args, **kwargs):
+        keys.append(key)
+        return refit(key, *args, **kwargs)
+
+    monkeypatch.setattr(inputs.FITS, "refit", counted)
+    return keys
 
 
 @pytest.fixture
@@ -132,21 +143,25 @@ def test_under_a_day_of_history_falls_back_to_persistence_and_says_so(fleet):
     assert record["used"] in ("persistence", "mixed")  # regional demand has the simulator's history
 
 
-def test_queries_are_bounded_when_fitting_and_when_reusing_the_fit(fleet, django_assert_max_num_queries):
+def test_queries_are_bounded_when_fitting_and_when_reusing_the_fit(fleet, refits, django_assert_max_num_queries):
     store_history(fleet, days=7, at=BEFORE_PEAK)
     with django_assert_max_num_queries(9):  # the fit reads four weeks, one query per table
         fitted = build_inputs(at=BEFORE_PEAK)
+    fitted_series = len(refits)
     with django_assert_max_num_queries(7):  # five minutes on: the kept fits read only their lags and the last hours
         kept = build_inputs(at=BEFORE_PEAK + timedelta(minutes=5))
+    assert fitted_series >= len(fleet) + 1 and len(refits) == fitted_series  # nothing fitted anew
     for result in (fitted, kept):
         assert result.snapshot["forecast"]["used"] == "ridge"
         assert result.problem.energy_price_usd_per_mwh.max() > 100
 
 
-def test_a_kept_fit_plans_what_a_new_fit_would_and_changed_history_is_refitted(fleet):
+def test_a_kept_fit_plans_what_a_new_fit_would_and_changed_history_is_refitted(fleet, refits):
     store_history(fleet, days=7, at=BEFORE_PEAK)
     fitted = build_inputs(at=BEFORE_PEAK).problem
+    fitted_series = len(refits)
     kept = build_inputs(at=BEFORE_PEAK).problem  # the recent window only, forecast with the kept fit
+    assert len(refits) == fitted_series
     assert fitted.energy_price_usd_per_mwh.max() > 100  # the evening peak
     np.testing.assert_allclose(kept.energy_price_usd_per_mwh, fitted.energy_price_usd_per_mwh, rtol=1e-9)
 
@@ -154,6 +169,7 @@ def test_a_kept_fit_plans_what_a_new_fit_would_and_changed_history_is_refitted(f
     MarketPrice.objects.all().delete()
     store_history(fleet, days=7, at=BEFORE_PEAK, shape=night_peak)
     moved = build_inputs(at=BEFORE_PEAK).problem
+    assert len(refits) > fitted_series  # the changed history was fitted anew
     assert moved.energy_price_usd_per_mwh.max() < OFF_PEAK + 20  # no evening peak learned from the old history
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from io import StringIO
 
 import pytest
 import time_machine
@@ -24,7 +25,7 @@ def seeded():
 
 
 def run_command(tmp_path, *args):
-    call_command("scenario", *args, "--out", str(tmp_path), stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("scenario", *args, "--out", str(tmp_path), stdout=StringIO())
 
 
 def scenarios_on_dashboard(client) -> dict[str, dict]:
@@ -125,7 +126,6 @@ def test_a_new_run_shows_on_the_dashboard_immediately(seeded, staff_api, tmp_pat
     after = scenarios_on_dashboard(staff_api)["renewable"]
 
     assert before["title"].startswith("Carbon price 40") and after["title"].startswith("Carbon price 90")
-    assert after["finished_at"] >= before["finished_at"]
 
 
 def test_scenario_runs_are_read_only_in_the_admin(seeded, admin_client, tmp_path):

@@ -264,13 +264,9 @@ def test_a_failing_migration_step_is_recorded_and_the_plan_still_applies(world, 
     ],
 )
 def test_explanation_names_the_forecast_the_plan_was_based_on(world, settings, setting, said):
-    from optimizer import inputs
-
     settings.ENERGYARB = {**settings.ENERGYARB, "FORECAST": setting}
-    inputs.FITS.clear()
     with time_machine.travel(NOW, tick=False):
         run = optimize_now(trigger=RunTrigger.MANUAL)
-    inputs.FITS.clear()
     assert run.status == RunStatus.SUCCEEDED, run.error
     lines = run.explanation.splitlines()
     assert lines[1].startswith("Profit")  # the profit over the horizon, then what the horizon was planned on

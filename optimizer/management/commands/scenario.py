@@ -6,10 +6,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
-from optimizer.models import ScenarioRun
-from optimizer.scenarios import SCENARIOS, ScenarioError, ScenarioResult, run_scenario
+from optimizer.scenarios import SCENARIOS, ScenarioError, ScenarioResult, run_and_record
 
 
 def format_table(result: ScenarioResult) -> str:
@@ -86,18 +84,10 @@ class Command(BaseCommand):
             kwargs["delta_c"] = options["delta_c"]
         if name == "renewable":
             kwargs["carbon_price_usd_per_t"] = options["carbon_price"]
-        started_at = timezone.now()
         try:
-            result = run_scenario(name, apply=options["apply"], **kwargs)
+            result = run_and_record(name, apply=options["apply"], **kwargs)
         except ScenarioError as error:
             raise CommandError(str(error)) from error
-        # The latest outcome of each scenario is what the dashboard's Scenarios panel shows.
-        ScenarioRun.objects.record(
-            result=result,
-            options={**kwargs, "apply": options["apply"]},
-            started_at=started_at,
-            finished_at=timezone.now(),
-        )
         self.stdout.write(self.style.MIGRATE_HEADING(result.title))
         self.stdout.write(format_table(result))
         self.stdout.write("")
