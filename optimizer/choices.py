@@ -10,6 +10,7 @@ class RunTrigger(models.TextChoices):
     API = "api", "API request"
     SCENARIO = "scenario", "Scenario"
     BACKTEST = "backtest", "Backtest"
+    SITE = "site", "Site back online"
 
 
 class Scenario(models.TextChoices):

@@ -12,13 +12,14 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="optimizer.tasks.run_optimization", expires=240, acks_late=True)
-def run_optimization(run_id: int | None = None) -> dict:
-    """Execute a queued run, or (from beat) create and execute a scheduled one; one at a time, fleet-wide."""
+def run_optimization(run_id: int | None = None, trigger: str = RunTrigger.SCHEDULE) -> dict:
+    """Execute a queued run, or create and execute one for `trigger` (beat's schedule, or a site back online:
+    `sites.services.request_replan`); one at a time, fleet-wide."""
     from .models import OptimizationRun
     from .services import execute_run, optimize_now
 
     if run_id is None:
-        run = optimize_now(trigger=RunTrigger.SCHEDULE)
+        run = optimize_now(trigger=RunTrigger(trigger))
     elif not OptimizationRun.objects.filter(pk=run_id).exists():
         logger.warning("Optimization run %s does not exist; nothing to do.", run_id)
         return {"run": run_id, "status": "missing"}

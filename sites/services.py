@@ -65,7 +65,9 @@ def request_replan() -> None:
     from celery import current_app
 
     try:
-        current_app.send_task(REPLAN_TASK, expires=240)
+        # By name, so the task's own options are not known here: its expiry (a re-plan is stale after a tick) is
+        # given again, and the run is recorded as triggered by the site (optimizer.choices.RunTrigger.SITE).
+        current_app.send_task(REPLAN_TASK, kwargs={"trigger": "site"}, expires=240)
     except Exception:
         logging.getLogger(__name__).exception("Could not queue a re-plan after a site came back online")
 

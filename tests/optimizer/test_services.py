@@ -238,7 +238,17 @@ def test_site_back_online_queues_a_replan_once_committed(world, django_capture_o
         assert not send.called  # going down: the maintenance action re-plans itself
         set_site_status(site=site, status="online", reason="back")
         set_site_status(site=site, status="online", reason="again")  # no change: no second re-plan
-    send.assert_called_once_with("optimizer.tasks.run_optimization", expires=240)
+    send.assert_called_once_with("optimizer.tasks.run_optimization", kwargs={"trigger": "site"}, expires=240)
+
+
+def test_the_replan_a_site_queues_is_recorded_as_triggered_by_the_site(world):
+    from optimizer.tasks import run_optimization
+
+    with time_machine.travel(NOW, tick=False):
+        outcome = run_optimization.run(trigger="site")
+
+    run = OptimizationRun.objects.get(pk=outcome["run"])
+    assert (run.trigger, run.status) == (RunTrigger.SITE, RunStatus.SUCCEEDED)
 
 
 def test_a_failing_migration_step_is_recorded_and_the_plan_still_applies(world, monkeypatch):
