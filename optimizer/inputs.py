@@ -33,10 +33,8 @@ from django.db.models import (
     DurationField,
     ExpressionWrapper,
     F,
-    OuterRef,
     Prefetch,
     Q,
-    Subquery,
     Value,
 )
 
@@ -51,7 +49,6 @@ STEP_MINUTES = 5
 STEP = timedelta(minutes=STEP_MINUTES)
 DAY_STEPS = 1440 // STEP_MINUTES
 DEFAULT_TEMPERATURE_C = 20.0  # used (and flagged) when a site has never reported weather
-FORECASTS = (forecast.RIDGE, forecast.PERSISTENCE)
 # Fits are refitted hourly (per worker process); in between, a tick reads only the values the kept fit needs.
 FITS = forecast.FitCache(refit_steps=60 // STEP_MINUTES, tail_steps=DAY_STEPS + 1)
 # What a refit reads: the four weeks the ridge trains on plus the day its seasonal lags reach back.
@@ -124,11 +121,9 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
     max_age = timedelta(minutes=settings.ENERGYARB["MAX_DATA_AGE_MINUTES"])
     interval = floor_to_step(at, STEP_MINUTES)
     inventories = SiteInventory.objects.select_related("hardware_model").order_by("hardware_model__code")
-    # The latest reading at or before `at`: stored weather forecasts (readings after it) are not observations.
-    observed = WeatherReading.objects.filter(site=OuterRef("pk"), observed_at__lte=at).order_by("-observed_at")
     sites = tuple(
         Site.objects.with_latest_energy_price()
-        .annotate(latest_temperature_c=Subquery(observed.values("temperature_c")[:1]))
+        .with_latest_temperature(at)
         .prefetch_related(Prefetch("inventories", queryset=inventories))
         .order_by("code")
     )
@@ -248,8 +243,10 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
 def forecast_setting() -> str:
     """settings.ENERGYARB["FORECAST"], checked: "ridge" or "persistence"."""
     method = settings.ENERGYARB.get("FORECAST", forecast.RIDGE)
-    if method not in FORECASTS:
-        raise ImproperlyConfigured(f"OPTIMIZER_FORECAST must be one of {', '.join(FORECASTS)}, not {method!r}.")
+    if method not in forecast.FORECASTS:
+        raise ImproperlyConfigured(
+            f"OPTIMIZER_FORECAST must be one of {', '.join(forecast.FORECASTS)}, not {method!r}."
+        )
     return method
 
 

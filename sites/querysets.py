@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db import models
 from django.db.models import DecimalField, ExpressionWrapper, F, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Now
 
 from .choices import SiteStatus
 
@@ -41,11 +41,14 @@ class SiteQuerySet(models.QuerySet):
             latest_price_at=Subquery(newest.values("interval_start")[:1]),
         )
 
-    def with_latest_temperature(self) -> SiteQuerySet:
-        """Annotate the newest temperature reading (°C) and its time."""
+    def with_latest_temperature(self, at: datetime | None = None) -> SiteQuerySet:
+        """Annotate the newest temperature reading (°C) at or before `at` (default: the database's now) and its
+        time: stored weather forecasts (readings after it) are not observations."""
         from .models import WeatherReading
 
-        newest = WeatherReading.objects.filter(site=OuterRef("pk")).order_by("-observed_at")
+        newest = WeatherReading.objects.filter(site=OuterRef("pk"), observed_at__lte=at or Now()).order_by(
+            "-observed_at"
+        )
         return self.annotate(
             latest_temperature_c=Subquery(newest.values("temperature_c")[:1]),
             latest_temperature_at=Subquery(newest.values("observed_at")[:1]),

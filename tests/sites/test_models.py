@@ -1,5 +1,6 @@
 """Database constraints of the physical world reject bad rows."""
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -111,3 +112,17 @@ def test_site_model_methods_are_pure():
     assert site.is_available is False
     miner = HardwareModel(kind=HardwareKind.MINER, power_kw_per_unit=Decimal("3.5"), hashrate_th_per_s=Decimal("200"))
     assert miner.efficiency_j_per_th == Decimal("17.5")
+
+
+def test_the_latest_temperature_is_the_newest_observation_not_a_stored_forecast():
+    site = SiteFactory()
+    now = datetime.now(UTC)  # the database's clock: not travelled
+    WeatherReadingFactory(site=site, observed_at=now - timedelta(hours=1), temperature_c=Decimal("10.0"))
+    WeatherReadingFactory(site=site, observed_at=now + timedelta(hours=3), temperature_c=Decimal("40.0"))
+
+    observed = Site.objects.with_latest_temperature().get(pk=site.pk)
+    later = Site.objects.with_latest_temperature(now + timedelta(hours=4)).get(pk=site.pk)
+
+    assert observed.latest_temperature_c == Decimal("10.0")
+    assert observed.latest_temperature_at == now - timedelta(hours=1)
+    assert later.latest_temperature_c == Decimal("40.0")
