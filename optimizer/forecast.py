@@ -147,6 +147,7 @@ def ridge_forecast(
 
 
 PERSISTENCE, RIDGE = "persistence", "ridge"
+FORECASTS = (RIDGE, PERSISTENCE)  # the settings OPTIMIZER_FORECAST and `backtest --forecast` accept
 
 
 def forecast_path(

@@ -20,15 +20,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from optimizer import backtest
 from optimizer.backtest import database
 from optimizer.backtest.history import to_utc
-from optimizer.forecast import PERSISTENCE, RIDGE, RidgeForecast
-
-FORECASTS = (PERSISTENCE, RIDGE)
+from optimizer.forecast import FORECASTS, RIDGE, RidgeForecast
+from optimizer.inputs import forecast_setting
 
 
 class Command(BaseCommand):
@@ -94,9 +94,10 @@ class Command(BaseCommand):
         if not 0 <= train_days <= 366:
             raise CommandError(f"--train-days must be between 0 and 366, got {train_days}")
         history, notes = self._history(world, options)
-        forecast_choice = options["forecast"] or settings.ENERGYARB["FORECAST"]
-        if forecast_choice not in FORECASTS:
-            raise CommandError(f"settings FORECAST must be one of {', '.join(FORECASTS)}, not {forecast_choice!r}")
+        try:
+            forecast_choice = options["forecast"] or forecast_setting()
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from error
         learns = forecast_choice == RIDGE and options["strategy"] == "lp"  # only lp plans beyond the interval
         prior = self._prior(world, options, history, timedelta(days=train_days)) if learns and train_days else None
         forecast = RidgeForecast(prior=prior) if forecast_choice == RIDGE else backtest.persistence_forecast
