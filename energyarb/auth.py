@@ -27,6 +27,12 @@ from .cache import hit_window
 KEY_PREFIX = "login-failures"
 
 
+def signed_in(actor):
+    """The user to record as the author of a change: `actor` when it is a signed-in user, otherwise None (no
+    actor, an anonymous request, a task)."""
+    return actor if getattr(actor, "is_authenticated", False) else None
+
+
 def client_address(request) -> str:
     """The client's address as DRF's throttles see it: REMOTE_ADDR, or behind NUM_PROXIES proxies the entry of
     X-Forwarded-For that the nearest proxy added (earlier entries are the client's to forge)."""

@@ -9,6 +9,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from energyarb.auth import signed_in
 from sites.models import HardwareModel, Site
 
 from .choices import AdvisorStatus, RunStatus, RunTrigger, Scenario, Strategy
@@ -140,7 +141,7 @@ class ScenarioRunManager(models.Manager):
                 "applied": result.applied,
                 "started_at": started_at,
                 "finished_at": finished_at,
-                "requested_by": actor if getattr(actor, "is_authenticated", False) else None,
+                "requested_by": signed_in(actor),
                 "result": data,
             },
         )

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from energyarb.auth import signed_in
 from sites.models import Site, SiteInventory
 from sites.services import set_site_status
 from sla import capacity
@@ -64,9 +65,7 @@ def request_optimization(*, trigger: str, strategy: str = Strategy.LP, actor=Non
 
     if strategy not in Strategy.values:
         raise ValueError(f"Unknown strategy {strategy!r}.")
-    run = OptimizationRun.objects.create(
-        trigger=trigger, strategy=strategy, requested_by=actor if getattr(actor, "is_authenticated", False) else None
-    )
+    run = OptimizationRun.objects.create(trigger=trigger, strategy=strategy, requested_by=signed_in(actor))
     run_optimization.delay_on_commit(run_id=run.pk)
     return run
 
@@ -75,9 +74,7 @@ def optimize_now(
     *, trigger: str, strategy: str = Strategy.LP, actor=None, at: datetime | None = None
 ) -> OptimizationRun:
     """Create a run and execute it in this process (commands, periodic task)."""
-    run = OptimizationRun.objects.create(
-        trigger=trigger, strategy=strategy, requested_by=actor if getattr(actor, "is_authenticated", False) else None
-    )
+    run = OptimizationRun.objects.create(trigger=trigger, strategy=strategy, requested_by=signed_in(actor))
     return execute_run(run_id=run.pk, at=at)
 
 

@@ -32,6 +32,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
+from energyarb.auth import signed_in
 from energyarb.db import LocalReadCache, PreparedInsert, PreparedRead, aware, decimal
 from sites.choices import HardwareKind
 from sites.models import HardwareModel, MarketPrice, Site, SiteInventory
@@ -574,7 +575,7 @@ def _insert(contract: Contract, *, actor, reason: str) -> None:
     CONTRACT_INSERT.save([contract])
     history = CONTRACT_HISTORY.model(
         history_date=contract.status_changed_at,
-        history_user=actor if getattr(actor, "is_authenticated", False) else None,
+        history_user=signed_in(actor),
         history_change_reason=reason,
         history_type="+",
         **{field.attname: getattr(contract, field.attname) for field in CONTRACT_HISTORY.model.tracked_fields},
@@ -666,7 +667,7 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
     if contract.pk is None:
         _insert(contract, actor=actor, reason=reason)
     else:
-        contract._history_user = actor if getattr(actor, "is_authenticated", False) else None
+        contract._history_user = signed_in(actor)
         contract._change_reason = reason
         contract.save()
     notices = []
@@ -725,7 +726,7 @@ def displace_spot(
                 effective_at=effective,
                 reason=reason[:200],
                 displaced_by=by,
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                created_by=signed_in(actor),
             )
         )
     return notices

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from energyarb.auth import signed_in
 from sites.choices import SiteStatus
 from sites.models import Site
 
@@ -90,7 +91,7 @@ def fail_over_site(*, site: Site, actor=None, reason: str = "") -> FailoverRepor
         return report
     horizon = max(p.valid_to or p.contract.ends_at for p in affected)
     load_bookings(rooms, start=now, end=horizon)
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    user = signed_in(actor)
     new_placements: list[Placement] = []
     notices: list[PreemptionNotice] = []
     short: dict[int, tuple[Placement, datetime, Decimal]] = {}

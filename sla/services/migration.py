@@ -27,6 +27,8 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from energyarb.auth import signed_in
+
 from .. import capacity
 from ..capacity import Booking, SiteRoom
 from ..choices import ContractStatus, PlacementKind
@@ -193,7 +195,7 @@ def move_placements(*, moves: Iterable[PlacementMove], now: datetime | None = No
     end = max((p.valid_to or p.contract.ends_at for p in by_id.values()), default=now)
     load_bookings(rooms.values(), start=now, end=max(end, now + timedelta(seconds=1)))
     earliest = now - dwell_time()
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    user = signed_in(actor)
     downtimes = []
     moved_contracts: set[int] = set()
     for move in moves:
@@ -377,7 +379,7 @@ def replace_lost_capacity(
     def order(room: SiteRoom) -> tuple:
         return (cost.get(room.code, float(room.energy_cost_multiplier)), room.site_id)
 
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    user = signed_in(actor)
     new_rows: list[Placement] = []
     notices: list[PreemptionNotice] = []
     for contract in short:
