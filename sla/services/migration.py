@@ -381,6 +381,7 @@ def replace_lost_capacity(
 
     user = signed_in(actor)
     new_rows: list[Placement] = []
+    restated: dict[int, Decimal] = {}  # contract id -> kW still unserved, for those given some capacity back
     notices: list[PreemptionNotice] = []
     for contract in short:
         tier, end = contract.tier, contract.ends_at
@@ -435,28 +436,41 @@ def replace_lost_capacity(
             remaining -= take
             pieces_left -= 1
         if remaining < gap:
-            _restate_downtime(contract, unserved=remaining, now=now, user=user)
+            restated[contract.pk] = remaining
         if remaining > 0:
             report.short.append((contract.pk, remaining))
     Placement.objects.bulk_create(new_rows)
     PreemptionNotice.objects.bulk_create(notices)
+    _restate_downtimes(restated, now=now, user=user)
     return report
 
 
-def _restate_downtime(contract: Contract, *, unserved: Decimal, now: datetime, user) -> None:
-    """Close the contract's open downtime records at `now`; open one for what is still unserved, if any."""
-    open_rows = list(contract.downtimes.filter(ended_at__isnull=True).order_by("started_at", "pk"))
+def _restate_downtimes(unserved: dict[int, Decimal], *, now: datetime, user) -> None:
+    """Close the open downtime records of these contracts (id -> kW still unserved) at `now`, and open one per
+    contract for what is still unserved, if any, continuing its earliest open record; three queries at most."""
+    if not unserved:
+        return
+    open_rows = list(
+        Downtime.objects.filter(contract_id__in=unserved, ended_at__isnull=True).order_by(
+            "contract_id", "started_at", "pk"
+        )
+    )
     if not open_rows:
         return
     # Greatest: a downtime recorded ahead (a failover of a placement not begun yet) never ends before it starts.
-    contract.downtimes.filter(pk__in=[d.pk for d in open_rows]).update(ended_at=Greatest(F("started_at"), Value(now)))
-    if unserved > 0:
-        first = open_rows[0]
-        Downtime.objects.create(
-            contract=contract,
-            site=first.site,
-            unserved_kw=unserved,
+    Downtime.objects.filter(pk__in=[d.pk for d in open_rows]).update(ended_at=Greatest(F("started_at"), Value(now)))
+    earliest: dict[int, Downtime] = {}
+    for row in open_rows:
+        earliest.setdefault(row.contract_id, row)
+    Downtime.objects.bulk_create(
+        Downtime(
+            contract_id=contract_id,
+            site_id=first.site_id,
+            unserved_kw=unserved[contract_id],
             started_at=now,
             reason=f"{first.reason} (partly re-placed)"[:200],
             created_by=user,
         )
+        for contract_id, first in earliest.items()
+        if unserved[contract_id] > 0
+    )

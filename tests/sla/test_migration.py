@@ -31,8 +31,9 @@ from sla.services import (
     load_bookings,
     migration_cost,
     migration_worth_it,
+    replace_lost_capacity,
 )
-from tests.factories import T0, EnergyPriceFactory, MarketPriceFactory
+from tests.factories import T0, ContractFactory, EnergyPriceFactory, MarketPriceFactory, PlacementFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -283,6 +284,40 @@ def test_spot_preempted_by_a_failover_is_replaced_when_capacity_frees(market, cu
     assert history(spot)[-1] == ("dublin", NOW + H, T0 + 12 * H, PlacementKind.REPLACEMENT)
     assert Downtime.objects.get(contract=spot).ended_at == NOW + H
     assert run.details["migrations"]["replaced"] == [[spot.pk, "dublin", 100.0]]
+
+
+def test_capacity_given_back_closes_the_downtime_and_what_is_still_missing_opens_a_new_one(
+    market, customer, django_assert_max_num_queries
+):
+    market.texas.delete()
+
+    def running(tier, kw, **placed):
+        contract = ContractFactory(
+            customer=customer, tier=tier, status="active", capacity_kw=Decimal(kw), starts_at=T0, ends_at=T0 + 12 * H
+        )
+        for site, kw_on_site in placed.items():
+            site = getattr(market, site)
+            PlacementFactory(contract=contract, site=site, capacity_kw=Decimal(kw_on_site), valid_to=T0 + 12 * H)
+        return contract
+
+    running(market.standard, "700", oslo="700")
+    running(market.standard, "250", dublin="250")  # oslo full, 250 kW free on dublin
+    standard = running(market.standard, "300", oslo="100")  # 200 kW short: dublin takes it all
+    flexible = running(market.flexible, "200")  # 200 kW short: 50 kW left for it
+    for contract in (standard, flexible):
+        Downtime.objects.create(contract=contract, site=market.oslo, unserved_kw=Decimal("200"), started_at=T0,
+                                reason="failover from oslo: no room")  # fmt: skip
+
+    with django_assert_max_num_queries(12):  # the same queries however many contracts are short
+        report = replace_lost_capacity(now=NOW)
+
+    assert report.placed == [(standard.pk, "dublin", Decimal("200")), (flexible.pk, "dublin", Decimal("50"))]
+    assert report.short == [(flexible.pk, Decimal("150"))]
+    assert not Downtime.objects.filter(contract=standard, ended_at__isnull=True).exists()
+    closed, still = Downtime.objects.filter(contract=flexible).order_by("started_at")
+    assert closed.ended_at == NOW
+    assert (still.unserved_kw, still.started_at, still.ended_at, still.site) == (Decimal("150"), NOW, None, market.oslo)
+    assert still.reason == "failover from oslo: no room (partly re-placed)"
 
 
 def test_failed_over_placement_returns_when_its_site_is_back_online(market, customer):
