@@ -406,8 +406,7 @@ def site_energy_usd_per_it_kwh(problem: engine.Problem) -> np.ndarray:
 
 
 def _carbon_usd_per_mwh(problem: engine.Problem) -> np.ndarray:
-    price = problem.settings.carbon_price_usd_per_t
-    return np.array([(1.0 - s.renewable_share) * s.grid_carbon_kg_per_mwh / 1000.0 * price for s in problem.sites])
+    return problem.carbon_t_per_mwh * problem.settings.carbon_price_usd_per_t
 
 
 def decide_migrations(*, problem: engine.Problem, now: datetime) -> list[MigrationDecision]:

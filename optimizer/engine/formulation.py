@@ -154,9 +154,7 @@ def build_formulation(problem: Problem, *, fixed_units: np.ndarray | None = None
     # Mining revenue, USD per unit-hour = PH/s x (USD per PH/s per day) / 24 h.
     mining = hash_ph[None, :] * problem.market.hashprice_usd_per_ph_day[:, None] / 24.0  # [T, H]
     # Carbon, USD per MWh drawn = (1 - renewable) x kg/MWh / 1000 kg/t x USD/t.
-    carbon = np.array([(1.0 - s.renewable_share) * s.grid_carbon_kg_per_mwh / 1000.0 for s in problem.sites]) * float(
-        settings.carbon_price_usd_per_t
-    )
+    carbon = problem.carbon_t_per_mwh * float(settings.carbon_price_usd_per_t)
     available = np.array([s.available for s in problem.sites])
     capacity = np.array([s.power_capacity_kw for s in problem.sites])
     region = np.array([REGIONS.index(s.region) for s in problem.sites])

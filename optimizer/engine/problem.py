@@ -186,6 +186,11 @@ class Problem:
     def hardware_codes(self) -> tuple[str, ...]:
         return tuple(h.code for h in self.hardware)
 
+    @cached_property
+    def carbon_t_per_mwh(self) -> np.ndarray:
+        """[S] tonnes of CO2 per facility MWh drawn at each site: (1 - renewable share) x grid kg/MWh / 1000."""
+        return np.array([(1.0 - s.renewable_share) * s.grid_carbon_kg_per_mwh / 1000.0 for s in self.sites])
+
     @property
     def shape(self) -> tuple[int, int, int]:
         """(S sites, H hardware models, T periods)."""

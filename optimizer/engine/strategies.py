@@ -124,8 +124,7 @@ def greedy(problem: Problem) -> np.ndarray:
     is_inf = np.array([h.kind == "inference" for h in problem.hardware])
     tokens = np.array([h.tokens_per_s for h in problem.hardware]) * SECONDS_PER_HOUR / TOKENS_PER_MTOK * is_inf
     hash_ph = np.array([h.hashrate_th_s for h in problem.hardware]) / 1000.0 * ~is_inf
-    carbon = np.array([(1 - s.renewable_share) * s.grid_carbon_kg_per_mwh / 1000.0 for s in problem.sites])
-    carbon = carbon * problem.settings.carbon_price_usd_per_t
+    carbon = problem.carbon_t_per_mwh * problem.settings.carbon_price_usd_per_t
     capacity = np.array([s.power_capacity_kw for s in problem.sites])
     reserve_kw = _commitment_reserve_kw(problem)
     ramp = (

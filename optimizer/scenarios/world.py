@@ -233,8 +233,7 @@ def sold_by_region(problem: engine.Problem, solution: engine.Solution) -> dict[s
 def co2_t(problem: engine.Problem, solution: engine.Solution) -> np.ndarray:
     """Tonnes of CO2 per site over the horizon: facility MWh x (1 - renewable share) x grid kg/MWh / 1000."""
     mwh = (solution.ledger.facility_kw * problem.period_hours[None, :]).sum(axis=1) / 1000.0
-    factor = np.array([(1.0 - s.renewable_share) * s.grid_carbon_kg_per_mwh / 1000.0 for s in problem.sites])
-    return mwh * factor
+    return mwh * problem.carbon_t_per_mwh
 
 
 def facility_mwh(problem: engine.Problem, solution: engine.Solution) -> np.ndarray:
