@@ -87,15 +87,17 @@ INSTALLED_APPS = [
     "django_celery_results",
     "leaflet",
     "simple_history",
+    "core",
     "sites",
     "sla",
     "optimizer",
+    "mara",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # An unreachable database or broker answers 503 + Retry-After (JSON under /api/), not 500.
-    "energyarb.middleware.ServiceUnavailableMiddleware",
+    "core.middleware.ServiceUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -153,12 +155,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache: Redis when REDIS_URL is set, else a file cache that every local process shares. The Redis backend
-# falls back to local memory while Redis is down (energyarb/cache.py): throttles and pages keep working.
+# falls back to local memory while Redis is down (core/cache.py): throttles and pages keep working.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "energyarb.cache.ResilientRedisCache",
+            "BACKEND": "core.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "energyarb",
             "OPTIONS": {
@@ -176,8 +178,8 @@ else:
         }
     }
 
-# Password sign-ins (admin, dashboard) go through a failed-login limiter (energyarb/auth.py).
-AUTHENTICATION_BACKENDS = ["energyarb.auth.RateLimitedModelBackend"]
+# Password sign-ins (admin, dashboard) go through a failed-login limiter (core/auth.py).
+AUTHENTICATION_BACKENDS = ["core.auth.RateLimitedModelBackend"]
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)  # per client address and username
 LOGIN_FAILURE_IP_LIMIT = env_int("LOGIN_FAILURE_IP_LIMIT", 50)  # per client address, any usernames
 LOGIN_FAILURE_WINDOW_S = env_int("LOGIN_FAILURE_WINDOW_S", 15 * 60)
@@ -230,16 +232,16 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": [
-        "energyarb.filters.StrictDjangoFilterBackend",  # a non-boolean value for a boolean filter -> 400
+        "core.filters.StrictDjangoFilterBackend",  # a non-boolean value for a boolean filter -> 400
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "energyarb.pagination.StrictLimitOffsetPagination",  # malformed bounds -> 400
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.StrictLimitOffsetPagination",  # malformed bounds -> 400
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
-        "energyarb.throttling.AnonRateThrottle",
-        "energyarb.throttling.UserRateThrottle",
+        "core.throttling.AnonRateThrottle",
+        "core.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_THROTTLE_ANON", "60/min"),
@@ -256,7 +258,7 @@ REST_FRAMEWORK = {
 
 # A token with its user and customer, a tier, and the fleet's SLA limits with the token price (for planning quotes;
 # admission checks again under locks), as read by the quote and contract endpoints, are kept this many seconds per
-# process (energyarb.db.LocalReadCache); a change made in a process is seen there at once, in the others within
+# process (core.db.LocalReadCache); a change made in a process is seen there at once, in the others within
 # this time. 0 reads them on every request.
 API_READ_CACHE_SECONDS = env_float("API_READ_CACHE_SECONDS", 5.0)
 
@@ -266,10 +268,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    # Every operation also documents the framework's error answers (400/401/403/404/429/503): energyarb/schema.py.
+    # Every operation also documents the framework's error answers (400/401/403/404/429/503): core/schema.py.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "energyarb.schema.document_error_responses",
+        "core.schema.document_error_responses",
     ],
     "ENUM_NAME_OVERRIDES": {
         "SiteStatusEnum": "sites.choices.SiteStatus",

@@ -28,9 +28,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("energyarb.api_urls")),
-    path("mara/", include("sites.mara.urls")),
+    path("mara/", include("mara.urls")),
     path("", include("optimizer.urls")),
 ]
 
-handler404 = "energyarb.errors.not_found"
-handler500 = "energyarb.errors.server_error"
+handler404 = "core.errors.not_found"
+handler500 = "core.errors.server_error"

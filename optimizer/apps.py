@@ -6,3 +6,10 @@ class OptimizerConfig(AppConfig):
 
     name = "optimizer"
     verbose_name = "Optimizer"
+
+    def ready(self) -> None:
+        from sites.signals import replan_requested
+
+        from .receivers import queue_replan
+
+        replan_requested.connect(queue_replan, dispatch_uid="optimizer.queue_replan")

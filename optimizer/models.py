@@ -9,7 +9,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from energyarb.auth import signed_in
+from core.auth import signed_in
 from sites.models import HardwareModel, Site
 
 from .choices import AdvisorStatus, RunStatus, RunTrigger, Scenario, Strategy

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from energyarb.auth import signed_in
+from core.auth import signed_in
 from sites.models import Site, SiteInventory
 from sites.services import set_site_status
 from sla import capacity

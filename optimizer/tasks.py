@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 @shared_task(name="optimizer.tasks.run_optimization", expires=240, acks_late=True)
 def run_optimization(run_id: int | None = None, trigger: str = RunTrigger.SCHEDULE) -> dict:
     """Execute a queued run, or create and execute one for `trigger` (beat's schedule, or a site back online:
-    `sites.services.request_replan`); one at a time, fleet-wide."""
+    `sites.signals.replan_requested`, connected in optimizer.receivers); one at a time, fleet-wide."""
     from .models import OptimizationRun
     from .services import execute_run, optimize_now
 

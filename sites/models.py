@@ -412,7 +412,7 @@ class SourceFetch(models.Model):
         return f"{self.kind} from {self.source} at {self.started_at:%Y-%m-%d %H:%M} ({outcome})"
 
 
-# The MARA hackathon market API served under /mara/ (sites.mara): its "site" is a tenant of that API, not a data
+# The MARA hackathon market API served under /mara/ (mara): its "site" is a tenant of that API, not a data
 # center. A tenant gets an API key and a power budget in watts; its allocation counts units of the API's five
 # machine types (see optimizer.engine.mara.HACKATHON_INVENTORY for their watts and outputs).
 
@@ -468,7 +468,7 @@ class MarketApiAllocation(models.Model):
     """The machines a market API site runs: unit counts of the API's five types (``PUT /mara/machines``).
 
     One per site. The total power may not exceed the site's; that check needs the inventory's watts per unit
-    and is made by ``sites.mara.services.set_market_api_allocation``, the only writer.
+    and is made by ``mara.services.set_market_api_allocation``, the only writer.
     """
 
     site = models.OneToOneField(MarketApiSite, on_delete=models.CASCADE, related_name="allocation")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,9 +20,12 @@ from simple_history.utils import update_change_reason
 
 from .choices import DataSource, SiteStatus
 from .models import EnergyPrice, HackathonPrice, MarketPrice, Site, SourceFetch, WeatherReading
+from .signals import replan_requested
 
 if TYPE_CHECKING:
     from .clients.hackathon import HackathonPriceRow
+
+logger = logging.getLogger(__name__)
 
 
 class SiteStatusError(ValueError):
@@ -55,21 +59,12 @@ def set_site_status(*, site: Site, status: str, reason: str = "", actor=None) ->
     return True
 
 
-REPLAN_TASK = "optimizer.tasks.run_optimization"  # by name: the physical world does not import the decision layer
-
-
 def request_replan() -> None:
-    """Queue an optimization run now instead of at the next tick; a broker failure is logged (the tick still comes)."""
-    import logging
-
-    from celery import current_app
-
-    try:
-        # By name, so the task's own options are not known here: its expiry (a re-plan is stale after a tick) is
-        # given again, and the run is recorded as triggered by the site (optimizer.choices.RunTrigger.SITE).
-        current_app.send_task(REPLAN_TASK, kwargs={"trigger": "site"}, expires=240)
-    except Exception:
-        logging.getLogger(__name__).exception("Could not queue a re-plan after a site came back online")
+    """Ask the layers above for a plan now instead of at the next tick (`sites.signals.replan_requested`); a receiver
+    that fails (a broker down) is logged: the change stands, and the tick still comes."""
+    for receiver, outcome in replan_requested.send_robust(sender=Site, reason="site online"):
+        if isinstance(outcome, Exception):
+            logger.error("A re-plan receiver (%s) failed after a site came back online", receiver, exc_info=outcome)
 
 
 # Prices from external sources: validated rows in, natural-key inserts out.

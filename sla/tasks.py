@@ -1,7 +1,7 @@
 """Periodic work of the commercial world: contracts start and end on time, credits are issued monthly.
 
 Every task is idempotent (state-machine compare-and-swap, or a natural-key unique constraint), so a retry, a
-duplicate delivery or two beat schedulers never do the work twice. Suggested schedules (energyarb.schedules):
+duplicate delivery or two beat schedulers never do the work twice. Suggested schedules (core.schedules):
 start_contracts and expire_contracts every 60 s, issue_service_credits every hour (it only acts once per month).
 """
 

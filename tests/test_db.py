@@ -1,4 +1,4 @@
-"""`energyarb.db`: reads compiled once and run with new values, and rows turned into model instances."""
+"""`core.db`: reads compiled once and run with new values, and rows turned into model instances."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from energyarb.db import LocalReadCache, PreparedInsert, PreparedRead, attnames, from_row
+from core.db import LocalReadCache, PreparedInsert, PreparedRead, attnames, from_row
 from optimizer.models import OptimizationRun
 from sites.models import Site
 from sla.models import Placement, Quote
@@ -99,7 +99,7 @@ def test_a_prepared_insert_fills_auto_now_add_fields():
 def test_a_local_read_cache_keeps_rows_for_its_period_and_drops_them_on_a_save(settings, monkeypatch):
     settings.API_READ_CACHE_SECONDS = 5
     clock = [1000.0]
-    monkeypatch.setattr("energyarb.db.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("core.db.time.monotonic", lambda: clock[0])
     cache = LocalReadCache("test-sites", models=(Site,))
     site = SiteFactory(code="oslo", name="Oslo")
     read = lambda: Site.objects.filter(code="oslo").values_list("name", flat=True).get()  # noqa: E731

@@ -4,8 +4,8 @@ import pytest
 from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
+from core.schedules import DEFAULT_SCHEDULES, install_default_schedules
 from energyarb.celery import app
-from energyarb.schedules import DEFAULT_SCHEDULES, install_default_schedules
 
 pytestmark = pytest.mark.django_db
 

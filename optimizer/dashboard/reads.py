@@ -13,7 +13,7 @@ from django.db import connection, connections
 from django.db.models import F, FloatField, Func, QuerySet, Value
 from django.db.models.functions import Cast, Coalesce
 
-from energyarb.db import PreparedRead
+from core.db import PreparedRead
 from sites.models import EnergyPrice, WeatherReading
 from sla.models import Placement
 
@@ -66,7 +66,7 @@ _STATIC: dict[str, PreparedRead] = {}
 
 def _static(name: str, build: Callable[..., QuerySet], **params: type) -> PreparedRead:
     """The read `build(**params)` whose SQL does not change between requests, compiled once per process and
-    database (energyarb.db; `params` names each parameter's type, e.g. `now=datetime`).
+    database (core.db; `params` names each parameter's type, e.g. `now=datetime`).
 
     Django builds and compiles a QuerySet anew on every evaluation: for the sites query with its correlated
     subqueries that is ~2.5 ms of Python, against ~0.4 ms for PostgreSQL to run it.

@@ -15,7 +15,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.parsers import JSONParser
 
-from energyarb.db import LocalReadCache, PreparedRead, attnames, from_row, related_attnames
+from core.db import LocalReadCache, PreparedRead, attnames, from_row, related_attnames
 from sla.models import Customer
 
 CUSTOMER_OF_USER = Customer.user.field.remote_field  # the reverse one-to-one: caches user.customer

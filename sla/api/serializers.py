@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
-from energyarb.db import LocalReadCache, PreparedRead, attnames, from_row, related_attnames
+from core.db import LocalReadCache, PreparedRead, attnames, from_row, related_attnames
 from sites.choices import MarketRegion
 from sla.capacity import (
     MAX_CAPACITY_KW,

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from energyarb.throttling import ScopedRateThrottle
+from core.throttling import ScopedRateThrottle
 from sla import services
 from sla.models import (
     Contract,
@@ -126,7 +126,7 @@ class QuoteViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.ReadOn
 
     A quote reserves nothing; buy it with `POST /api/contracts/ {"quote": id}` before `valid_until`.
     Create costs two queries: the peaks committed on the sites, and the insert (the token, the tier, the sites with
-    their limits and the token price are kept a few seconds per process: energyarb.db.LocalReadCache).
+    their limits and the token price are kept a few seconds per process: core.db.LocalReadCache).
     """
 
     queryset = Quote.objects.select_related("tier")

@@ -32,8 +32,8 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
-from energyarb.auth import signed_in
-from energyarb.db import LocalReadCache, PreparedInsert, PreparedRead, aware, decimal
+from core.auth import signed_in
+from core.db import LocalReadCache, PreparedInsert, PreparedRead, aware, decimal
 from sites.choices import HardwareKind
 from sites.models import HardwareModel, MarketPrice, Site, SiteInventory
 from sites.simulation import derive_climate_profile
@@ -62,7 +62,7 @@ TOKENS = DecimalField(max_digits=20, decimal_places=2)
 QUOTE_VALIDITY = timedelta(minutes=15)
 # simple-history builds a new manager class on every `Contract.history` access; admission takes one once.
 CONTRACT_HISTORY = Contract.history
-# The rows every quote and admission writes (energyarb.db: compiled once; these models have no save receivers
+# The rows every quote and admission writes (core.db: compiled once; these models have no save receivers
 # but simple-history's, whose history row `_insert` writes itself).
 QUOTE_INSERT = PreparedInsert(Quote)
 CONTRACT_INSERT = PreparedInsert(Contract)
@@ -130,7 +130,7 @@ class CapacityRequest:
         )
 
 
-# Reads of admission control run on every quote and admission: compiled once per process (energyarb.db).
+# Reads of admission control run on every quote and admission: compiled once per process (core.db).
 
 
 def _fleet_queryset(*, lock: bool) -> QuerySet:

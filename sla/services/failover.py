@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from energyarb.auth import signed_in
+from core.auth import signed_in
 from sites.choices import SiteStatus
 from sites.models import Site
 

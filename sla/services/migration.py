@@ -27,7 +27,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from energyarb.auth import signed_in
+from core.auth import signed_in
 
 from .. import capacity
 from ..capacity import Booking, SiteRoom

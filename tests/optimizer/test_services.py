@@ -230,15 +230,30 @@ def test_applied_run_records_delivery_for_running_contracts(world):
 def test_site_back_online_queues_a_replan_once_committed(world, django_capture_on_commit_callbacks):
     from unittest import mock
 
-    from celery import Celery
-
     site = world.get(code="site_5_texas")
-    with mock.patch.object(Celery, "send_task") as send, django_capture_on_commit_callbacks(execute=True):
+    with (
+        mock.patch("optimizer.tasks.run_optimization.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         set_site_status(site=site, status="maintenance", reason="test")
-        assert not send.called  # going down: the maintenance action re-plans itself
+        assert not delay.called  # going down: the maintenance action re-plans itself
         set_site_status(site=site, status="online", reason="back")
+        assert not delay.called  # queued once the change commits, through sites.signals
         set_site_status(site=site, status="online", reason="again")  # no change: no second re-plan
-    send.assert_called_once_with("optimizer.tasks.run_optimization", kwargs={"trigger": "site"}, expires=240)
+    delay.assert_called_once_with(trigger="site")
+
+
+def test_a_broker_down_when_a_site_comes_back_is_logged_not_raised(caplog):
+    from unittest import mock
+
+    from kombu.exceptions import OperationalError
+
+    with mock.patch("optimizer.tasks.run_optimization.delay", side_effect=OperationalError("broker down")) as delay:
+        from sites.services import request_replan
+
+        request_replan()
+    assert delay.call_count == 1
+    assert "re-plan receiver" in caplog.text and "broker down" in caplog.text
 
 
 def test_the_replan_a_site_queues_is_recorded_as_triggered_by_the_site(world):

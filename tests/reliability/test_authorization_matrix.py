@@ -31,7 +31,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 import energyarb.urls  # noqa: F401  (registers every ModelAdmin, read below to list the changelists)
-from sites.mara.services import create_market_api_site
+from mara.services import create_market_api_site
 from sites.models import EnergyPrice, HardwareModel, MarketPrice, WeatherReading
 from sla import services as sla_services
 from sla.services import CapacityRequest

@@ -296,7 +296,7 @@ def test_money_and_power_leave_the_api_as_exact_decimal_strings(staff_api, custo
 
 
 def test_the_procfile_runs_one_beat_and_a_worker_for_every_queue_tasks_are_sent_to():
-    from energyarb.schedules import DEFAULT_SCHEDULES
+    from core.schedules import DEFAULT_SCHEDULES
 
     processes = dict(
         line.split(":", 1) for line in (BASE_DIR / "deploy" / "Procfile").read_text().splitlines() if line[:1].isalpha()

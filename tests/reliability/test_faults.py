@@ -187,7 +187,7 @@ def test_cache_falls_back_to_local_memory_and_throttles_still_hold(db, settings,
 
     settings.CACHES = {
         "default": {
-            "BACKEND": "energyarb.cache.ResilientRedisCache",
+            "BACKEND": "core.cache.ResilientRedisCache",
             "LOCATION": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
             "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2, "retry_after_s": 60},
         }
@@ -294,9 +294,9 @@ def private_redis(tmp_path) -> Iterator[PrivateRedis]:
 def test_window_counter_on_redis_counts_one_window_then_opens_the_next(private_redis, settings):
     from django.core.cache import caches
 
-    from energyarb.cache import hit_window
+    from core.cache import hit_window
 
-    settings.CACHES = {"default": {"BACKEND": "energyarb.cache.ResilientRedisCache", "LOCATION": private_redis.url(1)}}
+    settings.CACHES = {"default": {"BACKEND": "core.cache.ResilientRedisCache", "LOCATION": private_redis.url(1)}}
     cache = caches.create_connection("default")
 
     hits = [hit_window(cache, "throttle-test", 1) for _ in range(3)]

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from energyarb.schedules import DEFAULT_SCHEDULES
+from core.schedules import DEFAULT_SCHEDULES
 from optimizer.choices import RunStatus
 from optimizer.models import Allocation, OptimizationRun
 from optimizer.services import prune_old_runs

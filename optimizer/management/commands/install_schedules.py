@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from energyarb.schedules import install_default_schedules
+from core.schedules import install_default_schedules
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ this hook writes them into each operation unless the view already documented tha
 - 400 when the operation takes query parameters or a body (invalid filter, page bounds or body);
 - 401 and 403 when it requires authentication (no or a bad token; a role without the permission);
 - 404 when its path names an object (another customer's object answers 404 too);
-- 429 (a rate limit) and 503 (database or task queue unavailable, `energyarb.middleware`) everywhere.
+- 429 (a rate limit) and 503 (database or task queue unavailable, `core.middleware`) everywhere.
 
 It also marks optional query parameters `allowEmptyValue`: as everywhere in django-filter, `?site=` (an empty
 value, what an HTML form sends for a field left blank) means the filter is not applied.

@@ -25,17 +25,17 @@ from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
 
-from optimizer.engine.mara import HACKATHON_INVENTORY, PriceRow, score_allocation
-from sites import units
-from sites.choices import DataSource
-from sites.clients.hackathon import HackathonClient, parse_inventory, parse_price_row, parse_prices
-from sites.mara.prices import served_prices
-from sites.mara.services import (
+from mara.prices import served_prices
+from mara.services import (
     AllocationOverPower,
     MarketApiError,
     create_market_api_site,
     set_market_api_allocation,
 )
+from optimizer.engine.mara import HACKATHON_INVENTORY, PriceRow, score_allocation
+from sites import units
+from sites.choices import DataSource
+from sites.clients.hackathon import HackathonClient, parse_inventory, parse_price_row, parse_prices
 from sites.models import HackathonPrice, MarketApiAllocation, MarketApiSite
 from sites.services import EnergyPriceRow, MarketPriceRow, store_energy_prices, store_market_prices
 from tests.factories import SiteFactory

@@ -8,7 +8,7 @@ from elsewhere; the per-address limit stops spraying many usernames. A success c
 counter. The API's tokens are not passwords and are throttled by DRF instead.
 
 The cache is Redis in production (shared by all workers); while Redis is down the resilient cache counts per
-process (energyarb/cache.py), so the limit still holds, per worker.
+process (core/cache.py), so the limit still holds, per worker.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from energyarb.throttling import ScopedRateThrottle
+from core.throttling import ScopedRateThrottle
 from optimizer.engine.mara import HACKATHON_INVENTORY
 from sites.models import MarketApiAllocation, MarketApiSite
 

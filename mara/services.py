@@ -2,7 +2,7 @@
 
 The accounting is the event's, per 5-minute interval, reused from ``optimizer.engine.mara.score_allocation``:
 a type's revenue is ``units x hashrate x hash_price`` (miners) or ``units x tokens x token_price`` (inference), the
-power cost is ``total watts x energy_price``, all at the newest served price (``sites.mara.prices``).
+power cost is ``total watts x energy_price``, all at the newest served price (``mara.prices``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,14 @@
+"""Receivers of the hooks lower layers offer (connected in OptimizerConfig.ready); each only queues work."""
+
+from __future__ import annotations
+
+from .choices import RunTrigger
+
+
+def queue_replan(sender, **kwargs) -> None:
+    """`sites.signals.replan_requested`: queue a run recorded as triggered by the site, with the task's own options
+    (its expiry: a re-plan is stale after a tick). Sent after the change commits; a broker error propagates to
+    the sender, which logs it."""
+    from .tasks import run_optimization
+
+    run_optimization.delay(trigger=RunTrigger.SITE)
