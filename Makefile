@@ -39,16 +39,17 @@ run: install $(NODE_STAMP)
 	mkdir -p var
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed_sites
+	$(MANAGE) seed_grid_programs
 	$(MANAGE) install_schedules
 	$(MANAGE) refresh_data
 	$(MANAGE) optimize || true
-	$(BIN)/celery -A energyarb worker --beat --queues default,data,optimizer --concurrency 2 \
+	$(BIN)/celery -A energyarb worker --beat --queues grid,default,data,optimizer --concurrency 2 \
 		--loglevel INFO --schedule var/celerybeat-schedule & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(MANAGE) runserver $(HOST):$(PORT)
 
 worker: install
-	$(BIN)/celery -A energyarb worker --queues default,data,optimizer --loglevel INFO
+	$(BIN)/celery -A energyarb worker --queues grid,default,data,optimizer --loglevel INFO
 
 beat: install
 	$(BIN)/celery -A energyarb beat --loglevel INFO

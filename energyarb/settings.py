@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "core",
     "sites",
     "sla",
+    "grid",
     "optimizer",
     "mara",
 ]
@@ -316,6 +317,7 @@ CELERY_TASK_ROUTES = {
     "optimizer.tasks.prune_old_runs": {"queue": "default"},  # retention must not wait behind optimizations
     "sites.tasks.*": {"queue": "data"},
     "sla.tasks.*": {"queue": "default"},
+    "grid.tasks.*": {"queue": "grid"},
     "optimizer.tasks.*": {"queue": "optimizer"},
 }
 

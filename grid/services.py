@@ -1,0 +1,287 @@
+"""Writes of grid programs: events created and moved along their lifecycle, enrollments, and settlement.
+
+Every writer (admin, API, the peak predictor, the OpenADR VEN, tasks) goes through these functions, so an event is
+checked by the same rules wherever it comes from:
+- the program is active and each site is enrolled in it for the whole event, in the program's market;
+- the event lasts between the program's minimum and maximum length, and the program's monthly event cap holds;
+- a reduction "by" X cannot exceed what the site committed.
+An event is `notified` when created, `active` from its start (task `start_grid_events`), `completed` at its end
+(task `complete_grid_events`, which settles it) or `cancelled` before. Each change sends `grid_event_changed`
+after commit, which the optimizer turns into a re-plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+from simple_history.utils import update_change_reason
+
+from energyarb.auth import signed_in
+from sites.models import Site
+
+from .choices import BaselineMethod, EventSource, EventStatus, PaymentBasis, ReductionMode
+from .models import Enrollment, EventPerformance, GridEvent, GridProgram
+from .signals import grid_event_changed
+
+ZERO = Decimal("0")
+CENTS = Decimal("0.01")
+
+
+class GridRefused(ValueError):
+    """A write breaks a rule of its program; `errors` maps a field to its messages."""
+
+    def __init__(self, errors: Mapping[str, list[str]]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items()))
+
+
+class IllegalTransition(ValueError):
+    """The grid-event state machine does not allow this move."""
+
+
+@dataclass(frozen=True)
+class EventRequest:
+    """What a writer asks for; validated by `create_grid_event`."""
+
+    program: GridProgram
+    sites: tuple[Site, ...]
+    starts_at: datetime
+    ends_at: datetime
+    reduction_kw: Decimal
+    reduction_mode: str = ReductionMode.BY
+    source: str = EventSource.STAFF
+    notified_at: datetime | None = None
+    external_id: str = ""
+
+
+def _check_window(request: EventRequest, now: datetime, errors: dict[str, list[str]]) -> None:
+    program = request.program
+    notified = request.notified_at or now
+    if request.ends_at <= request.starts_at:
+        errors.setdefault("ends_at", []).append("An event must end after it starts.")
+        return
+    if request.starts_at < notified:
+        errors.setdefault("starts_at", []).append("An event cannot start before it is notified.")
+    minutes = (request.ends_at - request.starts_at).total_seconds() / 60
+    if not program.min_event_minutes <= minutes <= program.max_event_minutes:
+        errors.setdefault("ends_at", []).append(
+            f"{program.code} events last {program.min_event_minutes}-{program.max_event_minutes} minutes, "
+            f"not {minutes:g}."
+        )
+    if program.max_events_per_month is not None:
+        month_start = request.starts_at.astimezone(UTC)
+        called = (
+            program.events.exclude(status=EventStatus.CANCELLED)
+            .filter(starts_at__year=month_start.year, starts_at__month=month_start.month)
+            .count()
+        )
+        if called >= program.max_events_per_month:
+            errors.setdefault("starts_at", []).append(
+                f"{program.code} allows {program.max_events_per_month} events a month; {called} are called."
+            )
+
+
+def _check_sites(request: EventRequest, errors: dict[str, list[str]]) -> dict[int, Decimal]:
+    """Committed kW per site, for sites enrolled over the whole event (errors for the others)."""
+    if not request.sites:
+        errors.setdefault("sites", []).append("Name at least one site.")
+        return {}
+    committed = {
+        row["site"]: row["mw"] * 1000
+        for row in Enrollment.objects.filter(program=request.program, site__in=request.sites)
+        .in_force(request.starts_at, request.ends_at)
+        .order_by()
+        .values("site")
+        .annotate(mw=Sum("committed_mw"))
+    }
+    for site in request.sites:
+        if site.pk not in committed:
+            errors.setdefault("sites", []).append(f"{site.code} is not enrolled in {request.program.code} then.")
+        elif request.reduction_mode == ReductionMode.BY and request.reduction_kw > committed[site.pk]:
+            errors.setdefault("reduction_kw", []).append(
+                f"{site.code} committed {committed[site.pk]:g} kW, less than the {request.reduction_kw:g} kW asked."
+            )
+    return committed
+
+
+def check_event_request(request: EventRequest, *, now: datetime | None = None) -> dict[int, Decimal]:
+    """Raise GridRefused with field messages when the request breaks a rule; returns committed kW per site."""
+    now = now or timezone.now()
+    errors: dict[str, list[str]] = {}
+    if not request.program.is_active:
+        errors["program"] = [f"{request.program.code} is not active."]
+    if request.reduction_kw < 0 or not Decimal(request.reduction_kw).is_finite():
+        errors["reduction_kw"] = ["A reduction is a finite number of kW >= 0."]
+    _check_window(request, now, errors)
+    committed = _check_sites(request, errors)
+    if errors:
+        raise GridRefused(errors)
+    return committed
+
+
+def site_baselines_kw(sites: Iterable[Site], *, method: str, committed_kw: Mapping[int, Decimal]) -> dict[int, Decimal]:
+    """Baseline kW per site: the IT load running when notified, or the enrollment's committed level."""
+    sites = list(sites)
+    if method == BaselineMethod.COMMITTED_LEVEL:
+        return {site.pk: committed_kw.get(site.pk, ZERO) for site in sites}
+    running = dict(
+        Site.objects.filter(pk__in=[s.pk for s in sites]).with_power_summary().values_list("pk", "running_kw")
+    )
+    return {site.pk: Decimal(running.get(site.pk) or 0).quantize(Decimal("0.001")) for site in sites}
+
+
+def _announce(event: GridEvent) -> None:
+    event_id, status = event.pk, event.status
+    transaction.on_commit(lambda: grid_event_changed.send(sender=GridEvent, event_id=event_id, status=status))
+
+
+@transaction.atomic
+def create_grid_event(*, request: EventRequest, actor=None, now: datetime | None = None) -> GridEvent:
+    """Store a notified event with a performance row (its baseline) per site, or raise GridRefused."""
+    now = now or timezone.now()
+    # Lock the program: two writers racing for the last event of a month serialize here.
+    GridProgram.objects.select_for_update().filter(pk=request.program.pk).first()
+    committed = check_event_request(request, now=now)
+    event = GridEvent(
+        program=request.program,
+        notified_at=request.notified_at or now,
+        starts_at=request.starts_at,
+        ends_at=request.ends_at,
+        reduction_kw=Decimal(request.reduction_kw).quantize(Decimal("0.001")),
+        reduction_mode=request.reduction_mode,
+        source=request.source,
+        external_id=request.external_id[:100],
+        status_changed_at=now,
+        created_by=signed_in(actor),
+    )
+    event._history_user = signed_in(actor)
+    event.save()
+    baselines = site_baselines_kw(request.sites, method=request.program.baseline_method, committed_kw=committed)
+    EventPerformance.objects.bulk_create(
+        EventPerformance(event=event, site=site, baseline_kw=baselines[site.pk]) for site in request.sites
+    )
+    _announce(event)
+    return event
+
+
+@transaction.atomic
+def transition_event(*, event: GridEvent, to_status: str, reason: str = "", actor=None) -> GridEvent:
+    """Move an event along notified -> active -> completed (or cancelled), or raise IllegalTransition.
+
+    The row is locked, so two workers racing the same move cannot both succeed; history keeps who and why.
+    Completing an event settles it (`settle_event`).
+    """
+    locked = GridEvent.objects.select_for_update().select_related("program").get(pk=event.pk)
+    if not locked.can_transition_to(to_status):
+        now_status = locked.get_status_display().lower()
+        raise IllegalTransition(f"Event {locked.pk} cannot go from {now_status} to {to_status}.")
+    locked.status = to_status
+    locked.status_changed_at = timezone.now()
+    locked.status_reason = reason[:200]
+    locked._history_user = signed_in(actor)
+    locked.save(update_fields=["status", "status_changed_at", "status_reason"])
+    update_change_reason(locked, reason or f"status -> {to_status}")
+    if to_status == EventStatus.COMPLETED:
+        settle_event(event=locked)
+    _announce(locked)
+    event.refresh_from_db()
+    return event
+
+
+def cancel_event(*, event: GridEvent, actor=None, reason: str = "") -> GridEvent:
+    return transition_event(event=event, to_status=EventStatus.CANCELLED, actor=actor, reason=reason or "cancelled")
+
+
+def _move_due(events, to_status: str, reason: str) -> int:
+    moved = 0
+    for event in events.only("pk"):
+        try:
+            transition_event(event=event, to_status=to_status, reason=reason)
+        except IllegalTransition:
+            continue  # another worker got there first, or it was cancelled in between
+        moved += 1
+    return moved
+
+
+def start_due_events(*, now: datetime) -> int:
+    """Activate every notified event whose start has come; returns how many."""
+    return _move_due(GridEvent.objects.due_to_start(now), EventStatus.ACTIVE, "event window began")
+
+
+def complete_due_events(*, now: datetime) -> int:
+    """Complete (and settle) every active event whose end has come; returns how many."""
+    return _move_due(GridEvent.objects.due_to_end(now), EventStatus.COMPLETED, "event window ended")
+
+
+@transaction.atomic
+def record_event_loads(*, event_id: int, planned_kw: Mapping[int, Decimal]) -> int:
+    """Store the site load the applied plan draws during the event, per site id; returns rows updated."""
+    updated = 0
+    for site_id, kw in planned_kw.items():
+        updated += EventPerformance.objects.filter(event_id=event_id, site_id=site_id).update(
+            planned_kw=Decimal(kw).quantize(Decimal("0.001"))
+        )
+    return updated
+
+
+def settle_performance(performance: EventPerformance, event: GridEvent, program: GridProgram) -> None:
+    """Delivered reduction, payment and penalty of one site (pure; the caller saves).
+
+    delivered kW = baseline - load; shortfall kW = load - cap (when positive); MWh = kW x event hours / 1000.
+    Per-MWh programs pay the delivered MWh (up to the reduction asked) at `payment_rate`; capacity programs were
+    paid for holding the MW, so an event adds only the penalty for a shortfall.
+    """
+    load = performance.load_kw
+    if load is None:
+        return
+    hours = event.duration_hours
+    cap = event.cap_kw(performance.baseline_kw)
+    asked = max(ZERO, performance.baseline_kw - cap)
+    delivered = max(ZERO, performance.baseline_kw - load)
+    shortfall = max(ZERO, load - cap)
+    paid_kw = min(delivered, asked)
+    payment = paid_kw * hours / 1000 * program.payment_rate if program.payment_basis == PaymentBasis.PER_MWH else ZERO
+    performance.delivered_reduction_kw = delivered.quantize(Decimal("0.001"))
+    performance.payment_usd = payment.quantize(CENTS, rounding=ROUND_HALF_UP)
+    performance.penalty_usd = (shortfall * hours / 1000 * program.penalty_usd_per_mwh).quantize(
+        CENTS, rounding=ROUND_HALF_UP
+    )
+    performance.settled_at = timezone.now()
+
+
+def settle_event(*, event: GridEvent) -> int:
+    """Settle every site of an event that has a load (metered or planned); returns how many were settled."""
+    rows = list(event.performances.all())
+    for row in rows:
+        settle_performance(row, event, event.program)
+    done = [row for row in rows if row.settled_at is not None]
+    EventPerformance.objects.bulk_update(
+        done, ["delivered_reduction_kw", "payment_usd", "penalty_usd", "settled_at"], batch_size=200
+    )
+    return len(done)
+
+
+@transaction.atomic
+def enroll_site(*, site: Site, program: GridProgram, committed_mw: Decimal, starts_at: datetime, ends_at: datetime):
+    """Enroll a site, refusing a market mismatch or an overlap with its other enrollment in the program."""
+    errors: dict[str, list[str]] = {}
+    if site.grid_region.upper() != program.market.upper():
+        errors["site"] = [f"{site.code} is in {site.grid_region}, not {program.market}."]
+    if ends_at <= starts_at:
+        errors["ends_at"] = ["An enrollment must end after it starts."]
+    if committed_mw <= 0:
+        errors["committed_mw"] = ["Committed MW must be positive."]
+    clash = Enrollment.objects.filter(site=site, program=program, starts_at__lt=ends_at, ends_at__gt=starts_at)
+    if clash.exists():
+        errors.setdefault("starts_at", []).append(f"{site.code} is already enrolled in {program.code} then.")
+    if errors:
+        raise GridRefused(errors)
+    return Enrollment.objects.create(
+        site=site, program=program, committed_mw=committed_mw, starts_at=starts_at, ends_at=ends_at
+    )
