@@ -30,8 +30,8 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
     DefaultSchedule("run optimization", "optimizer.tasks.run_optimization", 5 * 60, "optimizer"),
     DefaultSchedule("expire contracts", "sla.tasks.expire_contracts", 60, "default"),
     DefaultSchedule("start contracts", "sla.tasks.start_contracts", 60, "default"),
-    DefaultSchedule("start grid events", "grid.tasks.start_grid_events", 15, "grid"),
-    DefaultSchedule("complete grid events", "grid.tasks.complete_grid_events", 15, "grid"),
+    DefaultSchedule("start grid events", "grid.tasks.start_grid_events", 60, "grid"),
+    DefaultSchedule("complete grid events", "grid.tasks.complete_grid_events", 60, "grid"),
     DefaultSchedule("issue service credits", "sla.tasks.issue_service_credits", 3600, "default"),
     # Retention (ENERGYARB["RETENTION_DAYS"]): old prices, weather and finished runs are deleted here, never by a GET.
     DefaultSchedule("prune old data", "sites.tasks.prune_old_data", 24 * 3600, "data"),

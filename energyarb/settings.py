@@ -278,6 +278,9 @@ SPECTACULAR_SETTINGS = {
         "SiteStatusEnum": "sites.choices.SiteStatus",
         "RunStatusEnum": "optimizer.choices.RunStatus",
         "ContractStatusEnum": "sla.choices.ContractStatus",
+        "EventSourceEnum": "grid.choices.EventSource",
+        "DataSourceEnum": "sites.choices.DataSource",
+        "EventStatusEnum": "grid.choices.EventStatus",
     },
 }
 

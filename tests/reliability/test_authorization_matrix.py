@@ -31,6 +31,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 import energyarb.urls  # noqa: F401  (registers every ModelAdmin, read below to list the changelists)
+from grid.seeding import seed_programs
 from mara.services import create_market_api_site
 from sites.models import EnergyPrice, HardwareModel, MarketPrice, WeatherReading
 from sla import services as sla_services
@@ -109,6 +110,14 @@ MATRIX: tuple[Row, ...] = (
     Row("POST",   "/api/optimizer/runs/",                         401,   403,    403,   202, body=RUN_BODY),
     Row("GET",    "/api/optimizer/runs/{run}/",                   401,   403,    403,   200),
     Row("POST",   "/api/scenarios/",                              401,   403,    403,   400, body={}),  # staff: 400
+    Row("GET",    "/api/grid/programs/",                          401,   403,    403,   200),
+    Row("GET",    "/api/grid/programs/ercot-dr/",                 401,   403,    403,   200),
+    Row("GET",    "/api/grid/enrollments/",                       401,   403,    403,   200),
+    Row("GET",    "/api/grid/enrollments/999999/",                401,   403,    403,   404),
+    Row("GET",    "/api/grid/events/",                            401,   403,    403,   200),
+    Row("POST",   "/api/grid/events/",                            401,   403,    403,   400, body={}),
+    Row("GET",    "/api/grid/events/999999/",                     401,   403,    403,   404),
+    Row("POST",   "/api/grid/events/999999/cancel/",              401,   403,    403,   404, body={}),
     # --- the original product's endpoints (under /api/) ----------------------------------------------------
     Row("GET",    "/api/health",                                  200,   200,    200,   200),
     Row("POST",   "/api/initialize",                              401,   403,    403,   200),
@@ -168,6 +177,7 @@ def world(django_db_setup, django_db_blocker) -> World:
 
 def _build_world() -> World:
     fleet = build_fleet()
+    seed_programs()
     staff = UserFactory(username="staff", is_staff=True, is_superuser=True)
     alice = CustomerFactory(user=UserFactory(username="alice"), name="Alice Labs")
     bob = CustomerFactory(user=UserFactory(username="bob"), name="Bob Compute")
