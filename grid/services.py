@@ -22,7 +22,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from simple_history.utils import update_change_reason
 
-from energyarb.auth import signed_in
+from core.auth import signed_in
 from sites.models import Site
 
 from .choices import BaselineMethod, EventSource, EventStatus, PaymentBasis, ReductionMode

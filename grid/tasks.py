@@ -1,7 +1,8 @@
 """Periodic work of grid programs: events start and end (and are settled) on time.
 
 Both are idempotent (state-machine compare-and-swap under a row lock), so a retry or two beat schedulers never
-move an event twice. Schedules: every 60 s (the re-plan at notice already plans the event's window) (energyarb.schedules), on the `grid` queue.
+move an event twice. Schedules (core.schedules): every 60 s, on the `grid` queue; the re-plan at notice already
+plans the event's window.
 """
 
 from __future__ import annotations
