@@ -104,6 +104,7 @@ class SiteAdmin(AuditHistoryAdmin):
         "latest_price",
         "market_region",
         "grid_region",
+        "price_source",
     )
     list_display_links = ("code", "name")
     list_filter = ("status", "market_region", "cooling_type", "climate_zone", "country")
@@ -123,6 +124,7 @@ class SiteAdmin(AuditHistoryAdmin):
                     "cooling_type",
                     "renewable_share",
                     "grid_region",
+                    "price_node",
                     "grid_carbon_kg_per_mwh",
                     "energy_cost_multiplier",
                 )
@@ -138,13 +140,17 @@ class SiteAdmin(AuditHistoryAdmin):
 
     def get_queryset(self, request):
         """Sites with installed/running kW, utilization and newest energy price: one query for the whole page."""
-        qs = super().get_queryset(request).with_power_summary().with_latest_energy_price()
+        qs = super().get_queryset(request).select_related("price_node").with_power_summary().with_latest_energy_price()
         return qs.annotate(
             utilization_pct=ExpressionWrapper(
                 F("running_kw") * Value(HUNDRED) / NullIf(F("power_capacity_kw"), Value(ZERO_KW, output_field=KW)),
                 output_field=PCT,
             )
         )
+
+    @admin.display(description="Price source", ordering="price_node__node")
+    def price_source(self, obj: Site) -> str:
+        return obj.price_node.label if obj.price_node_id else "simulator"
 
     @admin.display(description="Capacity MW", ordering="power_capacity_kw")
     def capacity_mw(self, obj: Site):
@@ -304,7 +310,10 @@ class WeatherReadingAdmin(BigTableAdmin):
 
 @admin.register(EnergyPrice)
 class EnergyPriceAdmin(BigTableAdmin):
-    list_display = ("interval_start", "owner", "price_usd_per_mwh", "interval_minutes", "source")
+    list_display = (
+        "interval_start", "owner", "price_usd_per_mwh", "native_price_per_mwh", "native_currency", "interval_minutes",
+        "source",
+    )  # fmt: skip
     list_filter = ("source", "site", "grid_region")
     list_select_related = ("site",)
     search_fields = ("site__code", "site__name", "grid_region")
@@ -358,3 +367,6 @@ class SourceFetchAdmin(BigTableAdmin):
     @admin.display(description="Error")
     def short_error(self, obj: SourceFetch) -> str:
         return obj.error[:80]
+
+
+from .markets import admin as markets_admin  # noqa: E402,F401 (registers the real markets' admin)

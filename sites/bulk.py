@@ -234,8 +234,8 @@ def bulk_load_energy_prices(
         _copy_rows(cursor, "energyarb_energy_load", columns, chunks)
         # bigint * 0.01 is exact numeric; the conflict target is any unique constraint (the site-interval one).
         cursor.execute(
-            f"INSERT INTO {table} (site_id, grid_region, interval_start, interval_minutes, price_usd_per_mwh, source)"
-            " SELECT site_id, '', interval_start, 5, price_cents * 0.01, %s"
+            f"INSERT INTO {table} (site_id, grid_region, interval_start, interval_minutes, price_usd_per_mwh, source,"
+            " native_currency) SELECT site_id, '', interval_start, 5, price_cents * 0.01, %s, 'USD'"
             " FROM pg_temp.energyarb_energy_load ON CONFLICT DO NOTHING",
             [source],
         )

@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
 from .choices import ClimateZone, CoolingType, DataSource, HardwareKind, MarketRegion, SiteStatus
+from .markets.models import AncillaryPrice, FxRate, PriceNode, SystemLoad  # noqa: F401 (models of this app)
 from .querysets import EnergyPriceQuerySet, MarketPriceQuerySet, SiteQuerySet, WeatherReadingQuerySet
 from .validators import validate_time_zone
 
@@ -63,6 +64,14 @@ class Site(models.Model):
         validators=[MinValueValidator(Decimal("0.01"))],
         default=ONE,
         help_text="Multiplies the regional energy price (tariffs, contracts).",
+    )
+    price_node = models.ForeignKey(
+        PriceNode,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="sites",
+        help_text="Where the site buys power; empty: the simulator prices it.",
     )
     status = models.CharField(max_length=12, choices=SiteStatus.choices, default=SiteStatus.ONLINE)
     status_changed_at = models.DateTimeField(null=True, blank=True)
@@ -291,6 +300,12 @@ class EnergyPrice(models.Model):
         max_digits=10, decimal_places=2, validators=[MinValueValidator(-1000), MaxValueValidator(20000)]
     )
     source = models.CharField(max_length=20, choices=DataSource.choices)
+    native_currency = models.CharField(
+        max_length=3, default="USD", help_text="Currency the market quoted the price in (converted by FxRate)."
+    )
+    native_price_per_mwh = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="The price as quoted, per MWh."
+    )
 
     objects = EnergyPriceQuerySet.as_manager()
 

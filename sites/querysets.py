@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import models
-from django.db.models import DecimalField, ExpressionWrapper, F, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, Now
+from django.db.models import Case, CharField, DecimalField, ExpressionWrapper, F, OuterRef, Subquery, Sum, Value, When
+from django.db.models.functions import Cast, Coalesce, Concat, Now, Upper
 
 from .choices import SiteStatus
 
@@ -39,6 +39,20 @@ class SiteQuerySet(models.QuerySet):
         return self.annotate(
             latest_price_usd_per_mwh=Subquery(newest.values("price_usd_per_mwh")[:1]),
             latest_price_at=Subquery(newest.values("interval_start")[:1]),
+        )
+
+    def with_price_source(self) -> SiteQuerySet:
+        """Annotate ``price_source``: where the site's price comes from, ``ERCOT HB_HUBAVG (USD, 15 min)`` or
+        ``simulator`` (the same text as ``PriceNode.label``), in the same query."""
+        node = Concat(
+            Upper("price_node__market"), Value(" "), "price_node__node", Value(" ("), "price_node__currency",
+            Value(", "), Cast("price_node__resolution_minutes", CharField()), Value(" min)"),
+            output_field=CharField(),
+        )  # fmt: skip
+        return self.annotate(
+            price_source=Case(
+                When(price_node__isnull=True, then=Value("simulator")), default=node, output_field=CharField()
+            )
         )
 
     def with_latest_temperature(self, at: datetime | None = None) -> SiteQuerySet:

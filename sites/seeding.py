@@ -7,6 +7,7 @@ from collections import Counter
 from django.db import models, transaction
 
 from .catalogue import HARDWARE, INVENTORY, INVENTORY_COLUMNS, SITES, hardware_defaults, site_defaults
+from .markets.seeding import seed_price_nodes
 from .models import HardwareModel, Site, SiteInventory
 
 
@@ -36,13 +37,14 @@ def seed_physical_world() -> Counter:
     installed only when a row is created.
     """
     outcomes: Counter = Counter()
-    hardware = {}
+    hardware, sites = {}, {}
     for seed in HARDWARE:
         row, outcome = sync_row(HardwareModel, lookup={"code": seed.code}, values=hardware_defaults(seed))
         hardware[seed.code] = row
         outcomes["hardware models", outcome] += 1
     for seed in SITES:
         site, outcome = sync_row(Site, lookup={"code": seed.code}, values=site_defaults(seed))
+        sites[seed.code] = site
         outcomes["sites", outcome] += 1
         for code, units in zip(INVENTORY_COLUMNS, INVENTORY[seed.code], strict=True):
             if units == 0:
@@ -61,4 +63,5 @@ def seed_physical_world() -> Counter:
                 outcomes["inventories", "updated"] += 1
             else:
                 outcomes["inventories", "unchanged"] += 1
+    outcomes.update(seed_price_nodes(sites))
     return outcomes

@@ -90,6 +90,8 @@ class EnergyPriceRow:
     price_usd_per_mwh: Decimal
     site_id: int | None = None
     grid_region: str = ""
+    native_currency: str = "USD"
+    native_price_per_mwh: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ def store_energy_prices(*, rows: Iterable[EnergyPriceRow], source: str) -> int:
         site_id, region, start = key
         return EnergyPrice(
             site_id=site_id, grid_region=region, interval_start=start, price_usd_per_mwh=row.price_usd_per_mwh,
-            source=source,
+            source=source, native_currency=row.native_currency, native_price_per_mwh=row.native_price_per_mwh,
         )  # fmt: skip
 
     return _store_new(

@@ -46,6 +46,7 @@ def _sites_queryset() -> QuerySet:
     return (
         Site.objects.with_latest_energy_price()
         .with_latest_temperature()
+        .with_price_source()
         .annotate(
             run_revenue_usd_per_h=Subquery(of_site.annotate(total=Sum("revenue_usd_per_h")).values("total")),
             run_energy_cost_usd_per_h=Subquery(of_site.annotate(total=Sum("energy_cost_usd_per_h")).values("total")),
@@ -138,6 +139,7 @@ def _site_row(site: Site, inventories: list[tuple], placements: list[dict], now:
         "temperature_at": _iso(site.latest_temperature_at),
         "energy_price_usd_per_mwh": _f(site.latest_price_usd_per_mwh),
         "energy_price_at": _iso(site.latest_price_at),
+        "price_source": site.price_source,
         "revenue_usd_per_h": _f(revenue),
         "energy_cost_usd_per_h": _f(energy_cost),
         "profit_usd_per_h": _f(revenue - energy_cost) if money else None,

@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from sites.choices import DataSource, SiteStatus
-from sites.models import EnergyPrice, HardwareModel, MarketPrice, Site, SiteInventory, WeatherReading
+from sites.models import EnergyPrice, HardwareModel, MarketPrice, PriceNode, Site, SiteInventory, WeatherReading
 
 UTILIZATION_PLACES = Decimal("0.0001")
 
@@ -76,6 +76,13 @@ class SiteInventorySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PriceNodeBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PriceNode
+        fields = ("market", "node", "currency", "resolution_minutes")
+        read_only_fields = fields
+
+
 class SiteSerializer(serializers.ModelSerializer):
     """A site with its inventory, power summary and newest energy price.
 
@@ -96,6 +103,10 @@ class SiteSerializer(serializers.ModelSerializer):
     )
     latest_price_at = serializers.DateTimeField(read_only=True, allow_null=True)
     latest_price_age_seconds = serializers.SerializerMethodField(help_text="Seconds since latest_price_at.")
+    price_node = PriceNodeBriefSerializer(read_only=True, allow_null=True)
+    price_source = serializers.SerializerMethodField(
+        help_text="Where the site's price comes from: a node, or simulator."
+    )
 
     class Meta:
         model = Site
@@ -124,8 +135,13 @@ class SiteSerializer(serializers.ModelSerializer):
             "latest_price_usd_per_mwh",
             "latest_price_at",
             "latest_price_age_seconds",
+            "price_node",
+            "price_source",
         )
         read_only_fields = fields
+
+    def get_price_source(self, site: Site) -> str:
+        return site.price_node.label if site.price_node_id else "simulator"
 
     @extend_schema_field(serializers.DecimalField(max_digits=9, decimal_places=4))
     def get_utilization(self, site: Site) -> str:
@@ -143,7 +159,10 @@ class EnergyPriceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = EnergyPrice
-        fields = ("id", "site", "grid_region", "interval_start", "interval_minutes", "price_usd_per_mwh", "source")
+        fields = (
+            "id", "site", "grid_region", "interval_start", "interval_minutes", "price_usd_per_mwh", "source",
+            "native_currency", "native_price_per_mwh",
+        )  # fmt: skip
         read_only_fields = fields
 
 

@@ -1,5 +1,7 @@
 """API routes of this app, registered on the project's single router (energyarb.api_urls)."""
 
+from sites.markets.api import routes as market_routes
+
 from .views import (
     EnergyPriceViewSet,
     HardwareModelViewSet,
@@ -16,4 +18,5 @@ routes: list[tuple] = [
     ("market-prices", MarketPriceViewSet, "market-price"),
     ("weather-readings", WeatherReadingViewSet, "weather-reading"),
     ("latest-prices", LatestPricesViewSet, "latest-prices"),
+    *market_routes,
 ]

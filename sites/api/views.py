@@ -45,7 +45,8 @@ class SiteViewSet(viewsets.ReadOnlyModelViewSet):
     """
 
     queryset = (
-        Site.objects.with_power_summary()
+        Site.objects.select_related("price_node")
+        .with_power_summary()
         .with_latest_energy_price()
         .prefetch_related(Prefetch("inventories", queryset=SiteInventory.objects.select_related("hardware_model")))
     )

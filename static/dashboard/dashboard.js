@@ -288,6 +288,7 @@
             ...pair("Temperature", site.temperature_c === null ? "–" : `${fmt(site.temperature_c, 1)} °C`),
             ...pair("PUE", `${fmt(site.pue, 3)} · ${site.cooling_label}`),
             ...pair("Energy price", `${fmt(site.energy_price_usd_per_mwh, 2)} USD/MWh`),
+            ...pair("Price from", site.price_source),
             ...pair("Profit", site.profit_usd_per_h === null ? "–" : `${usd(site.profit_usd_per_h)}/h`),
           ]),
           el("div", { class: "mix", role: "img", "aria-label": `Mining ${fmt(mining, 0)} %, inference ${fmt(inference, 0)} %` }, [

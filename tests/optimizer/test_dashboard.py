@@ -501,3 +501,11 @@ def test_price_chart_samples_every_15_minutes_with_the_stored_prices(staff_clien
     last = EnergyPrice.objects.get(site=world["site_3_norway"], interval_start=NOW.replace(minute=0))
     assert chart["t"][-1] == "2026-06-01T12:00:00Z"
     assert norway["values"][-1] == float(last.price_usd_per_mwh)
+
+
+def test_a_site_card_says_where_its_price_comes_from(staff_client, applied_run):
+    sites = {row["code"]: row for row in get_data(staff_client)["sites"]}
+
+    assert sites["site_5_texas"]["price_source"] == "ERCOT HB_HUBAVG (USD, 15 min)"
+    assert sites["site_10_germany"]["price_source"] == "ENTSOE DE-LU (EUR, 60 min)"
+    assert sites["site_3_norway"]["price_source"] == "simulator"

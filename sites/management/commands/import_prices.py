@@ -10,6 +10,11 @@ code) or ``grid_region``, ``price_usd_per_mwh`` (negative allowed, -1,000..20,00
 sites may repeat an interval's market prices, but must agree). Stored as ``EnergyPrice`` and ``MarketPrice``.
 ``--site CODE`` supplies the site for rows (or files) without a site or grid region.
 
+The real markets' formats (``--format tidy|ercot|entsoe|entsoe-xml|aemo``, ``--node`` naming the node or zone when
+a file holds several, ``--series`` the tidy columns to read) are read by ``sites.markets.formats`` and stored by
+``sites.markets.importing``: prices to the sites tied to the node (USD on the 5-minute grid, the quoted value
+kept), ancillary-service prices and loads to their own tables. docs/markets.md describes each format's clock.
+
 Every row is validated before anything is written. One bad row rejects the whole file (a CommandError naming
 each bad line and why) unless ``--skip-invalid``, which writes the valid rows and lists the bad lines. All
 writes happen in one transaction. Intervals already stored are left as they are, so importing a file again
@@ -35,10 +40,12 @@ from tqdm import tqdm
 from sites.choices import DataSource
 from sites.clients.errors import SourceDataError
 from sites.clients.hackathon import HackathonPriceRow, parse_decimal, parse_price_row, parse_timestamp
+from sites.markets import importing
 from sites.models import EnergyPrice, MarketPrice, Site
 from sites.services import (
     EnergyPriceRow,
     MarketPriceRow,
+    PriceRowError,
     store_energy_prices,
     store_hackathon_prices,
     store_market_prices,
@@ -83,7 +90,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path, help="CSV file (UTF-8, header row).")
-        parser.add_argument("--format", required=True, choices=("mara", "energyarb"), dest="file_format")
+        parser.add_argument(
+            "--format", required=True, choices=("mara", "energyarb", *importing.MARKET_FORMATS), dest="file_format"
+        )
+        parser.add_argument("--node", help="Real-market formats: the node or zone to import (and whose sites get it).")
+        parser.add_argument("--series", help="tidy: comma-separated columns to import (default: every known one).")
         parser.add_argument("--skip-invalid", action="store_true", help="Write the valid rows and list the bad lines.")
         parser.add_argument("--site", metavar="CODE", help="energyarb format: site for rows without site/region.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar (off anyway without a tty).")
@@ -97,6 +108,15 @@ class Command(BaseCommand):
         progress_out = getattr(self.stderr, "_out", sys.stderr)
         self._progress_disabled = options["no_progress"] or not progress_out.isatty()
         self._progress_out = progress_out
+        if file_format in importing.MARKET_FORMATS:
+            if default_site:
+                raise CommandError(
+                    "--site applies to --format energyarb only; real-market prices go to --node's sites."
+                )
+            self._handle_market(path, file_format, options)
+            return
+        if options["node"] or options["series"]:
+            raise CommandError("--node and --series apply to the real-market formats only.")
 
         parsed = self._read(path, file_format, default_site)
         if parsed.errors and not options["skip_invalid"]:
@@ -123,6 +143,55 @@ class Command(BaseCommand):
             lines = ", ".join(str(line) for line, _ in parsed.errors)
             summary += f"; skipped {len(parsed.errors)} invalid line(s): {lines}"
         self.stdout.write(self.style.SUCCESS(f"{path.name}: {summary}."))
+
+    # The real markets' formats.
+
+    def _handle_market(self, path: Path, file_format: str, options: dict[str, Any]) -> None:
+        series = [name.strip() for name in options["series"].split(",")] if options["series"] else None
+        if series and file_format != "tidy":
+            raise CommandError("--series applies to --format tidy only.")
+        try:
+            result = self._read_market(path, file_format, options["node"], series)
+            if result.errors and not options["skip_invalid"]:
+                raise CommandError(
+                    f"{path}: {len(result.errors)} invalid line(s), nothing written "
+                    f"(--skip-invalid writes the valid rows):\n{self._list_errors(result.errors)}"
+                )
+            for line, reason in result.errors:
+                self.stderr.write(f"skipped line {line}: {reason}")
+            if not result.series:
+                raise CommandError(
+                    f"{path}: no values to import" + (f" for --node {options['node']}." if options["node"] else ".")
+                )
+            phrases = importing.store(result, file_format, self._write)
+        except (importing.ImportRefused, PriceRowError) as exc:
+            raise CommandError(f"{path}: {exc}") from None
+        phrases += [f"not imported: {note}" for note in result.skipped_columns]
+        if result.errors:
+            phrases.append(f"skipped {len(result.errors)} invalid line(s)")
+        self.stdout.write(self.style.SUCCESS(f"{path.name}: {'; '.join(phrases)}."))
+
+    def _read_market(self, path: Path, file_format: str, node: str | None, series: list[str] | None):
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                if file_format == "entsoe-xml":
+                    return importing.read(file_format, header=(), text=handle.read(), node=node)
+                total = max(sum(1 for _ in handle) - 1, 0)
+                handle.seek(0)
+                reader = csv.DictReader(handle)
+                if not reader.fieldnames:
+                    raise CommandError(f"{path} is empty: expected a header row.")
+                header = [name.strip() for name in reader.fieldnames]
+                reader.fieldnames = header
+                return importing.read(
+                    file_format, header=header, rows=self._records(reader, total), node=node, series=series
+                )
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}.") from None
+        except csv.Error as exc:
+            raise CommandError(f"{path}: unreadable CSV ({exc}).") from None
 
     # Reading and validation.
 
