@@ -198,6 +198,12 @@ def read_tidy(rows: Rows, columns: Mapping[str, SeriesKey]) -> MarketFile:
 # ERCOT MIS
 
 ERCOT_COLUMNS = ("DeliveryDate", "DeliveryHour", "SettlementPointName", "SettlementPointPrice")
+# The day-ahead files (NP4-190) name two of them differently: HourEnding "01:00", SettlementPoint.
+ERCOT_ALIASES = {"HourEnding": "DeliveryHour", "SettlementPoint": "SettlementPointName"}
+
+
+def ercot_header(header: Iterable[str]) -> list[str]:
+    return [ERCOT_ALIASES.get(name, name) for name in header]
 
 
 def ercot_start(raw: Mapping[str, str]) -> tuple[datetime, int]:
@@ -231,6 +237,7 @@ def read_ercot(rows: Rows, node: str | None) -> MarketFile:
     names: set[str] = set()
 
     def parse_row(line: int, raw: Mapping[str, str]) -> None:
+        raw = {ERCOT_ALIASES.get(column, column): value for column, value in raw.items()}
         name = (raw.get("SettlementPointName") or "").strip()
         names.add(name)
         if node and name != node:

@@ -51,7 +51,8 @@ class Selection:
 
 
 def check_header(file_format: str, header: Sequence[str]) -> None:
-    missing = [name for name in REQUIRED_COLUMNS.get(file_format, ()) if name not in header]
+    present = formats.ercot_header(header) if file_format == "ercot" else header
+    missing = [name for name in REQUIRED_COLUMNS.get(file_format, ()) if name not in present]
     if file_format == "entsoe":
         try:
             formats.entsoe_columns(header)
