@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files, not a CDN
     "django_celery_beat",
     "django_celery_results",
     "leaflet",
@@ -97,6 +98,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy and Permissions-Policy on every response (policies below).
+    "csp.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     # An unreachable database or broker answers 503 + Retry-After (JSON under /api/), not 500.
     "core.middleware.ServiceUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -223,6 +227,11 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_MANIFEST_STRICT = False
 
 LOGIN_URL = "admin:login"
+# A sign-in without `next` lands on the dashboard (staff); a customer is told there that it needs a staff account.
+LOGIN_REDIRECT_URL = "dashboard:index"
+# A signed-in session (admin, dashboard) lasts a working day, not Django's two weeks: a staff browser left signed in
+# on a shared machine exposes the fleet's economics for hours, not weeks.
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE_S", 8 * 3600)
 # History is an audit trail: reverting would bypass the services (e.g. the contract state machine).
 SIMPLE_HISTORY_REVERT_DISABLED = True
 
@@ -268,6 +277,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "SLA-smart energy arbitrage: sites, prices, SLA capacity and optimization runs.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs page answer signed-in clients only, like everything else under /api/.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Every operation also documents the framework's error answers (400/401/403/404/429/503): core/schema.py.
     "POSTPROCESSING_HOOKS": [
@@ -375,6 +389,33 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", Fals
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
 X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp): scripts, styles, fonts and data only from this origin; images also as data:
+# URIs (the scenario charts) and from the map's tile server when one is configured. Styles allow inline attributes
+# (the admin and Leaflet set them); no inline script runs anywhere (the dashboard passes data by json_script).
+_MAP_TILE_ORIGIN = "/".join(ENERGYARB["MAP_TILE_URL"].replace("{s}", "*").split("/", 3)[:3])  # scheme://host
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", *([_MAP_TILE_ORIGIN] if _MAP_TILE_ORIGIN else [])],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Permissions-Policy (django-permissions-policy): no page of ours uses a browser feature, so none is granted.
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer", "camera", "display-capture", "geolocation", "gyroscope", "magnetometer", "microphone",
+        "payment", "usb", "fullscreen", "autoplay",
+    )
+}  # fmt: skip
 
 LOGGING = {
     "version": 1,

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.module_loading import autodiscover_modules
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from optimizer.admin_scenarios import scenario_admin_view
 
@@ -26,7 +26,9 @@ urlpatterns = [
     path("admin/scenarios/", admin.site.admin_view(scenario_admin_view), name="admin-scenarios"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Swagger UI from drf-spectacular-sidecar's static files; its start-up script is a separate URL
+    # (?script), so the page runs under a Content-Security-Policy without inline scripts.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("energyarb.api_urls")),
     path("mara/", include("mara.urls")),
     path("", include("optimizer.urls")),

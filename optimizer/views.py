@@ -15,6 +15,8 @@ from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
@@ -70,6 +72,7 @@ class DashboardLogoutView(LogoutView):
     next_page = "dashboard:login"
 
 
+@never_cache  # the fleet's economics: no browser or proxy keeps a copy (Cache-Control: no-store)
 @user_passes_test(_is_staff, login_url="dashboard:login")
 def dashboard(request):
     """The operations page; a signed-out or non-staff visitor is sent to the sign-in page."""
@@ -80,6 +83,7 @@ def dashboard(request):
     )
 
 
+@method_decorator(never_cache, name="dispatch")
 class DashboardDataView(APIView):
     """Every number of the operations dashboard in one document (fixed query count; writes nothing)."""
 
@@ -97,6 +101,7 @@ class DashboardDataView(APIView):
         return Response(build_dashboard(now=timezone.now()))
 
 
+@method_decorator(never_cache, name="dispatch")
 class DashboardRunView(APIView):
     """One optimization run's status, economics, explanation and Claude's narrative and verdict."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, DecimalField, ExpressionWrapper, Q, Sum, Value
 from django.db.models.functions import Coalesce, Least, NullIf
@@ -31,7 +32,14 @@ from .models import (
     Tier,
 )
 from .querysets import KW
-from .services import IllegalTransition, approve_contract, reject_contract, terminate_contract
+from .services import (
+    IllegalTransition,
+    PlacementRefused,
+    approve_contract,
+    check_placement,
+    reject_contract,
+    terminate_contract,
+)
 
 ZERO_KW = Value(0, output_field=KW)
 
@@ -125,11 +133,22 @@ class CustomerAdmin(AuditHistoryAdmin):
 
 
 class PlacementInline(admin.TabularInline):
+    """A contract's placements, read-only here: a placement added or changed by hand goes through the placement
+    form, which checks it against the contract and the site (`check_placement`)."""
+
     model = Placement
     fields = ("site", "capacity_kw", "valid_from", "valid_to", "kind", "moved_from", "reason")
-    readonly_fields = ("kind", "moved_from")  # what opened the row, and the site its kW came off
-    autocomplete_fields = ("site",)
+    readonly_fields = fields
     extra = 0
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("site", "moved_from", "contract__tier")
@@ -220,8 +239,41 @@ class CurrentPlacementFilter(admin.SimpleListFilter):
         return queryset
 
 
+class PlacementForm(forms.ModelForm):
+    """A placement typed in by staff obeys the rules of every other writer (sla.services.placements): at most its
+    contract's capacity, inside its window, and within its site's SLA limit. The admin's change form runs in one
+    transaction, so the locks `check_placement` takes hold until the row is saved."""
+
+    class Meta:
+        model = Placement
+        fields = ("contract", "site", "capacity_kw", "valid_from", "valid_to", "kind", "moved_from", "reason")
+
+    def clean(self):
+        data = super().clean()
+        needed = ("contract", "site", "capacity_kw", "valid_from")
+        if any(data.get(name) is None for name in needed):
+            return data  # the missing field already has its error
+        candidate = Placement(
+            pk=self.instance.pk,
+            contract=data["contract"],
+            site=data["site"],
+            capacity_kw=data["capacity_kw"],
+            valid_from=data["valid_from"],
+            valid_to=data.get("valid_to"),
+        )
+        try:
+            check_placement(placement=candidate)
+        except PlacementRefused as refused:
+            raise forms.ValidationError(
+                {name: message for name, message in refused.errors.items() if name in self.fields}
+                or refused.errors.popitem()[1]
+            ) from None
+        return data
+
+
 @admin.register(Placement)
 class PlacementAdmin(admin.ModelAdmin):
+    form = PlacementForm
     list_display = ("contract", "customer", "site", "capacity_kw", "valid_from", "valid_to", "reason")
     list_filter = (CurrentPlacementFilter, "site", "contract__tier")
     list_select_related = ("contract__customer", "contract__tier", "site")

@@ -194,6 +194,24 @@ def _round_down(value: Decimal) -> Decimal:
     return value.quantize(KW_STEP, rounding=ROUND_DOWN)
 
 
+def contract_limit_kw(capacity_kw: Decimal, *, n_minus_1: bool, min_sites: int = 1) -> Decimal:
+    """The most kW a contract's placements may hold together at any moment.
+
+    Its capacity, except under N-1, where `plan_placement` books n >= 2 equal shares of capacity / (n - 1) (each
+    rounded up to the watt): the largest such total over the site counts it may choose (twice the capacity on two
+    sites). No single placement ever holds more than the capacity itself.
+    """
+    if not n_minus_1:
+        return capacity_kw
+    fewest = max(min_sites, 2)
+    return max(n * _round_up(capacity_kw / (n - 1)) for n in range(fewest, max(fewest, MAX_SITES_PER_CONTRACT) + 1))
+
+
+def contract_room_kw(bookings: Iterable[Booking], start: datetime, end: datetime, *, limit_kw: Decimal) -> Decimal:
+    """kW a contract may still place over the whole of [start, end), given `bookings` (its own placements)."""
+    return max(limit_kw - peak_kw(bookings, start, end), ZERO)
+
+
 def plan_placement(
     sites: Sequence[SiteRoom],
     *,

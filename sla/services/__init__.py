@@ -6,6 +6,7 @@
 - migration: what moving a running placement costs and when it pays (`migration_cost`, `migration_worth_it`), the
   locked writes of moves the optimizer decided (`move_placements`) and `replace_lost_capacity` for contracts left
   short;
+- placements: `check_placement`, the rules every placement obeys whoever writes it (the admin's form included);
 - uptime: `record_delivery` / `record_deliveries` (what the optimizer ran) and `issue_service_credits`;
 - seeding: `seed_tiers`, `ensure_user`.
 """
@@ -52,6 +53,7 @@ from .migration import (
     replace_lost_capacity,
     short_contracts,
 )
+from .placements import PlacementRefused, check_placement, contract_bookings, contract_limit_kw
 from .seeding import DEFAULT_TIERS, SeededUser, ensure_user, seed_tiers
 from .uptime import DeliveryRow, issue_service_credits, month_bounds, record_deliveries, record_delivery
 
@@ -67,6 +69,7 @@ __all__ = [
     "MigrationCost",
     "MoveReport",
     "PlacementMove",
+    "PlacementRefused",
     "QuoteUnavailable",
     "ReplacementReport",
     "SeededUser",
@@ -74,8 +77,11 @@ __all__ = [
     "approve_contract",
     "cancel_contract",
     "candidate_sites",
+    "check_placement",
     "complete_contract",
     "complete_due_contracts",
+    "contract_bookings",
+    "contract_limit_kw",
     "create_contract",
     "create_contract_from_quote",
     "create_quote",

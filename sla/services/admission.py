@@ -704,16 +704,18 @@ def displace_spot(
 ) -> list[PreemptionNotice]:
     """Push Spot placements off `room` so `capacity_kw` more fits over [start, end); return unsaved notices.
 
-    A displaced placement ends where the new commitment begins (valid_to = start) when it was already running
-    before, and is dropped when it had not begun (it never ran there). The notice is issued now and takes effect
-    at the displacement, never before now: Spot hears of it before it loses the capacity.
+    The notice is issued now and takes effect at the displacement, never before now: Spot hears of it before it
+    loses the capacity. A displaced placement that runs before that moment ends exactly then (valid_to =
+    effective_at: when the new commitment begins, or now when its window began a few milliseconds ago, while the
+    request was on its way), and one that had not begun is dropped (it never ran there).
     """
     displaced = capacity.spot_to_displace(room, start, end, capacity_kw=capacity_kw)
     notices = []
     for booking in displaced:
         effective = max(start, booking.starts_at, now)
-        if booking.starts_at < start:
-            Placement.objects.filter(pk=booking.placement_id).update(valid_to=start)
+        if booking.starts_at < effective:
+            ends = effective if booking.ends_at is None else min(booking.ends_at, effective)
+            Placement.objects.filter(pk=booking.placement_id).update(valid_to=ends)
         else:
             Placement.objects.filter(pk=booking.placement_id).delete()
         room.bookings.remove(booking)

@@ -23,6 +23,7 @@ from ..models import (
     PreemptionNotice,
 )
 from .admission import displace_spot, load_bookings, read_fleet
+from .placements import contract_bookings, contract_limit_kw
 
 ZERO = Decimal("0")
 
@@ -111,7 +112,15 @@ def fail_over_site(*, site: Site, actor=None, reason: str = "") -> FailoverRepor
             if b.contract_id == contract.pk and b.starts_at < end and (b.ends_at is None or b.ends_at > start)
         }
         options = [room for room in rooms if room.site_id not in used]
-        shares = _failover_shares(options, placement=placement, start=start, end=end)
+        # Never more than the contract holds: a placement typed in above it (or the rest of it, when the contract's
+        # other placements already hold its capacity) is not carried to the other sites.
+        held = capacity.contract_room_kw(
+            contract_bookings(rooms, contract.pk), start, end, limit_kw=contract_limit_kw(contract)
+        )
+        to_move = min(placement.capacity_kw, held)
+        if to_move <= 0:
+            continue
+        shares = _failover_shares(options, placement=placement, capacity_kw=to_move, start=start, end=end)
         placed = ZERO
         for share in shares:
             if not tier.is_preemptible:
@@ -148,7 +157,7 @@ def fail_over_site(*, site: Site, actor=None, reason: str = "") -> FailoverRepor
             )
             report.moved.append((contract.pk, share.site.code, share.capacity_kw))
             placed += share.capacity_kw
-        unplaced = placement.capacity_kw - placed
+        unplaced = to_move - placed
         if unplaced > 0:
             previous = short.get(contract.pk)
             short[contract.pk] = (placement, min(start, previous[1]) if previous else start, unplaced)
@@ -198,14 +207,14 @@ def fail_over_site(*, site: Site, actor=None, reason: str = "") -> FailoverRepor
 
 
 def _failover_shares(
-    rooms: list[SiteRoom], *, placement: Placement, start: datetime, end: datetime
+    rooms: list[SiteRoom], *, placement: Placement, capacity_kw: Decimal, start: datetime, end: datetime
 ) -> list[capacity.Share]:
     """Where a moved placement goes: the plan rules for one site (or a split), else as much as fits."""
     tier = placement.contract.tier
     try:
         return capacity.plan_placement(
             rooms,
-            capacity_kw=placement.capacity_kw,
+            capacity_kw=capacity_kw,
             start=start,
             end=end,
             min_sites=1,
@@ -215,5 +224,5 @@ def _failover_shares(
         )
     except NoPlacement:
         return capacity.fill_partially(
-            rooms, capacity_kw=placement.capacity_kw, start=start, end=end, preemptible=tier.is_preemptible
+            rooms, capacity_kw=capacity_kw, start=start, end=end, preemptible=tier.is_preemptible
         )

@@ -34,6 +34,7 @@ from ..capacity import Booking, SiteRoom
 from ..choices import ContractStatus, PlacementKind
 from ..models import Contract, Downtime, Placement, PreemptionNotice
 from .admission import displace_spot, load_bookings, read_fleet
+from .placements import contract_bookings, contract_limit_kw
 
 ZERO = Decimal("0")
 
@@ -393,7 +394,12 @@ def replace_lost_capacity(
             if b.contract_id == contract.pk and b.starts_at < end and (b.ends_at is None or b.ends_at > now)
         }
         pieces_left = max(capacity.MAX_SITES_PER_CONTRACT - len(used), 0)
-        remaining = gap
+        # Never more than the contract may hold at any moment of the rest of its window (placements it has later).
+        room_left = capacity.contract_room_kw(
+            contract_bookings(rooms, contract.pk), now, end, limit_kw=contract_limit_kw(contract)
+        )
+        wanted = min(gap, room_left)
+        remaining = wanted
         for room in sorted((r for r in rooms if r.site_id not in used), key=order):
             if remaining <= 0 or pieces_left <= 0:
                 break
@@ -435,10 +441,11 @@ def replace_lost_capacity(
             report.placed.append((contract.pk, room.code, take))
             remaining -= take
             pieces_left -= 1
-        if remaining < gap:
-            restated[contract.pk] = remaining
-        if remaining > 0:
-            report.short.append((contract.pk, remaining))
+        still_short = remaining + gap - wanted
+        if remaining < wanted:
+            restated[contract.pk] = still_short
+        if still_short > 0:
+            report.short.append((contract.pk, still_short))
     Placement.objects.bulk_create(new_rows)
     PreemptionNotice.objects.bulk_create(notices)
     _restate_downtimes(restated, now=now, user=user)

@@ -183,18 +183,37 @@ def test_no_strategy_beats_the_perfect_foresight_bound(ten_site_window):
         "premium",
         "standard",
     }
-    ceiling = bound.score.profit * (1 + world.settings.mip_rel_gap)  # the bound is proven within the MILP gap
+    ceiling = bound.ceiling  # the LP relaxation's optimum: proven, no allocation earns more
     results = {
         name: backtest.run_backtest(world, history, name, bound=bound, horizon=backtest.Horizon(fine_steps=3, hours=1))
         for name in ("greedy", "seed", "lp")
     }
     for name, result in results.items():
         assert result.score.profit <= ceiling, name
-        assert result.capture_ratio == pytest.approx(result.score.profit / bound.score.profit)
+        assert result.capture_ratio == pytest.approx(result.score.profit / bound.ceiling)
     assert results["lp"].capture_ratio > 0.99
     assert results["lp"].score.sla_shortfall_kwh == 0.0  # the contracts are served, Premium with N-1
     assert results["lp"].score.n_minus_1_shortfall_kwh == 0.0
     assert results["lp"].score.switching_cost > 0
+
+
+def test_perfect_bounds_every_strategy_even_when_its_integer_plan_is_solved_loosely(ten_site_window):
+    """Solved to a MILP gap, the integer perfect plan can earn less than `lp` (a capture of 1.000089 was seen at
+    0.1 %): capture is measured against the LP relaxation's optimum, which no allocation beats. A 3 % gap makes
+    the integer plan loose enough that `lp` (solved to the same gap, interval by interval) beats it."""
+    world, history, _ = ten_site_window
+    loose = backtest.with_settings(world, mip_rel_gap=0.03)
+    bound = backtest.perfect_bound(loose, history)
+    results = {
+        name: backtest.run_backtest(loose, history, name, bound=bound, horizon=backtest.Horizon(fine_steps=3, hours=1))
+        for name in ("lp", "greedy", "perfect")
+    }
+
+    assert bound.upper_profit >= bound.score.profit
+    for name, result in results.items():
+        assert result.score.profit <= bound.ceiling + 1e-6, name
+        assert result.capture_ratio <= 1.0, name
+        assert result.summary()["perfect_upper_bound"] == bound.ceiling
 
 
 def test_a_forecast_only_ever_sees_the_past_and_plans_the_same_each_run(ten_site_window):
@@ -372,6 +391,16 @@ def test_mara_world_errors_name_the_json_path(tmp_path):
 def test_bad_options_are_refused_with_a_clear_error(tmp_path, args, message):
     with pytest.raises(CommandError, match=message):
         run(*args, "--out", str(tmp_path))
+
+
+@needs_trace
+@pytest.mark.parametrize("verbosity", ["0", "1"])
+def test_a_window_without_price_rows_is_refused_clearly_at_every_verbosity(tmp_path, verbosity):
+    """The progress line read the window's first interval before the empty-window check: IndexError at -v 1."""
+    args = ["--world", str(MARA_WORLD), "--prices", str(TRACE), "--format", "mara", "--out", str(tmp_path)]
+    window = ["--start", "2030-01-01", "--end", "2030-01-02", "-v", verbosity]
+    with pytest.raises(CommandError, match="no interval in the requested window"):
+        run(*args, *window)
 
 
 def test_price_file_errors_name_the_line_and_column(tmp_path):

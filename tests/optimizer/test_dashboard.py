@@ -453,6 +453,25 @@ def test_staff_signs_in_through_the_dashboard_login(client, staff_user, world):
     assert client.get("/").status_code == 200
 
 
+def test_staff_signing_in_without_next_lands_on_the_dashboard(client, staff_user, world):
+    """Without `next`, Django's default sent staff to /accounts/profile/, a 404."""
+    response = client.post(reverse("dashboard:login"), {"username": "staff", "password": "pw-for-tests-1"})
+
+    assert response.status_code == 302 and response["Location"] == reverse("dashboard:index")
+    admin = client.post(reverse("admin:login"), {"username": "staff", "password": "pw-for-tests-1"})
+    assert admin.status_code == 302 and admin["Location"] == reverse("dashboard:index")
+
+
+@pytest.mark.parametrize("path", ["/", "/api/dashboard/"])
+def test_the_dashboard_and_its_data_are_never_cached(staff_client, client, staff_user, world, path):
+    client.force_login(staff_user)
+
+    response = client.get(path)
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
+
+
 def test_login_page_tells_a_signed_in_customer_it_needs_staff(client, customer):
     client.force_login(customer.user)
 

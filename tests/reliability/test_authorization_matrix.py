@@ -74,8 +74,8 @@ MATRIX: tuple[Row, ...] = (
     #   method    path                                          anon  cust A  cust B  staff
     # --- the API (customers live here) ---------------------------------------------------------------------
     Row("GET",    "/api/",                                        401,   200,    200,   200),
-    Row("GET",    "/api/schema/",                                 200,   200,    200,   200),
-    Row("GET",    "/api/docs/",                                   200,   200,    200,   200),
+    Row("GET",    "/api/schema/",                                 401,   200,    200,   200),
+    Row("GET",    "/api/docs/",                                   401,   200,    200,   200),
     Row("GET",    "/api/sites/",                                  401,   200,    200,   200),
     Row("POST",   "/api/sites/",                                  401,   405,    405,   405, body={}),
     Row("GET",    "/api/sites/{site}/",                           401,   200,    200,   200),

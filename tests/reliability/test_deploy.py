@@ -112,6 +112,22 @@ def test_security_headers_are_sent(production):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/login/", "/admin/login/", "/api/health", "/mara/prices"])
+def test_every_response_carries_a_content_security_policy_and_a_permissions_policy(production, path):
+    response = Client().get(path, secure=True)
+
+    csp = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";") if part.strip())
+    assert csp["default-src"] == "'self'" and csp["script-src"] == "'self'"  # no inline script, no other origin
+    assert csp["object-src"] == "'none'" and csp["frame-ancestors"] == "'none'"
+    policy = response["Permissions-Policy"]
+    assert "camera=()" in policy and "geolocation=()" in policy and "microphone=()" in policy
+
+
+def test_a_session_lasts_a_working_day_not_two_weeks():
+    assert settings.SESSION_COOKIE_AGE == 8 * 3600
+
+
+@pytest.mark.django_db
 def test_session_and_csrf_cookies_are_secure_and_the_session_cookie_is_http_only(production):
     UserFactory(username="ops", is_staff=True, password=PASSWORD)
     client = Client(enforce_csrf_checks=True)

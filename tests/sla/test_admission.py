@@ -157,6 +157,20 @@ def test_spot_never_blocks_a_higher_tier_and_is_noticed_before_displacement(flee
     assert peaks()["oslo"][0] <= Decimal("800")
 
 
+def test_a_notice_never_takes_effect_after_the_displaced_placement_ended(fleet, frozen, customer, outsider):
+    """A contract starting "now" reaches admission a few milliseconds after its start: the notice took effect at
+    admission's now, while the displaced placement had been ended at the (earlier) start, 7 ms before the notice."""
+    fleet.dublin.delete(), fleet.texas.delete()
+    spot = create_contract(customer=outsider, request=ask(fleet.spot, "500", start=T0 - H, hours=6))
+    with time_machine.travel(T0 + timedelta(milliseconds=7), tick=False):
+        create_contract(customer=customer, request=ask(fleet.standard, "600", start=T0))
+
+    [notice] = PreemptionNotice.objects.filter(contract=spot)
+    [placement] = Placement.objects.filter(contract=spot)
+    assert notice.effective_at == T0 + timedelta(milliseconds=7) >= notice.issued_at
+    assert placement.valid_to == notice.effective_at  # the loss never precedes the notice
+
+
 def test_spot_displaces_only_as_much_as_needed(fleet, frozen, customer, outsider):
     fleet.dublin.delete(), fleet.texas.delete()
     first = create_contract(customer=outsider, request=ask(fleet.spot, "400"))

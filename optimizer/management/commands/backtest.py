@@ -94,6 +94,8 @@ class Command(BaseCommand):
         if not 0 <= train_days <= 366:
             raise CommandError(f"--train-days must be between 0 and 366, got {train_days}")
         history, notes = self._history(world, options)
+        if len(history) == 0:  # before anything reads its first interval (the progress line, the prior)
+            raise CommandError("the price history has no interval in the requested window")
         try:
             forecast_choice = options["forecast"] or forecast_setting()
         except ImproperlyConfigured as error:
