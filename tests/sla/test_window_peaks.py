@@ -37,7 +37,9 @@ def both_reads(start, end) -> dict[str, tuple[WindowLoad, Decimal, Decimal]]:
 
 def test_touching_windows_never_count_twice_and_spot_counts_only_in_the_total(fleet):
     def book(tier, kw, start, hours=None, site=fleet.oslo, status=ContractStatus.ACTIVE):
-        contract = ContractFactory(tier=tier, status=status, starts_at=T0, ends_at=T0 + 100 * H)
+        contract = ContractFactory(
+            tier=tier, status=status, starts_at=T0, ends_at=T0 + 100 * H, capacity_kw=Decimal(kw)
+        )
         end = None if hours is None else start + hours * H
         PlacementFactory(contract=contract, site=site, capacity_kw=Decimal(kw), valid_from=start, valid_to=end)
 
