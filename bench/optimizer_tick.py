@@ -7,6 +7,13 @@ of simulated 5-minute prices (bulk-loaded; intervals already stored are kept). T
 between ticks and refitted hourly: the ticks measured reuse them, and the refit tick is measured on its own.
 
     .venv/bin/python bench/optimizer_tick.py [--ticks 15] [--forecast ridge|persistence] [--history-days 29]
+                                             [--book 300:2-20 --book 3000:1-5] [--book-ticks 3]
+
+``--book N:LO-HI`` (repeatable) then books N running contracts of LO-HI kW and random tiers for 24 h through
+admission (``bench/booked_fleet.py``) and prints, for that book, the ``lp`` and ``greedy`` strategies on the live
+problem (status, solve time, MIP gap, formulation size) and ``--book-ticks`` end-to-end runs
+(``optimize_now``: solve, store, apply, migrations). Targets (issue 13): 300 contracts optimal within the MIP gap
+in <= 1 s, 3,000 of 1-5 kW in <= 5 s.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from io import StringIO
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/energyarb_tick_bench")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "energyarb.settings")
 os.environ.setdefault("DEBUG", "1")
@@ -30,6 +38,8 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=15)
     parser.add_argument("--forecast", choices=("ridge", "persistence"), help="default: settings FORECAST")
     parser.add_argument("--history-days", type=float, default=29.0, help="stored price history to forecast from")
+    parser.add_argument("--book", action="append", default=[], help="N:LO-HI running contracts of LO-HI kW")
+    parser.add_argument("--book-ticks", type=int, default=3, help="end-to-end runs measured per book")
     args = parser.parse_args()
     if args.forecast:
         os.environ["OPTIMIZER_FORECAST"] = args.forecast
@@ -92,6 +102,71 @@ def main() -> None:
     print(f"  building inputs on the hourly refit tick (reads {args.history_days:g} days, fits): {refit * 1000:.0f} ms")
     print(f"  target median <= 150 ms: {'met' if statistics.median(ms) <= 150 else 'MISSED'}")
     print(f"  load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for spec in args.book:
+        booked_tick(spec, ticks=args.book_ticks)
+
+
+BOOK_TARGETS_S = {300: 1.0, 3000: 5.0}  # issue 13: running contracts -> solve time target
+
+
+def booked_tick(spec: str, *, ticks: int) -> None:
+    """Book ``spec`` (N:LO-HI), then measure the strategies on the live problem and end-to-end runs."""
+    from booked_fleet import book_running_contracts
+    from django.utils import timezone
+
+    from optimizer import engine
+    from optimizer.choices import RunTrigger
+    from optimizer.engine.formulation import build_formulation
+    from optimizer.inputs import build_inputs
+    from optimizer.services import optimize_now
+
+    count, _, kw = spec.partition(":")
+    low, _, high = (kw or "2-20").partition("-")
+    book = book_running_contracts(contracts=int(count), kw_range=(int(low), int(high)), start=timezone.now())
+    print(f"booked fleet {spec} kW: {book.line()}")
+    inputs = build_inputs(at=timezone.now())
+    problem = inputs.problem
+    form = build_formulation(problem)
+    print(
+        f"  formulation: {form.num_row:,} rows x {form.num_col:,} columns, {form.matrix.nnz:,} nonzeros, "
+        f"{int(form.integrality.sum()):,} integer; {len(problem.commitments)} commitments "
+        f"({sum(c.n_minus_1 for c in problem.commitments)} N-1); |cost| {_cost_range(form.cost)}"
+    )
+    for strategy in ("lp", "greedy"):
+        started = time.perf_counter()
+        solution = engine.run_strategy(strategy, problem)
+        seconds = time.perf_counter() - started
+        head = solution.explanation[0] if solution.explanation else ""
+        unserved = sum(c.unserved_kw for c in solution.commitments)
+        print(
+            f"  {strategy:<6} {solution.status:<10} {seconds:6.2f} s  gap {solution.mip_gap:.3%}  "
+            f"profit {solution.objective_usd / problem.period_hours.sum():,.0f} USD/h  "
+            f"unserved now {unserved:,.1f} kW  ({head})"
+        )
+        target = BOOK_TARGETS_S.get(book.admitted if book.admitted in BOOK_TARGETS_S else int(count))
+        if strategy == "lp" and target is not None:
+            met = solution.status == "optimal" and seconds <= target
+            print(f"  target: optimal within the MIP gap in <= {target:g} s: {'met' if met else 'MISSED'}")
+    totals = []
+    for _ in range(ticks):
+        started = time.perf_counter()
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+        totals.append(time.perf_counter() - started)
+        print(
+            f"  run {run.pk}: {run.status}, applied {run.is_applied}, solve {run.solve_seconds or 0:.2f} s, "
+            f"end to end {totals[-1]:.2f} s {run.error or ''}"
+        )
+    if totals:
+        print(f"  end-to-end run median {statistics.median(totals):.2f} s over {ticks}")
+
+
+def _cost_range(cost) -> str:
+    import numpy as np
+
+    nonzero = np.abs(cost[cost != 0])
+    if not nonzero.size:
+        return "all zero"
+    return f"{nonzero.min():.2e} .. {nonzero.max():.2e}"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from .solution import BindingConstraint, CommitmentResult, Shortfall, Totals
 TOL_USD_PER_H = 0.005  # shadow prices below half a cent an hour are noise, not a story
 MAX_LINES_BINDING = 8
 MAX_LINES_CHANGES = 10
+MAX_LINES_COMMITMENTS = 20  # beyond this many contracts, placements are told per tier
 
 
 def _money(value: float) -> str:
@@ -118,7 +119,7 @@ def binding_constraints(
             )
     if "serve" in rows:
         serve = -rows["serve"].take(row_dual)[0] / hours0  # USD/h per extra committed kW (usually negative)
-        for ci, c in enumerate(problem.commitments):
+        for ci, c in enumerate(form.book.groups):
             value = float(serve[ci])
             if abs(value) > TOL_USD_PER_H / 10:
                 found.append(
@@ -136,7 +137,7 @@ def binding_constraints(
         n1 = -rows["n1"].take(row_dual)[0] / hours0
         for j in np.flatnonzero(np.abs(n1) > TOL_USD_PER_H / 10):
             pair = form.n1_pairs[j]
-            c = problem.commitments[form.pair_commitment[pair]]
+            c = form.book.groups[form.pair_commitment[pair]]
             lost = sites[form.pair_site[pair]]
             value = float(n1[j])
             found.append(
@@ -270,19 +271,16 @@ def explanation_lines(
             f"{len(paid)} sites have a negative energy price now ({_few(codes)}): running load earns money there."
         )
     lines.extend(b.text for b in binding[:MAX_LINES_BINDING])
-    for c in commitments:
-        where = "/".join(sorted(c.placements_kw, key=lambda k: -c.placements_kw[k]))
-        kws = "/".join(f"{v:,.0f}" for v in sorted(c.placements_kw.values(), reverse=True))
-        spec = next(x for x in problem.commitments if x.id == c.id)
-        if spec.n_minus_1 and len(c.placements_kw) >= 2:
-            lines.append(f"{c.tier.capitalize()} commitment {c.id} is split across {where} ({kws} kW) for N-1.")
-        elif c.placements_kw:
-            lines.append(f"{c.tier.capitalize()} commitment {c.id} is served at {where} ({kws} kW).")
+    specs = {c.id: c for c in problem.commitments}
+    lines.extend(_placement_lines(commitments, specs))
     first = {}
     for sf in shortfalls:
         first.setdefault((sf.constraint.split("[")[0], sf.commitment), sf)
-    for (kind, cid), sf in first.items():
-        spec = next(x for x in problem.commitments if x.id == cid)
+    for n, ((kind, cid), sf) in enumerate(first.items()):
+        if n == MAX_LINES_COMMITMENTS:
+            lines.append(f"... and {len(first) - n} more contract shortfalls (the run's details list them all).")
+            break
+        spec = specs[cid]
         if kind == "serve":
             lines.append(
                 f"{spec.tier.capitalize()} commitment {cid} cannot be fully served: {sf.kw:,.0f} kW of "
@@ -294,6 +292,31 @@ def explanation_lines(
                 f" (constraint {sf.constraint} relaxed)."
             )
     return tuple(lines)
+
+
+def _placement_lines(commitments: tuple[CommitmentResult, ...], specs: dict) -> list[str]:
+    """Where each commitment is served, one line each for a small book; per tier beyond MAX_LINES_COMMITMENTS (the
+    explanation is stored with every run and read by the advisor: it must not grow with the book)."""
+    if len(commitments) > MAX_LINES_COMMITMENTS:
+        per_tier: dict[str, list[float]] = {}
+        for c in commitments:
+            kw = per_tier.setdefault(c.tier, [0, 0.0, 0.0])
+            kw[0] += 1
+            kw[1] += sum(c.placements_kw.values())
+            kw[2] += c.capacity_kw
+        return [
+            f"{tier.capitalize()}: {int(n)} contracts, {placed:,.0f} kW placed for {committed:,.0f} kW committed."
+            for tier, (n, placed, committed) in per_tier.items()
+        ]
+    lines = []
+    for c in commitments:
+        where = "/".join(sorted(c.placements_kw, key=lambda k: -c.placements_kw[k]))
+        kws = "/".join(f"{v:,.0f}" for v in sorted(c.placements_kw.values(), reverse=True))
+        if specs[c.id].n_minus_1 and len(c.placements_kw) >= 2:
+            lines.append(f"{c.tier.capitalize()} commitment {c.id} is split across {where} ({kws} kW) for N-1.")
+        elif c.placements_kw:
+            lines.append(f"{c.tier.capitalize()} commitment {c.id} is served at {where} ({kws} kW).")
+    return lines
 
 
 def allocation_violations(problem: Problem, units: np.ndarray, *, tol: float = 1e-6) -> tuple[str, ...]:

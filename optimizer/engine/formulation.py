@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.sparse as sp
 
+from .book import Book, aggregate_commitments
 from .problem import REGIONS, Commitment, Problem
 
 INF = np.inf
@@ -74,8 +75,10 @@ class Formulation:
 
     x[t,s,h] units running; w[t,c,k] inference units reserved for commitments at the sites that can host one
     (``commit_sites``); sold[t,r] spot Mtok/h sold in region r (bounded by its demand); dp[t,s,h] units
-    started (the row slack of ``switch`` is the units stopped); y[t,p] kW placed for commitment/site pair p;
-    u[t,c] unserved kW; v[t,n] kW short of N-1; tot[t,n] total kW placed for N-1 commitment n.
+    started (the row slack of ``switch`` is the units stopped); y[t,p] kW placed for group/site pair p;
+    u[t,g] unserved kW; v[t,n] kW short of N-1; tot[t,n] total kW placed for N-1 group n. Commitments enter
+    as groups of interchangeable contracts (``book.py``); ``commitment_results`` splits a group's plan back to
+    its contracts in proportion to their kW.
     """
 
     cost: np.ndarray  # [n] minimize: negative profit per unit of each column, USD
@@ -90,9 +93,10 @@ class Formulation:
     rows: dict[str, Block]
     inference: np.ndarray  # hardware indices of inference models (K)
     commit_sites: np.ndarray  # site indices that appear in a placement pair (rows of w)
-    pair_commitment: np.ndarray  # [P] commitment index of each placement pair
+    book: Book  # the problem's commitments merged into groups: u, v, serve and N-1 rows are per group
+    pair_commitment: np.ndarray  # [P] group index of each placement pair
     pair_site: np.ndarray  # [P] site index of each placement pair
-    n1_commitments: np.ndarray  # [N] commitment indices with N-1
+    n1_commitments: np.ndarray  # [N] group indices with N-1
     n1_pairs: np.ndarray  # [Pn] pair indices belonging to N-1 commitments
     carbon_usd_per_mwh: np.ndarray  # [S] carbon price x non-renewable intensity
     mining_usd_per_unit_h: np.ndarray  # [T, H] mining revenue of one running unit per hour
@@ -134,225 +138,360 @@ def _per_site_cap_kw(commitment: Commitment) -> float:
     return commitment.capacity_kw / commitment.min_sites
 
 
+@dataclass(frozen=True, eq=False)
+class Derived:
+    """Per-unit economics and index maps of a problem, computed once and read by every formulation step."""
+
+    kw: np.ndarray  # [H] IT kW per unit
+    inference: np.ndarray  # hardware indices of inference models (K)
+    mining: np.ndarray  # [T, H] mining USD per unit-hour
+    tokens_mtok_h: np.ndarray  # [H] Mtok/h per running unit (0 for miners)
+    carbon: np.ndarray  # [S] USD per facility MWh of carbon
+    available: np.ndarray  # [S] bool
+    region: np.ndarray  # [S] region index
+    book: Book  # commitments merged into interchangeable groups (the formulation's commitments)
+    pair_c: np.ndarray  # [P] group index of each placement pair
+    pair_s: np.ndarray  # [P] site index of each placement pair
+    n1_com: np.ndarray  # [N] group indices with N-1
+    n1_of_com: np.ndarray  # [G] position in n1_com, or -1
+    n1_pairs: np.ndarray  # [Pn] pairs of N-1 groups
+    commit_sites: np.ndarray  # sites that appear in a pair
+    cs_of_site: np.ndarray  # [S] position in commit_sites, or -1
+    switching: bool  # switching cost or ramp limit: dp columns and switch rows exist
+
+    @property
+    def groups(self) -> tuple[Commitment, ...]:
+        return self.book.groups
+
+
+def derive(problem: Problem) -> Derived:
+    """Units' money per hour, the commitment groups and their placement pairs (step 0 of the formulation)."""
+    n_sites = len(problem.sites)
+    settings = problem.settings
+    is_miner = np.array([h.kind == "miner" for h in problem.hardware])
+    inference = np.flatnonzero(~is_miner)
+    # One unit's output per hour: TH/s -> PH/s (/1000); tokens/s -> Mtok/h (x 3600 / 1e6).
+    hash_ph = np.array([h.hashrate_th_s for h in problem.hardware]) / 1000.0 * is_miner
+    tokens = np.array([h.tokens_per_s for h in problem.hardware]) * SECONDS_PER_HOUR / TOKENS_PER_MTOK * ~is_miner
+    book = aggregate_commitments(problem.commitments)
+    site_pos = {code: i for i, code in enumerate(problem.site_codes)}
+    pairs = [
+        (gi, site_pos[code])
+        for gi, g in enumerate(book.groups)
+        for code in (g.allowed_sites if g.allowed_sites is not None else problem.site_codes)
+    ]
+    pair_c = np.array([p[0] for p in pairs], dtype=np.int64)
+    pair_s = np.array([p[1] for p in pairs], dtype=np.int64)
+    n1_com = np.array([i for i, g in enumerate(book.groups) if g.n_minus_1], dtype=np.int64)
+    n1_of_com = np.full(len(book.groups), -1, dtype=np.int64)
+    n1_of_com[n1_com] = np.arange(n1_com.size)
+    n1_pairs = np.flatnonzero(n1_of_com[pair_c] >= 0) if pairs else np.zeros(0, dtype=np.int64)
+    # Reserved units (w) exist only where a commitment may be placed: most sites of a big fleet need none.
+    commit_sites = np.unique(pair_s) if inference.size else np.zeros(0, dtype=np.int64)
+    cs_of_site = np.full(n_sites, -1, dtype=np.int64)
+    cs_of_site[commit_sites] = np.arange(commit_sites.size)
+    return Derived(
+        kw=np.array([h.power_kw for h in problem.hardware]),
+        inference=inference,
+        # Mining revenue, USD per unit-hour = PH/s x (USD per PH/s per day) / 24 h.
+        mining=hash_ph[None, :] * problem.market.hashprice_usd_per_ph_day[:, None] / 24.0,
+        tokens_mtok_h=tokens,
+        # Carbon, USD per MWh drawn = (1 - renewable) x kg/MWh / 1000 kg/t x USD/t.
+        carbon=problem.carbon_t_per_mwh * float(settings.carbon_price_usd_per_t),
+        available=np.array([s.available for s in problem.sites]),
+        region=np.array([REGIONS.index(s.region) for s in problem.sites]),
+        book=book,
+        pair_c=pair_c,
+        pair_s=pair_s,
+        n1_com=n1_com,
+        n1_of_com=n1_of_com,
+        n1_pairs=n1_pairs,
+        commit_sites=commit_sites,
+        cs_of_site=cs_of_site,
+        switching=settings.switching_cost_usd_per_unit > 0 or settings.ramp_limit_fraction is not None,
+    )
+
+
+class Builder:
+    """A formulation being built: column blocks with their costs and bounds, row blocks with their terms.
+
+    Each step of ``build_formulation`` adds named column blocks (``columns``) or named row blocks (``rows``); a
+    new constraint of the engine is one more step, in its own function (or module) called from ``STEPS``.
+    Costs and bounds of a block may be changed by later steps until ``finish``.
+    """
+
+    def __init__(self, problem: Problem, data: Derived) -> None:
+        self.problem, self.data = problem, data
+        self.cols, self.rows = _Layout(), _Layout()
+        self.cost: dict[str, np.ndarray] = {}
+        self.lower: dict[str, np.ndarray] = {}
+        self.upper: dict[str, np.ndarray] = {}
+        self.integer: set[str] = set()
+        self.entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.row_lower: list[np.ndarray] = []
+        self.row_upper: list[np.ndarray] = []
+        self.offset = 0.0
+        self.switching_usd_per_unit = np.zeros(problem.period_hours.size)
+
+    def columns(self, name: str, shape: tuple[int, ...], *, cost=0.0, lower=0.0, upper=INF) -> Block:
+        """A block of columns (period first) with its cost per unit (minimized: negative profit) and bounds."""
+        block = self.cols.add(name, shape)
+        for target, value in ((self.cost, cost), (self.lower, lower), (self.upper, upper)):
+            target[name] = np.broadcast_to(np.asarray(value, dtype=float), block.shape).ravel().copy()
+        return block
+
+    def rows_of(self, name: str, shape: tuple[int, ...], lower, upper) -> Block:
+        """A block of rows with bounds ``lower <= A x <= upper``; terms are added with ``term``."""
+        block = self.rows.add(name, shape)
+        self.row_lower.append(np.broadcast_to(np.asarray(lower, dtype=float), block.shape).ravel())
+        self.row_upper.append(np.broadcast_to(np.asarray(upper, dtype=float), block.shape).ravel())
+        return block
+
+    def term(self, row_idx: np.ndarray, col_idx: np.ndarray, values: np.ndarray | float) -> None:
+        """Coefficients ``values`` at (row_idx, col_idx), broadcast together."""
+        row_idx, col_idx = np.broadcast_arrays(row_idx, col_idx)
+        vals = np.broadcast_to(np.asarray(values, dtype=float), row_idx.shape)
+        self.entries.append((row_idx.ravel(), col_idx.ravel(), vals.ravel()))
+
+    def finish(self) -> tuple[np.ndarray, ...]:
+        """(cost, lower, upper, row_lower, row_upper, matrix, integrality) in block order."""
+        names = list(self.cols.blocks)
+        cost, lower, upper = (np.concatenate([d[n] for n in names]) for d in (self.cost, self.lower, self.upper))
+        n_col = self.cols.size
+        if self.entries:
+            r_idx, c_idx, vals = (np.concatenate([e[i] for e in self.entries]) for i in range(3))
+        else:
+            r_idx = c_idx = np.zeros(0, dtype=np.int64)
+            vals = np.zeros(0)
+        matrix = sp.csc_matrix((vals, (r_idx, c_idx)), shape=(self.rows.size, n_col))
+        integrality = np.zeros(n_col, dtype=np.uint8)
+        for name in self.integer:
+            integrality[self.cols.blocks[name].slice] = 1
+        row_lower = np.concatenate(self.row_lower) if self.row_lower else np.zeros(0)
+        row_upper = np.concatenate(self.row_upper) if self.row_upper else np.zeros(0)
+        return cost, lower, upper, row_lower, row_upper.astype(float), matrix, integrality
+
+
+def unit_columns(b: Builder, fixed_units: np.ndarray | None) -> None:
+    """x[t,s,h] units running, w[t,c,k] units reserved for commitments, sold[t,r] spot Mtok/h, dp[t,s,h] starts."""
+    problem, d = b.problem, b.data
+    n_sites, n_hw, n_t = problem.shape
+    ht = problem.period_hours[:, None]  # [T, 1]
+    n_inf = d.inference.size
+    # x: profit per unit over the period = hours x (mining USD/h - IT kW x PUE / 1000 x (energy + carbon) USD/MWh).
+    energy_usd_per_kwh = (problem.energy_price_usd_per_mwh + d.carbon[:, None]).T / 1000.0  # [T, S]
+    facility_kw = d.kw[None, None, :] * problem.pue.T[:, :, None]  # [T, S, H]
+    profit_x = ht[:, :, None] * (d.mining[:, None, :] - facility_kw * energy_usd_per_kwh[:, :, None])
+    inv = problem.inventory_units * d.available[:, None]  # [S, H]; offline sites hold nothing
+    b.columns("x", (n_t, n_sites, n_hw), cost=-profit_x, upper=inv)
+    if fixed_units is not None:
+        pinned = np.asarray(fixed_units, dtype=float).transpose(2, 0, 1).ravel()  # [S, H, T] -> [T, S, H]
+        b.lower["x"], b.upper["x"] = pinned.copy(), pinned.copy()
+    elif problem.settings.integer:
+        b.integer.add("x")
+    b.columns("w", (n_t, d.commit_sites.size, n_inf), upper=inv[d.commit_sites][:, d.inference] if n_inf else 0.0)
+    limits = np.full((n_t, len(REGIONS) if n_inf else 0), INF)
+    if n_inf:
+        # Spot tokens sold per region, Mtok/h, up to the region's demand: revenue hours x USD/Mtok.
+        for r, name in enumerate(REGIONS):
+            if name in problem.market.inference_demand_mtok_per_h:
+                limits[:, r] = problem.market.inference_demand_mtok_per_h[name]
+    price = -(ht * problem.market.inference_price_usd_per_mtok[:, None]) * np.ones(limits.shape)
+    b.columns("sold", limits.shape, cost=price, upper=limits)
+    b.columns("dp", (n_t, n_sites, n_hw if d.switching else 0))
+
+
+def commitment_columns(b: Builder) -> None:
+    """y[t,p] kW placed for group/site pair p; u[t,g] unserved kW; v[t,n] kW short of N-1; tot[t,n] N-1 total."""
+    problem, d = b.problem, b.data
+    n_t = problem.period_hours.size
+    ht = problem.period_hours[:, None]
+    groups = d.groups
+    cap = np.array([g.capacity_kw for g in groups])
+    price = np.array([g.price_usd_per_kwh for g in groups])
+    penalty = np.array([g.penalty_usd_per_kwh for g in groups])
+    y_upper = np.zeros(d.pair_c.size)
+    if d.pair_c.size and d.inference.size:
+        per_site_cap = np.array([_per_site_cap_kw(g) for g in groups])
+        y_upper = np.where(d.available[d.pair_s], per_site_cap[d.pair_c], 0.0)
+    b.columns("y", (n_t, d.pair_c.size), upper=y_upper)
+    # Unserved kW loses the contract price and pays the penalty, USD/kWh x h.
+    b.columns("u", (n_t, len(groups)), cost=ht * (price + penalty)[None, :], upper=cap)
+    if groups:
+        b.offset += float(problem.period_hours.sum() * (price * cap).sum())
+    b.columns("v", (n_t, d.n1_com.size), cost=ht * penalty[d.n1_com][None, :], upper=cap[d.n1_com])
+    b.columns("tot", (n_t, d.n1_com.size))
+
+
+def switching_costs(b: Builder) -> None:
+    """Switching cost on starts and stops, and the ramp limit on starts (bounds of dp)."""
+    problem, d = b.problem, b.data
+    settings = problem.settings
+    n_t = problem.period_hours.size
+    has_prev = problem.previous_units is not None
+    sw = np.full(n_t, float(settings.switching_cost_usd_per_unit))
+    if not has_prev:
+        sw[0] = 0.0  # no history: the first period starts free
+    b.switching_usd_per_unit = sw
+    if not d.switching:
+        return
+    dp = b.cols.blocks["dp"]
+    # |x_t - x_{t-1}| = starts + stops = 2 dp - (x_t - x_{t-1}), with dp >= x_t - x_{t-1}, dp >= 0, so the
+    # stops need no column (they are the slack of the switch row). Cost: 2 sw on dp, -sw_t + sw_{t+1} on x_t,
+    # and the constant sw_0 x previous units.
+    b.cost["dp"] = np.broadcast_to(2.0 * sw[:, None, None], dp.shape).ravel().copy()
+    shift = -sw + np.append(sw[1:], 0.0)  # [T]
+    b.cost["x"] = b.cost["x"] + np.broadcast_to(shift[:, None, None], dp.shape).ravel()
+    if has_prev:
+        b.offset -= sw[0] * float(problem.previous_units.sum())
+    if settings.ramp_limit_fraction is not None:
+        # Ramp-up limit: at most max(fraction x inventory, 1) units started per period; stopping is free.
+        ramp = np.maximum(settings.ramp_limit_fraction * problem.inventory_units, 1.0)
+        ramp_t = np.broadcast_to(ramp, dp.shape).copy()
+        if not has_prev:
+            ramp_t[0] = INF
+        b.upper["dp"] = ramp_t.ravel()
+
+
+def power_rows(b: Builder) -> None:
+    """power[t,s]: sum_h kW_h x <= capacity_kw / PUE (IT kW; facility kW = IT kW x PUE)."""
+    problem, d = b.problem, b.data
+    capacity = np.array([s.power_capacity_kw for s in problem.sites])
+    x = b.cols.blocks["x"]
+    power = b.rows_of("power", x.shape[:2], -INF, (capacity[:, None] / problem.pue).T)
+    b.term(power.index()[:, :, None], x.index(), d.kw[None, None, :])
+
+
+def reserve_rows(b: Builder) -> None:
+    """reserve[t,c,k]: w - x <= 0, reserved units are running units."""
+    d, cols = b.data, b.cols.blocks
+    if not d.commit_sites.size:
+        return
+    reserve = b.rows_of("reserve", cols["w"].shape, -INF, 0.0)
+    b.term(reserve.index(), cols["w"].index(), 1.0)
+    b.term(reserve.index(), cols["x"].index()[:, d.commit_sites][:, :, d.inference], -1.0)
+
+
+def token_rows(b: Builder) -> None:
+    """tokens[t,r]: sold - sum_{s in r} sum_k Mtok/h_k (x - w) <= 0: only unreserved units sell spot tokens,
+    and a site sells only to its own region, so inference follows that region's daytime demand."""
+    d, cols = b.data, b.cols.blocks
+    k = d.inference
+    if not k.size:
+        return
+    tokens = b.rows_of("tokens", cols["sold"].shape, -INF, 0.0)
+    b.term(tokens.index(), cols["sold"].index(), 1.0)
+    b.term(tokens.index()[:, d.region][:, :, None], cols["x"].index()[:, :, k], -d.tokens_mtok_h[k])
+    if d.commit_sites.size:
+        b.term(tokens.index()[:, d.region[d.commit_sites]][:, :, None], cols["w"].index(), d.tokens_mtok_h[k])
+
+
+def commit_kw_rows(b: Builder) -> None:
+    """commit_kw[t,c]: sum_p y - sum_k kW_k w <= 0, committed kW sit on reserved inference units."""
+    d, cols = b.data, b.cols.blocks
+    if not d.commit_sites.size:
+        return
+    commit_kw = b.rows_of("commit_kw", cols["w"].shape[:2], -INF, 0.0)
+    b.term(commit_kw.index()[:, d.cs_of_site[d.pair_s]], cols["y"].index(), 1.0)
+    b.term(commit_kw.index()[:, :, None], cols["w"].index(), -d.kw[d.inference])
+
+
+def serve_rows(b: Builder) -> None:
+    """serve[t,g]: sum_s y + u >= capacity_kw of the group."""
+    d, cols = b.data, b.cols.blocks
+    if not d.groups:
+        return
+    cap = np.array([g.capacity_kw for g in d.groups])
+    serve = b.rows_of("serve", cols["u"].shape, cap, INF)
+    if d.pair_c.size:
+        b.term(serve.index()[:, d.pair_c], cols["y"].index(), 1.0)
+    b.term(serve.index(), cols["u"].index(), 1.0)
+
+
+def n_minus_1_rows(b: Builder) -> None:
+    """n1_total[t,n]: tot - sum_s y = 0;  n1[t,j]: tot - y_j + u + v >= capacity for every allowed site j,
+    i.e. what the other sites hold covers the group when site j is lost (4 nonzeros a row)."""
+    d, cols = b.data, b.cols.blocks
+    if not d.n1_com.size:
+        return
+    cap = np.array([g.capacity_kw for g in d.groups])
+    tot, y = cols["tot"], cols["y"]
+    n1_total = b.rows_of("n1_total", tot.shape, 0.0, 0.0)
+    b.term(n1_total.index(), tot.index(), 1.0)
+    pair_n = d.n1_of_com[d.pair_c[d.n1_pairs]]
+    if d.n1_pairs.size:
+        b.term(n1_total.index()[:, pair_n], y.index()[:, d.n1_pairs], -1.0)
+    n1 = b.rows_of("n1", (tot.shape[0], d.n1_pairs.size), cap[d.pair_c[d.n1_pairs]][None, :], INF)
+    b.term(n1.index(), tot.index()[:, pair_n], 1.0)
+    b.term(n1.index(), y.index()[:, d.n1_pairs], -1.0)
+    b.term(n1.index(), cols["u"].index()[:, d.pair_c[d.n1_pairs]], 1.0)
+    b.term(n1.index(), cols["v"].index()[:, pair_n], 1.0)
+
+
+def switch_rows(b: Builder) -> None:
+    """switch[t,s,h]: x_t - x_{t-1} - dp <= 0 (period 0: x_0 - dp <= previous units); slack = units stopped."""
+    problem, cols = b.problem, b.cols.blocks
+    if not b.data.switching:
+        return
+    x = cols["x"]
+    rhs = np.zeros(x.shape)
+    if problem.previous_units is not None:
+        rhs[0] = problem.previous_units
+    switch = b.rows_of("switch", x.shape, -INF, rhs)
+    b.term(switch.index(), x.index(), 1.0)
+    b.term(switch.index()[1:], x.index()[:-1], -1.0)
+    b.term(switch.index(), cols["dp"].index(), -1.0)
+
+
+# The rows of the model, in order. A new kind of constraint is one more function here (its columns, if any, are
+# added by a column step before the rows that use them).
+ROW_STEPS = (
+    power_rows,
+    reserve_rows,
+    token_rows,
+    commit_kw_rows,
+    serve_rows,
+    n_minus_1_rows,
+    switch_rows,
+)
+
+
 def build_formulation(problem: Problem, *, fixed_units: np.ndarray | None = None) -> Formulation:
     """Assemble costs, bounds and the sparse matrix of ``problem``.
 
     ``fixed_units`` ([S, H, T]) pins x to a given allocation: the rest (spot sales, commitment placement,
     slacks) is still optimized, which is how a strategy's or a proposal's allocation is scored.
     """
-    n_sites, n_hw, n_t = problem.shape
-    settings = problem.settings
-    hours = problem.period_hours  # [T] h
-    kw = np.array([h.power_kw for h in problem.hardware])  # [H] IT kW per unit
-    is_miner = np.array([h.kind == "miner" for h in problem.hardware])
-    inference = np.flatnonzero(~is_miner)
-    n_inf = inference.size
-    # One unit's output per hour: TH/s -> PH/s (/1000); tokens/s -> Mtok/h (x 3600 / 1e6).
-    hash_ph = np.array([h.hashrate_th_s for h in problem.hardware]) / 1000.0 * is_miner
-    tokens_mtok_h = np.array([h.tokens_per_s for h in problem.hardware]) * SECONDS_PER_HOUR / TOKENS_PER_MTOK
-    tokens_mtok_h = tokens_mtok_h * ~is_miner
-    # Mining revenue, USD per unit-hour = PH/s x (USD per PH/s per day) / 24 h.
-    mining = hash_ph[None, :] * problem.market.hashprice_usd_per_ph_day[:, None] / 24.0  # [T, H]
-    # Carbon, USD per MWh drawn = (1 - renewable) x kg/MWh / 1000 kg/t x USD/t.
-    carbon = problem.carbon_t_per_mwh * float(settings.carbon_price_usd_per_t)
-    available = np.array([s.available for s in problem.sites])
-    capacity = np.array([s.power_capacity_kw for s in problem.sites])
-    region = np.array([REGIONS.index(s.region) for s in problem.sites])
-
-    commitments = problem.commitments
-    site_pos = {code: i for i, code in enumerate(problem.site_codes)}
-    pairs = [
-        (ci, site_pos[code])
-        for ci, c in enumerate(commitments)
-        for code in (c.allowed_sites if c.allowed_sites is not None else problem.site_codes)
-    ]
-    pair_c = np.array([p[0] for p in pairs], dtype=np.int64)
-    pair_s = np.array([p[1] for p in pairs], dtype=np.int64)
-    n_pairs, n_com = len(pairs), len(commitments)
-    n1_com = np.array([i for i, c in enumerate(commitments) if c.n_minus_1], dtype=np.int64)
-    n1_of_com = np.full(n_com, -1, dtype=np.int64)
-    n1_of_com[n1_com] = np.arange(n1_com.size)
-    n1_pairs = np.flatnonzero(n1_of_com[pair_c] >= 0) if n_pairs else np.zeros(0, dtype=np.int64)
-    com_cap = np.array([c.capacity_kw for c in commitments])
-    com_price = np.array([c.price_usd_per_kwh for c in commitments])
-    com_penalty = np.array([c.penalty_usd_per_kwh for c in commitments])
-    switching = settings.switching_cost_usd_per_unit > 0 or settings.ramp_limit_fraction is not None
-    has_prev = problem.previous_units is not None
-    # Reserved units (w) exist only where a commitment may be placed: most sites of a big fleet need none.
-    commit_sites = np.unique(pair_s) if n_inf else np.zeros(0, dtype=np.int64)
-    n_cs = commit_sites.size
-    cs_of_site = np.full(n_sites, -1, dtype=np.int64)
-    cs_of_site[commit_sites] = np.arange(n_cs)
-
-    cols, rows = _Layout(), _Layout()
-    x = cols.add("x", (n_t, n_sites, n_hw))
-    w = cols.add("w", (n_t, n_cs, n_inf))
-    sold = cols.add("sold", (n_t, len(REGIONS) if n_inf else 0))
-    dp = cols.add("dp", (n_t, n_sites, n_hw if switching else 0))
-    y = cols.add("y", (n_t, n_pairs))
-    u = cols.add("u", (n_t, n_com))
-    v = cols.add("v", (n_t, n1_com.size))
-    tot = cols.add("tot", (n_t, n1_com.size))
-    n_col = cols.size
-
-    cost = np.zeros(n_col)
-    lower = np.zeros(n_col)
-    upper = np.full(n_col, INF)
-    ht = hours[:, None]  # [T, 1]
-    offset = 0.0
-
-    # x: profit per unit over the period = hours x (mining USD/h - IT kW x PUE / 1000 x (energy + carbon) USD/MWh).
-    energy_usd_per_kwh = (problem.energy_price_usd_per_mwh + carbon[:, None]).T / 1000.0  # [T, S]
-    facility_kw = kw[None, None, :] * problem.pue.T[:, :, None]  # [T, S, H]
-    profit_x = ht[:, :, None] * (mining[:, None, :] - facility_kw * energy_usd_per_kwh[:, :, None])
-    cost[x.slice] = -profit_x.ravel()
-    inv = problem.inventory_units * available[:, None]  # [S, H]; offline sites hold nothing
-    upper[x.slice] = np.broadcast_to(inv, x.shape).ravel()
-    if fixed_units is not None:
-        pinned = np.asarray(fixed_units, dtype=float).transpose(2, 0, 1)  # [S, H, T] -> [T, S, H]
-        lower[x.slice] = upper[x.slice] = pinned.ravel()
-    if n_cs:
-        upper[w.slice] = np.broadcast_to(inv[commit_sites][:, inference], w.shape).ravel()
-    if n_inf:
-        # Spot tokens sold per region, Mtok/h, up to the region's demand: revenue hours x USD/Mtok.
-        cost[sold.slice] = -(ht * problem.market.inference_price_usd_per_mtok[:, None] * np.ones(sold.shape)).ravel()
-        limits = np.full(sold.shape, INF)
-        for r, name in enumerate(REGIONS):
-            if name in problem.market.inference_demand_mtok_per_h:
-                limits[:, r] = problem.market.inference_demand_mtok_per_h[name]
-        upper[sold.slice] = limits.ravel()
-    sw = np.full(n_t, float(settings.switching_cost_usd_per_unit))
-    if not has_prev:
-        sw[0] = 0.0  # no history: the first period starts free
-    if switching:
-        # |x_t - x_{t-1}| = starts + stops = 2 dp - (x_t - x_{t-1}), with dp >= x_t - x_{t-1}, dp >= 0, so the
-        # stops need no column (they are the slack of the switch row). Cost: 2 sw on dp, -sw_t + sw_{t+1} on x_t,
-        # and the constant sw_0 x previous units.
-        cost[dp.slice] = np.broadcast_to(2.0 * sw[:, None, None], dp.shape).ravel()
-        shift = -sw + np.append(sw[1:], 0.0)  # [T]
-        cost[x.slice] += np.broadcast_to(shift[:, None, None], x.shape).ravel()
-        if has_prev:
-            offset -= sw[0] * float(problem.previous_units.sum())
-        if settings.ramp_limit_fraction is not None:
-            # Ramp-up limit: at most max(fraction x inventory, 1) units started per period; stopping is free.
-            ramp = np.maximum(settings.ramp_limit_fraction * problem.inventory_units, 1.0)
-            ramp_t = np.broadcast_to(ramp, dp.shape).copy()
-            if not has_prev:
-                ramp_t[0] = INF
-            upper[dp.slice] = ramp_t.ravel()
-    if n_pairs:
-        per_site_cap = np.array([_per_site_cap_kw(c) for c in commitments])
-        y_upper = np.where(available[pair_s], per_site_cap[pair_c], 0.0) if n_inf else np.zeros(n_pairs)
-        upper[y.slice] = np.broadcast_to(y_upper, y.shape).ravel()
-    if n_com:
-        # Unserved kW loses the contract price and pays the penalty, USD/kWh x h.
-        cost[u.slice] = (ht * (com_price + com_penalty)[None, :]).ravel()
-        upper[u.slice] = np.broadcast_to(com_cap, u.shape).ravel()
-        offset += float(hours.sum() * (com_price * com_cap).sum())
-    if n1_com.size:
-        cost[v.slice] = (ht * com_penalty[n1_com][None, :]).ravel()
-        upper[v.slice] = np.broadcast_to(com_cap[n1_com], v.shape).ravel()
-
-    entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def add(row_idx: np.ndarray, col_idx: np.ndarray, values: np.ndarray | float) -> None:
-        row_idx, col_idx = np.broadcast_arrays(row_idx, col_idx)
-        vals = np.broadcast_to(np.asarray(values, dtype=float), row_idx.shape)
-        entries.append((row_idx.ravel(), col_idx.ravel(), vals.ravel()))
-
-    row_bounds: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def bounds(lo: np.ndarray | float, hi: np.ndarray | float, block: Block) -> None:
-        row_bounds.append(
-            (np.broadcast_to(lo, block.shape).ravel().astype(float), np.broadcast_to(hi, block.shape).ravel())
-        )
-
-    # power[t,s]: sum_h kW_h x <= capacity_kw / PUE  (IT kW; facility kW = IT kW x PUE).
-    power = rows.add("power", (n_t, n_sites))
-    add(power.index()[:, :, None], x.index(), kw[None, None, :])
-    bounds(-INF, (capacity[:, None] / problem.pue).T, power)
-    if n_cs:
-        # reserve[t,c,k]: w - x <= 0, reserved units are running units.
-        reserve = rows.add("reserve", w.shape)
-        add(reserve.index(), w.index(), 1.0)
-        add(reserve.index(), x.index()[:, commit_sites][:, :, inference], -1.0)
-        bounds(-INF, 0.0, reserve)
-    if n_inf:
-        # tokens[t,r]: sold - sum_{s in r} sum_k Mtok/h_k (x - w) <= 0: only unreserved units sell spot tokens,
-        # and a site sells only to its own region, so inference follows that region's daytime demand.
-        tokens = rows.add("tokens", (n_t, len(REGIONS)))
-        add(tokens.index(), sold.index(), 1.0)
-        add(tokens.index()[:, region][:, :, None], x.index()[:, :, inference], -tokens_mtok_h[inference])
-        if n_cs:
-            add(tokens.index()[:, region[commit_sites]][:, :, None], w.index(), tokens_mtok_h[inference])
-        bounds(-INF, 0.0, tokens)
-    if n_cs:
-        # commit_kw[t,c]: sum_c y - sum_k kW_k w <= 0, committed kW sit on reserved inference units.
-        commit_kw = rows.add("commit_kw", (n_t, n_cs))
-        add(commit_kw.index()[:, cs_of_site[pair_s]], y.index(), 1.0)
-        add(commit_kw.index()[:, :, None], w.index(), -kw[inference])
-        bounds(-INF, 0.0, commit_kw)
-    if n_com:
-        # serve[t,c]: sum_s y + u >= capacity_kw.
-        serve = rows.add("serve", (n_t, n_com))
-        if n_pairs:
-            add(serve.index()[:, pair_c], y.index(), 1.0)
-        add(serve.index(), u.index(), 1.0)
-        bounds(com_cap, INF, serve)
-    if n1_com.size:
-        # n1_total[t,n]: tot - sum_s y = 0;  n1[t,j]: tot - y_j + u + v >= capacity for every allowed site j,
-        # i.e. what the other sites hold covers the commitment when site j is lost (4 nonzeros a row).
-        n1_total = rows.add("n1_total", (n_t, n1_com.size))
-        add(n1_total.index(), tot.index(), 1.0)
-        if n1_pairs.size:
-            add(n1_total.index()[:, n1_of_com[pair_c[n1_pairs]]], y.index()[:, n1_pairs], -1.0)
-        bounds(0.0, 0.0, n1_total)
-        n1 = rows.add("n1", (n_t, n1_pairs.size))
-        pair_n = n1_of_com[pair_c[n1_pairs]]
-        add(n1.index(), tot.index()[:, pair_n], 1.0)
-        add(n1.index(), y.index()[:, n1_pairs], -1.0)
-        add(n1.index(), u.index()[:, pair_c[n1_pairs]], 1.0)
-        add(n1.index(), v.index()[:, pair_n], 1.0)
-        bounds(com_cap[pair_c[n1_pairs]][None, :], INF, n1)
-    if switching:
-        # switch[t,s,h]: x_t - x_{t-1} - dp <= 0 (period 0: x_0 - dp <= previous units); slack = units stopped.
-        switch = rows.add("switch", (n_t, n_sites, n_hw))
-        add(switch.index(), x.index(), 1.0)
-        add(switch.index()[1:], x.index()[:-1], -1.0)
-        add(switch.index(), dp.index(), -1.0)
-        rhs = np.zeros(switch.shape)
-        if has_prev:
-            rhs[0] = problem.previous_units
-        bounds(-INF, rhs, switch)
-
-    r_idx = np.concatenate([e[0] for e in entries])
-    c_idx = np.concatenate([e[1] for e in entries])
-    vals = np.concatenate([e[2] for e in entries])
-    matrix = sp.csc_matrix((vals, (r_idx, c_idx)), shape=(rows.size, n_col))
-    integrality = np.zeros(n_col, dtype=np.uint8)
-    if settings.integer and fixed_units is None:
-        integrality[x.slice] = 1
+    data = derive(problem)
+    b = Builder(problem, data)
+    unit_columns(b, fixed_units)
+    commitment_columns(b)
+    switching_costs(b)
+    for step in ROW_STEPS:
+        step(b)
+    cost, lower, upper, row_lower, row_upper, matrix, integrality = b.finish()
     form = Formulation(
         cost=cost,
         col_lower=lower,
         col_upper=upper,
-        row_lower=np.concatenate([b[0] for b in row_bounds]),
-        row_upper=np.concatenate([b[1] for b in row_bounds]).astype(float),
+        row_lower=row_lower,
+        row_upper=row_upper,
         matrix=matrix,
         integrality=integrality,
-        offset_usd=offset,
-        cols=cols.blocks,
-        rows=rows.blocks,
-        inference=inference,
-        commit_sites=commit_sites,
-        pair_commitment=pair_c,
-        pair_site=pair_s,
-        n1_commitments=n1_com,
-        n1_pairs=n1_pairs,
-        carbon_usd_per_mwh=carbon,
-        mining_usd_per_unit_h=mining,
-        tokens_mtok_per_unit_h=tokens_mtok_h,
-        switching_usd_per_unit=sw,
+        offset_usd=b.offset,
+        cols=b.cols.blocks,
+        rows=b.rows.blocks,
+        inference=data.inference,
+        commit_sites=data.commit_sites,
+        book=data.book,
+        pair_commitment=data.pair_c,
+        pair_site=data.pair_s,
+        n1_commitments=data.n1_com,
+        n1_pairs=data.n1_pairs,
+        carbon_usd_per_mwh=data.carbon,
+        mining_usd_per_unit_h=data.mining,
+        tokens_mtok_per_unit_h=data.tokens_mtok_h,
+        switching_usd_per_unit=b.switching_usd_per_unit,
     )
     form.signature = _signature(form)
     return form
@@ -379,7 +518,7 @@ def describe(problem: Problem, form: Formulation, blocks: dict[str, Block], inde
 def _coords(problem: Problem, form: Formulation, name: str, coords: list[int]) -> str:
     t, rest = coords[0], coords[1:]
     parts: list[str] = []
-    sites, hws, coms = problem.site_codes, problem.hardware_codes, problem.commitments
+    sites, hws, coms = problem.site_codes, problem.hardware_codes, form.book.groups
     if name in ("x", "dp", "switch"):
         parts = [f"site={sites[rest[0]]}", f"hardware={hws[rest[1]]}"]
     elif name in ("w", "reserve"):

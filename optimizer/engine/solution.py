@@ -238,12 +238,13 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
         switching = moved * form.switching_usd_per_unit[None, :]
     contract = np.zeros((n_sites, n_t))
     penalty = np.zeros(n_t)
-    if problem.commitments:
-        cap = np.array([c.capacity_kw for c in problem.commitments])
-        price = np.array([c.price_usd_per_kwh for c in problem.commitments])
-        pen = np.array([c.penalty_usd_per_kwh for c in problem.commitments])
-        unserved = np.clip(cols["u"].take(col), 0.0, None)  # [T, C]
-        served_usd = (cap - unserved) * price * problem.period_hours[:, None]  # [T, C]
+    groups = form.book.groups
+    if groups:
+        cap = np.array([g.capacity_kw for g in groups])
+        price = np.array([g.price_usd_per_kwh for g in groups])
+        pen = np.array([g.penalty_usd_per_kwh for g in groups])
+        unserved = np.clip(cols["u"].take(col), 0.0, None)  # [T, G]
+        served_usd = (cap - unserved) * price * problem.period_hours[:, None]  # [T, G]
         y = np.clip(cols["y"].take(col), 0.0, None)  # [T, P]
         placed = np.zeros((n_t, len(cap)))
         np.add.at(placed, (slice(None), form.pair_commitment), y)
@@ -289,47 +290,51 @@ def site_breakdown(problem: Problem, ledger: Ledger) -> tuple[SiteBreakdown, ...
 def commitment_results(
     problem: Problem, form: Formulation, col: np.ndarray
 ) -> tuple[tuple[CommitmentResult, ...], tuple[Shortfall, ...]]:
-    """Placement of each commitment in period 0, and every relaxed serve / N-1 constraint (all periods)."""
-    from .formulation import describe
+    """Placement of each commitment in period 0, and every relaxed serve / N-1 constraint (all periods).
 
+    The formulation plans groups of interchangeable commitments (``book.py``); each commitment gets its share of
+    its group's placement and shortfalls (``share = its kW / the group's kW``).
+    """
     if not problem.commitments:
         return (), ()
-    cols, rows = form.cols, form.rows
+    cols, book = form.cols, form.book
     hours = problem.period_hours
-    unserved = np.clip(cols["u"].take(col), 0.0, None)  # [T, C]
+    group_of, share = book.group_of, book.share
+    unserved = np.clip(cols["u"].take(col), 0.0, None)[:, group_of] * share  # [T, C]
+    n1_short = np.zeros_like(unserved)
+    if form.n1_commitments.size:
+        n1_pos = np.full(len(book.groups), -1, dtype=np.int64)
+        n1_pos[form.n1_commitments] = np.arange(form.n1_commitments.size)
+        v = np.clip(cols["v"].take(col), 0.0, None)  # [T, N]
+        is_n1 = n1_pos[group_of] >= 0
+        n1_short[:, is_n1] = v[:, n1_pos[group_of[is_n1]]] * share[is_n1]
     y0 = np.clip(cols["y"].take(col)[0], 0.0, None)  # [P]
-    short = np.clip(cols["v"].take(col), 0.0, None) if form.n1_commitments.size else None
-    n1_pos = {int(c): i for i, c in enumerate(form.n1_commitments)}
+    pairs_of: dict[int, list[tuple[str, float]]] = {}
+    for g, s, kw in zip(form.pair_commitment.tolist(), form.pair_site.tolist(), y0.tolist(), strict=True):
+        pairs_of.setdefault(g, []).append((problem.site_codes[s], kw))
+    unserved_kwh = (unserved * hours[:, None]).sum(axis=0)
+    n1_kwh = (n1_short * hours[:, None]).sum(axis=0)
     results: list[CommitmentResult] = []
     shortfalls: list[Shortfall] = []
     tol = 1e-6
     for ci, c in enumerate(problem.commitments):
-        mask = form.pair_commitment == ci
-        placements = {
-            problem.site_codes[s]: float(kw) for s, kw in zip(form.pair_site[mask], y0[mask], strict=True) if kw > tol
-        }
-        n1_short = float(short[0, n1_pos[ci]]) if short is not None and ci in n1_pos else 0.0
-        pen_kwh = (unserved[:, ci] + (short[:, n1_pos[ci]] if ci in n1_pos and short is not None else 0.0)) * hours
+        part = float(share[ci])
         results.append(
             CommitmentResult(
                 id=c.id,
                 tier=c.tier,
                 capacity_kw=c.capacity_kw,
-                placements_kw=placements,
+                placements_kw={site: kw * part for site, kw in pairs_of.get(int(group_of[ci]), ()) if kw * part > tol},
                 unserved_kw=float(unserved[0, ci]),
-                n_minus_1_shortfall_kw=n1_short,
-                unserved_kwh=float((unserved[:, ci] * hours).sum()),
-                revenue_usd=float(((c.capacity_kw - unserved[:, ci]) * hours).sum() * c.price_usd_per_kwh),
-                penalty_usd=float(pen_kwh.sum() * c.penalty_usd_per_kwh),
+                n_minus_1_shortfall_kw=float(n1_short[0, ci]),
+                unserved_kwh=float(unserved_kwh[ci]),
+                revenue_usd=float((c.capacity_kw * hours.sum() - unserved_kwh[ci]) * c.price_usd_per_kwh),
+                penalty_usd=float((unserved_kwh[ci] + n1_kwh[ci]) * c.penalty_usd_per_kwh),
             )
         )
         for t in np.flatnonzero(unserved[:, ci] > tol):
-            name = describe(problem, form, rows, rows["serve"].start + int(t) * len(problem.commitments) + ci)
-            shortfalls.append(Shortfall(name, c.id, int(t), float(unserved[t, ci])))
-        if ci in n1_pos and short is not None:
-            n_n1 = form.n1_commitments.size
-            for t in np.flatnonzero(short[:, n1_pos[ci]] > tol):
-                name = describe(problem, form, rows, rows["n1_total"].start + int(t) * n_n1 + n1_pos[ci])
-                name = name.replace("n1_total[", "n_minus_1[")
-                shortfalls.append(Shortfall(name, c.id, int(t), float(short[t, n1_pos[ci]])))
+            shortfalls.append(Shortfall(f"serve[commitment={c.id},period={t}]", c.id, int(t), float(unserved[t, ci])))
+        for t in np.flatnonzero(n1_short[:, ci] > tol):
+            name = f"n_minus_1[commitment={c.id},period={t}]"
+            shortfalls.append(Shortfall(name, c.id, int(t), float(n1_short[t, ci])))
     return tuple(results), tuple(shortfalls)
