@@ -1,4 +1,4 @@
-"""Reads and inserts on the hottest paths, compiled from the ORM once per process.
+"""Reads on the hottest paths, compiled from the ORM once per process: the one place that relies on Django internals.
 
 Every quote and admission runs the same handful of reads (the token, the tier or the quote, the fleet with its
 limits, the overlapping placements). Building and compiling their querysets cost more CPU than PostgreSQL spends
@@ -7,13 +7,20 @@ each parameter, remembers where the sentinels landed in the SQL's parameters, an
 on a plain cursor with the real values. The SQL text never changes, so psycopg prepares it on the server too
 (settings: server-side binding).
 
-`PreparedInsert` does the same for the INSERTs of new rows: the statement is built once per row count from the
-model's fields, and each row's values still pass the fields' own `pre_save` / `get_db_prep_save`.
-
 The queryset is still the single definition of the read (joins, filters, column order); rows come back as tuples,
 and `from_row` turns a slice of one into a model instance without the ORM's per-query machinery. Values are
 normalized by `decimal` / `aware` where backends differ (SQLite hands back floats and naive datetimes where
 PostgreSQL hands back Decimals and aware datetimes).
+
+Why they are kept: `bench/api_load.py` with `DB_PREPARED_READS=0` (each read built and compiled per call, as the
+ORM does) costs more server CPU per decision than with them (figures in docs/api-performance.md). Writes use the
+ORM's public API (`save`, `bulk_create`, simple-history's `bulk_create_with_history`).
+
+Django internals relied on, checked against CHECKED_WITH_DJANGO by tests/test_db.py (which compares every
+prepared read of the app with its queryset run by the ORM, and fails on another Django version until re-checked):
+`Query.sql_with_params()` and `get_compiler(...).as_sql()`, `connection.ops.adapt_datetimefield_value` and
+`get_db_converters`, `Field.get_col(...).get_db_converters(connection)` (the converters the compiler applies),
+`Model.from_db`.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
+from django.core.exceptions import EmptyResultSet
+from django.db import connection, connections
 from django.db.models import Model, QuerySet
 from django.db.models.expressions import Col
 from django.db.models.signals import post_delete, post_migrate, post_save
 
+CHECKED_WITH_DJANGO = (5, 2)  # the Django (major, minor) whose internals this module was checked against
 _SENTINEL_BASE_DATETIME = datetime(1901, 1, 1, tzinfo=UTC)
 _SENTINEL_BASE_INT = -(2**62)
 
@@ -64,7 +73,7 @@ class PreparedRead:
 
     def _compile(self) -> tuple[str, list, dict[int, str]]:
         vendor = connection.vendor
-        if vendor not in self._compiled:
+        if vendor not in self._compiled or not settings.DB_PREPARED_READS:
             sentinels = {name: _sentinel(kind, i) for i, (name, kind) in enumerate(self.params.items())}
             queryset = self.build(**sentinels)
             self.model = queryset.model
@@ -105,49 +114,24 @@ class PreparedRead:
             return cursor.fetchall()
 
 
-class PreparedInsert:
-    """INSERT of new `model` rows in one statement whose SQL is built once per vendor and row count.
+def driver_rows(queryset: QuerySet) -> list[tuple]:
+    """The rows of a `values_list()` QuerySet, as tuples.
 
-    What `QuerySet.bulk_create` does for models like these (an auto primary key, plain columns), without its
-    per-call compilation: values come from each field's `pre_save(obj, add=True)` (auto_now_add) and
-    `get_db_prep_save`, the new primary keys come back by RETURNING and are set on the objects, which are then
-    saved instances. Like bulk_create, no model signals are sent: use it for models without receivers.
+    On PostgreSQL straight from the driver: for integers, text, booleans, timestamptz, numeric and float8 psycopg
+    already returns what Django would (JSON comes as text), and skipping Django's per-row converters saves about
+    2 µs a row on the dashboard charts' ~1,300 rows (bench/dashboard.py). Other databases go through the ORM's own
+    iterator.
     """
-
-    def __init__(self, model: type[Model]):
-        meta = model._meta
-        self.model = model
-        self.fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
-        if any(hasattr(field, "get_placeholder") for field in self.fields):
-            raise TypeError(f"PreparedInsert: {model.__name__} has a field with its own SQL placeholder")
-        self._sql: dict[tuple[str, int], str] = {}
-
-    def sql(self, rows: int) -> str:
-        key = (connection.vendor, rows)
-        if key not in self._sql:
-            meta, quote = self.model._meta, connection.ops.quote_name
-            columns = ", ".join(quote(field.column) for field in self.fields)
-            row = f"({', '.join(['%s'] * len(self.fields))})"
-            sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"
-            if meta.auto_field is not None:
-                sql += f" RETURNING {quote(meta.auto_field.column)}"
-            self._sql[key] = sql
-        return self._sql[key]
-
-    def save(self, objs: Sequence[Model]) -> None:
-        """Insert `objs` (new instances of the model) and set their primary keys."""
-        if not objs:
-            return
-        fields = self.fields
-        params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objs for field in fields]
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql(len(objs)), params)
-            keys = cursor.fetchall() if self.model._meta.auto_field is not None else []
-        for obj, key in zip(objs, keys, strict=False):
-            setattr(obj, self.model._meta.auto_field.attname, key[0])
-        for obj in objs:
-            obj._state.adding = False
-            obj._state.db = connection.alias
+    db = connections[queryset.db]
+    if db.vendor != "postgresql":
+        return list(queryset)
+    try:
+        sql, params = queryset.query.get_compiler(queryset.db).as_sql()
+    except EmptyResultSet:  # e.g. `site_id__in=[]`: the ORM answers without asking the database
+        return []
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 class LocalReadCache:

@@ -271,6 +271,9 @@ REST_FRAMEWORK = {
 # process (core.db.LocalReadCache); a change made in a process is seen there at once, in the others within
 # this time. 0 reads them on every request.
 API_READ_CACHE_SECONDS = env_float("API_READ_CACHE_SECONDS", 5.0)
+# The hot reads of core.db compiled once per process (on) or built and compiled per call like any queryset (off:
+# only to measure what they save, bench/api_load.py).
+DB_PREPARED_READS = env_bool("DB_PREPARED_READS", True)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "energyarb API",

@@ -43,6 +43,22 @@ class ContractQuerySet(models.QuerySet):
         """Admitted requests whose window has begun (admitted_at is set only by admission control)."""
         return self.filter(status=ContractStatus.REQUESTED, admitted_at__isnull=False, starts_at__lte=now)
 
+    def with_details(self) -> ContractQuerySet:
+        """Prefetch what the API shows of a contract into lists (`to_attr`): `placement_list` (with sites, in
+        order), `service_credit_list`, `preemption_notice_list`, `downtime_list`. Four queries for any page;
+        admission sets the same attributes on a contract it has just written (nothing to read back)."""
+        from .models import Downtime, Placement, PreemptionNotice, ServiceCredit
+
+        placements = Placement.objects.select_related("site", "moved_from").order_by("valid_from", "id")
+        return self.prefetch_related(
+            models.Prefetch("placements", queryset=placements, to_attr="placement_list"),
+            models.Prefetch("service_credits", queryset=ServiceCredit.objects.order_by("-month"),
+                            to_attr="service_credit_list"),
+            models.Prefetch("preemption_notices", queryset=PreemptionNotice.objects.select_related("site"),
+                            to_attr="preemption_notice_list"),
+            models.Prefetch("downtimes", queryset=Downtime.objects.select_related("site"), to_attr="downtime_list"),
+        )  # fmt: skip
+
     def with_placed_kw(self, now: datetime) -> ContractQuerySet:
         """Annotate `placed_kw_now`: the kW its placements hold at `now` (a correlated subquery, no GROUP BY)."""
         from .models import Placement

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from core.db import LocalReadCache, PreparedInsert, PreparedRead, attnames, from_row
+from core.db import LocalReadCache, PreparedRead, attnames, from_row
 from optimizer.models import OptimizationRun
 from sites.models import Site
-from sla.models import Placement, Quote
-from tests.factories import T0, CustomerFactory, OptimizationRunFactory, PlacementFactory, SiteFactory, TierFactory
+from sla.models import Placement
+from tests.factories import T0, OptimizationRunFactory, PlacementFactory, SiteFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -63,38 +63,6 @@ def test_from_row_builds_the_instance_the_orm_would():
     assert not read.rows(pk=run.pk + 1)
 
 
-def test_a_prepared_insert_writes_the_rows_the_orm_writes_and_sets_their_keys():
-    site = SiteFactory(code="oslo")
-    contract = PlacementFactory(site=site).contract
-    made = [
-        Placement(contract=contract, site=site, capacity_kw=Decimal("1.5"), valid_from=T0, valid_to=T0 + H),
-        Placement(contract=contract, site=site, capacity_kw=Decimal("2"), valid_from=T0 + H, reason="moved"),
-    ]
-    by_orm = [Placement(contract=contract, site=site, capacity_kw=p.capacity_kw, valid_from=p.valid_from,
-                        valid_to=p.valid_to, reason=p.reason) for p in made]  # fmt: skip
-
-    PreparedInsert(Placement).save(made)
-    Placement.objects.bulk_create(by_orm)
-
-    assert all(p.pk and not p._state.adding for p in made)
-    columns = [name for name in attnames(Placement) if name != "id"]
-    rows = {p.pk: Placement.objects.filter(pk=p.pk).values_list(*columns).get() for p in made + by_orm}
-    assert [rows[p.pk] for p in made] == [rows[p.pk] for p in by_orm]
-
-
-def test_a_prepared_insert_fills_auto_now_add_fields():
-    priced = ("token_price_usd_per_mtok", "tokens_per_s_per_kw", "base_value_usd_per_kwh", "tier_multiplier",
-              "utilization_pct", "utilization_factor", "price_usd_per_kwh", "total_usd")  # fmt: skip
-    price = dict.fromkeys(priced, Decimal("1"))
-    quote = Quote(customer=CustomerFactory(), tier=TierFactory(), capacity_kw=Decimal("5"), starts_at=T0,
-                  ends_at=T0 + H, token_price_source="market", valid_until=T0 + H, **price)  # fmt: skip
-
-    PreparedInsert(Quote).save([quote])
-
-    assert quote.created_at is not None
-    assert Quote.objects.get(pk=quote.pk).created_at == quote.created_at
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_local_read_cache_keeps_rows_for_its_period_and_drops_them_on_a_save(settings, monkeypatch):
     settings.API_READ_CACHE_SECONDS = 5
@@ -123,3 +91,93 @@ def test_a_local_read_cache_keeps_nothing_read_inside_a_transaction(settings):
         cache.get("oslo", lambda: reads.append(1))
 
     assert len(reads) == 2  # the test runs in a transaction that is rolled back
+
+
+# The app's prepared reads against the ORM: core.db relies on Django internals (its docstring lists them); these
+# fail loudly when an upgrade changes them, by comparing each read of the app with its queryset run by the ORM.
+
+
+def test_core_db_was_checked_against_the_installed_django():
+    import django
+
+    from core.db import CHECKED_WITH_DJANGO
+
+    assert django.VERSION[:2] == CHECKED_WITH_DJANGO, (
+        f"Django {django.get_version()}: re-check the internals core.db relies on (its docstring), run this module, "
+        "then update core.db.CHECKED_WITH_DJANGO"
+    )
+
+
+def _the_app_reads():
+    """Every PreparedRead of the hot paths with values that find rows, next to the instance they should build."""
+    from rest_framework.authtoken.models import Token
+
+    from sla.api.parsers import TOKEN_READ
+    from sla.api.serializers import QUOTE_READ, TIER_READ
+    from sla.models import Quote
+    from sla.services.admission import BOOKINGS_READ, FLEET_READS, OPEN_ENDED_BOOKINGS_READ, SOME_SITES_READS
+    from tests.factories import (
+        CustomerFactory,
+        HardwareModelFactory,
+        MarketPriceFactory,
+        SiteInventoryFactory,
+        UserFactory,
+    )
+
+    customer = CustomerFactory(user=UserFactory())
+    token = Token.objects.create(user=customer.user)
+    placement = PlacementFactory(valid_from=T0, valid_to=T0 + H, capacity_kw=Decimal("12.345"))
+    SiteInventoryFactory(site=placement.site, hardware_model=HardwareModelFactory(inference=True))
+    MarketPriceFactory(interval_start=T0)
+    tier = placement.contract.tier
+    price = dict.fromkeys(("token_price_usd_per_mtok", "tokens_per_s_per_kw", "base_value_usd_per_kwh",
+                           "tier_multiplier", "utilization_pct", "utilization_factor", "price_usd_per_kwh",
+                           "total_usd"), Decimal("1.25"))  # fmt: skip
+    quote = Quote.objects.create(customer=customer, tier=tier, capacity_kw=Decimal("5"), starts_at=T0,
+                                 ends_at=T0 + H, token_price_source="market", valid_until=T0 + H,
+                                 sites=[{"site": "oslo", "capacity_kw": "5"}], **price)  # fmt: skip
+    return [
+        (TOKEN_READ, {"key": token.key}),
+        (TIER_READ, {"code": tier.code}),
+        (QUOTE_READ, {"pk": quote.pk, "customer": customer.pk}),
+        (FLEET_READS[False], {}),
+        (SOME_SITES_READS[1], {"site_0": placement.site_id}),
+        (BOOKINGS_READ, {"start": T0, "end": T0 + H}),
+        (OPEN_ENDED_BOOKINGS_READ, {"start": T0}),
+    ]
+
+
+def test_every_prepared_read_of_the_app_answers_like_its_queryset_run_by_the_orm():
+    from django.db import transaction
+
+    with transaction.atomic():  # FLEET_READS[True] and SOME_SITES_READS lock: inside a transaction, as admission
+        for read, values in _the_app_reads():
+            prepared = read.rows(**values)
+            by_orm = list(read.build(**values))
+            assert prepared, f"{read.build} found nothing: the comparison would prove nothing"
+            if read.model is not None and read.template == "{query}" and len(prepared[0]) >= len(attnames(read.model)):
+                built = from_row(read.model, prepared[0])[0]
+                stored = read.model._default_manager.get(pk=built.pk)
+                assert [getattr(built, name) for name in attnames(read.model)] == [
+                    getattr(stored, name) for name in attnames(read.model)
+                ]
+            assert [_as_orm(row, orm_row) for row, orm_row in zip(prepared, by_orm, strict=True)] == by_orm
+
+
+def _as_orm(row: tuple, orm_row: tuple) -> tuple:
+    """A driver row with what the ORM's converters do and the app does after `from_row` or by hand: JSON text
+    decoded, SQLite's floats as the ORM's Decimals, naive datetimes aware (core.db.decimal / aware)."""
+    import json
+
+    from core.db import aware, decimal
+
+    out = []
+    for value, orm_value in zip(row, orm_row, strict=True):
+        if isinstance(value, str) and not isinstance(orm_value, str):
+            value = json.loads(value)
+        elif isinstance(orm_value, Decimal):
+            value = decimal(value)
+        elif isinstance(orm_value, datetime):
+            value = aware(value)
+        out.append(value)
+    return tuple(out)

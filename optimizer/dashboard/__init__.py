@@ -20,8 +20,9 @@ nothing. Query cost is fixed, whatever the history stored: 12 queries, each boun
 
 Cost is mostly Python, not PostgreSQL (~3 ms of the ~12 ms): the reads without a per-request input (1, 2, 3, 5, 10,
 11, 12) are compiled to SQL once per process (`_static`), rows come as the driver's tuples where the driver
-already returns what the ORM would (`_rows`), and no model instance is built except the ten sites, the newest run
-and the market price. Nothing is cached across requests except the uptime figure: every other number is read anew.
+already returns what the ORM would (`core.db.driver_rows`), and no model instance is built except the ten sites,
+the newest run and the market price. Nothing is cached across requests except the uptime figure: every other number
+is read anew.
 
 Units: power in kW or MW as named; money in USD per hour; temperatures in °C; PUE dimensionless (facility / IT).
 """

@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from core.db import driver_rows
 from sites.choices import CoolingType
 from sites.simulation import pue
 
 from .formatting import _iso
-from .reads import _price_chart_shape, _rows, _temperature_chart_shape
+from .reads import _price_chart_shape, _temperature_chart_shape
 
 PRICE_HISTORY_HOURS = 24
 PUE_CURVE_TEMPERATURES_C = tuple(range(-10, 42, 2))
@@ -26,8 +27,8 @@ def _chart_rows(site_ids: list[int], now: datetime) -> tuple[list[tuple], list[t
     the union as a parallel append, and starting its workers costs ten times the scans.
     """
     start, end = now - timedelta(hours=PRICE_HISTORY_HOURS), now + timedelta(seconds=1)
-    prices = _rows(_price_chart_shape().for_window(start, end).filter(site_id__in=site_ids))
-    temperatures = _rows(_temperature_chart_shape().for_window(start, end).filter(site_id__in=site_ids))
+    prices = driver_rows(_price_chart_shape().for_window(start, end).filter(site_id__in=site_ids))
+    temperatures = driver_rows(_temperature_chart_shape().for_window(start, end).filter(site_id__in=site_ids))
     return prices, temperatures
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from core.db import driver_rows
+
 from ..choices import RunStatus
 from ..models import OptimizationRun
 from .formatting import _f, _iso
-from .reads import _rows, _run_history_shape
+from .reads import _run_history_shape
 
 RUN_HISTORY_HOURS = 48
 RUN_HISTORY_LIMIT = 600  # a run every 5 minutes for 48 h is 576
@@ -52,7 +54,7 @@ def run_history(*, now: datetime, hours: int = RUN_HISTORY_HOURS, limit: int = R
     Profit is `OptimizationRun.profit_usd_per_h` computed in SQL (`_run_history_shape`): a run every five minutes
     makes 576 rows, and four Decimals a row would cost more than the query.
     """
-    rows = _rows(_run_history_shape().filter(queued_at__gte=now - timedelta(hours=hours))[:limit])
+    rows = driver_rows(_run_history_shape().filter(queued_at__gte=now - timedelta(hours=hours))[:limit])
     rows.reverse()
     return {
         "id": [row[0] for row in rows],

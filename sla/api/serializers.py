@@ -389,7 +389,7 @@ class ContractSerializer(SharedFieldsMixin, serializers.Serializer):
     status_changed_at = serializers.DateTimeField(read_only=True, allow_null=True)
     status_reason = serializers.CharField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
-    placements = PlacementSerializer(many=True, read_only=True)
+    placements = PlacementSerializer(many=True, read_only=True, source="placement_list")  # with_details()
     uptime_to_date_pct = serializers.DecimalField(
         max_digits=7,
         decimal_places=3,
@@ -399,9 +399,9 @@ class ContractSerializer(SharedFieldsMixin, serializers.Serializer):
     )
     delivered_kwh = serializers.DecimalField(max_digits=20, decimal_places=3, read_only=True)
     committed_kwh = serializers.DecimalField(max_digits=20, decimal_places=3, read_only=True)
-    service_credits = ServiceCreditSerializer(many=True, read_only=True)
-    preemption_notices = PreemptionNoticeSerializer(many=True, read_only=True)
-    downtimes = DowntimeSerializer(many=True, read_only=True)
+    service_credits = ServiceCreditSerializer(many=True, read_only=True, source="service_credit_list")
+    preemption_notices = PreemptionNoticeSerializer(many=True, read_only=True, source="preemption_notice_list")
+    downtimes = DowntimeSerializer(many=True, read_only=True, source="downtime_list")
 
 
 class OriginalSlaResponseSerializer(SharedFieldsMixin, serializers.Serializer):
@@ -419,7 +419,7 @@ class OriginalSlaResponseSerializer(SharedFieldsMixin, serializers.Serializer):
 
     @staticmethod
     def from_contract(contract: Contract) -> dict:
-        placements = sorted(contract.placements.all(), key=lambda p: -p.capacity_kw)
+        placements = sorted(contract.placement_list, key=lambda p: -p.capacity_kw)  # as admission leaves it
         target = contract.tier.uptime_target_pct
         return {
             "sla_tier": contract.tier.code,

@@ -23,11 +23,7 @@ from sla import services
 from sla.models import (
     Contract,
     Customer,
-    Downtime,
-    Placement,
-    PreemptionNotice,
     Quote,
-    ServiceCredit,
     ServiceCreditRule,
     Tier,
 )
@@ -169,19 +165,7 @@ class ContractViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.Rea
     the peaks on them (sla.services.admission).
     """
 
-    queryset = (
-        Contract.objects.select_related("tier", "customer")
-        .with_uptime()
-        .prefetch_related(
-            Prefetch(
-                "placements",
-                queryset=Placement.objects.select_related("site", "moved_from").order_by("valid_from", "id"),
-            ),
-            Prefetch("service_credits", queryset=ServiceCredit.objects.order_by("-month")),
-            Prefetch("preemption_notices", queryset=PreemptionNotice.objects.select_related("site")),
-            Prefetch("downtimes", queryset=Downtime.objects.select_related("site")),
-        )
-    )
+    queryset = Contract.objects.select_related("tier", "customer").with_uptime().with_details()
     serializer_class = ContractSerializer
     filterset_class = ContractFilterSet
     lookup_value_regex = r"\d+"

@@ -10,6 +10,7 @@ under the locks, from the bookings themselves. The arithmetic (peaks, plans, pri
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 from collections.abc import Iterable, Sequence
@@ -31,9 +32,10 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
 
 from core.auth import signed_in
-from core.db import LocalReadCache, PreparedInsert, PreparedRead, aware, decimal
+from core.db import LocalReadCache, PreparedRead, aware, decimal
 from sites.choices import HardwareKind
 from sites.models import HardwareModel, MarketPrice, Site, SiteInventory
 from sites.simulation import derive_climate_profile
@@ -45,11 +47,9 @@ from ..choices import ContractStatus
 from ..models import (
     Contract,
     Customer,
-    Downtime,
     Placement,
     PreemptionNotice,
     Quote,
-    ServiceCredit,
     Tier,
 )
 from ..querysets import KW
@@ -60,14 +60,6 @@ logger = logging.getLogger(__name__)
 ZERO = Decimal("0")
 TOKENS = DecimalField(max_digits=20, decimal_places=2)
 QUOTE_VALIDITY = timedelta(minutes=15)
-# simple-history builds a new manager class on every `Contract.history` access; admission takes one once.
-CONTRACT_HISTORY = Contract.history
-# The rows every quote and admission writes (core.db: compiled once; these models have no save receivers
-# but simple-history's, whose history row `_insert` writes itself).
-QUOTE_INSERT = PreparedInsert(Quote)
-CONTRACT_INSERT = PreparedInsert(Contract)
-CONTRACT_HISTORY_INSERT = PreparedInsert(CONTRACT_HISTORY.model)
-PLACEMENT_INSERT = PreparedInsert(Placement)
 ADMISSION_ATTEMPTS = 3  # a deadlock with a non-admission transaction (e.g. a site-status change) is retried
 
 
@@ -434,7 +426,7 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
         sites=_plan_sites(plan),
         valid_until=timezone.now() + QUOTE_VALIDITY,
     )
-    QUOTE_INSERT.save([quote])
+    quote.save(force_insert=True)  # one INSERT ... RETURNING, without the BEGIN and COMMIT of a bulk_create
     return quote
 
 
@@ -528,32 +520,24 @@ def _admit(
     locks (`_admit_once`). Retried on a deadlock (only possible against a transaction that locks sites out of pk
     order, such as a site status change followed by a failover); any other database error propagates.
     """
-    new = contract.pk is None
+    template = contract if contract.pk is None else None
     for attempt in range(1, ADMISSION_ATTEMPTS + 1):
+        if template is not None:  # each attempt writes its own copy: a rolled-back insert leaves the template new
+            contract = copy.copy(template)
         try:
-            if planned and new:
+            if planned and template is not None:
                 try:
                     return _admit_planned(contract=contract, request=request, actor=actor, reason=reason, plan=planned)
                 except _PlanNoLongerFits as exc:
                     logger.info("Admission plans again under the locks: the plan no longer fits on %s", exc)
                     planned = None
-                    _forget_insert(contract)
+                    contract = copy.copy(template)
             return _admit_once(contract=contract, request=request, actor=actor, reason=reason)
         except OperationalError as exc:
             if attempt == ADMISSION_ATTEMPTS or getattr(exc.__cause__, "sqlstate", None) not in ("40P01", "40001"):
                 raise
             logger.warning("Admission retried after %s (attempt %d)", type(exc.__cause__).__name__, attempt)
-            if new:
-                _forget_insert(contract)
     raise AssertionError("unreachable")
-
-
-def _forget_insert(contract: Contract) -> None:
-    """Make `contract` new again after the transaction that inserted it was rolled back."""
-    contract.pk = None
-    contract._state.adding = True
-    contract.admitted_at = None
-    contract.status = ContractStatus.REQUESTED
 
 
 def _stamp(contract: Contract, request: CapacityRequest, *, now: datetime, reason: str) -> None:
@@ -567,20 +551,13 @@ def _stamp(contract: Contract, request: CapacityRequest, *, now: datetime, reaso
 
 
 def _insert(contract: Contract, *, actor, reason: str) -> None:
-    """One INSERT for a new contract and one for its history record (who and why), without the per-instance
-    save() machinery; the unique quote still fails loudly (IntegrityError) on a second buyer.
-
-    The history row is the one simple-history's `bulk_history_create` writes for a created object ("+"), built
-    from its `tracked_fields` and written by a prepared INSERT."""
-    CONTRACT_INSERT.save([contract])
-    history = CONTRACT_HISTORY.model(
-        history_date=contract.status_changed_at,
-        history_user=signed_in(actor),
-        history_change_reason=reason,
-        history_type="+",
-        **{field.attname: getattr(contract, field.attname) for field in CONTRACT_HISTORY.model.tracked_fields},
-    )
-    CONTRACT_HISTORY_INSERT.save([history])
+    """One INSERT for a new contract and one for its history record (who and why), through simple-history's
+    `bulk_create_with_history` (the per-instance save() machinery is not needed: contracts have no other save
+    receivers); the unique quote still fails loudly (IntegrityError) on a second buyer."""
+    bulk_create_with_history(
+        [contract], Contract, default_user=signed_in(actor), default_change_reason=reason,
+        default_date=contract.status_changed_at,
+    )  # fmt: skip
 
 
 def _placements(contract: Contract, request: CapacityRequest, shares: list[tuple[int, Decimal]], reason: str):
@@ -598,26 +575,15 @@ def _placements(contract: Contract, request: CapacityRequest, shares: list[tuple
 
 
 def _as_admitted(contract: Contract, placements: list[Placement], sites: dict[int, tuple[str, str]]) -> Contract:
-    """`contract` as the API shows it right after admission, without querying anything back."""
+    """`contract` as the API shows it right after admission, without querying anything back: the attributes
+    `ContractQuerySet.with_details()` prefetches (a new contract has no credits, notices or downtimes yet)."""
     for placement in placements:
         code, name = sites[placement.site_id]
         placement.site = Site(pk=placement.site_id, code=code, name=name)
-    # As prefetch_related leaves them: querysets holding their rows (a new contract has no credits, notices or
-    # downtimes yet), which still answer further filters from the database.
-    contract._prefetched_objects_cache = {
-        "placements": _holding(Placement.objects.filter(contract=contract), placements),
-        "service_credits": _holding(ServiceCredit.objects.filter(contract=contract), []),
-        "preemption_notices": _holding(PreemptionNotice.objects.filter(contract=contract), []),
-        "downtimes": _holding(Downtime.objects.filter(contract=contract), []),
-    }
+    contract.placement_list = placements
+    contract.service_credit_list, contract.preemption_notice_list, contract.downtime_list = [], [], []
     contract.delivered_kw_minutes = contract.committed_kw_minutes = ZERO
     return contract
-
-
-def _holding(queryset: QuerySet, rows: list) -> QuerySet:
-    queryset._result_cache = rows
-    queryset._prefetch_done = True
-    return queryset
 
 
 @transaction.atomic
@@ -638,7 +604,7 @@ def _admit_planned(
     _stamp(contract, request, now=now, reason=reason)
     _insert(contract, actor=actor, reason=reason)
     placements = _placements(contract, request, [(share.site_id, share.capacity_kw) for share in plan], reason)
-    PLACEMENT_INSERT.save(placements)
+    Placement.objects.bulk_create(placements)
     rooms = {room.site_id: room for room in read_fleet(lock=True, only=[share.site_id for share in plan]).rooms}
     load_window_peaks(rooms.values(), start=request.starts_at, end=request.ends_at)
     for share in plan:
@@ -684,7 +650,7 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
                 reason=f"displaced by {request.tier.name} contract {contract.pk}",
             )
     placements = _placements(contract, request, [(share.site.site_id, share.capacity_kw) for share in plan], reason)
-    PLACEMENT_INSERT.save(placements)
+    Placement.objects.bulk_create(placements)
     if notices:
         PreemptionNotice.objects.bulk_create(notices)
     sites = {share.site.site_id: (share.site.code, share.site.name) for share in plan}
