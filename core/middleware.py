@@ -14,10 +14,15 @@ back (or, with DB_CONN_HEALTH_CHECKS, Django tests the connection at the start o
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
+
+from .errors import not_found
+from .parsers import max_body_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +62,92 @@ class ServiceUnavailableMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        return self.get_response(request)
+        response = self.get_response(request)
+        if not getattr(request, "dependency_outage", None):
+            OUTAGES.answered()
+        return response
 
     def process_exception(self, request, exception):
         dependency = dependency_of(exception)
         if dependency is None:
             return None
-        logger.warning("%s %s: %s unavailable (%s: %s)", request.method, request.path, dependency,
-                       type(exception).__name__, exception)  # fmt: skip
+        request.dependency_outage = dependency  # ExpectedOutageFilter keeps django.request from logging it again
+        OUTAGES.failed(dependency, f"{type(exception).__name__}: {exception}")
         return unavailable_response(request.path, dependency)
+
+
+class OutageLog:
+    """One WARNING when a dependency becomes unavailable, then a count instead of a line per request.
+
+    A PostgreSQL restart under load answers thousands of 503s in seconds: logging each (and django.request's ERROR
+    for each) buried everything else. Per process: the first failure of an outage is logged with its cause; the
+    following ones are counted, reported every REPORT_EVERY_S while it lasts, and once more with the total when a
+    request is answered without an outage again.
+    """
+
+    REPORT_EVERY_S = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, list[float]] = {}  # dependency -> [started (monotonic), count, last report]
+
+    def failed(self, dependency: str, cause: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            state = self._open.get(dependency)
+            if state is None:
+                self._open[dependency] = [now, 1, now]
+                logger.warning("%s unavailable (%s): answering 503 until it is back", dependency, cause)
+                return
+            state[1] += 1
+            if now - state[2] < self.REPORT_EVERY_S:
+                return
+            state[2] = now
+            started, count = state[0], int(state[1])
+        logger.warning("%s still unavailable after %.0f s: %d requests answered 503", dependency, now - started, count)
+
+    def answered(self) -> None:
+        if not self._open:  # the common case: no lock taken
+            return
+        now = time.monotonic()
+        with self._lock:
+            ended, self._open = self._open, {}
+        for dependency, (started, count, _) in ended.items():
+            logger.warning("%s is back after %.1f s: %d requests answered 503", dependency, now - started, int(count))
+
+
+OUTAGES = OutageLog()
+
+
+class ExpectedOutageFilter(logging.Filter):
+    """Drop django.request's ERROR line for a 503 this middleware answered (the outage is logged by OutageLog)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        return not (getattr(record, "status_code", None) == 503 and getattr(request, "dependency_outage", None))
+
+
+class MalformedRequestMiddleware:
+    """Refuse, before any view or parser reads them, requests no endpoint can serve:
+
+    - a path with a NUL character: 404 (PostgreSQL refuses NUL in text, so a lookup by it was a 500);
+    - a body declared larger than the API takes (`API_MAX_BODY_BYTES`) under /api/ or /mara/: a JSON 413, before
+      DRF or Django reads it (Django's own limit answered an HTML 400 for bodies over 2.5 MB).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path:
+            return not_found(request)
+        if request.path.startswith(JSON_PREFIXES):
+            try:
+                declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                declared = 0
+            limit = max_body_bytes()
+            if declared > limit:
+                detail = f"The request body is too large: at most {limit // 1024} KiB."
+                return JsonResponse({"detail": detail, "code": "payload_too_large"}, status=413)
+        return self.get_response(request)

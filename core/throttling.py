@@ -10,7 +10,7 @@ cache keys are DRF's (`DEFAULT_THROTTLE_RATES`, `throttle_scope`), so settings a
 
 from __future__ import annotations
 
-from rest_framework import throttling
+from rest_framework import exceptions, throttling
 
 from .cache import hit_window
 
@@ -43,3 +43,14 @@ class UserRateThrottle(throttling.UserRateThrottle, WindowRateThrottle):
 
 class ScopedRateThrottle(throttling.ScopedRateThrottle, WindowRateThrottle):
     """Per user (or address) and per the view's `throttle_scope`."""
+
+
+def throttle_failed_authentication(request) -> exceptions.Throttled | None:
+    """Count a request whose credentials were refused (or missing) as an anonymous request of its address, in the
+    anonymous throttle's own window (scope "anon"); past the anonymous rate, the Throttled to answer instead."""
+    throttle = AnonRateThrottle()
+    if throttle.rate is None:
+        return None
+    key = throttle.cache_format % {"scope": throttle.scope, "ident": throttle.get_ident(request)}
+    count, retry_after_s = hit_window(throttle.cache, key, throttle.duration)
+    return exceptions.Throttled(wait=retry_after_s) if count > throttle.num_requests else None

@@ -103,6 +103,8 @@ MIDDLEWARE = [
     "django_permissions_policy.PermissionsPolicyMiddleware",
     # An unreachable database or broker answers 503 + Retry-After (JSON under /api/), not 500.
     "core.middleware.ServiceUnavailableMiddleware",
+    # A NUL in the path answers 404, an API body larger than API_MAX_BODY_BYTES a JSON 413, before anything reads it.
+    "core.middleware.MalformedRequestMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -261,6 +263,14 @@ REST_FRAMEWORK = {
         "contracts": os.environ.get("API_THROTTLE_CONTRACTS", "120/min"),
     },
     "COERCE_DECIMAL_TO_STRING": True,
+    # JSON bodies are bounded (API_MAX_BODY_BYTES), refuse lone surrogates and explain parse errors plainly.
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Failed authentication is throttled like anonymous traffic; nothing unencodable is echoed in an error.
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     # Client address for throttles and the sign-in limiter: behind the TLS proxy, the X-Forwarded-For entry it
     # added; otherwise REMOTE_ADDR (0: never trust the header).
     "NUM_PROXIES": env_int("NUM_PROXIES", 1 if env_bool("BEHIND_TLS_PROXY") else 0),
@@ -274,6 +284,8 @@ API_READ_CACHE_SECONDS = env_float("API_READ_CACHE_SECONDS", 5.0)
 # The hot reads of core.db compiled once per process (on) or built and compiled per call like any queryset (off:
 # only to measure what they save, bench/api_load.py).
 DB_PREPARED_READS = env_bool("DB_PREPARED_READS", True)
+# The largest request body the API (/api/, /mara/) accepts; its bodies are a few hundred bytes. Larger: JSON 413.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 16 * 1024)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "energyarb API",
@@ -424,6 +436,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # A 503 of an expected outage is logged once by core.middleware.OutageLog, not once per request here.
+    "filters": {"expected_outage": {"()": "core.middleware.ExpectedOutageFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"django.request": {"filters": ["expected_outage"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }

@@ -34,5 +34,6 @@ urlpatterns = [
     path("", include("optimizer.urls")),
 ]
 
+handler400 = "core.errors.bad_request"
 handler404 = "core.errors.not_found"
 handler500 = "core.errors.server_error"

@@ -28,12 +28,12 @@ import copy
 
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotAuthenticated, NotFound
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.parsers import StrictJSONParser
 from core.throttling import ScopedRateThrottle
 from optimizer.engine.mara import HACKATHON_INVENTORY
 from sites.models import MarketApiAllocation, MarketApiSite
@@ -62,7 +62,7 @@ class MarketApiView(APIView):
 
     schema = None
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     authentication_classes = [MarketApiKeyAuthentication]
     permission_classes = [HasMarketApiKey]
 

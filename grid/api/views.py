@@ -10,9 +10,9 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from core.parsers import StrictJSONParser
 from grid import services
 from grid.models import Enrollment, EventPerformance, GridEvent, GridProgram
 
@@ -65,7 +65,7 @@ class GridEventViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = GridEventSerializer
     filterset_class = GridEventFilterSet
     permission_classes = STAFF
-    parser_classes = (JSONParser,)
+    parser_classes = (StrictJSONParser,)
     ordering_fields = ("starts_at", "notified_at", "status")
     ordering = ("-starts_at", "-id")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status, viewsets
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from core.parsers import StrictJSONParser
 from optimizer.scenarios import SCENARIOS, ScenarioError, run_and_record
 
 
@@ -59,7 +59,7 @@ class ScenarioViewSet(viewsets.ViewSet):
     """
 
     permission_classes = (permissions.IsAuthenticated, permissions.IsAdminUser)
-    parser_classes = (JSONParser,)  # nested options: a form body would drop them silently (found by make fuzz)
+    parser_classes = (StrictJSONParser,)  # nested options: a form body would drop them silently (found by make fuzz)
     serializer_class = ScenarioRequestSerializer
 
     @extend_schema(request=ScenarioRequestSerializer, responses={200: ScenarioResultSerializer})

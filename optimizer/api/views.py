@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from core.parsers import StrictJSONParser
 from optimizer.choices import RunTrigger
 from optimizer.models import Allocation, OptimizationRun
 from optimizer.services import request_optimization
@@ -28,7 +28,7 @@ class OptimizationRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelView
     filterset_class = OptimizationRunFilterSet
     permission_classes = (permissions.IsAuthenticated, permissions.IsAdminUser)
     # JSON only: a form body that names no field would queue a default run instead of failing (found by make fuzz).
-    parser_classes = (JSONParser,)
+    parser_classes = (StrictJSONParser,)
     ordering_fields = ("queued_at", "finished_at", "objective_usd_per_h", "revenue_usd_per_h", "solve_seconds")
     ordering = ("-queued_at", "-id")
 

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from core.parsers import StrictJSONParser
 from core.throttling import ScopedRateThrottle
 from sla import services
 from sla.models import (
@@ -29,7 +30,7 @@ from sla.models import (
 )
 
 from .filters import ContractFilterSet, QuoteFilterSet, TierFilterSet
-from .parsers import BoundedJSONParser, CustomerTokenAuthentication
+from .parsers import CustomerTokenAuthentication
 from .serializers import (
     CancelSerializer,
     CapacityRequestSerializer,
@@ -77,7 +78,7 @@ class TierViewSet(viewsets.ReadOnlyModelViewSet):
 class CustomerWritesMixin:
     """Bounded JSON bodies, one-query token auth, and the per-user "contracts" throttle on writes."""
 
-    parser_classes = (BoundedJSONParser,)
+    parser_classes = (StrictJSONParser,)
     authentication_classes = (CustomerTokenAuthentication, SessionAuthentication)
     throttle_scope = WRITE_SCOPE
     write_actions = frozenset({"create", "cancel", "post"})

@@ -197,21 +197,21 @@ def test_no_strategy_beats_the_perfect_foresight_bound(ten_site_window):
     assert results["lp"].score.switching_cost > 0
 
 
-def test_perfect_bounds_every_strategy_even_when_its_integer_plan_is_solved_loosely(ten_site_window):
-    """Solved to a MILP gap, the integer perfect plan can earn less than `lp` (a capture of 1.000089 was seen at
-    0.1 %): capture is measured against the LP relaxation's optimum, which no allocation beats. A 3 % gap makes
-    the integer plan loose enough that `lp` (solved to the same gap, interval by interval) beats it."""
-    world, history, _ = ten_site_window
-    loose = backtest.with_settings(world, mip_rel_gap=0.03)
-    bound = backtest.perfect_bound(loose, history)
+def test_no_capture_ratio_exceeds_one_where_lp_beats_the_integer_perfect_plan():
+    """Two hours of the ten sites (WEEK_START + 18 h): solved to the default 0.1 % MILP gap, the integer perfect
+    plan earns less than `lp` (1.00007 of it, as the probe saw 1.000089 elsewhere). Capture is measured against
+    the LP relaxation's optimum, which no allocation beats."""
+    world = backtest.load_world(TEN_SITES)
+    history = backtest.simulate_history(world, start=WEEK_START + timedelta(hours=18), periods=24)
+    bound = backtest.perfect_bound(world, history)
     results = {
-        name: backtest.run_backtest(loose, history, name, bound=bound, horizon=backtest.Horizon(fine_steps=3, hours=1))
-        for name in ("lp", "greedy", "perfect")
+        name: backtest.run_backtest(world, history, name, bound=bound, horizon=backtest.Horizon(fine_steps=3, hours=1))
+        for name in ("lp", "perfect")
     }
 
-    assert bound.upper_profit >= bound.score.profit
+    assert results["lp"].score.profit > bound.score.profit  # the integer plan is no bound by itself here
+    assert bound.upper_profit >= results["lp"].score.profit
     for name, result in results.items():
-        assert result.score.profit <= bound.ceiling + 1e-6, name
         assert result.capture_ratio <= 1.0, name
         assert result.summary()["perfect_upper_bound"] == bound.ceiling
 

@@ -9,7 +9,8 @@ import pytest
 from django.urls import reverse
 from rest_framework.throttling import SimpleRateThrottle
 
-from sla.api.parsers import MAX_BODY_BYTES, BoundedJSONParser, PayloadTooLarge
+from core.parsers import MAX_BODY_BYTES, PayloadTooLarge
+from core.parsers import StrictJSONParser as BoundedJSONParser
 from sla.models import Contract, Placement, Quote
 
 pytestmark = pytest.mark.django_db
