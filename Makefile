@@ -43,13 +43,14 @@ run: install $(NODE_STAMP)
 	$(MANAGE) install_schedules
 	$(MANAGE) refresh_data
 	$(MANAGE) optimize || true
-	$(BIN)/celery -A energyarb worker --beat --queues grid,default,data,optimizer --concurrency 2 \
+	$(BIN)/celery -A energyarb worker --beat --queues grid,fleet,default,data,optimizer --concurrency 2 \
 		--loglevel INFO --schedule var/celerybeat-schedule & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(MANAGE) fleet_simulator & simulator=$$!; \
+	trap 'kill $$worker $$simulator 2>/dev/null' EXIT INT TERM; \
 	$(MANAGE) runserver $(HOST):$(PORT)
 
 worker: install
-	$(BIN)/celery -A energyarb worker --queues grid,default,data,optimizer --loglevel INFO
+	$(BIN)/celery -A energyarb worker --queues grid,fleet,default,data,optimizer --loglevel INFO
 
 beat: install
 	$(BIN)/celery -A energyarb beat --loglevel INFO

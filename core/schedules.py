@@ -36,6 +36,10 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
     # Retention (ENERGYARB["RETENTION_DAYS"]): old prices, weather and finished runs are deleted here, never by a GET.
     DefaultSchedule("prune old data", "sites.tasks.prune_old_data", 24 * 3600, "data"),
     DefaultSchedule("prune old runs", "optimizer.tasks.prune_old_runs", 24 * 3600, "default"),
+    # The machines: a dispatch round every minute carries on ramps the last round deferred; telemetry every minute.
+    DefaultSchedule("dispatch fleet", "fleet.tasks.dispatch_fleet", 60, "fleet"),
+    DefaultSchedule("poll fleet telemetry", "fleet.tasks.poll_fleet_telemetry", 60, "fleet"),
+    DefaultSchedule("prune fleet telemetry", "fleet.tasks.prune_fleet_telemetry", 3600, "fleet"),
 )
 
 

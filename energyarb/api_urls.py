@@ -4,6 +4,7 @@ product's API and the dashboard's data (listed first: `sites/status` must not re
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from fleet.api.urls import routes as fleet_routes
 from grid.api.urls import routes as grid_routes
 from optimizer.api.original import original_urlpatterns
 from optimizer.api.urls import routes as optimizer_routes
@@ -13,7 +14,7 @@ from sla.api.urls import extra_urlpatterns as sla_urlpatterns
 from sla.api.urls import routes as sla_routes
 
 router = DefaultRouter()
-for prefix, viewset, basename in (*sites_routes, *sla_routes, *grid_routes, *optimizer_routes):
+for prefix, viewset, basename in (*sites_routes, *sla_routes, *grid_routes, *fleet_routes, *optimizer_routes):
     router.register(prefix, viewset, basename=basename)
 
 urlpatterns = [

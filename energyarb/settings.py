@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "sites",
     "sla",
     "grid",
+    "fleet",
     "optimizer",
     "mara",
 ]
@@ -310,6 +311,9 @@ SPECTACULAR_SETTINGS = {
         "EventSourceEnum": "grid.choices.EventSource",
         "DataSourceEnum": "sites.choices.DataSource",
         "EventStatusEnum": "grid.choices.EventStatus",
+        "DispatchTriggerEnum": "fleet.choices.RoundTrigger",
+        "DeviceStatusEnum": "fleet.choices.DeviceStatus",
+        "RunTriggerEnum": "optimizer.choices.RunTrigger",
     },
 }
 
@@ -350,6 +354,7 @@ CELERY_TASK_ROUTES = {
     "sites.tasks.*": {"queue": "data"},
     "sla.tasks.*": {"queue": "default"},
     "grid.tasks.*": {"queue": "grid"},
+    "fleet.tasks.*": {"queue": "fleet"},  # device I/O must never wait behind (or delay) an optimization
     "optimizer.tasks.*": {"queue": "optimizer"},
 }
 
@@ -383,6 +388,20 @@ ENERGYARB = {
     "MIGRATION_MAX_EVALUATIONS": env_int("MIGRATION_MAX_EVALUATIONS", 40),
     # Prices, weather, fetch records and finished optimization runs older than this are pruned daily.
     "RETENTION_DAYS": env_int("RETENTION_DAYS", 400),
+}
+
+# The machines (fleet app, docs/fleet.md): dispatch of applied plans, telemetry, credentials.
+FLEET = {
+    "DRY_RUN": env_bool("FLEET_DRY_RUN", False),  # log every command dispatch would send, send none
+    "DEVICE_TIMEOUT_S": env_float("FLEET_DEVICE_TIMEOUT_S", 5.0),
+    "RETRIES": env_int("FLEET_RETRIES", 2),  # a command not read back as desired is sent again this many times
+    "BACKOFF_S": env_float("FLEET_BACKOFF_S", 0.5),  # doubled on each retry
+    "SETTLE_S": env_float("FLEET_SETTLE_S", 0.2),  # wait between a command and its read-back
+    "READBACK_CONFIRMATIONS": env_int("FLEET_READBACK_CONFIRMATIONS", 2),  # reads that must agree (flapping)
+    "CONCURRENCY": env_int("FLEET_CONCURRENCY", 500),  # devices spoken to at once
+    "TELEMETRY_RETENTION_HOURS": env_int("FLEET_TELEMETRY_RETENTION_HOURS", 48),  # raw reads; rollups: RETENTION_DAYS
+    "SECRETS_FILE": env_str("FLEET_SECRETS_FILE", ""),  # NAME=value lines; the environment wins
+    "DISPATCH_ON_PLAN": env_bool("FLEET_DISPATCH_ON_PLAN", True),
 }
 
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")

@@ -8,8 +8,10 @@ class OptimizerConfig(AppConfig):
     verbose_name = "Optimizer"
 
     def ready(self) -> None:
+        from fleet.signals import capacity_lost
         from sites.signals import replan_requested
 
-        from .receivers import queue_replan
+        from .receivers import queue_fleet_replan, queue_replan
 
         replan_requested.connect(queue_replan, dispatch_uid="optimizer.queue_replan")
+        capacity_lost.connect(queue_fleet_replan, dispatch_uid="optimizer.queue_fleet_replan")

@@ -11,6 +11,7 @@ class RunTrigger(models.TextChoices):
     SCENARIO = "scenario", "Scenario"
     BACKTEST = "backtest", "Backtest"
     SITE = "site", "Site back online"
+    FLEET = "fleet", "Devices left the plan"
 
 
 class Scenario(models.TextChoices):

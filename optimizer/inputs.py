@@ -38,6 +38,7 @@ from django.db.models import (
     Value,
 )
 
+from fleet.hysteresis import unit_limits
 from sites.models import EnergyPrice, MarketPrice, Site, SiteInventory, WeatherReading
 from sites.simulation import INFERENCE_REGIONS, floor_to_step, pue, simulate_inference_demand
 from sla.choices import ContractStatus
@@ -110,6 +111,14 @@ def unserved_penalty_factor(credit_rules) -> float:
 
 def _market_at(at: datetime) -> MarketPrice | None:
     return MarketPrice.objects.filter(interval_start__lte=at).order_by("-interval_start").first()
+
+
+def _unit_limits(sites, hardware, period_starts, at: datetime) -> engine.UnitLimits | None:
+    """What dispatch may do to the registered devices (minimum on/off times, restart caps), for the engine."""
+    arrays = unit_limits(
+        site_ids=[s.pk for s in sites], hardware_ids=[h.pk for h in hardware], period_starts=period_starts, now=at
+    )
+    return engine.UnitLimits(*arrays) if arrays is not None else None
 
 
 def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
@@ -206,6 +215,7 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
             time_limit_s=knobs["SOLVER_TIME_LIMIT_S"],
         ),
         period_starts=period_starts,
+        unit_limits=_unit_limits(sites, hardware, period_starts, at),
     )
     snapshot = {
         "interval_start": interval.isoformat(),

@@ -12,3 +12,11 @@ def queue_replan(sender, **kwargs) -> None:
     from .tasks import run_optimization
 
     run_optimization.delay(trigger=RunTrigger.SITE)
+
+
+def queue_fleet_replan(sender, **kwargs) -> None:
+    """`fleet.signals.capacity_lost`: devices left the plan (faulted, offline, stopped serving); plan again without
+    them, recorded as triggered by the fleet. Sent after commit with `send_robust`."""
+    from .tasks import run_optimization
+
+    run_optimization.delay(trigger=RunTrigger.FLEET)

@@ -30,6 +30,7 @@ from django.utils import timezone
 from core.auth import signed_in
 from sites.models import Site, SiteInventory
 from sites.services import set_site_status
+from sites.signals import allocation_applied
 from sla import capacity
 from sla.choices import ContractStatus, PlacementKind
 from sla.models import Placement
@@ -299,6 +300,7 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
         ],
         "migrations": migrations,
     }
+    _announce_applied(run_id, inputs.sites, inputs.hardware, units)
     moved = [d["reason"] for d in migrations.get("decisions", ()) if d["moved"]]
     replaced = [f"Re-placed {kw} kW of contract {c} on {site}." for c, site, kw in migrations.get("replaced", ())]
     _finish(
@@ -323,6 +325,15 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
                 *(f"Contract placement: {m}." for m in moved),
             ]
         ),
+    )
+
+
+def _announce_applied(run_id: int, sites, hardware, units: np.ndarray) -> None:
+    """After commit, tell the layers below (the fleet's dispatch) which units now run: plain data only."""
+    plan = {s.code: {h.code: int(units[i, j]) for j, h in enumerate(hardware)} for i, s in enumerate(sites)}
+    applied_at = timezone.now()
+    transaction.on_commit(
+        lambda: allocation_applied.send_robust(sender=OptimizationRun, run_id=run_id, applied_at=applied_at, units=plan)
     )
 
 

@@ -41,3 +41,10 @@ class PlacementKind(models.TextChoices):
     MIGRATION = "migration", "Migration (optimizer: cheaper elsewhere)"
     RETURN = "return", "Return (failed-over site back online)"
     REPLACEMENT = "replacement", "Replacement (lost capacity re-placed)"
+
+
+class DeliverySource(models.TextChoices):
+    """Where a delivery record's kW comes from; a measured record is never overwritten by the plan's estimate."""
+
+    PLAN = "plan", "Applied plan"
+    METER = "meter", "Measured (node telemetry)"

@@ -15,7 +15,7 @@ from sites.choices import MarketRegion
 from sites.models import Site
 
 from .capacity import uptime_pct
-from .choices import CONTRACT_TRANSITIONS, ContractStatus, PlacementKind, TierCode
+from .choices import CONTRACT_TRANSITIONS, ContractStatus, DeliverySource, PlacementKind, TierCode
 from .querysets import ContractQuerySet, PlacementQuerySet, QuoteQuerySet
 
 ZERO = Decimal("0")
@@ -451,13 +451,19 @@ class Downtime(models.Model):
 
 
 class ContractDelivery(models.Model):
-    """Committed vs delivered kW of one contract over one interval, as applied by the optimizer."""
+    """Committed vs delivered kW of one contract over one interval: as planned, or as measured by telemetry."""
 
     contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="deliveries")
     interval_start = models.DateTimeField()
     interval_minutes = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1440)])
     committed_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(ZERO)])
     delivered_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(ZERO)])
+    source = models.CharField(
+        max_length=5,
+        choices=DeliverySource.choices,
+        default=DeliverySource.PLAN,
+        help_text="Where delivered_kw comes from: the applied plan, or the nodes' telemetry (which wins).",
+    )
     recorded_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -23,6 +23,7 @@ from .solution import (
 )
 from .solve import evaluate, solve, solve_with_scipy
 from .strategies import STRATEGIES, greedy, perfect, run_strategy, seed
+from .unit_commitment import UnitLimits
 
 __all__ = [
     "REGIONS",
@@ -40,6 +41,7 @@ __all__ = [
     "SiteBreakdown",
     "Solution",
     "Totals",
+    "UnitLimits",
     "WarmStart",
     "allocation_violations",
     "evaluate",

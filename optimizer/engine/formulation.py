@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from .book import Book, aggregate_commitments
 from .problem import REGIONS, Commitment, Problem
+from .unit_commitment import apply_unit_limits
 
 INF = np.inf
 SECONDS_PER_HOUR = 3600.0
@@ -289,6 +290,8 @@ def unit_columns(b: Builder, fixed_units: np.ndarray | None) -> None:
         b.lower["x"], b.upper["x"] = pinned.copy(), pinned.copy()
     elif problem.settings.integer:
         b.integer.add("x")
+    if fixed_units is None:
+        apply_unit_limits(problem, b.lower["x"], b.upper["x"], slice(None))  # dispatch's hysteresis: unit_commitment.py
     b.columns("w", (n_t, d.commit_sites.size, n_inf), upper=inv[d.commit_sites][:, d.inference] if n_inf else 0.0)
     limits = np.full((n_t, len(REGIONS) if n_inf else 0), INF)
     if n_inf:

@@ -16,6 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
+from .unit_commitment import UnitLimits
+
 REGIONS = ("apac", "europe", "americas")
 KINDS = ("miner", "inference")
 
@@ -99,6 +101,7 @@ class Problem:
     previous_units: np.ndarray | None = None  # [S, H] allocation running now (switching cost, ramp)
     settings: Settings = field(default_factory=Settings)
     period_starts: tuple[datetime, ...] | None = None  # for explanations only
+    unit_limits: UnitLimits | None = None  # what dispatch may do (minimum on/off, restart caps): unit_commitment.py
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: coerce once, here

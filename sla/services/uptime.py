@@ -13,6 +13,7 @@ from django.db.models.functions import Least
 from django.utils import timezone
 
 from .. import capacity
+from ..choices import DeliverySource
 from ..models import (
     Contract,
     ContractDelivery,
@@ -46,15 +47,26 @@ def _check_delivery(row: DeliveryRow) -> None:
 
 
 @transaction.atomic
-def record_deliveries(*, rows: Iterable[DeliveryRow]) -> int:
+def record_deliveries(*, rows: Iterable[DeliveryRow], source: str = DeliverySource.PLAN) -> int:
     """Upsert delivery records by (contract, interval_start); returns how many rows were written.
 
     Idempotent: recording the same interval again overwrites it (the optimizer re-applying a run corrects its
-    own figures). One INSERT ... ON CONFLICT DO UPDATE per 500 rows.
+    own figures). A measured record (`source="meter"`, from the fleet's telemetry) overwrites the plan's
+    estimate for its interval, and the plan's estimate never overwrites a measured one. One INSERT ... ON
+    CONFLICT DO UPDATE per 500 rows.
     """
     rows = list(rows)
     for row in rows:
         _check_delivery(row)
+    if source == DeliverySource.PLAN and rows:
+        measured = set(
+            ContractDelivery.objects.filter(
+                source=DeliverySource.METER,
+                contract_id__in={r.contract_id for r in rows},
+                interval_start__in={r.interval_start for r in rows},
+            ).values_list("contract_id", "interval_start")
+        )
+        rows = [r for r in rows if (r.contract_id, r.interval_start) not in measured]
     objs = [
         ContractDelivery(
             contract_id=row.contract_id,
@@ -62,6 +74,7 @@ def record_deliveries(*, rows: Iterable[DeliveryRow]) -> int:
             interval_minutes=row.interval_minutes,
             committed_kw=Decimal(row.committed_kw).quantize(Decimal("0.001")),
             delivered_kw=Decimal(row.delivered_kw).quantize(Decimal("0.001")),
+            source=source,
             recorded_at=timezone.now(),
         )
         for row in rows
@@ -71,7 +84,7 @@ def record_deliveries(*, rows: Iterable[DeliveryRow]) -> int:
         batch_size=500,
         update_conflicts=True,
         unique_fields=("contract", "interval_start"),
-        update_fields=("interval_minutes", "committed_kw", "delivered_kw", "recorded_at"),
+        update_fields=("interval_minutes", "committed_kw", "delivered_kw", "source", "recorded_at"),
     )
     return len(objs)
 

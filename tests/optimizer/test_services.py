@@ -135,7 +135,7 @@ def test_request_optimization_queues_after_commit(world, django_capture_on_commi
             assert run.status == RunStatus.QUEUED
     finally:
         app.conf.task_always_eager = False
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2  # the queued run; then (it ran eagerly) its applied plan announced to the fleet
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
 
@@ -330,3 +330,44 @@ def test_a_cut_over_decided_after_a_run_is_not_counted_as_delivered(world):
     delivery = ContractDelivery.objects.get(contract=contract)
     assert (delivery.committed_kw, delivery.interval_minutes) == (Decimal("100.000"), 5)
     assert delivery.delivered_kw == Decimal("60.000")  # 100 kW x (5 - 2) / 5 minutes
+
+
+def test_an_applied_plan_is_announced_to_the_layers_below_after_commit(world, django_capture_on_commit_callbacks):
+    from sites.signals import allocation_applied
+
+    heard = []
+    allocation_applied.connect(lambda sender, **kw: heard.append(kw), weak=False, dispatch_uid="test-applied")
+    try:
+        with time_machine.travel(NOW, tick=False), django_capture_on_commit_callbacks(execute=True):
+            run = optimize_now(trigger=RunTrigger.MANUAL)
+            assert not heard  # nothing before the plan commits
+    finally:
+        allocation_applied.disconnect(dispatch_uid="test-applied")
+    (announcement,) = heard
+    assert announcement["run_id"] == run.pk
+    running = dict(SiteInventory.objects.values_list("site__code").annotate(u=Sum("units_running")))
+    assert {site: sum(units.values()) for site, units in announcement["units"].items()} == running
+
+
+def test_the_engine_is_given_the_fleets_hysteresis(world):
+    """A registered miner started a minute ago (minimum on time 10 min) must run in the plan's first period."""
+    from fleet.models import Device, SiteFleet
+    from optimizer.inputs import build_inputs
+
+    site = world.get(code="site_5_texas")
+    line = SiteInventory.objects.get(site=site, hardware_model__code="miner_air")
+    for i in range(3):
+        Device.objects.create(
+            site=site, hardware_model=line.hardware_model, name=f"m{i}", driver="luxos", address=f"10.9.0.{i + 1}",
+            port=4028, is_running=i == 0, running_changed_at=NOW - timedelta(minutes=1),
+        )  # fmt: skip
+    SiteFleet.objects.create(site=site, min_on_minutes=10, min_off_minutes=5)
+    with time_machine.travel(NOW, tick=False):
+        problem = build_inputs(at=NOW).problem
+    s = [x.code for x in problem.sites].index("site_5_texas")
+    h = [x.code for x in problem.hardware].index("miner_air")
+    limits = problem.unit_limits
+    assert limits.min_units[s, h, 0] == 1  # the running one, for the first periods ...
+    assert limits.min_units[s, h, -1] == 0  # ... not after its minimum on time
+    assert limits.max_units[s, h, 0] == 1  # the two stopped a minute ago may not start before 5 minutes
+    assert limits.max_units[s, h, -1] == 3

@@ -1,0 +1,90 @@
+"""ASIC miners through pyasic (pinned in requirements.txt): the same code drives a real miner and the simulator.
+
+Firmwares and what we use of each (`FIRMWARES` in `__init__.py` is the table):
+- LuxOS (custom firmware): start/stop by `curtail wakeup/sleep` (a privileged command: pyasic opens a session
+  with `session`/`logon`), power target by `profileset` to the largest preset profile at or under the target
+  (pyasic `set_power_limit`), reads by one multicommand `summary+power+stats` (hashrate from the hashboards:
+  pyasic 0.79's LuxOS `_get_hashrate` ignores the summary it is given).
+- Avalon stock CGMiner: start/stop by `ascset 0,softon|softoff`; its `worklevel` is a 3-step level, not a power
+  target, so we never send one: such a miner is switched on or off. Reads by `devs+estats`.
+
+A miner object (with its LuxOS session) is kept per endpoint for the life of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pyasic.errors import APIError
+from pyasic.miners.base import AnyMiner
+from pyasic.miners.data import DataOptions
+from pyasic.miners.factory import MINER_CLASSES, MinerTypes, miner_factory
+
+from .base import DriverError, Endpoint, Reading, Setpoint
+
+MINER_TYPES = {"luxos": MinerTypes.LUX_OS, "avalon": MinerTypes.AVALONMINER}
+READS = {
+    "luxos": [DataOptions.WATTAGE, DataOptions.HASHBOARDS],
+    "avalon": [DataOptions.WATTAGE, DataOptions.HASHRATE, DataOptions.HASHBOARDS, DataOptions.ENVIRONMENT_TEMP],
+}
+RUNNING_SHARE = 0.05  # a miner drawing under 5 % of its nominal power and hashing nothing is stopped
+
+_miners: dict[tuple[str, int], AnyMiner] = {}
+
+
+async def _miner(endpoint: Endpoint) -> AnyMiner:
+    key = (endpoint.address, endpoint.port)
+    miner = _miners.get(key)
+    if miner is None:
+        if endpoint.firmware_model:
+            classes = MINER_CLASSES[MINER_TYPES[endpoint.driver]]
+            cls = classes.get(endpoint.firmware_model.upper()) or classes[None]
+            miner = cls(endpoint.address)
+        else:
+            miner = await miner_factory.get_miner(endpoint.address)
+            if miner is None:
+                raise DriverError(f"{endpoint.address}: no miner answered")
+        miner.rpc.port = endpoint.port
+        if endpoint.secret is not None:
+            miner.pwd = endpoint.secret  # web/SSH password where the firmware needs one
+        _miners[key] = miner
+    return miner
+
+
+def forget(endpoint: Endpoint) -> None:
+    """Drop the kept miner object (after an error its session may be stale)."""
+    _miners.pop((endpoint.address, endpoint.port), None)
+
+
+async def read(endpoint: Endpoint, *, nominal_w: float) -> Reading:
+    miner = await _miner(endpoint)
+    data = await miner.get_data(include=READS[endpoint.driver])
+    if data.wattage is None:
+        forget(endpoint)
+        raise DriverError(f"{endpoint.address}: no answer to the power read")
+    hashrate = float(data.hashrate) if data.hashrate is not None else 0.0
+    temperature = data.temperature_avg if data.temperature_avg is not None else data.env_temp
+    return Reading(
+        running=hashrate > 0 or data.wattage > nominal_w * RUNNING_SHARE,
+        power_w=float(data.wattage),
+        hashrate_th_per_s=hashrate,
+        temperature_c=float(temperature) if temperature is not None else None,
+    )
+
+
+async def command(endpoint: Endpoint, setpoint: Setpoint, *, power_target: bool) -> bool:
+    """Send the setpoint; True when the miner acknowledged every part of it."""
+    miner = await _miner(endpoint)
+    try:
+        if not setpoint.running:
+            acknowledged = bool(await miner.stop_mining())
+        else:
+            acknowledged = bool(await miner.resume_mining())
+            if acknowledged and power_target and setpoint.power_w:
+                acknowledged = bool(await miner.set_power_limit(int(setpoint.power_w)))
+        if not acknowledged:
+            forget(endpoint)  # a refused command may mean an expired session: the retry opens a new one
+        return acknowledged
+    except (APIError, LookupError, OSError, asyncio.IncompleteReadError) as exc:
+        forget(endpoint)
+        raise DriverError(f"{endpoint.address}: {exc}") from exc
