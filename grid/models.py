@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -27,8 +28,8 @@ from .choices import (
 from .querysets import EnrollmentQuerySet, GridEventQuerySet
 
 ZERO = Decimal("0")
-MONEY = {"max_digits": 14, "decimal_places": 4, "validators": [MinValueValidator(ZERO)]}
-KW = {"max_digits": 12, "decimal_places": 3}
+MONEY: dict[str, Any] = {"max_digits": 14, "decimal_places": 4, "validators": [MinValueValidator(ZERO)]}
+KW: dict[str, Any] = {"max_digits": 12, "decimal_places": 3}
 
 
 class GridProgram(models.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -16,7 +17,7 @@ from .choices import AdvisorStatus, RunStatus, RunTrigger, Scenario, Strategy
 from .querysets import OptimizationRunQuerySet
 
 ZERO = Decimal("0")
-USD = {"max_digits": 16, "decimal_places": 2, "null": True, "blank": True}
+USD: dict[str, Any] = {"max_digits": 16, "decimal_places": 2, "null": True, "blank": True}
 
 
 class OptimizationRun(models.Model):

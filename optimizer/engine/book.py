@@ -38,14 +38,14 @@ class Book:
         return np.flatnonzero(self.group_of == group)
 
 
-def group_key(commitment: Commitment) -> tuple:
+def group_key(commitment: Commitment) -> tuple[object, ...]:
     """What makes two commitments interchangeable for the formulation."""
     return (commitment.tier, commitment.allowed_sites, commitment.min_sites, commitment.n_minus_1)
 
 
 def aggregate_commitments(commitments: tuple[Commitment, ...]) -> Book:
     """Merge interchangeable commitments (``group_key``) into one commitment per group, in order of first member."""
-    index: dict[tuple, int] = {}
+    index: dict[tuple[object, ...], int] = {}
     group_of = np.zeros(len(commitments), dtype=np.int64)
     for ci, c in enumerate(commitments):
         group_of[ci] = index.setdefault(group_key(c), len(index))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formulation import REGIONS, Formulation, describe
-from .problem import Problem
+from .formulation import Formulation, describe
+from .problem import REGIONS, Commitment, Problem
 from .solution import BindingConstraint, CommitmentResult, Shortfall, Totals
 
 TOL_USD_PER_H = 0.005  # shadow prices below half a cent an hour are noise, not a story
@@ -179,7 +179,8 @@ def unit_margin_usd_per_h(problem: Problem, form: Formulation, period: int = 0) 
     facility_mw = kw[None, :] * problem.pue[:, period, None] / 1000.0
     energy = facility_mw * (problem.energy_price_usd_per_mwh[:, period, None] + form.carbon_usd_per_mwh[:, None])
     tokens = form.tokens_mtok_per_unit_h * problem.market.inference_price_usd_per_mtok[period]
-    return form.mining_usd_per_unit_h[period][None, :] + tokens[None, :] - energy
+    margin: np.ndarray = form.mining_usd_per_unit_h[period][None, :] + tokens[None, :] - energy
+    return margin
 
 
 def describe_changes(
@@ -209,7 +210,7 @@ def describe_changes(
         if abs(delta[s, h]) <= 1e-6:
             break
         site, hw = problem.sites[s], problem.hardware[h]
-        m = margin[s, h]
+        m = float(margin[s, h])
         if not site.available:
             why = "the site is offline"
         elif delta[s, h] > 0 and hw.kind == "inference" and site.code in hosting:
@@ -273,7 +274,7 @@ def explanation_lines(
     lines.extend(b.text for b in binding[:MAX_LINES_BINDING])
     specs = {c.id: c for c in problem.commitments}
     lines.extend(_placement_lines(commitments, specs))
-    first = {}
+    first: dict[tuple[str, str | int], Shortfall] = {}
     for sf in shortfalls:
         first.setdefault((sf.constraint.split("[")[0], sf.commitment), sf)
     for n, ((kind, cid), sf) in enumerate(first.items()):
@@ -294,7 +295,7 @@ def explanation_lines(
     return tuple(lines)
 
 
-def _placement_lines(commitments: tuple[CommitmentResult, ...], specs: dict) -> list[str]:
+def _placement_lines(commitments: tuple[CommitmentResult, ...], specs: dict[str | int, Commitment]) -> list[str]:
     """Where each commitment is served, one line each for a small book; per tier beyond MAX_LINES_COMMITMENTS (the
     explanation is stored with every run and read by the advisor: it must not grow with the book)."""
     if len(commitments) > MAX_LINES_COMMITMENTS:

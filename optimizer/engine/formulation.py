@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from .book import Book, aggregate_commitments
 from .problem import REGIONS, Commitment, Problem
@@ -234,14 +235,22 @@ class Builder:
         self.offset = 0.0
         self.switching_usd_per_unit = np.zeros(problem.period_hours.size)
 
-    def columns(self, name: str, shape: tuple[int, ...], *, cost=0.0, lower=0.0, upper=INF) -> Block:
+    def columns(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        *,
+        cost: ArrayLike = 0.0,
+        lower: ArrayLike = 0.0,
+        upper: ArrayLike = INF,
+    ) -> Block:
         """A block of columns (period first) with its cost per unit (minimized: negative profit) and bounds."""
         block = self.cols.add(name, shape)
         for target, value in ((self.cost, cost), (self.lower, lower), (self.upper, upper)):
             target[name] = np.broadcast_to(np.asarray(value, dtype=float), block.shape).ravel().copy()
         return block
 
-    def rows_of(self, name: str, shape: tuple[int, ...], lower, upper) -> Block:
+    def rows_of(self, name: str, shape: tuple[int, ...], lower: ArrayLike, upper: ArrayLike) -> Block:
         """A block of rows with bounds ``lower <= A x <= upper``; terms are added with ``term``."""
         block = self.rows.add(name, shape)
         self.row_lower.append(np.broadcast_to(np.asarray(lower, dtype=float), block.shape).ravel())
@@ -345,7 +354,7 @@ def switching_costs(b: Builder) -> None:
     b.cost["dp"] = np.broadcast_to(2.0 * sw[:, None, None], dp.shape).ravel().copy()
     shift = -sw + np.append(sw[1:], 0.0)  # [T]
     b.cost["x"] = b.cost["x"] + np.broadcast_to(shift[:, None, None], dp.shape).ravel()
-    if has_prev:
+    if problem.previous_units is not None:
         b.offset -= sw[0] * float(problem.previous_units.sum())
     if settings.ramp_limit_fraction is not None:
         # Ramp-up limit: at most max(fraction x inventory, 1) units started per period; stopping is free.

@@ -31,10 +31,12 @@ import numpy as np
 from .problem import HardwareModel, Market, Problem, Settings, Site
 from .solution import Solution
 
+# The /inventory shape: category (miners, inference) -> hardware code -> field (power, hashrate, tokens) -> value.
+Inventory = Mapping[str, Mapping[str, Mapping[str, int]]]
 SITE_POWER_W = 1_000_000
 INTERVAL_HOURS = 5 / 60
 # GET /inventory, verbatim: power in watts per unit, hashrate and tokens in the API's abstract units.
-HACKATHON_INVENTORY: dict = {
+HACKATHON_INVENTORY: dict[str, dict[str, dict[str, int]]] = {
     "inference": {"asic": {"power": 15000, "tokens": 50000}, "gpu": {"power": 5000, "tokens": 1000}},
     "miners": {
         "air": {"hashrate": 1000, "power": 3500},
@@ -78,7 +80,9 @@ class MachinesReport:
         return self.total_revenue - self.total_power_cost
 
 
-def hardware_from_inventory(inventory: Mapping = HACKATHON_INVENTORY) -> tuple[HardwareModel, ...]:
+def hardware_from_inventory(
+    inventory: Inventory = HACKATHON_INVENTORY,
+) -> tuple[HardwareModel, ...]:
     """Engine hardware models from the /inventory shape (kW = W / 1000; outputs in the API's units)."""
     models = [
         HardwareModel(code=code, kind="miner", power_kw=spec["power"] / 1000.0, hashrate_th_s=float(spec["hashrate"]))
@@ -91,7 +95,7 @@ def hardware_from_inventory(inventory: Mapping = HACKATHON_INVENTORY) -> tuple[H
     return tuple(models)
 
 
-def _specs(inventory: Mapping) -> dict[str, tuple[int, float, str]]:
+def _specs(inventory: Inventory) -> dict[str, tuple[int, float, str]]:
     """code -> (watts, output per unit, 'hash' | 'token')."""
     specs = {code: (int(s["power"]), float(s["hashrate"]), "hash") for code, s in inventory["miners"].items()}
     specs |= {code: (int(s["power"]), float(s["tokens"]), "token") for code, s in inventory["inference"].items()}
@@ -101,7 +105,7 @@ def _specs(inventory: Mapping) -> dict[str, tuple[int, float, str]]:
 def problem_for_prices(
     prices: Sequence[PriceRow],
     *,
-    inventory: Mapping = HACKATHON_INVENTORY,
+    inventory: Inventory = HACKATHON_INVENTORY,
     power_w: int = SITE_POWER_W,
     integer: bool = True,
     site_code: str = "mara",
@@ -134,7 +138,7 @@ def score_allocation(
     allocation: Mapping[str, int],
     price: PriceRow,
     *,
-    inventory: Mapping = HACKATHON_INVENTORY,
+    inventory: Inventory = HACKATHON_INVENTORY,
     power_w: int = SITE_POWER_W,
 ) -> MachinesReport:
     """The API's accounting of one interval for ``allocation`` (keys: API fields or hardware codes).
@@ -172,7 +176,10 @@ def score_allocation(
 
 
 def best_allocation(
-    price: PriceRow, *, inventory: Mapping = HACKATHON_INVENTORY, power_w: int = SITE_POWER_W
+    price: PriceRow,
+    *,
+    inventory: Inventory = HACKATHON_INVENTORY,
+    power_w: int = SITE_POWER_W,
 ) -> tuple[dict[str, int], float]:
     """The best integer allocation of one interval, exactly: an unbounded knapsack over watts.
 

@@ -8,6 +8,7 @@ which catches a wrong coefficient in either place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -110,10 +111,10 @@ class WarmStart:
 
     signature: str  # fingerprint of the matrix and integrality: a warm start is used only when it matches
     col_value: np.ndarray  # primal values of the solve
-    basis: object | None = field(default=None, repr=False)  # highspy.HighsBasis of the LP (relaxation)
+    basis: Any = field(default=None, repr=False)  # highspy.HighsBasis of the LP (relaxation)
 
-    def __getstate__(self) -> dict:
-        state = {"signature": self.signature, "col_value": self.col_value, "basis": None}
+    def __getstate__(self) -> dict[str, object]:
+        state: dict[str, object] = {"signature": self.signature, "col_value": self.col_value, "basis": None}
         if self.basis is not None:
             state["basis"] = (
                 np.fromiter(map(int, self.basis.col_status), np.int8, len(self.basis.col_status)),
@@ -121,7 +122,7 @@ class WarmStart:
             )
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         import highspy
 
         basis = None
@@ -226,7 +227,7 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
         spot = np.clip(spot.sum(axis=2), 0.0, None)  # [T, S]
         region = np.array([REGIONS.index(s.region) for s in problem.sites])
         produced = np.zeros((n_t, len(REGIONS)))
-        np.add.at(produced, (slice(None), region), spot)
+        np.add.at(produced, (slice(None), region), spot)  # type: ignore[arg-type]  # numpy's stubs miss tuple indices
         share = np.divide(spot, produced[:, region], out=np.zeros_like(spot), where=produced[:, region] > 0)
         sold_usd = cols["sold"].take(col) * problem.market.inference_price_usd_per_mtok[:, None] * hours.T  # [T, R]
         inference = (share * sold_usd[:, region]).T
@@ -247,11 +248,11 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
         served_usd = (cap - unserved) * price * problem.period_hours[:, None]  # [T, G]
         y = np.clip(cols["y"].take(col), 0.0, None)  # [T, P]
         placed = np.zeros((n_t, len(cap)))
-        np.add.at(placed, (slice(None), form.pair_commitment), y)
+        np.add.at(placed, (slice(None), form.pair_commitment), y)  # type: ignore[arg-type]  # numpy's stubs miss tuple indices
         share = np.divide(
             y, placed[:, form.pair_commitment], out=np.zeros_like(y), where=placed[:, form.pair_commitment] > 0
         )
-        np.add.at(contract.T, (slice(None), form.pair_site), share * served_usd[:, form.pair_commitment])
+        np.add.at(contract.T, (slice(None), form.pair_site), share * served_usd[:, form.pair_commitment])  # type: ignore[arg-type]  # numpy's stubs miss tuple indices
         penalty = (unserved * pen).sum(axis=1) * problem.period_hours
         if form.n1_commitments.size:
             short = np.clip(cols["v"].take(col), 0.0, None)

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from .explain import allocation_violations, binding_constraints, describe_changes, explanation_lines
 from .formulation import Formulation, build_formulation
 from .problem import Problem
-from .solution import Solution, WarmStart, commitment_results, compute_ledger, site_breakdown
+from .solution import BindingConstraint, Solution, WarmStart, commitment_results, compute_ledger, site_breakdown
 
 
 def solve(problem: Problem, *, warm_start: Solution | WarmStart | None = None) -> Solution:
@@ -105,11 +105,11 @@ def _pass_model(h: highspy.Highs, form: Formulation) -> None:
 
 def _run_highs(problem: Problem, form: Formulation, warm: WarmStart | None, started: float) -> _Run:
     is_mip = bool(form.integrality.any())
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
     _options(h, problem, started)
     _pass_model(h, form)
-    warm_started = warm is not None and warm.signature == form.signature and warm.basis is not None and not is_mip
-    if warm_started:
+    warm_started = False
+    if warm is not None and warm.signature == form.signature and warm.basis is not None and not is_mip:
         warm_started = h.setBasis(warm.basis) == highspy.HighsStatus.kOk
     h.run()
     model_status = h.getModelStatus()
@@ -145,7 +145,7 @@ def _solve_integer(problem: Problem, form: Formulation, warm: WarmStart | None, 
     relaxed = form.relaxed()
     lp = _run_highs(problem, relaxed, warm, started)
     candidate, fixed, gap = None, None, np.inf
-    if lp.status == "optimal":  # only an optimal relaxation is a bound
+    if lp.status == "optimal" and lp.col is not None:  # only an optimal relaxation is a bound
         bound = relaxed.profit(lp.col)
         units = round_units(problem, relaxed.cols["x"].take(lp.col).transpose(1, 2, 0))
         fixed = build_formulation(problem, fixed_units=units)
@@ -161,7 +161,12 @@ def _solve_integer(problem: Problem, form: Formulation, warm: WarmStart | None, 
     # unimproved start, while the reported objective is the improved one. Branch from scratch, keep the better.
     run = _run_highs(problem, form, None, started)
     run.warm, run.warm_started = lp.warm, lp.warm_started
-    if candidate is not None and (run.col is None or form.profit(run.col) < fixed.profit(candidate.col) - 1e-9):
+    if (
+        candidate is not None
+        and candidate.col is not None
+        and fixed is not None
+        and (run.col is None or form.profit(run.col) < fixed.profit(candidate.col) - 1e-9)
+    ):
         # Never return less than the rounded plan already in hand (e.g. branch-and-bound hit the time limit).
         candidate.status = "optimal" if run.status == "optimal" else "time_limit"
         return _finish(problem, fixed, candidate, started, integer=True, method="MILP by LP rounding")
@@ -213,7 +218,7 @@ def _fixed_lp_duals(h: highspy.Highs, form: Formulation) -> tuple[np.ndarray, np
     status, fixed_lp = h.getFixedLp()
     if status != highspy.HighsStatus.kOk:
         return np.zeros(form.num_row), np.zeros(form.num_col)
-    lp = highspy.Highs()
+    lp = highspy.Highs()  # type: ignore[no-untyped-call]
     lp.setOptionValue("output_flag", False)
     lp.passModel(fixed_lp)
     lp.run()
@@ -234,6 +239,7 @@ def _finish(problem: Problem, form: Formulation, run: _Run, started: float, *, i
 
 def _assemble(problem: Problem, form: Formulation, run: _Run, integer: bool, seconds: float, header: str) -> Solution:
     col = run.col
+    assert col is not None  # _finish assembles only a run that found a plan
     units = form.cols["x"].take(col).transpose(1, 2, 0).copy()  # [T, S, H] -> [S, H, T]
     units[units < 1e-9] = 0.0  # solver noise (-1e-12) must not leak out as "negative units"
     if integer:
@@ -241,7 +247,7 @@ def _assemble(problem: Problem, form: Formulation, run: _Run, integer: bool, sec
     ledger = compute_ledger(problem, form, col)
     totals = ledger.totals()
     commitments, shortfalls = commitment_results(problem, form, col)
-    binding = ()
+    binding: tuple[BindingConstraint, ...] = ()
     if run.row_dual is not None and run.col_dual is not None:
         binding = binding_constraints(problem, form, col, run.row_dual, run.col_dual, integer=integer)
     lines = explanation_lines(problem, form, units[:, :, 0], totals, commitments, shortfalls, binding, header)
