@@ -4,12 +4,13 @@ which a Django upgrade changes without notice (tests and migrations aside)."""
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
-APPS = ("core", "sites", "sla", "optimizer", "mara", "energyarb")
+APPS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]  # every app
 PRIVATE = {"_result_cache", "_prefetch_done", "_prefetched_objects_cache", "_state", "_known_related_objects"}
 
 

@@ -15,8 +15,12 @@ down to what fits, so the bounds alone never make a plan infeasible.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .problem import Problem
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +39,7 @@ class UnitLimits:
             raise ValueError("unit_limits.min_units cannot exceed max_units")
 
 
-def apply_unit_limits(problem, lower: np.ndarray, upper: np.ndarray, x_slice: slice) -> None:
+def apply_unit_limits(problem: Problem, lower: np.ndarray, upper: np.ndarray, x_slice: slice) -> None:
     """Tighten the bounds of x ([T, S, H] flattened at ``x_slice``) by ``problem.unit_limits`` in place."""
     limits = getattr(problem, "unit_limits", None)
     if limits is None:
