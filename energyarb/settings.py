@@ -342,6 +342,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
 CELERY_TASK_ACKS_LATE = True
+# A running optimization's lease: its worker renews it every third of this; a run whose worker died is abandoned
+# once it expires (optimizer.services.fail_abandoned_runs), so the next period's run proceeds.
+OPTIMIZER_RUN_LEASE_S = env_float("OPTIMIZER_RUN_LEASE_S", 60.0)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

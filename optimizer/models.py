@@ -32,6 +32,12 @@ class OptimizationRun(models.Model):
     queued_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="While running: its worker renews this; a run whose lease has expired is abandoned (worker died).",
+    )
     solve_seconds = models.FloatField(null=True, blank=True)
     objective_usd_per_h = models.DecimalField(**USD)
     revenue_usd_per_h = models.DecimalField(**USD)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from itertools import groupby
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from core.auth import signed_in
@@ -85,16 +86,20 @@ QUEUED_RUN_LIFETIME = timedelta(minutes=10)
 
 
 def fail_abandoned_runs(*, now: datetime) -> int:
-    """Mark as failed any run still 'running' past the hard task time limit (its worker died), and as skipped
-    any run still 'queued' past QUEUED_RUN_LIFETIME (its task will never run it).
+    """Mark as failed any run still 'running' whose lease expired (its worker died: a working worker renews it,
+    `RunLease`), and as skipped any run still 'queued' past QUEUED_RUN_LIFETIME (its task will never run it).
 
-    Without this, a killed worker would hold the one-running slot forever, and a lost message would leave a
-    run 'queued' forever.
+    Without this, a killed worker would hold the one-running slot: the next runs were skipped for the task's hard
+    time limit (about 330 s, no plan meanwhile); with the lease, for at most OPTIMIZER_RUN_LEASE_S.
     """
-    limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
-    failed = OptimizationRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=now - limit).update(
-        status=RunStatus.FAILED, finished_at=now, error="Abandoned: its worker stopped before finishing."
-    )
+    failed = (
+        OptimizationRun.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now)
+        .update(status=RunStatus.FAILED, finished_at=now, error="Abandoned: its worker stopped renewing its lease.")
+    )  # fmt: skip
+    limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)  # a run claimed before leases existed
+    failed += OptimizationRun.objects.filter(
+        status=RunStatus.RUNNING, lease_expires_at__isnull=True, started_at__lt=now - limit
+    ).update(status=RunStatus.FAILED, finished_at=now, error="Abandoned: its worker stopped before finishing.")
     never_started = OptimizationRun.objects.filter(
         status=RunStatus.QUEUED, queued_at__lt=now - QUEUED_RUN_LIFETIME
     ).update(
@@ -106,12 +111,47 @@ def fail_abandoned_runs(*, now: datetime) -> int:
     return failed + never_started
 
 
+def run_lease() -> timedelta:
+    return timedelta(seconds=settings.OPTIMIZER_RUN_LEASE_S)
+
+
+class RunLease:
+    """While a run is worked on, renew its lease every third of OPTIMIZER_RUN_LEASE_S from a daemon thread (one
+    UPDATE on its own connection); a killed worker stops renewing, so `fail_abandoned_runs` frees the running slot
+    once the lease has expired, and the next period's run proceeds."""
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"run-{run_id}-lease", daemon=True)
+
+    def __enter__(self) -> RunLease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        every = run_lease().total_seconds() / 3
+        try:
+            while not self._stop.wait(every):
+                OptimizationRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
+                    lease_expires_at=timezone.now() + run_lease()
+                )
+        except DatabaseError:  # the database is down: the lease lapses, as it would with the worker
+            logger.warning("Run %s: its lease could not be renewed", self.run_id)
+        finally:
+            connections.close_all()  # this thread's connection
+
+
 def _claim(run_id: int, now: datetime) -> str:
-    """queued -> running, or say why not: 'claimed' | 'busy' | 'gone'."""
+    """queued -> running (with a lease), or say why not: 'claimed' | 'busy' | 'gone'."""
     try:
         with transaction.atomic():
             claimed = OptimizationRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-                status=RunStatus.RUNNING, started_at=now
+                status=RunStatus.RUNNING, started_at=now, lease_expires_at=now + run_lease()
             )
     except IntegrityError:
         return "busy"
@@ -146,6 +186,12 @@ def execute_run(*, run_id: int, at: datetime | None = None) -> OptimizationRun:
     if outcome == "gone":
         logger.info("Run %s was not queued any more; nothing to do.", run_id)
         return OptimizationRun.objects.get(pk=run_id)
+    with RunLease(run_id):
+        return _work(run_id, at)
+
+
+def _work(run_id: int, at: datetime) -> OptimizationRun:
+    """The claimed run: build its inputs, solve, store and apply (see execute_run)."""
     run = OptimizationRun.objects.get(pk=run_id)
     try:
         inputs = build_inputs(at=at, strategy=run.strategy)

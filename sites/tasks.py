@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from . import services
@@ -16,8 +17,10 @@ from .clients.errors import SourceUnavailable
 
 logger = logging.getLogger(__name__)
 
+# Transient: a source that does not answer, and a database that is stopped or restarting (as the sla and grid tasks
+# retry it); bad data (SourceDataError) is not retried.
 RETRY = {
-    "autoretry_for": (SourceUnavailable,),
+    "autoretry_for": (SourceUnavailable, OperationalError, InterfaceError),
     "retry_backoff": 5,
     "retry_backoff_max": 120,
     "retry_jitter": True,

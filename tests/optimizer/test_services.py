@@ -1,5 +1,6 @@
 """Optimization runs: one at a time, never on stale inputs, stored and applied whole."""
 
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -7,7 +8,9 @@ import pytest
 import time_machine
 from django.core.management import call_command
 from django.db.models import Sum
+from django.utils import timezone
 
+from optimizer import services
 from optimizer.choices import RunStatus, RunTrigger
 from optimizer.models import Allocation, OptimizationRun
 from optimizer.services import execute_run, fail_abandoned_runs, optimize_now, request_optimization
@@ -86,6 +89,38 @@ def test_abandoned_running_run_is_failed_and_frees_the_slot(world):
     stuck.refresh_from_db()
     assert stuck.status == RunStatus.FAILED and "Abandoned" in stuck.error
     assert run.status == RunStatus.SUCCEEDED
+
+
+def test_a_run_whose_worker_died_is_abandoned_once_its_lease_expires_and_the_next_period_proceeds(world, settings):
+    """A worker killed while applying left its run 'running'; the next runs were skipped ("Another optimization was
+    running") for about 330 s, the task's hard time limit. Now a run holds a lease its worker renews; once it has
+    expired (60 s), the next period's run frees the slot and applies its plan."""
+    settings.OPTIMIZER_RUN_LEASE_S = 60
+    dead = OptimizationRun.objects.create(trigger=RunTrigger.SCHEDULE)
+    with time_machine.travel(NOW, tick=False):
+        assert services._claim(dead.pk, NOW) == "claimed"  # then its worker is killed
+    with time_machine.travel(NOW + timedelta(seconds=30), tick=False):
+        too_soon = optimize_now(trigger=RunTrigger.SCHEDULE)
+    with time_machine.travel(NOW + timedelta(seconds=61), tick=False):
+        next_period = optimize_now(trigger=RunTrigger.SCHEDULE)
+
+    dead.refresh_from_db()
+    assert too_soon.status == RunStatus.SKIPPED  # the lease still held: it may be alive
+    assert dead.status == RunStatus.FAILED and "lease" in dead.error
+    assert next_period.status == RunStatus.SUCCEEDED and next_period.is_applied
+
+
+@pytest.mark.django_db(transaction=True)  # the renewing thread has its own connection: it must see the row
+def test_a_working_run_renews_its_lease(settings):
+    settings.OPTIMIZER_RUN_LEASE_S = 0.3
+    run = OptimizationRunFactory(status=RunStatus.RUNNING, started_at=timezone.now(), finished_at=None)
+    OptimizationRun.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() + timedelta(seconds=0.3))
+    first = OptimizationRun.objects.get(pk=run.pk).lease_expires_at
+
+    with services.RunLease(run.pk):
+        time.sleep(0.6)  # two renewals (every 0.1 s); without them the lease would have lapsed
+
+    assert OptimizationRun.objects.get(pk=run.pk).lease_expires_at > first + timedelta(seconds=0.2)
 
 
 def test_executing_a_finished_run_again_changes_nothing(world):

@@ -443,6 +443,7 @@ def test_worker_killed_mid_optimization_applies_nothing_half_then_recovers(
         REDIS_URL=private_redis.url(0),
         DATABASE_URL=postgres_url(connection.settings_dict),
         DB_CONN_MAX_AGE="0",
+        OPTIMIZER_RUN_LEASE_S="3",
         FAULT_PAUSE_AT="optimizer.services:_finish",
         FAULT_PAUSE_IF_ARG="succeeded",
         FAULT_MARKER=str(marker),
@@ -462,10 +463,14 @@ def test_worker_killed_mid_optimization_applies_nothing_half_then_recovers(
     assert not Allocation.objects.filter(run=killed).exists()  # no half-applied allocation ...
     assert dict(SiteInventory.objects.values_list("pk", "units_running")) == running_before  # ... nor site state
 
-    # Time passes beyond the hard time limit (backdated rather than waited for); the next scheduled run frees
-    # the slot and applies a whole plan on a restarted worker.
-    backdated = timezone.now() - timedelta(seconds=TIME_LIMIT_S + 60)
-    OptimizationRun.objects.filter(pk=killed.pk).update(started_at=backdated)
+    # Its lease (OPTIMIZER_RUN_LEASE_S, 3 s here) lapses with no worker renewing it; the next scheduled run frees
+    # the slot and applies a whole plan on a restarted worker, long before the task's hard time limit.
+    wait_for(
+        lambda: OptimizationRun.objects.get(pk=killed.pk).lease_expires_at < timezone.now(),
+        timeout_s=10,
+        what="the killed run's lease to expire",
+        log=log,
+    )
     restarted_log = tmp_path / "worker-restarted.log"
     with celery_worker(env, restarted_log, "optimizer", launcher="tests.reliability.fault_worker"):
         send.send_task("optimizer.tasks.run_optimization", queue="optimizer")  # what beat sends

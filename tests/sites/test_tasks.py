@@ -11,6 +11,8 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.db import OperationalError
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.urls import reverse
 
 from sites.choices import DataSource, MarketRegion
@@ -214,6 +216,25 @@ def test_a_transient_source_failure_is_retried_and_the_retry_stores_the_prices(s
     assert len(hackathon_api.requests_to("GET", "/prices")) == 2
     assert fetches() == [("market", "hackathon_api", False, 0), ("market", "hackathon_api", True, 8)]
     assert "hackathon_api: HTTP 503" in SourceFetch.objects.order_by("id").first().error
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit, as a worker runs it: the failed query breaks no outer block
+@pytest.mark.parametrize("task", [refresh_market_prices, refresh_weather])
+def test_a_refresh_that_meets_a_stopped_database_is_retried_not_dropped(sites, monkeypatch, task):
+    """It was acknowledged and dropped, unlike the other transient errors: the interval was lost until the next."""
+    real_cursor = BaseDatabaseWrapper.cursor
+    down = iter([True, True])  # the first two queries find PostgreSQL stopped
+
+    def stopped_then_back(self, *args, **kwargs):
+        if next(down, False):
+            raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
+        return real_cursor(self, *args, **kwargs)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "cursor", stopped_then_back)
+    result = run(task, NOW)
+
+    assert result.successful(), result.traceback
+    assert result.get()["rows_written"] > 0
 
 
 def test_a_source_that_stays_down_fails_after_the_retries_and_changes_nothing_stored(sites, hackathon_api, settings):
