@@ -375,6 +375,8 @@ ENERGYARB = {
     "HTTP_TIMEOUT_S": env_float("HTTP_TIMEOUT_S", 10.0),
     "MAP_TILE_URL": env_str("MAP_TILE_URL", ""),
     "SWITCHING_COST_USD_PER_UNIT": env_float("SWITCHING_COST_USD_PER_UNIT", 0.05),
+    # SLA rate card (docs/economics.md): USD per kW-month at 1.0x; a tier sells at its multiplier times this.
+    "SLA_BASE_RATE_USD_PER_KW_MONTH": env_float("SLA_BASE_RATE_USD_PER_KW_MONTH", 415.0),
     "CARBON_PRICE_USD_PER_T": env_float("CARBON_PRICE_USD_PER_T", 0.0),
     "SOLVER_TIME_LIMIT_S": env_float("SOLVER_TIME_LIMIT_S", 30.0),
     "HORIZON_HOURS": env_float("HORIZON_HOURS", 6.0),

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
@@ -39,12 +38,14 @@ from django.db.models import (
 )
 
 from fleet.hysteresis import unit_limits
-from sites.models import EnergyPrice, MarketPrice, Site, SiteInventory, WeatherReading
+from sites.choices import HardwareKind
+from sites.models import EnergyPrice, HardwareModel, MarketPrice, Site, SiteInventory, WeatherReading
 from sites.simulation import INFERENCE_REGIONS, floor_to_step, pue, simulate_inference_demand
 from sla.choices import ContractStatus
 from sla.models import Contract, Placement
 
 from . import engine, forecast
+from .credit_pricing import shortfall_prices
 
 STEP_MINUTES = 5
 STEP = timedelta(minutes=STEP_MINUTES)
@@ -91,22 +92,6 @@ def engine_hardware(hw) -> engine.HardwareModel:
         hashrate_th_s=float(hw.hashrate_th_per_s or 0),
         tokens_per_s=float(hw.tokens_per_s or 0),
     )
-
-
-def unserved_penalty_factor(credit_rules) -> float:
-    """Penalty per unserved committed kWh, as a multiple of the contract's price per kWh.
-
-    The first step of a credit schedule is the steepest: missing (100 - threshold) % of a month's committed
-    energy costs credit_pct % of the month's charge, so one unserved kWh costs about
-    price x credit_pct / (100 - threshold). Premium (10 % below 99.9 %): 100 x price; Standard (10 % below
-    95 %): 2 x price; Flexible (10 % below 90 %): 1 x price; Spot (no schedule): 0.
-    """
-    rules = sorted(credit_rules, key=lambda rule: rule.uptime_below_pct, reverse=True)
-    if not rules:
-        return 0.0
-    first = rules[0]
-    margin_pct = float(Decimal(100) - first.uptime_below_pct)
-    return float(first.credit_pct) / max(margin_pct, 0.01)
 
 
 def _market_at(at: datetime) -> MarketPrice | None:
@@ -550,7 +535,8 @@ def _forecast_window(
 
 
 def commitments_at(*, at: datetime, site_codes: set[str]) -> tuple[tuple[Contract, ...], tuple[engine.Commitment, ...]]:
-    """Active contracts running now, as engine commitments served on the sites they are placed on."""
+    """Active contracts running now, as engine commitments served on the sites they are placed on, each shortfall
+    priced from its month so far (optimizer.credit_pricing)."""
     current = Placement.objects.current(at).select_related("site")
     contracts = tuple(
         Contract.objects.filter(status=ContractStatus.ACTIVE, starts_at__lte=at, ends_at__gt=at)
@@ -558,23 +544,40 @@ def commitments_at(*, at: datetime, site_codes: set[str]) -> tuple[tuple[Contrac
         .prefetch_related("tier__credit_rules", Prefetch("placements", queryset=current, to_attr="current_placements"))
         .order_by("pk")
     )
+    shortfall = shortfall_prices(contracts, at=at, resale_usd_per_kwh=token_resale_usd_per_kwh(at)) if contracts else {}
     commitments = []
     for contract in contracts:
+        # Served only where it is placed; placed only on sites that are all offline, it cannot be served at all
+        # (an empty tuple), rather than anywhere (None is kept for a contract without placements).
         placed = tuple(sorted({p.site.code for p in contract.current_placements} & site_codes))
-        price = float(contract.quoted_price_usd_per_kwh)
+        price = shortfall[contract.pk]
         commitments.append(
             engine.Commitment(
                 id=contract.pk,
                 tier=contract.tier.code,
                 capacity_kw=float(contract.capacity_kw),
-                price_usd_per_kwh=price,
-                penalty_usd_per_kwh=price * unserved_penalty_factor(contract.tier.credit_rules.all()),
+                price_usd_per_kwh=float(contract.quoted_price_usd_per_kwh),
+                penalty_usd_per_kwh=price.penalty,
                 n_minus_1=contract.tier.requires_n_minus_1,
-                allowed_sites=placed or None,
+                allowed_sites=placed if contract.current_placements else None,
                 min_sites=contract.tier.min_sites,
             )
         )
     return contracts, tuple(commitments)
+
+
+def token_resale_usd_per_kwh(at: datetime) -> float:
+    """What a kWh of the best inference hardware earns on the token market at the newest token price (USD/kWh)."""
+    market = _market_at(at)
+    if market is None:
+        return 0.0
+    per_kw = [
+        float(tokens) / float(kw)
+        for tokens, kw in HardwareModel.objects.filter(kind=HardwareKind.INFERENCE, tokens_per_s__gt=0).values_list(
+            "tokens_per_s", "power_kw_per_unit"
+        )
+    ]
+    return float(market.inference_price_usd_per_mtok) * max(per_kw, default=0.0) * 3600 / 1e6
 
 
 def _age(delta: timedelta) -> str:

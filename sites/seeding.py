@@ -6,7 +6,15 @@ from collections import Counter
 
 from django.db import models, transaction
 
-from .catalogue import HARDWARE, INVENTORY, INVENTORY_COLUMNS, SITES, hardware_defaults, site_defaults
+from .catalogue import (
+    HARDWARE,
+    INVENTORY,
+    INVENTORY_COLUMNS,
+    RETIRED_HARDWARE,
+    SITES,
+    hardware_defaults,
+    site_defaults,
+)
 from .markets.seeding import seed_price_nodes
 from .models import HardwareModel, Site, SiteInventory
 
@@ -34,7 +42,8 @@ def seed_physical_world() -> Counter:
     """Ten sites, the hardware catalogue and the fleet inventory; returns counts per (model, outcome).
 
     Running units are a decision of the optimizer and are left alone; available units are reset to
-    installed only when a row is created.
+    installed only when a row is created. Units of retired hardware (`RETIRED_HARDWARE`, no public figure) stay
+    installed but none is available, so nothing plans or sells on them.
     """
     outcomes: Counter = Counter()
     hardware, sites = {}, {}
@@ -63,5 +72,7 @@ def seed_physical_world() -> Counter:
                 outcomes["inventories", "updated"] += 1
             else:
                 outcomes["inventories", "unchanged"] += 1
+    retired = SiteInventory.objects.filter(hardware_model__code__in=RETIRED_HARDWARE).exclude(units_available=0)
+    outcomes["retired inventories", "updated"] += retired.update(units_available=0, units_running=0)
     outcomes.update(seed_price_nodes(sites))
     return outcomes

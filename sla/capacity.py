@@ -30,9 +30,16 @@ START_GRACE_SECONDS = 60  # a start this close to now counts as "now" (clock ske
 # A contract is spread over at most this many sites (more pieces cost more to operate than they save).
 MAX_SITES_PER_CONTRACT = 4
 
-# Pricing. Without a stored market price the token price falls back to the simulator's long-run level
-# (sites.simulation.prices.simulate_inference_price, level_usd_per_million_tokens=2.0).
-DEFAULT_INFERENCE_PRICE_USD_PER_MTOK = Decimal("2.00")
+# Pricing on a term basis (docs/economics.md): a rate card in USD per kW-month, the base rate times the tier's
+# multiplier, like a cloud's price list; it does not move with the hour's token price. The base rate makes
+# Premium (3.5x) about GPU cloud on demand: an 8 x H100 node at 2-3 USD per GPU-hour on its 10.2 kW nameplate is
+# 1,150-1,720 USD per kW-month, so Premium = 3.5 x 415 = 1,452; Spot (0.4x, 166 = 0.23 USD/kWh) stays above
+# what a kWh earns mining (about 0.12 USD at 50 USD per PH-day). Settings.SLA_BASE_RATE_USD_PER_KW_MONTH overrides.
+BASE_RATE_USD_PER_KW_MONTH = Decimal("415")
+HOURS_PER_MONTH = Decimal("730")  # 8,760 / 12: cloud price lists' month
+# Without a stored market price the reference token price (shown, not charged) is the 70B class's list price
+# (sites.catalogue.list_price_usd_per_mtok()).
+DEFAULT_INFERENCE_PRICE_USD_PER_MTOK = Decimal("0.88")
 # Utilization surcharge: price x (1 + UTILIZATION_SURCHARGE x utilization of the chosen sites after admission),
 # so an empty fleet sells at the tier price and a full one at 1.5 x: scarce capacity costs more.
 UTILIZATION_SURCHARGE = Decimal("0.50")
@@ -113,6 +120,8 @@ class Price:
     utilization_factor: Decimal
     price_usd_per_kwh: Decimal
     total_usd: Decimal
+    base_rate_usd_per_kw_month: Decimal = BASE_RATE_USD_PER_KW_MONTH
+    price_usd_per_kw_month: Decimal = ZERO
 
 
 def peak_kw(bookings: Iterable[Booking], start: datetime, end: datetime, *, firm_only: bool = False) -> Decimal:
@@ -332,15 +341,18 @@ def price_for(
     start: datetime,
     end: datetime,
     preemptible: bool,
+    base_rate_usd_per_kw_month: Decimal = BASE_RATE_USD_PER_KW_MONTH,
 ) -> Price:
-    """Price per kWh and in total.
+    """Price per kWh, per kW-month and in total, on the term rate card.
 
-    base value (USD/kWh)  = token price (USD per 1e6 tokens) x tokens/s per kW at the chosen sites x 3,600 s / 1e6,
-                            the value one kWh of inference IT power produces at today's token price;
-    price (USD/kWh)       = base value x tier multiplier x (1 + UTILIZATION_SURCHARGE x utilization);
-    total (USD)           = price x capacity_kw x duration_hours (the customer pays for its capacity once, even
-                            when N-1 books it twice).
-    tokens/s per kW is the share-weighted mean over the plan's sites.
+    rate (USD per kW-month) = base rate x tier multiplier x (1 + UTILIZATION_SURCHARGE x utilization);
+    price (USD/kWh)         = rate / HOURS_PER_MONTH (730);
+    total (USD)             = price x capacity_kw x duration_hours (the customer pays for its capacity once, even
+                              when N-1 books it twice).
+    The same request is priced the same at any hour of the day: nothing in it follows the 5-minute markets.
+    Reference, not charged: base value (USD/kWh) = token price x tokens/s per kW at the chosen sites x 3,600 / 1e6,
+    what a kWh of this placement earns when every token sells at the reference token price (share-weighted mean
+    of tokens/s per kW over the plan's sites).
     """
     source = "market"
     if token_price_usd_per_mtok is None:
@@ -352,7 +364,8 @@ def price_for(
     base = token_price_usd_per_mtok * tokens_per_s_per_kw * SECONDS_PER_HOUR / TOKENS_PER_MTOK
     utilization = utilization_pct(plan, start, end, preemptible=preemptible)
     factor = 1 + UTILIZATION_SURCHARGE * utilization / 100
-    price = (base * tier_multiplier * factor).quantize(PRICE_STEP, rounding=ROUND_HALF_UP)
+    monthly = (base_rate_usd_per_kw_month * tier_multiplier * factor).quantize(CENT, rounding=ROUND_HALF_UP)
+    price = (monthly / HOURS_PER_MONTH).quantize(PRICE_STEP, rounding=ROUND_HALF_UP)
     total = (price * capacity_kw * duration_hours).quantize(CENT, rounding=ROUND_HALF_UP)
     return Price(
         token_price_usd_per_mtok=token_price_usd_per_mtok,
@@ -364,6 +377,8 @@ def price_for(
         utilization_factor=factor.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP),
         price_usd_per_kwh=price,
         total_usd=total,
+        base_rate_usd_per_kw_month=base_rate_usd_per_kw_month,
+        price_usd_per_kw_month=monthly,
     )
 
 

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from sites.choices import MarketRegion
@@ -150,7 +151,8 @@ class Quote(models.Model):
         max_digits=10, decimal_places=4, validators=[MinValueValidator(ZERO)], help_text="Token price used."
     )
     token_price_source = models.CharField(
-        max_length=10, help_text="'market' (newest stored MarketPrice) or 'default' (none stored)."
+        max_length=10,
+        help_text="'market' (newest stored MarketPrice) or 'default' (none stored): shown for reference, not charged.",
     )
     tokens_per_s_per_kw = models.DecimalField(
         max_digits=10, decimal_places=2, validators=[MinValueValidator(ZERO)], help_text="Mean over the sites."
@@ -163,6 +165,20 @@ class Quote(models.Model):
     utilization_factor = models.DecimalField(max_digits=6, decimal_places=4)
     price_usd_per_kwh = models.DecimalField(max_digits=12, decimal_places=6, validators=[MinValueValidator(ZERO)])
     total_usd = models.DecimalField(max_digits=16, decimal_places=2, validators=[MinValueValidator(ZERO)])
+    base_rate_usd_per_kw_month = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        default=ZERO,
+        validators=[MinValueValidator(ZERO)],
+        help_text="The rate card's 1.0x rate the quote was priced on.",
+    )
+    price_usd_per_kw_month = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=ZERO,
+        validators=[MinValueValidator(ZERO)],
+        help_text="Base rate x tier multiplier x utilization factor; the price per kWh is this / 730.",
+    )
     sites = models.JSONField(
         default=list, help_text="The placement it was priced on: [{site, name, market_region, capacity_kw}]."
     )
@@ -300,13 +316,24 @@ class Contract(models.Model):
             Decimal("0.01"), rounding=ROUND_HALF_UP
         )
 
+    def due_kw_minutes_between(self, start: datetime, end: datetime) -> Decimal:
+        """kW-minutes owed over [start, end): capacity x every minute of the service window in it (pure)."""
+        lo, hi = max(start, self.starts_at), min(end, self.service_ended_at)
+        if hi <= lo:
+            return ZERO
+        return self.capacity_kw * Decimal((hi - lo).total_seconds()) / 60
+
+    def _uptime_as_of(self) -> datetime:
+        return getattr(self, "uptime_as_of", None) or timezone.now()
+
     @property
     def uptime_to_date_pct(self) -> Decimal | None:
-        """Delivered / committed energy so far, in percent; needs `ContractQuerySet.with_uptime()` annotations."""
-        return uptime_pct(
-            delivered_kw_minutes=getattr(self, "delivered_kw_minutes", ZERO) or ZERO,
-            committed_kw_minutes=getattr(self, "committed_kw_minutes", ZERO) or ZERO,
-        )
+        """Served energy over what was owed every minute so far, in percent; needs `ContractQuerySet.with_uptime()`
+        annotations; `uptime_as_of` (set it to measure at another moment) defaults to now. A minute without a
+        delivery record counts as undelivered, as in the monthly credits (sla.services.uptime.monthly_uptime_pct)."""
+        served = getattr(self, "delivered_kw_minutes", ZERO) or ZERO
+        due = self.due_kw_minutes_between(self.starts_at, self._uptime_as_of())
+        return uptime_pct(delivered_kw_minutes=min(served, due), committed_kw_minutes=due)
 
     @property
     def delivered_kwh(self) -> Decimal:
@@ -314,7 +341,9 @@ class Contract(models.Model):
 
     @property
     def committed_kwh(self) -> Decimal:
-        return ((getattr(self, "committed_kw_minutes", ZERO) or ZERO) / 60).quantize(Decimal("0.001"))
+        """kWh owed so far: every minute of the service window up to `uptime_as_of` (see `uptime_to_date_pct`)."""
+        due = self.due_kw_minutes_between(self.starts_at, self._uptime_as_of())
+        return (due / 60).quantize(Decimal("0.001"))
 
 
 class Placement(models.Model):

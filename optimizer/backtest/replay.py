@@ -13,6 +13,7 @@ import numpy as np
 from .. import engine
 from ..engine import mara
 from ..forecast import mape, pinball_loss
+from .day_ahead import with_day_ahead_known
 from .history import INTERVAL_HOURS, STEP_MINUTES, History, iso
 from .worlds import BacktestInputError, World
 
@@ -450,7 +451,7 @@ def _replay_lp(
     failures = 0
     t = 0
     while t < total:
-        outlook = forecast(history.window(0, t + 1), bounds)
+        outlook = with_day_ahead_known(world, history, t, bounds, forecast(history.window(0, t + 1), bounds))
         if errors is not None:
             errors.add(t, bounds, outlook)
         solution = engine.solve(outlook.problem(world, period_hours, previous), warm_start=warm)

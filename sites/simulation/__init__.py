@@ -14,6 +14,8 @@ from sites.simulation.cooling import (
     CoolingParameters,
     cooling_overhead_kw,
     cooling_parameters,
+    hall_cooling,
+    hall_pue,
     pue,
 )
 from sites.simulation.prices import (
@@ -61,6 +63,8 @@ __all__ = [
     "derive_site_price_profile",
     "expected_temperatures",
     "floor_to_step",
+    "hall_cooling",
+    "hall_pue",
     "pue",
     "simulate_energy_price_series",
     "simulate_energy_prices",

@@ -61,7 +61,14 @@ COOLING_PARAMETERS: dict[str, CoolingParameters] = {
     "hydro": CoolingParameters(base_pue=1.04, threshold_c=20.0, pue_at_40c=1.08, exponent=1.5),
     # Two-phase/single-phase immersion tanks.
     "immersion": CoolingParameters(base_pue=1.03, threshold_c=25.0, pue_at_40c=1.06, exponent=1.5),
+    # A hall of air-cooled ASIC miners: outside air pushed through by the miners' own fans and exhaust fans, no
+    # chillers (miners run to 40 degC+ inlet); only fans and distribution losses: 1.03-1.10.
+    "mining_air": CoolingParameters(base_pue=1.03, threshold_c=25.0, pue_at_40c=1.10, exponent=1.5),
 }
+
+# Cooling types a site's air-cooled IT hall can have (the others are liquid loops or mining halls).
+AIR_HALL_TYPES = ("free_air", "air", "advanced_ac", "precision_ac", "evaporative", "district")
+LIQUID_TYPES = ("hydro", "immersion")
 
 COOLING_TYPES: tuple[str, ...] = tuple(COOLING_PARAMETERS)
 
@@ -89,6 +96,28 @@ def pue(cooling_type: str, temperature_c: float | np.ndarray) -> float | np.ndar
     return float(result) if result.ndim == 0 else result
 
 
+def hall_cooling(site_cooling_type: str, hardware_cooling_type: str, hardware_kind: str) -> str:
+    """The cooling of the hall a machine runs in (a site holds several halls).
+
+    - liquid-cooled hardware (hydro, immersion) runs in its own loop: its own cooling type;
+    - air-cooled miners run in a mining hall without chillers: ``mining_air``;
+    - air-cooled inference nodes run in the site's air hall (its cooling type) or, at a site whose own cooling is a
+      liquid loop (hydro, immersion), in a chilled hall: ``air``.
+    """
+    if hardware_cooling_type in LIQUID_TYPES:
+        return hardware_cooling_type
+    if hardware_kind == "miner":
+        return "mining_air"
+    return site_cooling_type if site_cooling_type in AIR_HALL_TYPES else "air"
+
+
+def hall_pue(
+    site_cooling_type: str, hardware_cooling_type: str, hardware_kind: str, temperature_c: float | np.ndarray
+) -> float | np.ndarray:
+    """PUE of the hall a machine runs in at outdoor ``temperature_c`` (see ``hall_cooling``)."""
+    return pue(hall_cooling(site_cooling_type, hardware_cooling_type, hardware_kind), temperature_c)
+
+
 def cooling_overhead_kw(it_kw: float | np.ndarray, pue: float | np.ndarray) -> float | np.ndarray:
     """Facility power beyond the IT load, kW: ``it_kw * (pue - 1)``.
 
@@ -111,5 +140,7 @@ __all__ = [
     "CoolingParameters",
     "cooling_overhead_kw",
     "cooling_parameters",
+    "hall_cooling",
+    "hall_pue",
     "pue",
 ]

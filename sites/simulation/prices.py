@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from scipy.special import ndtri
 
+from sites.catalogue import list_price_usd_per_mtok
 from sites.simulation.weather import (
     BLOCK_STEPS,
     DAYS_PER_YEAR,
@@ -69,20 +71,24 @@ class GridRegion:
     solar_share: float  # 0..1, depth of the midday solar dip
     seasonal_amplitude: float  # relative amplitude of the yearly cycle
     summer_peak: bool  # True where air-conditioning load makes summer the expensive season
+    settlement_minutes: int = 5  # length of one price interval of the market (5 = real-time dispatch)
+    day_ahead: bool = False  # prices clear the day before delivery (known from the gate closure on)
 
 
+# Market types: Nord Pool (NO1) and EPEX (DE-LU) clear day-ahead in 15-minute products (since 2025-10-01), JEPX
+# (Tokyo) day-ahead in half hours; Singapore's USEP is a half-hourly real-time price; the others real-time.
 # Keys are energyarb's grid-region codes (``Site.grid_region``, as in sites/catalogue.py).
 GRID_REGIONS: dict[str, GridRegion] = {
     "IS-LANDSNET": GridRegion(55.0, 0.15, 2.0, -20.0, 0.2, 0.00, 0.10, False),  # Iceland
     "CA-BC": GridRegion(55.0, 0.25, 3.0, -30.0, 0.3, 0.03, 0.08, False),  # British Columbia
-    "NO1": GridRegion(60.0, 0.35, 4.0, -50.0, 0.4, 0.03, 0.20, False),  # Nord Pool, Oslo
-    "SG-USEP": GridRegion(60.0, 0.30, 8.0, -20.0, 0.0, 0.08, 0.03, True),  # Singapore
+    "NO1": GridRegion(60.0, 0.35, 4.0, -50.0, 0.4, 0.03, 0.20, False, 15, True),  # Nord Pool, Oslo
+    "SG-USEP": GridRegion(60.0, 0.30, 8.0, -20.0, 0.0, 0.08, 0.03, True, 30),  # Singapore
     "ERCOT": GridRegion(55.0, 0.60, 30.0, -60.0, 1.0, 0.35, 0.15, True),  # Texas
     "IE-SEM": GridRegion(85.0, 0.40, 10.0, -80.0, 1.0, 0.05, 0.12, False),  # Ireland
-    "JP-TOKYO": GridRegion(70.0, 0.35, 10.0, -20.0, 0.0, 0.25, 0.10, True),  # JEPX Tokyo
+    "JP-TOKYO": GridRegion(70.0, 0.35, 10.0, -20.0, 0.0, 0.25, 0.10, True, 30, True),  # JEPX Tokyo
     "NEM-NSW": GridRegion(75.0, 0.60, 25.0, -100.0, 1.5, 0.45, 0.10, True),  # Australia NEM
     "CL-SEN": GridRegion(65.0, 0.45, 6.0, -50.0, 1.0, 0.60, 0.05, False),  # Chile
-    "DE-LU": GridRegion(75.0, 0.45, 8.0, -100.0, 1.2, 0.45, 0.15, False),  # EPEX DE-LU
+    "DE-LU": GridRegion(75.0, 0.45, 8.0, -100.0, 1.2, 0.45, 0.15, False, 15, True),  # EPEX DE-LU
     "generic": GridRegion(60.0, 0.35, 10.0, -50.0, 1.0, 0.20, 0.10, False),
 }
 
@@ -119,8 +125,12 @@ class SitePriceProfile:
     negative_propensity: float = 1.0  # market factor on the negative share (0 = never)
     seasonal_amplitude: float = 0.10  # relative yearly swing
     summer_peak: bool = False  # expensive season: summer (True) or winter (False)
+    settlement_minutes: int = 5  # one price per this many minutes (block mean of the underlying 5-minute process)
+    day_ahead: bool = False  # cleared the day before: known at the gate closure (DAY_AHEAD_GATE_CLOSURE_HOUR_UTC)
 
     def __post_init__(self) -> None:
+        if self.settlement_minutes < 1 or 1440 % self.settlement_minutes:
+            raise ValueError("settlement_minutes must divide a day")
         for name in ("solar_share", "renewable_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")
@@ -278,6 +288,20 @@ def _spike_prices(profile: SitePriceProfile, lo: int, demand: np.ndarray, step_m
     return values
 
 
+DAY_AHEAD_GATE_CLOSURE_HOUR_UTC = 10  # 12:00 CET / 11:00 local for EPEX and Nord Pool; JEPX closes at 10:00 JST
+
+
+def day_ahead_known_until(moment: datetime, time_zone: str) -> datetime:
+    """Until when a day-ahead market's prices are known at `moment`: the end of the next local day once that day's
+    auction has closed (DAY_AHEAD_GATE_CLOSURE_HOUR_UTC), else the end of today (local)."""
+    local = moment.astimezone(ZoneInfo(time_zone))
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    closed = moment.astimezone(UTC).hour >= DAY_AHEAD_GATE_CLOSURE_HOUR_UTC
+    days = 2 if closed else 1
+    end = (midnight + timedelta(days=days)).replace(tzinfo=None)
+    return end.replace(tzinfo=ZoneInfo(time_zone)).astimezone(UTC)
+
+
 def simulate_energy_price_series(
     profile: SitePriceProfile,
     start: datetime,
@@ -287,7 +311,44 @@ def simulate_energy_price_series(
     seed: int,
     spike_cap_usd_per_mwh: float = 5000.0,
 ) -> EnergyPriceSeries:
-    """Energy prices (USD/MWh) plus spike/negative masks; see the module docstring for the model.
+    """Energy prices (USD/MWh) plus spike/negative masks at the market's own settlement.
+
+    A market that settles in intervals longer than the step (`profile.settlement_minutes`: 15-minute day-ahead
+    products, half-hourly prices) holds one price per interval: the mean of the underlying process
+    (`_underlying_series`) over it, on blocks aligned to the UTC epoch so that the series stays window-invariant.
+    An interval is a spike (or negative) when its mean price is.
+    """
+    block = profile.settlement_minutes // step_minutes if profile.settlement_minutes % step_minutes == 0 else 1
+    if block <= 1 or periods == 0:
+        return _underlying_series(
+            profile, start, periods, step_minutes, seed=seed, spike_cap_usd_per_mwh=spike_cap_usd_per_mwh
+        )
+    first = grid_index(utc_seconds(start, periods, step_minutes), step_minutes)
+    lo, hi = (first // block) * block, -(-(first + periods) // block) * block
+    aligned = datetime.fromtimestamp(lo * step_minutes * 60, UTC)
+    raw = _underlying_series(
+        profile, aligned, hi - lo, step_minutes, seed=seed, spike_cap_usd_per_mwh=spike_cap_usd_per_mwh
+    )
+    means = raw.usd_per_mwh.reshape(-1, block).mean(axis=1)
+    spiky = raw.spike_mask.reshape(-1, block).any(axis=1) & (means >= SPIKE_THRESHOLD_USD_PER_MWH)
+    window = slice(first - lo, first - lo + periods)
+    return EnergyPriceSeries(
+        usd_per_mwh=np.repeat(means, block)[window],
+        spike_mask=np.repeat(spiky, block)[window],
+        negative_mask=np.repeat(means < 0, block)[window],
+    )
+
+
+def _underlying_series(
+    profile: SitePriceProfile,
+    start: datetime,
+    periods: int,
+    step_minutes: int = 5,
+    *,
+    seed: int,
+    spike_cap_usd_per_mwh: float = 5000.0,
+) -> EnergyPriceSeries:
+    """The underlying price process (USD/MWh) plus spike/negative masks; see the module docstring for the model.
 
     The base level times the cost multiplier scales the ordinary price; negative prices (down
     to the profile's floor) and scarcity spikes (from SPIKE_THRESHOLD_USD_PER_MWH up to the cap)
@@ -421,13 +482,14 @@ class InferenceRegion:
     peak_million_tokens_per_hour: float  # weekday business-hours peak
 
 
-# Peaks are sized against the seeded fleet's inference capacity per region (APAC ~29,500, Europe ~34,600,
-# Americas ~22,300 million tokens/hour with every node running): at a region's peak about 60 % of its nodes
-# find buyers, overnight about 12 %, so inference and mining really compete for power through the day.
+# Peaks are sized against the seeded fleet's inference capacity per region (APAC 450 GPU nodes ~19,400, Europe
+# 520 ~22,500, Americas 330 ~14,300 million tokens/hour with every node running at 43.2 Mtok/h): at a region's
+# peak about 60 % of its nodes find buyers, overnight about 12 %, so inference and mining really compete for
+# power through the day.
 INFERENCE_REGIONS: dict[str, InferenceRegion] = {
-    "apac": InferenceRegion("Etc/GMT-8", 18000.0),  # UTC+8
-    "europe": InferenceRegion("Etc/GMT-1", 20000.0),  # UTC+1
-    "americas": InferenceRegion("Etc/GMT+6", 13500.0),  # UTC-6
+    "apac": InferenceRegion("Etc/GMT-8", 11800.0),  # UTC+8
+    "europe": InferenceRegion("Etc/GMT-1", 13000.0),  # UTC+1
+    "americas": InferenceRegion("Etc/GMT+6", 8600.0),  # UTC-6
 }
 INFERENCE_WEEKEND_FACTOR = 0.5  # weekend demand relative to weekdays
 INFERENCE_PEAK_HOUR = 13.5  # local hour of peak demand (business hours 9-18)
@@ -463,12 +525,8 @@ def simulate_inference_demand(
     return demand
 
 
-def mean_inference_demand() -> float:
-    """Long-run mean of the global inference demand, million tokens per hour."""
-    hours = np.arange(0.0, 24.0, 1.0 / 12.0)
-    weekly = (5 + 2 * INFERENCE_WEEKEND_FACTOR) / 7
-    peaks = sum(region.peak_million_tokens_per_hour for region in INFERENCE_REGIONS.values())
-    return float(peaks * _business_activity(hours).mean() * weekly)
+LIST_PRICE_QUARTER_SD = 0.05  # log-sd of a quarter's list price around the level (providers reprice quarterly)
+SECONDS_PER_QUARTER = DAYS_PER_YEAR / 4 * 86_400
 
 
 def simulate_inference_price(
@@ -477,18 +535,27 @@ def simulate_inference_price(
     step_minutes: int = 5,
     *,
     seed: int,
-    level_usd_per_million_tokens: float = 2.0,
-    demand_elasticity: float = 0.6,
+    level_usd_per_million_tokens: float | None = None,
 ) -> np.ndarray:
-    """Inference price in USD per million tokens, following global (follow-the-sun) demand.
+    """Token list price in USD per million tokens: constant within a quarter, like a provider's price list.
 
-    price = level * (global demand / long-run mean demand) ** elasticity * exp(noise), where the
-    demand is ``simulate_inference_demand`` with the same seed and the noise is an AR(1) with
-    sd 0.05 and e-folding 1 h.
+    Serverless inference is sold on published list prices that change a few times a year, not with the hour
+    (sites/catalogue.py SOURCES "token_prices"). The level is the list price of the fleet's model class
+    (``sites.catalogue.list_price_usd_per_mtok()``, 0.88 for the 70B class); each quarter (of 365.2425 / 4 days
+    from the Unix epoch) keeps it times exp(0.05 z - 0.05^2 / 2), z drawn per seed and quarter. What moves with
+    the time of day is the demand (``simulate_inference_demand``), not the price.
     """
-    demand = simulate_inference_demand(start, periods, step_minutes, seed=seed)
-    total = sum(demand.values()) if periods else np.zeros(0)
-    relative = np.asarray(total) / mean_inference_demand()
-    first = grid_index(utc_seconds(start, periods, step_minutes), step_minutes)
-    noise = 0.05 * persistent_noise(seed, ("inference-price",), step_minutes, first, periods, 60.0)
-    return level_usd_per_million_tokens * relative**demand_elasticity * np.exp(noise)
+    if level_usd_per_million_tokens is None:
+        level_usd_per_million_tokens = float(list_price_usd_per_mtok())
+    utc_s = utc_seconds(start, periods, step_minutes)
+    quarters = np.floor(utc_s / SECONDS_PER_QUARTER).astype(np.int64)
+    factors = {
+        int(q): float(
+            np.exp(
+                LIST_PRICE_QUARTER_SD * stream_rng(seed, "token-list-price", str(int(q))).standard_normal()
+                - LIST_PRICE_QUARTER_SD**2 / 2
+            )
+        )
+        for q in np.unique(quarters)
+    }
+    return level_usd_per_million_tokens * np.array([factors[int(q)] for q in quarters], dtype=float)

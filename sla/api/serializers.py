@@ -299,8 +299,14 @@ class QuoteSiteSerializer(SharedFieldsMixin, serializers.Serializer):
 
 
 class PriceBreakdownSerializer(SharedFieldsMixin, serializers.Serializer):
-    """price = base value x tier multiplier x utilization factor; base value = token price x tokens/s/kW x 3600/1e6."""
+    """Term pricing: USD per kW-month = base rate x tier multiplier x utilization factor; USD/kWh = that / 730.
 
+    The token price and base value are references (what a kWh of the placement earns when every token sells at the
+    list price), not part of the price, which does not move with the hour's markets.
+    """
+
+    base_rate_usd_per_kw_month = _usd(help_text="Rate card at 1.0x (setting SLA_BASE_RATE_USD_PER_KW_MONTH).")
+    price_usd_per_kw_month = _usd()
     token_price_usd_per_mtok = serializers.DecimalField(max_digits=10, decimal_places=4, read_only=True)
     token_price_source = serializers.CharField(read_only=True, help_text="market (newest stored price) or default.")
     tokens_per_s_per_kw = serializers.DecimalField(max_digits=10, decimal_places=2, read_only=True)
@@ -395,7 +401,8 @@ class ContractSerializer(SharedFieldsMixin, serializers.Serializer):
         decimal_places=3,
         read_only=True,
         allow_null=True,
-        help_text="Delivered / committed kWh so far; null before the first measured interval.",
+        help_text="Served kWh over kWh owed every minute since the start (a minute with no delivery record is "
+        "undelivered); null before the service starts.",
     )
     delivered_kwh = serializers.DecimalField(max_digits=20, decimal_places=3, read_only=True)
     committed_kwh = serializers.DecimalField(max_digits=20, decimal_places=3, read_only=True)

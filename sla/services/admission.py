@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import (
     DateTimeField,
@@ -383,7 +384,13 @@ def _price(plan: list[capacity.Share], request: CapacityRequest, token_price: De
         start=request.starts_at,
         end=request.ends_at,
         preemptible=request.tier.is_preemptible,
+        base_rate_usd_per_kw_month=base_rate_usd_per_kw_month(),
     )
+
+
+def base_rate_usd_per_kw_month() -> Decimal:
+    """The rate card's 1.0x rate, USD per kW-month (setting SLA_BASE_RATE_USD_PER_KW_MONTH, docs/economics.md)."""
+    return Decimal(str(settings.ENERGYARB["SLA_BASE_RATE_USD_PER_KW_MONTH"])).quantize(capacity.CENT)
 
 
 def _plan_sites(plan: list[capacity.Share]) -> list[dict]:
@@ -423,6 +430,8 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
         utilization_factor=price.utilization_factor,
         price_usd_per_kwh=price.price_usd_per_kwh,
         total_usd=price.total_usd,
+        base_rate_usd_per_kw_month=price.base_rate_usd_per_kw_month,
+        price_usd_per_kw_month=price.price_usd_per_kw_month,
         sites=_plan_sites(plan),
         valid_until=timezone.now() + QUOTE_VALIDITY,
     )

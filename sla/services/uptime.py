@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import transaction
-from django.db.models import DecimalField, ExpressionWrapper, F, Sum
+from django.db.models import DecimalField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import Least
 from django.utils import timezone
 
 from .. import capacity
-from ..choices import DeliverySource
+from ..choices import ContractStatus, DeliverySource
 from ..models import (
     Contract,
     ContractDelivery,
@@ -21,6 +21,7 @@ from ..models import (
 )
 
 ZERO = Decimal("0")
+HUNDRED = Decimal("100")
 KW_MINUTES = DecimalField(max_digits=20, decimal_places=3)
 
 
@@ -124,14 +125,51 @@ def month_bounds(month: date) -> tuple[datetime, datetime]:
     return start, end
 
 
+# Contracts that were (or are) in service: a month's minutes are owed from their start to `service_ended_at`.
+SERVED_STATUSES = (
+    ContractStatus.ACTIVE,
+    ContractStatus.COMPLETED,
+    ContractStatus.CANCELLED,
+    ContractStatus.TERMINATED,
+)
+
+
+def served_kw_minutes(contracts: Iterable[int], *, start: datetime, end: datetime) -> dict[int, Decimal]:
+    """kW-minutes served per contract by delivery records starting in [start, end) and in the contract's service
+    window (after its start, before its end or the moment it was cancelled / terminated); each interval counts at
+    most its committed kW (over-delivery never repays a shortfall). One grouped query."""
+    served = ExpressionWrapper(Least("delivered_kw", "committed_kw") * F("interval_minutes"), KW_MINUTES)
+    in_service = Q(interval_start__gte=F("contract__starts_at"), interval_start__lt=F("contract__ends_at")) & (
+        Q(contract__status__in=(ContractStatus.ACTIVE, ContractStatus.COMPLETED))
+        | Q(interval_start__lt=F("contract__status_changed_at"))
+    )
+    rows = (
+        ContractDelivery.objects.filter(contract__in=list(contracts), interval_start__gte=start, interval_start__lt=end)
+        .filter(in_service)
+        .order_by()
+        .values("contract")
+        .annotate(served=Sum(served))
+    )
+    return {row["contract"]: Decimal(row["served"] or ZERO) for row in rows}
+
+
+def monthly_uptime_pct(contract: Contract, *, served: Decimal, start: datetime, end: datetime) -> Decimal | None:
+    """Uptime over every minute of the contract's service window in [start, end): served kW-minutes over capacity
+    x minutes owed. A minute without a delivery record (a skipped or failed run, a control-plane outage) counts as
+    undelivered. None when nothing was owed in the window."""
+    due = contract.due_kw_minutes_between(start, end)
+    return capacity.uptime_pct(delivered_kw_minutes=min(served, due), committed_kw_minutes=due)
+
+
 @transaction.atomic
 def issue_service_credits(*, month: date, now: datetime | None = None) -> int:
     """Issue the credits owed for a finished month; returns how many ledger entries were created.
 
-    Monthly uptime of a contract = delivered kWh / committed kWh over its delivery records in the month, where
-    each interval counts at most its committed kW. The tier's schedule (ServiceCreditRule, largest applicable
+    Monthly uptime of a contract = served kW-minutes / (capacity x every minute of its service window in the
+    month) (`monthly_uptime_pct`): a minute without a delivery record is undelivered, so a month the optimizer
+    never ran for is 0 % and credited in full. The tier's schedule (ServiceCreditRule bands, largest applicable
     step) turns it into a percentage of the month's charge (quoted price x capacity x hours of service in the
-    month). Contracts with no record in the month have no measured uptime and get nothing; Spot has no schedule.
+    month), capped at 100 % of that charge. Spot has no schedule and gets nothing.
 
     Idempotent: one entry per (contract, month), enforced by a unique constraint; existing entries are left as
     they are (a ledger is not rewritten), so running it twice or on two workers issues each credit once.
@@ -141,33 +179,22 @@ def issue_service_credits(*, month: date, now: datetime | None = None) -> int:
     start, end = month_bounds(month)
     if end > now:
         raise ValueError(f"{start:%Y-%m} has not ended yet; credits are issued for finished months.")
-    served = ExpressionWrapper(Least("delivered_kw", "committed_kw") * F("interval_minutes"), KW_MINUTES)
-    committed = ExpressionWrapper(F("committed_kw") * F("interval_minutes"), KW_MINUTES)
-    totals = {
-        row["contract"]: row
-        for row in ContractDelivery.objects.filter(interval_start__gte=start, interval_start__lt=end)
-        .order_by()
-        .values("contract")
-        .annotate(served=Sum(served), committed=Sum(committed))
-    }
-    already = set(
-        ServiceCredit.objects.filter(month=start.date(), contract__in=totals).values_list("contract_id", flat=True)
-    )
-    contracts = (
-        Contract.objects.filter(pk__in=set(totals) - already)
+    contracts = list(
+        Contract.objects.filter(status__in=SERVED_STATUSES, starts_at__lt=end, ends_at__gt=start)
+        .filter(tier__credit_rules__isnull=False)
+        .exclude(service_credits__month=start.date())
+        .distinct()
         .select_related("tier")
         .prefetch_related("tier__credit_rules")
         .order_by("pk")
     )
+    served = served_kw_minutes((c.pk for c in contracts), start=start, end=end)
     credits = []
     for contract in contracts:
-        uptime = capacity.uptime_pct(
-            delivered_kw_minutes=totals[contract.pk]["served"] or ZERO,
-            committed_kw_minutes=totals[contract.pk]["committed"] or ZERO,
-        )
+        uptime = monthly_uptime_pct(contract, served=served.get(contract.pk, ZERO), start=start, end=end)
         if uptime is None:
             continue
-        credit_pct = contract.tier.credit_pct_for(uptime, list(contract.tier.credit_rules.all()))
+        credit_pct = min(contract.tier.credit_pct_for(uptime, list(contract.tier.credit_rules.all())), HUNDRED)
         if credit_pct <= 0:
             continue
         charge = contract.charge_usd_between(start, end)

@@ -305,7 +305,7 @@ def test_example_worlds_match_the_catalogue_and_the_hackathon_api():
     sla = json.loads(TEN_SITES_SLA.read_text())
     assert (sla["sites"], sla["hardware"]) == (catalogue["sites"], catalogue["hardware"])
     world = backtest.load_world(TEN_SITES)
-    assert len(world.sites) == 10 and world.inventory_units.sum(axis=0).tolist() == [500, 200, 100, 1000, 300]
+    assert len(world.sites) == 10 and world.inventory_units.sum(axis=0).tolist() == [500, 200, 100, 1300]
     hackathon = backtest.load_world(MARA_WORLD)
     assert hackathon.mara_power_w == 1_000_000 and hackathon.mara_inventory == mara.HACKATHON_INVENTORY
     # No per-type limit: as many units of each type as the site's power holds.
@@ -475,7 +475,7 @@ def test_without_a_world_the_seeded_sites_and_stored_history_are_backtested(tmp_
     assert 0 < summary["capture_ratio"] <= 1 + 1e-3
     assert "capture ratio" in output
     rows = allocation_rows(tmp_path / "allocations.csv")
-    assert len(rows) == periods * 10 * 5 and {r["site"] for r in rows} == {s.code for s in sites}
+    assert len(rows) == periods * 10 * 4 and {r["site"] for r in rows} == {s.code for s in sites}
     # The stored history is the simulator's, rounded to cents: the pure simulation of the same world agrees.
     world = backtest.database.world_from_database(at=start)
     stored, notes = backtest.database.history_from_database(world, start=start, end=end)

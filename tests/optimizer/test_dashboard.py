@@ -120,10 +120,10 @@ def test_facility_power_is_it_power_times_pue_in_mw_against_capacity(staff_clien
     assert norway["it_kw"] == 700.0  # 100 immersion miners x 7 kW
     assert norway["pue"] == pytest.approx(pue("immersion", norway["temperature_c"]), abs=1e-3)
     assert norway["facility_kw"] == pytest.approx(700.0 * norway["pue"], rel=1e-3)
-    assert nordic["it_kw"] == 204.0  # 20 GPU nodes x 10.2 kW
+    assert nordic["it_kw"] == 160.0  # 20 GPU nodes x 8.0 kW
     metrics = body["metrics"]
     assert metrics["capacity_mw"] == 15.0  # the ten sites' 15,000 kW
-    assert metrics["it_power_mw"] == 0.904
+    assert metrics["it_power_mw"] == 0.86
     assert metrics["facility_power_mw"] == pytest.approx(
         (norway["facility_kw"] + nordic["facility_kw"]) / 1000, abs=1e-3
     )
@@ -147,7 +147,7 @@ def test_site_cards_show_mix_local_time_weather_and_money(staff_client, applied_
     nordic, tokyo = sites["site_1_nordic"], sites["site_7_japan"]
 
     assert len(sites) == 10
-    assert nordic["inference_kw"] == 204.0 and nordic["mining_kw"] == 0.0
+    assert nordic["inference_kw"] == 160.0 and nordic["mining_kw"] == 0.0
     assert nordic["inference_share_pct"] == 100.0
     assert nordic["revenue_usd_per_h"] == 400.0 and nordic["profit_usd_per_h"] == 150.0
     assert tokyo["local_time"] == "21:02"  # 12:02 UTC in Tokyo (UTC+9)

@@ -142,7 +142,8 @@ def test_initialize_reports_the_inventory_in_the_hackathon_shape_and_units(staff
     assert set(inventory["miners"]) == {"air", "hydro", "immersion"}
     assert set(inventory["inference"]) == {"asic", "gpu"}
     assert inventory["miners"]["air"] == {"hashrate": pytest.approx(200 / 0.06, abs=0.01), "power": 3500.0}  # W
-    assert inventory["inference"]["gpu"] == {"power": 10200.0, "tokens": 12000 * 300}  # tokens per 5 minutes
+    assert inventory["inference"]["gpu"] == {"power": 8000.0, "tokens": 12000 * 300}  # tokens per 5 minutes
+    assert inventory["inference"]["asic"] is None  # retired from the catalogue: no public figure
 
 
 def test_initialize_refuses_get_with_a_json_405(staff_api, db):
@@ -199,7 +200,7 @@ def test_sites_status_reports_power_in_watts_and_the_applied_allocation(staff_ap
     assert body["global_metrics"]["total_power_capacity"] == 15_000_000.0
     assert body["global_metrics"]["total_hardware"] == {
         "gpu_units": FLEET_TOTALS["inference_gpu"],
-        "asic_units": FLEET_TOTALS["inference_asic"],
+        "asic_units": 0,  # retired from the catalogue
         "air_miners": FLEET_TOTALS["miner_air"],
         "hydro_miners": FLEET_TOTALS["miner_hydro"],
         "immersion_miners": FLEET_TOTALS["miner_immersion"],
@@ -307,12 +308,12 @@ def test_hardware_inventory_totals_are_the_fleet(customer_api, world):
     assert set(inventory) == {"total_inventory", "site_breakdown", "hardware_specs"}
     assert inventory["total_inventory"] == {
         "miners": {"air": 500, "hydro": 200, "immersion": 100},
-        "inference": {"gpu": 1000, "asic": 300},
+        "inference": {"gpu": 1300, "asic": 0},
     }
     assert len(inventory["site_breakdown"]) == 10
     assert inventory["site_breakdown"]["site_3_norway"]["miners"]["immersion"] == 100
     assert inventory["hardware_specs"]["miners"]["hydro"]["power_w"] == 5700.0
-    assert inventory["hardware_specs"]["inference"]["asic"]["tokens_per_s"] == 40000.0
+    assert inventory["hardware_specs"]["inference"]["gpu"]["tokens_per_s"] == 12000.0
 
 
 def test_hardware_inventory_needs_a_login(anon_api, world):

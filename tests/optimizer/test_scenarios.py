@@ -126,11 +126,11 @@ def book(tier_code: str, kw: str, hours: int = 12):
 
 
 def test_maintenance_preempts_lower_tiers_and_owes_credits_when_room_runs_out(seeded):
-    # Three sites left online (1,170 + 1,260 + 460 kW of SLA room: inference hardware, or facility power at the
-    # PUE of the climate's hot design day), nearly fully booked.
+    # Three sites left online (1,040 + 1,040 + about 400 kW of SLA room: inference hardware, or facility power at
+    # the PUE of the climate's hot design day), nearly fully booked.
     Site.objects.exclude(code__in=("site_1_nordic", "site_3_norway", "site_9_chile")).update(status=SiteStatus.OFFLINE)
     premium = book("premium", "600")  # N-1: 600 kW on each of two sites
-    for tier, kw in (("standard", "600"), ("flexible", "600"), ("spot", "400")):
+    for tier, kw in (("standard", "600"), ("flexible", "600"), ("spot", "120")):
         book(tier, kw)
     site = Placement.objects.filter(contract=premium).order_by("site__code").first().site
 

@@ -262,6 +262,27 @@ def test_applied_run_records_delivery_for_running_contracts(world):
     assert delivery.interval_minutes == 5
 
 
+def test_contract_whose_sites_are_all_offline_is_recorded_as_undelivered(world):
+    """Its placement's site went offline with no failover: the plan may not serve it from another site."""
+    from decimal import Decimal
+
+    from sla.models import ContractDelivery
+    from tests.factories import ContractFactory, PlacementFactory, TierFactory
+
+    contract = ContractFactory(
+        status="active", tier=TierFactory(code="standard"), capacity_kw=Decimal("300"),
+        starts_at=NOW - timedelta(hours=1), ends_at=NOW + timedelta(days=1),
+    )  # fmt: skip
+    norway = world.get(code="site_3_norway")
+    PlacementFactory(contract=contract, site=norway, capacity_kw=Decimal("300"), valid_from=NOW - timedelta(hours=1))
+    world.filter(pk=norway.pk).update(status="offline")
+    with time_machine.travel(NOW, tick=False):
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    delivery = ContractDelivery.objects.get(contract=contract)
+    assert (delivery.committed_kw, delivery.delivered_kw) == (Decimal("300.000"), Decimal("0.000"))
+
+
 def test_site_back_online_queues_a_replan_once_committed(world, django_capture_on_commit_callbacks):
     from unittest import mock
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from sites.catalogue import SITES as CATALOGUE_SITES
+from sites.catalogue import list_price_usd_per_mtok
 from sites.simulation import (
     CLIMATE_ZONES,
     COOLING_PARAMETERS,
@@ -302,13 +303,17 @@ def test_inference_demand_is_higher_on_weekdays():
         assert values[weekday < 5].mean() > 1.5 * values[weekday >= 5].mean(), region
 
 
-def test_inference_price_rises_with_global_demand():
-    price = simulate_inference_price(YEAR_START, 28 * 288, seed=SEED, level_usd_per_million_tokens=2.0)
-    total = sum(simulate_inference_demand(YEAR_START, 28 * 288, seed=SEED).values())
-    assert price.min() > 0
-    assert 1.5 <= price.mean() <= 2.5
-    assert np.corrcoef(price, total)[0, 1] > 0.8
-    np.testing.assert_array_equal(price, simulate_inference_price(YEAR_START, 28 * 288, seed=SEED))
+def test_inference_price_is_a_list_price_stable_within_a_quarter():
+    """Token prices are list prices (catalogue SOURCES "token_prices"): flat through the day, repriced quarterly."""
+    year = simulate_inference_price(YEAR_START, 365 * 24, 60, seed=SEED)
+    assert year.min() > 0
+    level = float(list_price_usd_per_mtok())
+    assert level == 0.88
+    assert 0.8 * level <= year.mean() <= 1.2 * level
+    assert len(np.unique(year)) in (4, 5)  # one price per calendar quarter the year touches
+    day = simulate_inference_price(YEAR_START + timedelta(days=40), 288, seed=SEED)
+    assert day.min() == day.max()  # no intraday swing (the old demand-following price swung about 2x)
+    np.testing.assert_array_equal(year, simulate_inference_price(YEAR_START, 365 * 24, 60, seed=SEED))
 
 
 # --- weather ----------------------------------------------------------------------------------
@@ -381,7 +386,22 @@ def test_every_project_cooling_type_has_parameters():
         "district",
         "hydro",
         "immersion",
+        "mining_air",
     }
+
+
+def test_pue_is_by_hall_not_by_site():
+    """Texas on its design day (about 40 degC): the chilled-air curve is 1.85; its air-cooled miners stand in a hall
+    without chillers (1.10); GPU nodes at an immersion site run in a chilled hall, not in the tanks."""
+    from sites.simulation import hall_cooling, hall_pue
+
+    assert hall_pue("air", "air", "miner", 40.0) == pytest.approx(1.10)
+    assert hall_pue("air", "air", "inference", 40.0) == pytest.approx(1.85)
+    assert hall_cooling("immersion", "air", "inference") == "air"
+    assert hall_cooling("immersion", "immersion", "miner") == "immersion"
+    assert hall_cooling("free_air", "air", "inference") == "free_air"
+    assert hall_cooling("hydro", "hydro", "miner") == "hydro"
+    assert hall_pue("immersion", "air", "inference", 30.0) > pue("immersion", 30.0)
 
 
 @pytest.mark.parametrize("cooling_type", sorted(COOLING_PARAMETERS))
@@ -448,3 +468,40 @@ def test_simulation_package_does_not_import_django():
     repo_root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root)
     assert result.stdout.strip() == "False"
+
+
+# --- market types -----------------------------------------------------------------------------
+
+
+def test_day_ahead_markets_hold_one_price_per_settlement_interval():
+    """Germany and Oslo clear 15-minute day-ahead products, Tokyo half hours; Texas stays 5-minute real-time."""
+    day = YEAR_START + timedelta(days=100)
+    for code, minutes, day_ahead in (
+        ("site_10_germany", 15, True),
+        ("site_3_norway", 15, True),
+        ("site_7_japan", 30, True),
+        ("site_4_singapore", 30, False),
+        ("site_5_texas", 5, False),
+    ):
+        profile = site_profile(code)
+        assert (profile.settlement_minutes, profile.day_ahead) == (minutes, day_ahead), code
+        prices = simulate_energy_price_series(profile, day, 288, seed=SEED).usd_per_mwh
+        blocks = prices.reshape(-1, minutes // 5)
+        assert np.all(blocks == blocks[:, :1]), code  # flat within each settlement interval
+        if minutes > 5:
+            assert len(np.unique(prices)) == 288 * 5 // minutes, code
+    # The blocks are aligned to the clock, so a window starting mid-interval sees the same prices.
+    german = site_profile("site_10_germany")
+    whole = simulate_energy_prices(german, day, 24, seed=SEED)
+    np.testing.assert_array_equal(
+        simulate_energy_prices(german, day + timedelta(minutes=10), 10, seed=SEED), whole[2:12]
+    )
+
+
+def test_day_ahead_prices_are_known_until_the_end_of_the_next_day_after_the_gate_closes():
+    from sites.simulation.prices import day_ahead_known_until
+
+    before = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)  # 10:00 in Berlin: the auction for 11 March has not closed
+    after = datetime(2025, 3, 10, 11, 0, tzinfo=UTC)
+    assert day_ahead_known_until(before, "Europe/Berlin") == datetime(2025, 3, 10, 23, 0, tzinfo=UTC)
+    assert day_ahead_known_until(after, "Europe/Berlin") == datetime(2025, 3, 11, 23, 0, tzinfo=UTC)

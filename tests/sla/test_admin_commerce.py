@@ -78,7 +78,7 @@ def test_records_cannot_be_added_or_deleted(admin_client, records, model):
 def test_credit_ledger_shows_uptime_and_amount(admin_client, records):
     [credit] = admin_client.get(reverse("admin:sla_servicecredit_changelist")).context["cl"].result_list
 
-    assert (credit.uptime_pct, credit.credit_pct) == (Decimal("50.000"), Decimal("100.00"))
+    assert (credit.uptime_pct, credit.credit_pct) == (Decimal("6.250"), Decimal("100.00"))  # 3 h at half of 24 h
 
 
 def test_delivery_changelist_shows_the_served_share(admin_client, records):

@@ -206,21 +206,45 @@ def test_contract_admission_is_audited_with_who_and_why(fleet, frozen, customer)
     assert record.status == ContractStatus.ACTIVE
 
 
-def test_quote_prices_with_the_newest_market_price(fleet, frozen, customer):
+def test_quote_prices_on_the_rate_card_and_shows_the_newest_token_price(fleet, frozen, customer):
     MarketPriceFactory(interval_start=T0 - 10 * H, inference_price_usd_per_mtok=Decimal("9.0000"))
     MarketPriceFactory(interval_start=T0 - H, inference_price_usd_per_mtok=Decimal("2.5000"))
 
     quote = create_quote(customer=customer, request=ask(fleet.standard, "80"))
 
-    # 2.5 USD/Mtok x 1,200 tok/s/kW x 3,600 / 1e6 = 10.8 USD/kWh x 2.00 x (1 + 0.5 x 80/800)
+    # Reference: 2.5 USD/Mtok x 1,200 tok/s/kW x 3,600 / 1e6 = 10.8 USD/kWh when every token sells.
     assert quote.base_value_usd_per_kwh == Decimal("10.800000")
     assert quote.utilization_pct == Decimal("10.00")
-    assert quote.price_usd_per_kwh == Decimal("22.680000")
-    assert quote.total_usd == Decimal("3628.80")
+    # Charged: 415 USD/kW-month x 2.00 x (1 + 0.5 x 80/800) = 871.50 USD/kW-month = 1.193836 USD/kWh
+    assert (quote.base_rate_usd_per_kw_month, quote.price_usd_per_kw_month) == (Decimal("415"), Decimal("871.50"))
+    assert quote.price_usd_per_kwh == Decimal("1.193836")
+    assert quote.total_usd == Decimal("191.01")
     assert quote.sites == [
         {"site_id": fleet.oslo.pk, "site": "oslo", "name": "Oslo", "market_region": "europe", "capacity_kw": "80"}
     ]
     assert quote.valid_until == T0 + timedelta(minutes=15)
+
+
+def test_term_price_is_the_same_at_every_hour_of_the_day(fleet, customer, settings):
+    """The token price swings through the day; a quote for the same request costs the same morning and evening."""
+    settings.ENERGYARB = {**settings.ENERGYARB, "SLA_BASE_RATE_USD_PER_KW_MONTH": 500.0}
+    starts = T0 + timedelta(days=2)
+    prices = []
+    for hour, token_price in ((3, "0.4000"), (13, "1.9000"), (21, "0.9000")):
+        moment = T0 + timedelta(hours=hour)
+        MarketPriceFactory(
+            interval_start=moment - timedelta(minutes=5), inference_price_usd_per_mtok=Decimal(token_price)
+        )
+        with time_machine.travel(moment, tick=False):
+            request = CapacityRequest(
+                tier=fleet.premium, capacity_kw=Decimal("50"), starts_at=starts, ends_at=starts + timedelta(days=30)
+            )
+            quote = create_quote(customer=customer, request=request)
+        prices.append((quote.price_usd_per_kw_month, quote.price_usd_per_kwh, quote.total_usd))
+    assert len(set(prices)) == 1, prices
+    assert prices[0][0] == (
+        Decimal("500") * Decimal("3.5") * (1 + Decimal("0.5") * quote.utilization_pct / 100)
+    ).quantize(Decimal("0.01"))
 
 
 def test_contract_from_quote_keeps_the_quoted_price_even_if_the_market_moved(fleet, frozen, customer):

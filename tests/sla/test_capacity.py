@@ -170,7 +170,7 @@ def test_spot_displacement_is_newest_first_and_only_where_needed():
     assert spot_to_displace(room, T0, T0 + 4 * H, capacity_kw=Decimal("80")) == [room.bookings[1], room.bookings[0]]
 
 
-def test_price_is_base_value_times_tier_times_utilization():
+def test_price_is_the_rate_card_times_tier_times_utilization():
     plan_ = [type("S", (), {"site": site(1, "1000"), "capacity_kw": Decimal("250")})()]
 
     price = price_for(
@@ -184,13 +184,36 @@ def test_price_is_base_value_times_tier_times_utilization():
         preemptible=False,
     )
 
-    # 3 USD/Mtok x 1,200 tok/s/kW x 3,600 s / 1e6 = 12.96 USD/kWh; utilization 25 % -> x 1.125
+    # Reference only: 3 USD/Mtok x 1,200 tok/s/kW x 3,600 s / 1e6 = 12.96 USD/kWh when every token sells.
     assert price.base_value_usd_per_kwh == Decimal("12.960000")
     assert price.utilization_pct == Decimal("25.00")
     assert price.utilization_factor == Decimal("1.1250")
-    assert price.price_usd_per_kwh == Decimal("29.160000")
-    assert price.total_usd == Decimal("29160.00")  # x 250 kW x 4 h
+    # Charged: 415 USD/kW-month x 2.00 x 1.125 = 933.75 USD/kW-month, / 730 h
+    assert price.base_rate_usd_per_kw_month == Decimal("415")
+    assert price.price_usd_per_kw_month == Decimal("933.75")
+    assert price.price_usd_per_kwh == Decimal("1.279110")
+    assert price.total_usd == Decimal("1279.11")  # x 250 kW x 4 h
     assert price.token_price_source == "market"
+
+
+def test_price_does_not_follow_the_token_price():
+    plan_ = [type("S", (), {"site": site(1, "1000"), "capacity_kw": Decimal("250")})()]
+    prices = [
+        price_for(
+            plan_,
+            capacity_kw=Decimal("250"),
+            duration_hours=Decimal("4"),
+            tier_multiplier=Decimal("3.50"),
+            token_price_usd_per_mtok=Decimal(token),
+            start=T0,
+            end=T0 + 4 * H,
+            preemptible=False,
+            base_rate_usd_per_kw_month=Decimal("500"),
+        )
+        for token in ("0.50", "2.00")
+    ]
+    assert prices[0].price_usd_per_kwh == prices[1].price_usd_per_kwh
+    assert prices[0].price_usd_per_kw_month == Decimal("1968.75")  # 500 x 3.5 x 1.125
 
 
 def test_price_falls_back_to_the_default_token_price():

@@ -41,6 +41,8 @@ def test_quote_shows_price_breakdown_sites_and_deadline(fleet, frozen, customer_
     assert body["tier"] == "premium"
     assert (body["starts_at"], body["ends_at"]) == ("2026-06-01T06:00:00Z", "2026-06-01T16:00:00Z")
     assert body["breakdown"] == {
+        "base_rate_usd_per_kw_month": "415.00",
+        "price_usd_per_kw_month": "1558.17",  # 415 x 3.5 x (1 + 0.5 x 14.55 %)
         "token_price_usd_per_mtok": "2.5000",
         "token_price_source": "market",
         "tokens_per_s_per_kw": "1200.00",
@@ -49,8 +51,8 @@ def test_quote_shows_price_breakdown_sites_and_deadline(fleet, frozen, customer_
         "utilization_pct": "14.55",  # (80 + 80) kW of 800 + 300 kW
         "utilization_factor": "1.0728",
     }
-    assert body["price_usd_per_kwh"] == "40.549950"  # 10.8 x 3.5 x (1 + 0.5 x 14.55 %)
-    assert body["total_usd"] == "32439.96"  # x 80 kW x 10 h
+    assert body["price_usd_per_kwh"] == "2.134479"  # 1,558.17 / 730 h
+    assert body["total_usd"] == "1707.58"  # x 80 kW x 10 h
     assert [(s["site"], s["capacity_kw"]) for s in body["sites"]] == [("oslo", "80.000"), ("texas", "80.000")]
     assert body["valid_until"] == "2026-06-01T00:15:00Z"
     assert not Contract.objects.exists()
@@ -239,15 +241,21 @@ def test_contract_detail_shows_uptime_to_date_and_credits(fleet, customer_api, c
             DeliveryRow(contract_id, T0 + 2 * H, 60, Decimal("100"), Decimal("130")),
         ]
     )
-    with time_machine.travel(T0 + 40 * 24 * H, tick=False):
-        issue_service_credits(month=T0.date())
-        response = customer_api.get(reverse("contract-detail", args=[contract_id]))
-
-    body = response.json()
+    with time_machine.travel(T0 + 3 * H, tick=False):
+        body = customer_api.get(reverse("contract-detail", args=[contract_id])).json()
     assert body["uptime_to_date_pct"] == "83.333"
     assert (body["delivered_kwh"], body["committed_kwh"]) == ("250.000", "300.000")
+    with time_machine.travel(T0 + 4 * H, tick=False):  # the fourth hour has no record: undelivered
+        body = customer_api.get(reverse("contract-detail", args=[contract_id])).json()
+    assert (body["uptime_to_date_pct"], body["committed_kwh"]) == ("62.500", "400.000")
+
+    with time_machine.travel(T0 + 40 * 24 * H, tick=False):
+        issue_service_credits(month=T0.date())
+        body = customer_api.get(reverse("contract-detail", args=[contract_id])).json()
+
+    # The 45 hours after the records have none: 250 kWh served of 4,800 owed.
     [credit] = body["service_credits"]
-    assert (credit["month"], credit["uptime_pct"], credit["credit_pct"]) == ("2026-06-01", "83.333", "100.00")
+    assert (credit["month"], credit["uptime_pct"], credit["credit_pct"]) == ("2026-06-01", "5.208", "100.00")
     assert credit["credit_usd"] == credit["charge_usd"]
 
 

@@ -87,27 +87,78 @@ def test_credit_follows_the_tier_schedule(fleet, tier_code, uptime, credit_pct):
 
 def test_over_delivery_never_repays_a_shortfall(fleet):
     contract = june_contract(fleet.premium)
+    deliver_month(contract, "100")
     record_deliveries(
         rows=[
-            DeliveryRow(contract.pk, JUNE, 60, Decimal("100"), Decimal("0")),
-            DeliveryRow(contract.pk, JUNE + DAY, 60, Decimal("100"), Decimal("200")),
+            DeliveryRow(contract.pk, JUNE, 720, Decimal("100"), Decimal("0")),  # 12 h down
+            DeliveryRow(contract.pk, JUNE + DAY, 1440, Decimal("100"), Decimal("200")),  # twice the kW for a day
         ]
     )
 
-    assert issue()[contract.pk].uptime_pct == Decimal("50.000")
+    # June 1's record becomes 12 h down and its other 12 h have no record (undelivered): a day of 30 lost; the
+    # day at 200 kW repays none of it.
+    assert issue()[contract.pk].uptime_pct == Decimal("96.666")
 
 
 def test_uptime_weights_intervals_by_length_and_kw(fleet):
-    contract = june_contract(fleet.premium)
-    record_deliveries(
-        rows=[
-            DeliveryRow(contract.pk, JUNE, 1380, Decimal("100"), Decimal("100")),  # 23 h full
-            DeliveryRow(contract.pk, JUNE + timedelta(hours=23), 60, Decimal("100"), Decimal("0")),  # 1 h down
-        ]
-    )
+    contract = june_contract(fleet.premium, capacity_kw=Decimal("100"))
+    rows = [DeliveryRow(contract.pk, JUNE + n * DAY, 1440, Decimal("100"), Decimal("100")) for n in range(1, 30)]
+    rows += [
+        DeliveryRow(contract.pk, JUNE, 1380, Decimal("100"), Decimal("100")),  # 23 h full
+        DeliveryRow(contract.pk, JUNE + timedelta(hours=23), 60, Decimal("100"), Decimal("0")),  # 1 h down
+    ]
+    record_deliveries(rows=rows)
 
     credit = issue()[contract.pk]
-    assert (credit.uptime_pct, credit.credit_pct) == (Decimal("95.833"), Decimal("25"))  # 23 / 24, rounded down
+    # 1 h of 720 h lost: 99.861 % (rounded down), below Premium's 99.9 %: the first band, 10 % of the charge
+    assert (credit.uptime_pct, credit.credit_pct, credit.credit_usd) == (
+        Decimal("99.861"),
+        Decimal("10"),
+        Decimal("3600.00"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("outage_hours", "uptime", "credit_pct"),
+    [(0.5, "99.930", None), (7, "99.027", "10"), (8, "98.888", "25"), (36, "95.000", "25"), (37, "94.861", "100")],
+)
+def test_premium_credit_is_a_band_of_the_charge_not_a_linear_penalty(fleet, outage_hours, uptime, credit_pct):
+    """Hand-made June: one outage of `outage_hours` at full capacity, every other minute served.
+
+    The old linear penalty (price x 10 % / 0.1 % per kWh short) passed the month's charge after about 7 h; the
+    bands give 10 % below 99.9, 25 % below 99 and 100 % (never more) below 95."""
+    contract = june_contract(fleet.premium)
+    down, rows, minute = round(outage_hours * 60), [], 0
+    while minute < 43200:  # records of at most a day, split where the outage ends
+        length = min(1440, down - minute if minute < down else 1440, 43200 - minute)
+        kw = Decimal("0") if minute < down else Decimal("100")
+        rows.append(DeliveryRow(contract.pk, JUNE + timedelta(minutes=minute), length, Decimal("100"), kw))
+        minute += length
+    record_deliveries(rows=rows)
+
+    credits = issue()
+
+    if credit_pct is None:
+        assert credits == {}
+        return
+    credit = credits[contract.pk]
+    assert (credit.uptime_pct, credit.credit_pct) == (Decimal(uptime), Decimal(credit_pct))
+    assert credit.credit_usd == Decimal("36000.00") * Decimal(credit_pct) / 100 <= credit.charge_usd
+
+
+def test_every_minute_of_the_month_counts_even_without_a_record(fleet):
+    """A skipped or failed run writes no record: its minutes are undelivered, not left out of the month."""
+    contract = june_contract(fleet.premium)
+    rows = [DeliveryRow(contract.pk, JUNE + n * DAY, 1440, Decimal("100"), Decimal("100")) for n in range(30)]
+    del rows[12]  # one day with no record at all (a control-plane outage)
+    record_deliveries(rows=rows)
+    silent = june_contract(fleet.standard)  # the optimizer never recorded it
+
+    credits = issue()
+
+    assert (credits[contract.pk].uptime_pct, credits[contract.pk].credit_pct) == (Decimal("96.666"), Decimal("25"))
+    assert (credits[silent.pk].uptime_pct, credits[silent.pk].credit_pct) == (Decimal("0.000"), Decimal("100"))
+    assert credits[silent.pk].credit_usd == credits[silent.pk].charge_usd == Decimal("36000.00")  # capped at 100 %
 
 
 def test_charge_counts_only_the_hours_of_service_in_the_month(fleet):
