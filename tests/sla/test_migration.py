@@ -20,10 +20,11 @@ from optimizer.services import optimize_now
 from sites.choices import SiteStatus
 from sites.services import set_site_status
 from sla.capacity import peak_kw
-from sla.choices import PlacementKind
-from sla.models import Downtime, Placement
+from sla.choices import ContractStatus, PlacementKind
+from sla.models import Contract, Downtime, Placement
 from sla.services import (
     CapacityRequest,
+    DeliveryRow,
     cancel_contract,
     candidate_sites,
     create_contract,
@@ -31,6 +32,7 @@ from sla.services import (
     load_bookings,
     migration_cost,
     migration_worth_it,
+    record_deliveries,
     replace_lost_capacity,
 )
 from tests.factories import T0, ContractFactory, EnergyPriceFactory, MarketPriceFactory, PlacementFactory
@@ -81,10 +83,25 @@ def price(fleet, at, oslo=40, dublin=40, texas=40):
 
 
 def run_at(at):
+    served_until(at)
     with time_machine.travel(at, tick=False):
         run = optimize_now(trigger=RunTrigger.MANUAL)
     assert run.status == RunStatus.SUCCEEDED, run.error
     return run
+
+
+def served_until(at):
+    """Delivery records for every minute before `at` of the active contracts, as if the optimizer had run each
+    interval: without them every earlier minute counts as undelivered (sla.services.uptime), a short contract
+    looks credited in full already, and its shortfall price (optimizer.credit_pricing) falls to nothing."""
+    rows = []
+    for contract in Contract.objects.filter(status=ContractStatus.ACTIVE, starts_at__lt=at):
+        moment = contract.starts_at
+        while moment < at:
+            minutes = int(min(at - moment, 24 * H).total_seconds() // 60)
+            rows.append(DeliveryRow(contract.pk, moment, minutes, contract.capacity_kw, contract.capacity_kw))
+            moment += timedelta(minutes=minutes)
+    record_deliveries(rows=rows)
 
 
 def sites_now(contract, at) -> dict[str, Decimal]:
