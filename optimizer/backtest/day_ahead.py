@@ -23,7 +23,9 @@ def day_ahead_sites(world: World) -> list[tuple[int, str]]:
     """(site index, time zone) of the world's sites on day-ahead markets (simulated worlds with locations)."""
     found = []
     for index, location in enumerate(world.locations or ()):
-        region = GRID_REGIONS.get(location.grid_region) if location else None
+        if location is None:
+            continue
+        region = GRID_REGIONS.get(location.grid_region)
         if region is not None and region.day_ahead:
             found.append((index, location.time_zone))
     return found
