@@ -19,7 +19,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
 from .choices import Scenario
-from .scenarios import ScenarioError, run_and_record
+from .scenarios import OPTIONS_BY_SCENARIO, ScenarioError, run_and_record
 
 
 class ScenarioForm(forms.Form):
@@ -32,12 +32,7 @@ class ScenarioForm(forms.Form):
 
     def options(self) -> dict:
         data, name = self.cleaned_data, self.cleaned_data["scenario"]
-        wanted = {
-            "heat-wave": ("site", "delta_c", "hours"),
-            "follow-the-sun": ("hours",),
-            "maintenance": ("site", "hours"),
-            "renewable": ("carbon_price_usd_per_t", "hours"),
-        }[name]
+        wanted = OPTIONS_BY_SCENARIO[name]
         return {key: data[key] for key in wanted if data.get(key) not in (None, "")}
 
 

@@ -10,17 +10,27 @@ from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.response import Response
 
 from core.parsers import StrictJSONParser
-from optimizer.scenarios import SCENARIOS, ScenarioError, run_and_record
+from optimizer.scenarios import OPTIONS_BY_SCENARIO, SCENARIOS, ScenarioError, run_and_record
+from optimizer.scenarios.options import CARBON_PRICE_USD_PER_T, DELTA_C, HOURS
 
 
 class ScenarioOptionsSerializer(serializers.Serializer):
     """Options of one scenario; each scenario reads the ones it knows (defaults: docs/scenarios.md)."""
 
     site = serializers.SlugField(required=False, max_length=40)
-    delta_c = serializers.FloatField(required=False, min_value=-30, max_value=40)
-    hours = serializers.IntegerField(required=False, min_value=1, max_value=168)
-    carbon_price_usd_per_t = serializers.FloatField(required=False, min_value=0, max_value=10_000)
+    delta_c = serializers.FloatField(required=False, min_value=DELTA_C[0], max_value=DELTA_C[1])
+    hours = serializers.IntegerField(required=False, min_value=HOURS[0], max_value=HOURS[1])
+    carbon_price_usd_per_t = serializers.FloatField(
+        required=False, min_value=CARBON_PRICE_USD_PER_T[0], max_value=CARBON_PRICE_USD_PER_T[1]
+    )
     apply = serializers.BooleanField(required=False, default=False)
+
+    def to_internal_value(self, data):
+        """An option no scenario takes is refused by name, like one this scenario does not take (never dropped)."""
+        unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
+        if unknown:
+            raise serializers.ValidationError({key: ["No scenario takes this option."] for key in sorted(unknown)})
+        return super().to_internal_value(data)
 
 
 class ScenarioRequestSerializer(serializers.Serializer):
@@ -42,14 +52,6 @@ class ScenarioResultSerializer(serializers.Serializer):
     notes = serializers.ListField(child=serializers.CharField(), read_only=True)
     applied = serializers.BooleanField(read_only=True)
     seconds = serializers.FloatField(read_only=True)
-
-
-OPTIONS_BY_SCENARIO = {
-    "heat-wave": ("site", "delta_c", "hours"),
-    "follow-the-sun": ("hours",),
-    "maintenance": ("site", "hours"),
-    "renewable": ("carbon_price_usd_per_t", "hours"),
-}
 
 
 class ScenarioViewSet(viewsets.ViewSet):

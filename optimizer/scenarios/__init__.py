@@ -10,12 +10,11 @@ rolled back unless ``apply=True``. Definitions of every reported figure: docs/sc
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..choices import Scenario
 from .carbon import HIGH_RENEWABLE_SHARE, renewable
 from .failover import maintenance
 from .heat import HEAT_RAMP_HOURS, POWER_MARGIN, curtail_to_power, heat_wave
+from .options import OPTIONS_BY_SCENARIO, validate_options
 from .sun import follow_the_sun
 from .world import (
     STEP_MINUTES,
@@ -32,6 +31,7 @@ from .world import (
 __all__ = [
     "HEAT_RAMP_HOURS",
     "HIGH_RENEWABLE_SHARE",
+    "OPTIONS_BY_SCENARIO",
     "POWER_MARGIN",
     "SCENARIOS",
     "STEP_MINUTES",
@@ -56,7 +56,9 @@ SCENARIOS = tuple(Scenario.values)
 
 
 def run_scenario(name: str, *, apply: bool = False, actor=None, **options) -> ScenarioResult:
-    """Dispatch by name (``SCENARIOS``); ``apply`` changes live data only for ``maintenance``."""
+    """Dispatch by name (``SCENARIOS``) after checking the options (`options.validate_options`: every entry point
+    passes here); ``apply`` changes live data only for ``maintenance``."""
+    options = validate_options(name, options, apply=apply)
     if name == "heat-wave":
         result = heat_wave(**options)
     elif name == "follow-the-sun":
@@ -67,8 +69,6 @@ def run_scenario(name: str, *, apply: bool = False, actor=None, **options) -> Sc
         return maintenance(apply=apply, actor=actor, **options)
     else:
         raise ScenarioError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
-    if apply:
-        result = replace(result, notes=[*result.notes, "--apply has no effect: this scenario only simulates."])
     return result
 
 

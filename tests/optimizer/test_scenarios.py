@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import time_machine
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
+from optimizer.models import ScenarioRun
 from optimizer.scenarios import (
     ScenarioError,
     follow_the_sun,
@@ -189,6 +191,43 @@ def test_api_runs_a_scenario_for_staff_only(seeded, staff_api, customer_api, ano
 )
 def test_api_rejects_bad_requests_with_400(seeded, staff_api, body):
     assert staff_api.post("/api/scenarios/", body, format="json").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["renewable", "--carbon-price", "nan"], "carbon_price_usd_per_t must be a finite number"),  # hung past 120 s
+        (["heat-wave", "--delta-c", "inf"], "delta_c must be a finite number"),  # "pue contains NaN" traceback
+        (["heat-wave", "--delta-c", "-300"], "delta_c must be a finite number from -30 to 40"),  # ran silently
+        (["follow-the-sun", "--hours", "100000"], "hours must be a whole number from 1 to 168"),  # 8 GB, 67 s
+        (["follow-the-sun", "--apply"], "only maintenance can be applied"),
+    ],
+)
+def test_the_command_checks_its_options_as_the_api_and_the_admin_do(seeded, args, said):
+    with pytest.raises(CommandError, match=said):
+        call_command("scenario", *args, stdout=io.StringIO())
+    assert not ScenarioRun.objects.exists()
+
+
+@pytest.mark.parametrize("options", [{"hours": 2, "bogus": 1}, {"carbon_price": 5}])
+@pytest.mark.parametrize("scenario", ["follow-the-sun", "renewable"])
+def test_an_unknown_option_is_refused_by_name_for_every_scenario(seeded, staff_api, scenario, options):
+    """It was silently dropped for one scenario and refused for another."""
+    response = staff_api.post("/api/scenarios/", {"scenario": scenario, "options": options}, format="json")
+
+    assert response.status_code == 400
+    unknown = next(key for key in options if key != "hours")
+    assert unknown in response.json()["options"]
+
+
+def test_the_admin_form_refuses_what_the_api_refuses(seeded, admin_client):
+    response = admin_client.post(
+        "/admin/scenarios/", {"scenario": "renewable", "carbon_price_usd_per_t": "20000", "hours": "2"}
+    )
+
+    assert response.status_code == 200
+    assert "carbon_price_usd_per_t must be a finite number from 0 to 10000" in response.content.decode()
+    assert not ScenarioRun.objects.exists()
 
 
 def test_admin_page_runs_a_scenario_and_shows_the_chart(seeded, admin_client):
