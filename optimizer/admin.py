@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from sites.admin import SiteAdmin
 from sites.models import Site
 
+from .admin_tables import allocation_table, collapsed_json, inputs_tables
 from .choices import RunTrigger
 from .models import Allocation, OptimizationRun, ScenarioRun
 from .services import request_optimization, start_site_maintenance
@@ -96,6 +97,7 @@ class OptimizationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "advisor_verdict",
         "advisor_proposal",
         "error",
+        "allocation",
         "inputs_json",
         "details_json",
     )
@@ -124,6 +126,7 @@ class OptimizationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "profit",
         "explanation",
         "error",
+        "allocation",
         "inputs_json",
         "details_json",
     )
@@ -158,11 +161,15 @@ class OptimizationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Inputs")
     def inputs_json(self, obj: OptimizationRun) -> str:
-        return _pretty_json(obj.inputs)
+        return inputs_tables(obj.inputs)
+
+    @admin.display(description="Allocation")
+    def allocation(self, obj: OptimizationRun) -> str:
+        return allocation_table(obj.allocations.select_related("site", "hardware_model"))
 
     @admin.display(description="Details")
     def details_json(self, obj: OptimizationRun) -> str:
-        return _pretty_json(obj.details)
+        return collapsed_json(obj.details, "Raw details (JSON): site breakdown, binding constraints, commitments")
 
     @admin.action(description="Run the optimizer now with the selected runs' strategies")
     def rerun_strategy(self, request, queryset):

@@ -362,3 +362,34 @@ class RidgeForecast:
                 for region, values in observed.inference_demand_mtok_per_h.items()
             },
         )
+
+
+# Series names as the run's inputs record them ("energy_price_usd_per_mwh.site_3_norway", "hashprice_usd_per_ph_day",
+# "inference_demand_mtok_per_h.europe"), said in words for staff: one phrase per kind, with a count of its members.
+SERIES_WORDS = {
+    "energy_price_usd_per_mwh": ("energy prices", "site"),
+    "pue": ("PUE", "site"),
+    "hashprice_usd_per_ph_day": ("the hashprice", ""),
+    "inference_price_usd_per_mtok": ("the token price", ""),
+    "inference_demand_mtok_per_h": ("inference demand", "region"),
+}
+
+
+def describe_series(keys: list[str] | tuple[str, ...]) -> str:
+    """ "energy prices of 10 sites, PUE of 3 sites and the hashprice" for those series' names (unknown names as they
+    are): what the explanation says instead of listing every internal name."""
+    members: dict[str, list[str]] = {}
+    for key in keys:
+        kind, _, member = key.partition(".")
+        members.setdefault(kind, []).append(member)
+    phrases = []
+    for kind, names in members.items():
+        words, unit = SERIES_WORDS.get(kind, (kind, "series"))
+        named = [name for name in names if name]
+        if not named:
+            phrases.append(words)
+        elif len(named) == 1:
+            phrases.append(f"{words} of {named[0]}")
+        else:
+            phrases.append(f"{words} of {len(named)} {unit}s")
+    return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"

@@ -270,14 +270,14 @@ class HorizonValues:
         else:
             used = forecast.PERSISTENCE if not learned else "mixed"
             note = (
-                f"Persistence (latest value held) for {', '.join(held)}: under two days of stored history, too little "
-                "to learn a daily shape from."
+                f"Persistence (latest value held) for {forecast.describe_series(held)}: under two days of stored "
+                "history, too little to learn a daily shape from."
             )
             if learned:
-                note += f" The ridge forecast for {', '.join(learned)}."
+                note += f" The ridge forecast for {forecast.describe_series(learned)}."
         weather = sorted(key for key, model in self.models.items() if model == "weather forecast")
         if weather:
-            note += f" PUE from stored weather forecasts for {', '.join(weather)}."
+            note += f" PUE from stored weather forecasts for {forecast.describe_series(weather)}."
         codes = [site.code for site in sites]
         return {
             "setting": self.method,

@@ -111,3 +111,47 @@ def test_staff_may_delete_an_old_run_with_its_allocations(admin_client, runs):
 
     assert response.status_code == 302
     assert not OptimizationRun.objects.filter(pk=good.pk).exists()
+
+
+def test_run_page_shows_inputs_and_allocation_as_tables_with_the_raw_json_collapsed(admin_client, runs):
+    from tests.factories import HardwareModelFactory
+
+    good = runs[0]
+    AllocationFactory(run=good, site=SiteFactory(code="bergen"), hardware_model=HardwareModelFactory(code="s21"),
+                      units_running=40, it_power_kw=Decimal("140"), facility_power_kw=Decimal("150"))  # fmt: skip
+    good.inputs = {
+        "interval_start": "2026-01-01T00:00:00+00:00",
+        "market": {"interval_start": "2026-01-01T00:00:00+00:00", "hashprice_usd_per_ph_day": 52.5,
+                   "inference_price_usd_per_mtok": 0.8, "inference_demand_mtok_per_h": {"europe": 900.0}},
+        "sites": {"bergen": {"status": "online", "energy_price_usd_per_mwh": 41.5, "price_at": None,
+                             "temperature_c": 7.0, "pue": 1.0463}},
+        "previous_units": {"bergen": {"s21": 35}, "oslo_1": {}},
+        "forecast": {"note": "Persistence (latest value held) for energy prices of 1 site.",
+                     "models": {"energy_price_usd_per_mwh.bergen": "persistence"},
+                     "periods": {"energy_price_usd_per_mwh": {"bergen": [41.5, 39.25, 60.0]},
+                                 "pue": {"bergen": [1.0463, 1.05, 1.061]}}},
+    }  # fmt: skip
+    good.save()
+
+    content = admin_client.get(_url("optimizationrun", "change", good.pk)).content.decode()
+
+    assert "<caption>Units running, site x hardware</caption>" in content
+    miner = good.allocations.get(site__code="oslo_1").hardware_model.code
+    assert f"<th>Site</th><th>{miner}</th><th>s21</th><th>IT kW</th>" in content  # site x hardware
+    assert "<th>bergen</th><td>0</td><td>40</td><td>140.00</td>" in content  # bergen runs 40 s21 units
+    assert "<caption>Energy price USD/MWh per planning period (P0: observed)</caption>" in content
+    assert "<th>bergen</th><td>persistence</td><td>41.50</td><td>39.25</td><td>60.00</td>" in content
+    assert "<th>bergen</th><td>-</td><td>1.046</td><td>1.050</td><td>1.061</td>" in content  # PUE, no model named
+    assert "<caption>Units running before this run</caption>" in content and "<td>35</td>" in content
+    assert "<details><summary>Raw inputs (JSON)</summary><pre>" in content  # collapsed, still there
+    assert content.index("Units running, site x hardware") < content.index("Raw inputs (JSON)")
+
+
+def test_run_page_escapes_what_the_inputs_hold(admin_client, runs):
+    good = runs[0]
+    good.inputs = {"sites": {"<script>x</script>": {"status": "online"}}, "market": {}}
+    good.save()
+
+    content = admin_client.get(_url("optimizationrun", "change", good.pk)).content.decode()
+
+    assert "<script>x</script>" not in content and "&lt;script&gt;x&lt;/script&gt;" in content

@@ -234,3 +234,14 @@ def test_fit_cache_reuses_a_fresh_fit_only_on_the_history_it_learned_from():
     assert cache.refit("young", series[:100], 5, origin=0) is None  # too little history, and that is kept
     assert cache.lookup("young", series[:101], 0) == (True, None)
     assert cache.lookup("other", series, 0) == (False, None)
+
+
+def test_held_series_are_said_by_kind_with_a_count_not_by_their_internal_names():
+    from optimizer.forecast import describe_series
+
+    keys = [f"energy_price_usd_per_mwh.site_{n}" for n in range(10)] + ["hashprice_usd_per_ph_day"]
+    assert describe_series(keys) == "energy prices of 10 sites and the hashprice"
+    assert describe_series(["pue.oslo", "inference_demand_mtok_per_h.europe", "inference_demand_mtok_per_h.asia"]) == (
+        "PUE of oslo and inference demand of 2 regions"
+    )
+    assert describe_series(["inference_price_usd_per_mtok"]) == "the token price"

@@ -340,7 +340,7 @@ def test_a_failing_migration_step_is_recorded_and_the_plan_still_applies(world, 
     ("setting", "said"),
     [
         # One stored interval: too little history to learn from, so every series is held (and the note says so).
-        ("ridge", "Forecast (ridge): Persistence (latest value held) for energy_price_usd_per_mwh."),
+        ("ridge", "Forecast (ridge): Persistence (latest value held) for energy prices of 10 sites,"),
         ("persistence", "Forecast (persistence): Planned on persistence: the latest prices and PUE held"),
     ],
 )
