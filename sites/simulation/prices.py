@@ -83,12 +83,13 @@ GRID_REGIONS: dict[str, GridRegion] = {
     "CA-BC": GridRegion(55.0, 0.25, 3.0, -30.0, 0.3, 0.03, 0.08, False),  # British Columbia
     "NO1": GridRegion(60.0, 0.35, 4.0, -50.0, 0.4, 0.03, 0.20, False, 15, True),  # Nord Pool, Oslo
     "SG-USEP": GridRegion(60.0, 0.30, 8.0, -20.0, 0.0, 0.08, 0.03, True, 30),  # Singapore
-    "ERCOT": GridRegion(55.0, 0.60, 30.0, -60.0, 1.0, 0.35, 0.15, True),  # Texas
+    # ERCOT, DE-LU and NEM-NSW are calibrated against real prices (bench/calibration.py, docs/simulation.md).
+    "ERCOT": GridRegion(22.0, 0.78, 70.0, -60.0, 5.0, 0.35, 0.15, True),  # Texas, real-time hub average 2024
     "IE-SEM": GridRegion(85.0, 0.40, 10.0, -80.0, 1.0, 0.05, 0.12, False),  # Ireland
     "JP-TOKYO": GridRegion(70.0, 0.35, 10.0, -20.0, 0.0, 0.25, 0.10, True, 30, True),  # JEPX Tokyo
-    "NEM-NSW": GridRegion(75.0, 0.60, 25.0, -100.0, 1.5, 0.45, 0.10, True),  # Australia NEM
+    "NEM-NSW": GridRegion(115.0, 0.15, 25.0, -100.0, 3.5, 0.55, 0.0, True),  # NEM NSW1, September 2022 only
     "CL-SEN": GridRegion(65.0, 0.45, 6.0, -50.0, 1.0, 0.60, 0.05, False),  # Chile
-    "DE-LU": GridRegion(75.0, 0.45, 8.0, -100.0, 1.2, 0.45, 0.15, False, 15, True),  # EPEX DE-LU
+    "DE-LU": GridRegion(72.0, 0.28, 8.0, -100.0, 3.5, 0.45, 0.15, False, 15, True),  # EPEX DE-LU day-ahead, H1 2024
     "generic": GridRegion(60.0, 0.35, 10.0, -50.0, 1.0, 0.20, 0.10, False),
 }
 

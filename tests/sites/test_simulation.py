@@ -160,7 +160,9 @@ def test_start_off_the_step_grid_is_rejected_and_can_be_floored():
 def test_yearly_means_are_within_the_documented_range(year_series):
     for code, series in year_series.items():
         mean = series.usd_per_mwh.mean()
-        assert 25.0 <= mean <= 100.0, (code, mean)
+        # ERCOT is calibrated to its real 2024 mean (26.8 USD/MWh) and Texas pays 0.8 of it; NEM-NSW to September
+        # 2022 (111.7): bench/calibration.py.
+        assert 15.0 <= mean <= 130.0, (code, mean)
         p99 = np.percentile(series.usd_per_mwh, 99)
         assert 1.5 * mean <= p99 <= 600.0, (code, p99)
 
