@@ -85,8 +85,8 @@ def read_real(market: Market, data: Path) -> tuple[np.ndarray, np.ndarray]:
     if market.currency != "USD":
         rates = ecb_usd_per_unit(market.currency)
         ordered = sorted(rates)
-        index = np.searchsorted(np.array(ordered, dtype="datetime64[D]"),
-                                np.array([s.date() for s in starts], dtype="datetime64[D]"), side="right") - 1  # fmt: skip
+        days = np.array([s.date() for s in starts], dtype="datetime64[D]")
+        index = np.searchsorted(np.array(ordered, dtype="datetime64[D]"), days, side="right") - 1
         prices = prices * np.array([rates[ordered[i]] for i in index])
     return np.array([s.replace(tzinfo=None) for s in starts], dtype="datetime64[s]"), prices
 
@@ -184,8 +184,9 @@ def main() -> None:
             if args.markdown:
                 print(f"| {market.name} | {label} | " + " | ".join(cells + tail) + " |")
             else:
-                print(f"{market.name:<20} {label:<9} " + " ".join(f"{c}={v}" for c, v in zip(columns, cells, strict=True))
-                      + (f" hour-r={corr:.2f} missed: {'; '.join(missed) or 'none'}" if label == "simulator" else ""))  # fmt: skip
+                pairs = " ".join(f"{c}={v}" for c, v in zip(columns, cells, strict=True))
+                verdict = f" hour-r={corr:.2f} missed: {'; '.join(missed) or 'none'}" if label == "simulator" else ""
+                print(f"{market.name:<20} {label:<9} {pairs}{verdict}")
 
 
 if __name__ == "__main__":

@@ -371,6 +371,12 @@ ENERGYARB = {
     "MAX_DATA_AGE_MINUTES": env_int("MAX_DATA_AGE_MINUTES", 30),
     "HACKATHON_API_URL": env_str("HACKATHON_API_URL", "https://mara-hackathon-api.onrender.com"),
     "WEATHER_API_URL": env_str("WEATHER_API_URL", "https://api.open-meteo.com"),
+    # Real markets fetched live for the sites tied to their price nodes (comma list of entsoe, aemo; empty: none,
+    # those sites keep the simulator). docs/markets.md.
+    "LIVE_MARKETS": [m.strip() for m in env_str("LIVE_MARKETS", "").split(",") if m.strip()],
+    "ENTSOE_API_URL": env_str("ENTSOE_API_URL", "https://web-api.tp.entsoe.eu/api"),
+    "ENTSOE_API_KEY": env_str("ENTSOE_API_KEY", ""),
+    "AEMO_FILES_URL": env_str("AEMO_FILES_URL", "https://aemo.com.au"),
     "HACKATHON_API_KEY": env_str("HACKATHON_API_KEY", ""),
     "HTTP_TIMEOUT_S": env_float("HTTP_TIMEOUT_S", 10.0),
     "MAP_TILE_URL": env_str("MAP_TILE_URL", ""),
@@ -382,7 +388,7 @@ ENERGYARB = {
     "HORIZON_HOURS": env_float("HORIZON_HOURS", 6.0),
     # What the live optimizer plans the horizon on: "ridge" (learned from stored history, docs/optimizer.md) or
     # "persistence" (the latest values held).
-    "FORECAST": env_str("OPTIMIZER_FORECAST", "ridge").strip().lower(),
+    "FORECAST": env_str("OPTIMIZER_FORECAST", "persistence").strip().lower(),  # real ERCOT: bench/forecast_real.py
     # Moving a running SLA placement to another site (docs/scenarios.md, "Migration rule"): the destination powers
     # the moved kW for the warm-up (model load) before the cut-over, during which the moved kW serves nothing.
     "MIGRATION_WARMUP_MINUTES": env_float("MIGRATION_WARMUP_MINUTES", 10.0),

@@ -380,6 +380,7 @@ def refresh_market_prices(*, at: datetime) -> RefreshResult:
     Raises the source's error (SourceUnavailable is transient and retried by the task); nothing already stored
     is changed by a failure, and the optimizer keeps using the last prices until they are too old.
     """
+    from .markets.live import live_site_ids, refresh_live_prices
     from .simulation import floor_to_step
 
     source = settings.ENERGYARB["PRICE_SOURCE"]
@@ -388,11 +389,15 @@ def refresh_market_prices(*, at: datetime) -> RefreshResult:
         start = current - timedelta(minutes=5 * (REFRESH_WINDOW_INTERVALS - 1))
         with track_source_fetch(kind=SourceFetch.Kind.MARKET, source=DataSource.SIMULATOR) as outcome:
             energy_rows, market_rows = simulate_market_window(
-                sites=list(Site.objects.order_by("pk")), start=start, periods=REFRESH_WINDOW_INTERVALS
+                sites=list(Site.objects.exclude(pk__in=live_site_ids()).order_by("pk")),
+                start=start,
+                periods=REFRESH_WINDOW_INTERVALS,
             )
             with transaction.atomic():
                 outcome.rows_written = store_energy_prices(rows=energy_rows, source=DataSource.SIMULATOR)
                 outcome.rows_written += store_market_prices(rows=market_rows, source=DataSource.SIMULATOR)
+        if settings.ENERGYARB["LIVE_MARKETS"]:  # sites tied to a live market's node (sites.markets.live)
+            refresh_live_prices(at=at)
         return RefreshResult(source=source, rows_written=outcome.rows_written, interval_start=current)
     if source == DataSource.HACKATHON_API:
         from .clients.hackathon import fetch_prices
