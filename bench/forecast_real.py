@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from optimizer.forecast import mape, pinball_loss, ridge_forecast, seasonal_naive  # noqa: E402
+from optimizer.forecast import mape, pinball_loss, ridge_forecast, seasonal_naive
 
 DEFAULT_DATA = Path("/work/shared/data/real")
 YEAR_START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from django.conf import settings
@@ -33,7 +34,12 @@ from .importing import ENTSOE_ZONES
 from .models import PriceNode
 from .services import LoadRow, store_node_prices, store_system_load
 
-SOURCES = {Market.ENTSOE: DataSource.ENTSOE_API, Market.AEMO: DataSource.AEMO_FILES}
+SOURCES: dict[str, str] = {Market.ENTSOE: DataSource.ENTSOE_API, Market.AEMO: DataSource.AEMO_FILES}
+
+
+def knobs() -> dict[str, Any]:
+    """settings.ENERGYARB, typed for the values read here (str, float, list)."""
+    return settings.ENERGYARB
 
 
 def _checked(result: MarketFile, source: str, url: str) -> MarketFile:
@@ -50,11 +56,11 @@ def fetch_entsoe(zone: str, start: datetime, end: datetime) -> MarketFile:
     from entsoe import entsoe as entsoe_module
     from entsoe.exceptions import NoMatchingDataError
 
-    knobs = settings.ENERGYARB
-    url, source = knobs["ENTSOE_API_URL"], DataSource.ENTSOE_API
+    config = knobs()
+    url, source = str(config["ENTSOE_API_URL"]), str(DataSource.ENTSOE_API)
     entsoe_module.URL = url  # entsoe-py reads its endpoint from this module global
     client = entsoe_module.EntsoeRawClient(
-        api_key=knobs["ENTSOE_API_KEY"] or "unset", retry_count=1, retry_delay=0, timeout=knobs["HTTP_TIMEOUT_S"]
+        api_key=config["ENTSOE_API_KEY"] or "unset", retry_count=1, retry_delay=0, timeout=config["HTTP_TIMEOUT_S"]
     )
     try:
         text = client.query_day_ahead_prices(zone.replace("-", "_"), start=pd.Timestamp(start), end=pd.Timestamp(end))
@@ -70,15 +76,15 @@ def fetch_entsoe(zone: str, start: datetime, end: datetime) -> MarketFile:
 
 
 def aemo_url(region: str, month: datetime) -> str:
-    base = settings.ENERGYARB["AEMO_FILES_URL"].rstrip("/")
+    base = str(knobs()["AEMO_FILES_URL"]).rstrip("/")
     return f"{base}/aemo/data/nem/priceanddemand/PRICE_AND_DEMAND_{month:%Y%m}_{region}.csv"
 
 
 def fetch_aemo(region: str, month: datetime, *, transport: httpx.BaseTransport | None = None) -> MarketFile:
     """One month of a region's 5-minute prices and demand from AEMO's public file."""
-    url, source = aemo_url(region, month), DataSource.AEMO_FILES
+    url, source = aemo_url(region, month), str(DataSource.AEMO_FILES)
     try:
-        with httpx.Client(timeout=settings.ENERGYARB["HTTP_TIMEOUT_S"], transport=transport) as client:
+        with httpx.Client(timeout=float(knobs()["HTTP_TIMEOUT_S"]), transport=transport) as client:
             response = client.get(url)
     except httpx.TransportError as exc:
         raise SourceUnavailable(f"{type(exc).__name__}: {exc}", source=source, url=url) from exc
@@ -104,7 +110,7 @@ def refresh_live_prices(*, at: datetime) -> dict[str, int]:
     end (the first one) so the periodic task retries transient failures.
     """
     written, failure = {}, None
-    live = [m for m in settings.ENERGYARB["LIVE_MARKETS"] if m in SOURCES]
+    live = [m for m in knobs()["LIVE_MARKETS"] if m in SOURCES]
     for node in PriceNode.objects.filter(market__in=live, sites__isnull=False).distinct():
         try:
             with track_source_fetch(kind=SourceFetch.Kind.ENERGY, source=SOURCES[node.market]) as outcome:
@@ -133,5 +139,5 @@ def live_site_ids() -> set[int]:
     """Sites whose prices come from a live market (the simulator leaves them alone)."""
     from sites.models import Site
 
-    live = [m for m in settings.ENERGYARB["LIVE_MARKETS"] if m in SOURCES]
+    live = [m for m in knobs()["LIVE_MARKETS"] if m in SOURCES]
     return set(Site.objects.filter(price_node__market__in=live).values_list("pk", flat=True))
