@@ -24,7 +24,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PROJECT = "energyarb-smoke"
 DEADLINE = time.monotonic() + float(os.environ.get("SMOKE_TIMEOUT_S", "600"))
-SERVICES = ("db", "redis", "web", "worker-grid", "worker-data", "worker-optimizer", "worker-default", "beat")
 
 
 class SmokeError(Exception):
@@ -89,7 +88,8 @@ def all_healthy() -> bool:
     release = container_state("release")
     if release.get("Status") == "exited" and release.get("ExitCode") != 0:
         raise SmokeError(f"the release step exited {release.get('ExitCode')}")
-    states = {service: container_state(service) for service in SERVICES}
+    services = [name for name in compose("config", "--services", capture=True).split() if name != "release"]
+    states = {service: container_state(service) for service in services}
     crashed = [name for name, state in states.items() if state.get("Status") in ("exited", "dead", "restarting")]
     if crashed:
         raise SmokeError(f"not running: {', '.join(crashed)}")
