@@ -60,6 +60,6 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["energyarb", "healthcheck"]
+HEALTHCHECK --interval=30s --timeout=30s --start-period=120s --retries=3 CMD ["energyarb", "healthcheck"]
 ENTRYPOINT ["energyarb"]
 CMD ["web"]

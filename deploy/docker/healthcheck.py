@@ -56,18 +56,21 @@ def check_web(url: str, host: str) -> tuple[bool, str]:
     return body.get("status") == "healthy", f"{url}: {body}"
 
 
-def check_worker(queue: str | None) -> tuple[bool, str]:
-    from energyarb.celery import app
+def broker_app():
+    """A bare Celery app on the broker the process uses (REDIS_URL): no Django import, so the check stays cheap."""
+    from celery import Celery
 
+    return Celery("healthcheck", broker=os.environ.get("REDIS_URL") or None)
+
+
+def check_worker(queue: str | None) -> tuple[bool, str]:
     destination = f"{queue}@{socket.gethostname()}"
-    replies = app.control.ping(destination=[destination], timeout=TIMEOUT_S)
+    replies = broker_app().control.ping(destination=[destination], timeout=TIMEOUT_S)
     return bool(replies), f"ping {destination}: {replies}"
 
 
 def check_beat() -> tuple[bool, str]:
-    from energyarb.celery import app
-
-    with app.connection_for_write() as connection:
+    with broker_app().connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=TIMEOUT_S)
     return True, "broker reachable"
 
