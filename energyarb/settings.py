@@ -409,7 +409,7 @@ FLEET = {
     "BACKOFF_S": env_float("FLEET_BACKOFF_S", 0.5),  # doubled on each retry
     "SETTLE_S": env_float("FLEET_SETTLE_S", 0.2),  # wait between a command and its read-back
     "READBACK_CONFIRMATIONS": env_int("FLEET_READBACK_CONFIRMATIONS", 2),  # reads that must agree (flapping)
-    "CONCURRENCY": env_int("FLEET_CONCURRENCY", 500),  # devices spoken to at once
+    "CONCURRENCY": env_int("FLEET_CONCURRENCY", 100),  # devices spoken to at once
     "TELEMETRY_RETENTION_HOURS": env_int("FLEET_TELEMETRY_RETENTION_HOURS", 48),  # raw reads; rollups: RETENTION_DAYS
     "SECRETS_FILE": env_str("FLEET_SECRETS_FILE", ""),  # NAME=value lines; the environment wins
     "DISPATCH_ON_PLAN": env_bool("FLEET_DISPATCH_ON_PLAN", True),
@@ -471,6 +471,10 @@ LOGGING = {
     # A 503 of an expected outage is logged once by core.middleware.OutageLog, not once per request here.
     "filters": {"expected_outage": {"()": "core.middleware.ExpectedOutageFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"django.request": {"filters": ["expected_outage"]}},
+    "loggers": {
+        "django.request": {"filters": ["expected_outage"]},
+        # One INFO line per HTTP request: a dispatch round speaks to thousands of node agents.
+        "httpx": {"level": "WARNING"},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
