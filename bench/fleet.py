@@ -41,7 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--devices", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--batches", type=int, default=20, help="10,000-reading batches for the ingestion figure")
     return parser.parse_args()
 
@@ -114,7 +114,16 @@ def set_plan(share: float) -> None:
     SiteInventory.objects.update(units_running=F("units_available") * share)
 
 
-def dispatch_rounds(rounds: int) -> list[float]:
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of this process, or of process `pid` from /proc."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dispatch_rounds(rounds: int, child_pid: int) -> list[float]:
     from django.utils import timezone
 
     from fleet.models import DeviceCommand
@@ -124,16 +133,21 @@ def dispatch_rounds(rounds: int) -> list[float]:
     for n in range(rounds):
         set_plan(1.0 if n % 2 == 0 else 0.5)
         tracemalloc.start()
-        started = time.perf_counter()
+        started, cpu, sim_cpu, load = time.perf_counter(), cpu_seconds(), cpu_seconds(child_pid), os.getloadavg()[0]
         round_ = dispatch_round(trigger="manual")
         elapsed = time.perf_counter() - started
+        cpu, sim_cpu = cpu_seconds() - cpu, cpu_seconds(child_pid) - sim_cpu
         _current, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         commands = DeviceCommand.objects.filter(round=round_)
         sent = commands.filter(sent=True).count()
         ok = commands.filter(outcome="ok").count()
-        print(f"round {n + 1}: {elapsed:6.1f} s  {sent:6,} commands sent, {ok:6,} read back as desired,"
-              f" {sent / elapsed:7.0f} commands/s, peak Python allocations {peak / 2**20:6.1f} MiB")  # fmt: skip
+        print(
+            f"round {n + 1}: {elapsed:6.1f} s  {sent:6,} commands sent, {ok:6,} read back as desired,"
+            f" {sent / elapsed:5.0f} commands/s; CPU: dispatcher {cpu:5.1f} s, simulator {sim_cpu:5.1f} s;"
+            f" load average {load:.1f} on {os.cpu_count()} CPUs; peak Python allocations {peak / 2**20:5.1f} MiB",
+            flush=True,
+        )
         seconds.append(elapsed)
         # Later rounds must not see the earlier starts as "in the last minute" or "today" (ramp and cap lifted).
         DeviceCommand.objects.update(created_at=timezone.now() - timedelta(days=2))
@@ -189,7 +203,7 @@ def main() -> None:
     if not ready.wait(timeout=600):
         raise SystemExit("the simulator did not start")
     try:
-        seconds = dispatch_rounds(args.rounds)
+        seconds = dispatch_rounds(args.rounds, child.pid)
         rate = ingestion(args.batches, args.devices)
         real_poll()
     finally:

@@ -72,6 +72,7 @@ async def _run(session: DriverSession, job: Job, tuning: Tuning, gate: asyncio.S
                     result.outcome, result.error = "ok", ""
                     return result
                 result.error = "read back differs from the setpoint"
+                session.forget(job.endpoint)  # the retry opens a new session and sends every part again
             except DriverError as exc:
                 result.error = str(exc)[:300]
     result.outcome = "faulted" if result.answered else "unreachable"

@@ -90,6 +90,11 @@ class DriverSession:
         except OSError as exc:
             raise DriverError(f"{endpoint.address}: {exc}") from exc
 
+    def forget(self, endpoint: Endpoint) -> None:
+        """Forget what is kept about a device (session, acknowledged target): the next command starts afresh."""
+        if endpoint.driver != "node_agent":
+            _asic().forget(endpoint)
+
     async def read(self, endpoint: Endpoint, *, nominal_w: float) -> Reading:
         if endpoint.driver == "node_agent":
             return await self._bounded(node_agent.read(self._client, endpoint), endpoint)

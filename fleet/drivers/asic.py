@@ -30,6 +30,7 @@ READS = {
 RUNNING_SHARE = 0.05  # a miner drawing under 5 % of its nominal power and hashing nothing is stopped
 
 _miners: dict[tuple[str, int], AnyMiner] = {}
+_targets: dict[tuple[str, int], int] = {}  # the power target each miner last acknowledged (not sent again)
 
 
 async def _miner(endpoint: Endpoint) -> AnyMiner:
@@ -52,8 +53,9 @@ async def _miner(endpoint: Endpoint) -> AnyMiner:
 
 
 def forget(endpoint: Endpoint) -> None:
-    """Drop the kept miner object (after an error its session may be stale)."""
+    """Drop the kept miner object (after an error its session may be stale) and its acknowledged target."""
     _miners.pop((endpoint.address, endpoint.port), None)
+    _targets.pop((endpoint.address, endpoint.port), None)
 
 
 async def read(endpoint: Endpoint, *, nominal_w: float) -> Reading:
@@ -80,8 +82,12 @@ async def command(endpoint: Endpoint, setpoint: Setpoint, *, power_target: bool)
             acknowledged = bool(await miner.stop_mining())
         else:
             acknowledged = bool(await miner.resume_mining())
-            if acknowledged and power_target and setpoint.power_w:
-                acknowledged = bool(await miner.set_power_limit(int(setpoint.power_w)))
+            target = int(setpoint.power_w or 0)
+            key = (endpoint.address, endpoint.port)
+            if acknowledged and power_target and target and _targets.get(key) != target:
+                acknowledged = bool(await miner.set_power_limit(target))
+                if acknowledged:
+                    _targets[key] = target
         if not acknowledged:
             forget(endpoint)  # a refused command may mean an expired session: the retry opens a new one
         return acknowledged

@@ -51,9 +51,10 @@ class Reading:
     placements: list[str] = field(default_factory=list)
 
     def follows(self, setpoint: Setpoint, *, nominal_w: float) -> bool:
-        """Whether this reading shows the setpoint carried out (state, and power within 15 % of a target)."""
+        """Whether this reading shows the setpoint carried out: the state, the power within 15 % of a target (a
+        preset profile may sit a little under it), and the placements a node was given."""
         if self.running != setpoint.running:
             return False
-        if setpoint.running and setpoint.power_w and self.power_w > setpoint.power_w * 1.15:
+        if setpoint.running and setpoint.power_w and not 0.85 <= self.power_w / setpoint.power_w <= 1.15:
             return False
         return not (setpoint.running and set(setpoint.placements) - set(self.placements))

@@ -35,8 +35,17 @@
       { label: "Measured IT kW", data: sites.map((s) => s.measured_it_kw) },
       { label: "Meter kW", data: sites.map((s) => s.meter_kw) },
     ];
+    const box = document.getElementById("machines-chart");
+    box.hidden = sites.length === 0;
+    if (!sites.length) return;
     if (!chart) {
-      chart = new Chart(document.getElementById("chart-machines"), {
+      // The canvas exists only once there are devices to chart.
+      const canvas = document.createElement("canvas");
+      canvas.id = "chart-machines";
+      canvas.setAttribute("role", "img");
+      canvas.setAttribute("aria-label", "Planned, measured and metered kilowatts per site");
+      box.appendChild(canvas);
+      chart = new Chart(canvas, {
         type: "bar",
         data: { labels: sites.map((s) => s.site), datasets },
         options: { responsive: true, maintainAspectRatio: false, animation: false },
