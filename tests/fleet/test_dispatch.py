@@ -145,7 +145,7 @@ def test_a_device_that_does_not_follow_leaves_the_plan_and_asks_for_a_replan(
 ):
     north = fleet_sites["north"]
     bad = devices(north, "miner_air")[0]
-    simulator.set_fault(bad.address, fault, slow_seconds=3)
+    simulator.set_fault(bad.address, fault, slow_seconds=5)
     want(north, "miner_air", 4)
     heard = []
     capacity_lost.connect(lambda sender, **kw: heard.append(kw), weak=False, dispatch_uid="test-heard")
