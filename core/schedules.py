@@ -39,7 +39,7 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
     # The machines: a dispatch round every minute carries on ramps the last round deferred; telemetry every minute.
     DefaultSchedule("dispatch fleet", "fleet.tasks.dispatch_fleet", 60, "fleet"),
     DefaultSchedule("poll fleet telemetry", "fleet.tasks.poll_fleet_telemetry", 60, "fleet"),
-    DefaultSchedule("prune fleet telemetry", "fleet.tasks.prune_fleet_telemetry", 3600, "fleet"),
+    DefaultSchedule("prune fleet telemetry", "fleet.tasks.prune_fleet_telemetry", 24 * 3600, "fleet"),
 )
 
 

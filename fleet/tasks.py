@@ -43,6 +43,6 @@ def poll_fleet_telemetry() -> dict:
     return services.poll_telemetry()
 
 
-@shared_task(name="fleet.tasks.prune_fleet_telemetry", expires=3000, **RETRY)
+@shared_task(name="fleet.tasks.prune_fleet_telemetry", expires=3600, **RETRY)
 def prune_fleet_telemetry() -> dict:
     return services.prune_telemetry()

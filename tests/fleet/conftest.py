@@ -18,8 +18,9 @@ from tests.factories import HardwareModelFactory, SiteFactory, SiteInventoryFact
 
 
 def _network() -> str:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    n = 200 + int(worker.removeprefix("gw") or 0) % 50
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    # xdist workers 127.200-249; a run without xdist its own 127.150-199 (two runs at once do not collide).
+    n = 200 + int(worker.removeprefix("gw")) % 50 if worker else 150 + os.getpid() % 50
     return f"127.{n}.0.0/16"
 
 

@@ -113,7 +113,11 @@ def test_the_tasks_use_the_configured_retention(history, settings):
 
 def test_retention_runs_daily_from_the_default_schedules():
     daily = {entry.task: entry.every_seconds for entry in DEFAULT_SCHEDULES if "prune" in entry.task}
-    assert daily == {"sites.tasks.prune_old_data": 86400, "optimizer.tasks.prune_old_runs": 86400}
+    assert daily == {
+        "sites.tasks.prune_old_data": 86400,
+        "optimizer.tasks.prune_old_runs": 86400,
+        "fleet.tasks.prune_fleet_telemetry": 86400,
+    }
 
 
 def test_no_request_ever_deletes_old_rows(history, staff_api, admin_client):
