@@ -351,6 +351,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    # A grid event is answered within seconds: its re-plan has its own queue and worker (docs/grid.md).
+    "optimizer.tasks.replan_for_grid_event": {"queue": "grid"},
     # Advice can take up to the Claude timeout and more; it must not delay the next optimization.
     "optimizer.tasks.advise_optimization": {"queue": "default"},
     "optimizer.tasks.prune_old_runs": {"queue": "default"},  # retention must not wait behind optimizations

@@ -12,6 +12,7 @@ after commit, which the optimizer turns into a re-plan.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from .choices import BaselineMethod, EventSource, EventStatus, PaymentBasis, Red
 from .models import Enrollment, EventPerformance, GridEvent, GridProgram
 from .signals import grid_event_changed
 
+logger = logging.getLogger(__name__)
 ZERO = Decimal("0")
 CENTS = Decimal("0.01")
 
@@ -137,8 +139,16 @@ def site_baselines_kw(sites: Iterable[Site], *, method: str, committed_kw: Mappi
 
 
 def _announce(event: GridEvent) -> None:
+    """After commit, tell the layers above (the optimizer re-plans); a failing receiver (a broker down) is logged:
+    the event stands, and the next scheduled run plans it."""
     event_id, status = event.pk, event.status
-    transaction.on_commit(lambda: grid_event_changed.send(sender=GridEvent, event_id=event_id, status=status))
+
+    def send() -> None:
+        for receiver, outcome in grid_event_changed.send_robust(sender=GridEvent, event_id=event_id, status=status):
+            if isinstance(outcome, Exception):
+                logger.error("A grid-event receiver (%s) failed for event %s", receiver, event_id, exc_info=outcome)
+
+    transaction.on_commit(send)
 
 
 @transaction.atomic

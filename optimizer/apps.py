@@ -9,9 +9,11 @@ class OptimizerConfig(AppConfig):
 
     def ready(self) -> None:
         from fleet.signals import capacity_lost
+        from grid.signals import grid_event_changed
         from sites.signals import replan_requested
 
-        from .receivers import queue_fleet_replan, queue_replan
+        from .receivers import queue_fleet_replan, queue_grid_replan, queue_replan
 
         replan_requested.connect(queue_replan, dispatch_uid="optimizer.queue_replan")
         capacity_lost.connect(queue_fleet_replan, dispatch_uid="optimizer.queue_fleet_replan")
+        grid_event_changed.connect(queue_grid_replan, dispatch_uid="optimizer.queue_grid_replan")

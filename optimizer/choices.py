@@ -12,6 +12,7 @@ class RunTrigger(models.TextChoices):
     BACKTEST = "backtest", "Backtest"
     SITE = "site", "Site back online"
     FLEET = "fleet", "Devices left the plan"
+    GRID = "grid", "Grid event"
 
 
 class Scenario(models.TextChoices):

@@ -21,7 +21,7 @@ price. Later periods are forecasts (settings ENERGYARB["FORECAST"], env OPTIMIZE
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -46,6 +46,7 @@ from sla.models import Contract, Placement
 
 from . import engine, forecast
 from .credit_pricing import shortfall_prices
+from .grid_inputs import grid_inputs
 
 STEP_MINUTES = 5
 STEP = timedelta(minutes=STEP_MINUTES)
@@ -202,6 +203,8 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
         period_starts=period_starts,
         unit_limits=_unit_limits(sites, hardware, period_starts, at),
     )
+    if (grid := grid_inputs(problem, contracts, at)) is not None:  # open grid events (optimizer/grid_inputs.py)
+        problem = replace(problem, grid=grid)
     snapshot = {
         "interval_start": interval.isoformat(),
         "strategy": strategy,

@@ -20,3 +20,11 @@ def queue_fleet_replan(sender, **kwargs) -> None:
     from .tasks import run_optimization
 
     run_optimization.delay(trigger=RunTrigger.FLEET)
+
+
+def queue_grid_replan(sender, event_id: int, status: str, **kwargs) -> None:
+    """`grid.signals.grid_event_changed`: re-plan at once on the high-priority `grid` queue (a new, started,
+    completed or cancelled event changes what the fleet may draw)."""
+    from .tasks import replan_for_grid_event
+
+    replan_for_grid_event.delay(event_id=event_id, status=status)

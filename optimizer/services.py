@@ -55,6 +55,7 @@ from sla.services import (
 
 from . import engine
 from .choices import RunStatus, RunTrigger, Strategy
+from .grid_inputs import record_event_plans
 from .inputs import Inputs, StaleInputs, build_inputs
 from .models import Allocation, OptimizationRun
 
@@ -278,6 +279,7 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
         )
     SiteInventory.objects.bulk_update(inventories, ["units_running"])
     migrations = _migrate_after_apply(problem)
+    record_event_plans(problem, solution, now=timezone.now())  # grid events: planned kW, downtime of shed contracts
     # Uptime is measured from what the applied plan delivers, not from what was promised: for each contract
     # running now, the kW the plan serves in the interval being applied, less what the cut-overs of the moves
     # just decided leave unserved in it (sla computes uptime and credits).

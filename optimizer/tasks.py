@@ -28,6 +28,23 @@ def run_optimization(run_id: int | None = None, trigger: str = RunTrigger.SCHEDU
     return {"run": run.pk, "status": run.status, "profit_usd_per_h": str(run.profit_usd_per_h)}
 
 
+@shared_task(name="optimizer.tasks.replan_for_grid_event", bind=True, max_retries=120, expires=300, acks_late=True)
+def replan_for_grid_event(self, event_id: int, status: str = "") -> dict:
+    """Re-plan now for a grid event (queue `grid`, served by its own worker so it never waits behind a scheduled
+    run's queue). While another run holds the one-running slot, retry every half second instead of being skipped:
+    the event must be planned for."""
+    from .choices import RunStatus
+    from .models import OptimizationRun
+    from .services import optimize_now
+
+    if OptimizationRun.objects.filter(status=RunStatus.RUNNING).exists():
+        raise self.retry(countdown=0.5)
+    run = optimize_now(trigger=RunTrigger.GRID)
+    if run.status == RunStatus.SKIPPED and "Another optimization" in run.error:
+        raise self.retry(countdown=0.5)
+    return {"event": event_id, "event_status": status, "run": run.pk, "status": run.status}
+
+
 # --- Claude advisor (optimizer/advisor.py) -------------------------------------------------------------------
 # The anthropic SDK (about 2 s to import) is imported only when a request is sent, not by these modules.
 

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
+from . import grid
 from .book import Book, aggregate_commitments
 from .problem import REGIONS, Commitment, Problem
 from .unit_commitment import apply_unit_limits
@@ -105,6 +106,7 @@ class Formulation:
     tokens_mtok_per_unit_h: np.ndarray  # [H] million tokens per hour of one running unit
     switching_usd_per_unit: np.ndarray  # [T] cost per unit started or stopped (0 in period 0 without history)
     signature: str = field(default="")
+    grid_columns: object = None  # grid.GridColumns when the problem has grid programs
 
     @property
     def num_col(self) -> int:
@@ -505,6 +507,8 @@ def build_formulation(problem: Problem, *, fixed_units: np.ndarray | None = None
         tokens_mtok_per_unit_h=data.tokens_mtok_h,
         switching_usd_per_unit=b.switching_usd_per_unit,
     )
+    if problem.grid is not None:
+        form = grid.extend(problem, form)  # reserves, event caps, coincident peaks, SLA shedding order
     form.signature = _signature(form)
     return form
 

@@ -102,6 +102,7 @@ class Problem:
     settings: Settings = field(default_factory=Settings)
     period_starts: tuple[datetime, ...] | None = None  # for explanations only
     unit_limits: UnitLimits | None = None  # what dispatch may do (minimum on/off, restart caps): unit_commitment.py
+    grid: object = None  # grid.GridInputs: reserves, event caps, coincident peaks (optimizer/engine/grid.py)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: coerce once, here

@@ -183,6 +183,7 @@ class Solution:
     shortfalls: tuple[Shortfall, ...]
     binding: tuple[BindingConstraint, ...]
     explanation: tuple[str, ...]
+    grid_books: dict[str, float] = field(default_factory=dict)  # grid streams in USD (engine/grid.py books)
     warm: WarmStart | None = field(default=None, repr=False)
     warm_started: bool = False  # True when the solve continued from ``warm_start``'s basis
 

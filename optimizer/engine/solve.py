@@ -25,6 +25,7 @@ import numpy as np
 import scipy.optimize as opt
 import scipy.sparse as sp
 
+from . import grid
 from .explain import allocation_violations, binding_constraints, describe_changes, explanation_lines
 from .formulation import Formulation, build_formulation
 from .problem import Problem
@@ -184,6 +185,8 @@ def round_units(problem: Problem, units: np.ndarray) -> np.ndarray:
     available = np.array([s.available for s in problem.sites])
     inventory = problem.inventory_units * available[:, None]
     capacity_it = np.array([s.power_capacity_kw for s in problem.sites])[:, None] / problem.pue  # [S, T]
+    if problem.grid is not None:  # whole units never round a site above a grid event's cap
+        capacity_it = np.minimum(capacity_it, grid.event_caps_it_kw(problem))
     ramp = problem.settings.ramp_limit_fraction
     limit = np.maximum(ramp * problem.inventory_units, 1.0) if ramp is not None else None
     before = problem.previous_units
@@ -252,6 +255,8 @@ def _assemble(problem: Problem, form: Formulation, run: _Run, integer: bool, sec
         binding = binding_constraints(problem, form, col, run.row_dual, run.col_dual, integer=integer)
     lines = explanation_lines(problem, form, units[:, :, 0], totals, commitments, shortfalls, binding, header)
     changes = describe_changes(problem, form, problem.previous_units, units[:, :, 0], binding, commitments)
+    if form.grid_columns is not None:  # grid programs (optimizer/engine/grid.py)
+        lines, grid_books = (*lines, *grid.explain(problem, form, col)), grid.books(problem, form, col)
     return Solution(
         status=run.status,
         objective_usd=form.profit(col),
@@ -267,6 +272,7 @@ def _assemble(problem: Problem, form: Formulation, run: _Run, integer: bool, sec
         shortfalls=shortfalls,
         binding=binding,
         explanation=(*lines, *changes),
+        grid_books=grid_books if form.grid_columns is not None else {},
         warm=run.warm,
         warm_started=run.warm_started,
     )

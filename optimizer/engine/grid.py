@@ -1,0 +1,373 @@
+"""Grid programs in the engine: reserves held, event caps, coincident-peak charges, SLA shedding order.
+
+Appended to a built ``Formulation`` (``extend``), so the core model is untouched and a problem without ``grid``
+data is solved exactly as before. Units: kW of facility load (what the grid meters), USD.
+
+- **Ancillary-service reserves** (``ReserveOffer``): column r[t,k] kW held for product k at its site, paid
+  ``price_usd_per_mw_h / 1000 x hours`` per kW, up to the enrolled kW. Held capacity must be running load that
+  can be shed within the product's response time and that backs no SLA commitment: miners always, unreserved
+  (Spot-market) inference only when the product allows at least ``INFERENCE_SHED_S``; units reserved for a
+  commitment (w) never count. Reg-Down is the other way round: headroom to *raise* load (load + r <= capacity).
+- **Events** (``EventCap``): in each period of an event, site facility load <= cap, with a shortfall column paid
+  at the program's penalty (so an impossible cap is under-delivered and priced, never infeasible).
+- **SLA shedding order**: what a lower load gives up is priced by the objective: mining loses its margin, Spot
+  inference and Spot contracts their low price, Flexible/Standard their price but *no credit* while the unserved
+  kWh stay within the month's remaining downtime allowance (``allowance_kwh``; beyond it the credit is charged
+  again), and Premium is never shed for an event: its unserved kW in event periods cost ``NEVER_SHED_USD_PER_KWH``,
+  above any program's penalty, so the event is under-delivered first. With market prices where mining earns less
+  per kW than Spot, the order is mining, then Spot, then Flexible/Standard within allowance, never Premium.
+- **Coincident peaks** (``CoincidentPeak``): consuming kW in period t costs ``p_t x rate / n`` (USD), the expected
+  share of the transmission charge that the period's load would set if it held one of the ``n`` peaks (4CP: 4,
+  12CP: 12) with probability ``p_t``; the charge runs for a year, so ``rate`` is USD per kW-year.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+INFERENCE_SHED_S = 60.0  # seconds to preempt Spot inference (drain and stop); miners stop within a second
+NEVER_SHED_USD_PER_KWH = 10_000.0
+SHEDDABLE_TIERS = ("flexible", "standard")  # shed within the month's remaining downtime allowance
+NEVER_SHED_TIERS = ("premium",)
+PEAK_SHED_PROBABILITY = 0.01  # periods at least this likely to hold a coincident peak follow the shedding order
+
+
+@dataclass(frozen=True, eq=False)
+class ReserveOffer:
+    """Up to ``max_kw`` of ``product`` at ``site``, paid ``price_usd_per_mw_h[T]`` per MW held per hour."""
+
+    product: str  # 'rrs' | 'ecrs' | 'non_spin' | 'reg_up' | 'reg_down' | 'ers_10' | 'ers_30'
+    site: str
+    max_kw: float
+    price_usd_per_mw_h: np.ndarray
+    response_s: float
+
+    @property
+    def raises_load(self) -> bool:
+        return self.product == "reg_down"
+
+
+@dataclass(frozen=True, eq=False)
+class EventCap:
+    """During ``periods`` (a [T] bool mask), ``site``'s facility load stays <= ``cap_kw``."""
+
+    event: str
+    site: str
+    periods: np.ndarray
+    cap_kw: float
+    penalty_usd_per_kwh: float
+
+
+@dataclass(frozen=True, eq=False)
+class CoincidentPeak:
+    """Per-period probability that the system peak falls in the period; charge in USD per kW-year over ``n``."""
+
+    probability: np.ndarray  # [T] 0..1
+    rate_usd_per_kw_year: float
+    peaks_per_year: int  # 4 (4CP) or 12 (12CP)
+    sites: tuple[str, ...]  # the sites in that market
+    label: str = "4CP"
+
+
+@dataclass(frozen=True, eq=False)
+class GridInputs:
+    """Everything about grid programs one solve needs."""
+
+    reserves: tuple[ReserveOffer, ...] = ()
+    events: tuple[EventCap, ...] = ()
+    peak: CoincidentPeak | None = None
+    allowance_kwh: Mapping[str, float] = field(default_factory=dict)  # commitment id -> kWh left this month
+
+
+@dataclass
+class _Grow:
+    """New columns and rows appended to a formulation; entries are (row, col, value) in the grown numbering."""
+
+    n_col: int
+    n_row: int
+    cost: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+    row_lo: list[float] = field(default_factory=list)
+    row_hi: list[float] = field(default_factory=list)
+    entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def col(self, cost: float, upper: float) -> int:
+        self.cost.append(cost)
+        self.upper.append(upper)
+        return self.n_col + len(self.cost) - 1
+
+    def row(self, lo: float, hi: float) -> int:
+        self.row_lo.append(lo)
+        self.row_hi.append(hi)
+        return self.n_row + len(self.row_lo) - 1
+
+    def add(self, row: int, cols: np.ndarray, values: np.ndarray | float) -> None:
+        cols = np.asarray(cols, dtype=np.int64).ravel()
+        vals = np.broadcast_to(np.asarray(values, dtype=float), cols.shape).ravel()
+        self.entries.append((np.full(cols.size, row, dtype=np.int64), cols, vals))
+
+
+def _load_terms(problem, form, s: int, t: int, *, sheddable: str) -> tuple[np.ndarray, np.ndarray]:
+    """Columns and facility-kW coefficients of site s's load in period t: all of it (``"all"``), or the load
+    that can be shed: miners (``"miners"``) or miners plus unreserved inference (``"spot"``)."""
+    kw = np.array([h.power_kw for h in problem.hardware]) * problem.pue[s, t]
+    is_miner = np.array([h.kind == "miner" for h in problem.hardware])
+    x = form.cols["x"].index()[t, s]
+    if sheddable == "miners":
+        return x[is_miner], kw[is_miner]
+    cols, coef = [x], [kw]
+    if sheddable == "spot":
+        cs = np.flatnonzero(form.commit_sites == s)
+        if cs.size:  # units reserved for commitments back an SLA: they are not reserve capacity
+            cols.append(form.cols["w"].index()[t, cs[0]])
+            coef.append(-kw[form.inference])
+    return np.concatenate(cols), np.concatenate(coef)
+
+
+def _reserves(problem, form, grid: GridInputs, grow: _Grow) -> dict:
+    hours = problem.period_hours
+    capacity = np.array([s.power_capacity_kw for s in problem.sites])
+    site_pos = {code: i for i, code in enumerate(problem.site_codes)}
+    held: dict = {}
+    for k, offer in enumerate(grid.reserves):
+        s = site_pos[offer.site]
+        price = np.asarray(offer.price_usd_per_mw_h, dtype=float)
+        held[k] = [grow.col(-price[t] / 1000.0 * hours[t], offer.max_kw) for t in range(len(hours))]
+    for s in {site_pos[o.site] for o in grid.reserves}:
+        mine = [k for k, o in enumerate(grid.reserves) if site_pos[o.site] == s]
+        for t in range(len(hours)):
+            offers = [(held[k][t], grid.reserves[k]) for k in mine]
+            fast = [col for col, o in offers if not o.raises_load and o.response_s < INFERENCE_SHED_S]
+            slow = [col for col, o in offers if not o.raises_load]
+            down = [col for col, o in offers if o.raises_load]
+            for group, kind in ((fast, "miners"), (slow, "spot")):
+                if group:  # reserves held <= load that can be shed within their response time
+                    row = grow.row(-np.inf, 0.0)
+                    grow.add(row, np.array(group), 1.0)
+                    cols, coef = _load_terms(problem, form, s, t, sheddable=kind)
+                    grow.add(row, cols, -coef)
+            if down:  # Reg-Down: headroom to raise load, load + held <= facility capacity
+                row = grow.row(-np.inf, float(capacity[s]))
+                grow.add(row, np.array(down), 1.0)
+                cols, coef = _load_terms(problem, form, s, t, sheddable="all")
+                grow.add(row, cols, coef)
+    return held
+
+
+def _events(problem, form, grid: GridInputs, grow: _Grow) -> dict:
+    hours = problem.period_hours
+    site_pos = {code: i for i, code in enumerate(problem.site_codes)}
+    short: dict = {}
+    for e, event in enumerate(grid.events):
+        s = site_pos[event.site]
+        for t in np.flatnonzero(np.asarray(event.periods, dtype=bool)):
+            col = grow.col(event.penalty_usd_per_kwh * hours[t], np.inf)
+            row = grow.row(-np.inf, event.cap_kw)
+            cols, coef = _load_terms(problem, form, s, int(t), sheddable="all")
+            grow.add(row, cols, coef)
+            grow.add(row, np.array([col]), -1.0)
+            short[(e, int(t))] = col
+    return short
+
+
+def _shedding(problem, form, grid: GridInputs, grow: _Grow, cost: np.ndarray) -> dict:
+    """Reprice unserved commitments in event (and likely-peak) periods: Premium never, Flexible/Standard without
+    credit within the remaining allowance (one column per commitment for the kWh beyond it, which pays the
+    credit)."""
+    mask = np.zeros(problem.period_hours.shape[0], dtype=bool)
+    for event in grid.events:
+        mask |= np.asarray(event.periods, dtype=bool)
+    if grid.peak is not None:  # a likely coincident peak is a reason to shed, under the same order
+        mask |= np.asarray(grid.peak.probability, dtype=float) >= PEAK_SHED_PROBABILITY
+    beyond: dict = {}
+    if not mask.any() or not problem.commitments:
+        return beyond
+    u = form.cols["u"].index()  # [T, G]: unserved kW of each group of interchangeable contracts (book.py)
+    hours = problem.period_hours
+    for c, commitment in enumerate(form.book.groups):
+        periods = np.flatnonzero(mask)
+        if commitment.tier in NEVER_SHED_TIERS:
+            cost[u[periods, c]] += NEVER_SHED_USD_PER_KWH * hours[periods]
+        elif commitment.tier in SHEDDABLE_TIERS:
+            allowance = _group_allowance_kwh(problem, form, grid, c)
+            cost[u[periods, c]] -= commitment.penalty_usd_per_kwh * hours[periods]
+            col = grow.col(commitment.penalty_usd_per_kwh, np.inf)  # kWh unserved beyond the allowance
+            row = grow.row(-np.inf, allowance)
+            grow.add(row, u[periods, c], hours[periods])
+            grow.add(row, np.array([col]), -1.0)
+            beyond[str(commitment.id)] = col
+    return beyond
+
+
+def _peak_cost(problem, form, grid: GridInputs, cost: np.ndarray) -> None:
+    peak = grid.peak
+    if peak is None:
+        return
+    kw = np.array([h.power_kw for h in problem.hardware])
+    x = form.cols["x"].index()  # [T, S, H]
+    per_kw = np.asarray(peak.probability, dtype=float) * peak.rate_usd_per_kw_year / peak.peaks_per_year  # [T]
+    for code in peak.sites:
+        s = problem.site_codes.index(code)
+        cost[x[:, s, :]] += per_kw[:, None] * kw[None, :] * problem.pue[s, :, None]
+
+
+def _group_allowance_kwh(problem, form, grid: GridInputs, group: int) -> float:
+    """kWh a group may go unserved within every member's allowance: a group's shortfall is shared in proportion
+    to capacity (book.py), so member c takes share_c of it and the group may shed min_c(allowance_c / share_c)."""
+    members = form.book.members(group)
+    limits = [
+        float(grid.allowance_kwh.get(str(problem.commitments[c].id), 0.0)) / max(float(form.book.share[c]), 1e-12)
+        for c in members
+    ]
+    return min(limits, default=0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class GridColumns:
+    """Where the grid columns sit in the grown formulation (for the ledger and the explanation)."""
+
+    held: dict  # offer index -> [T] column index
+    short: dict  # (event index, period) -> column index
+    beyond: dict  # group id (a contract's id for a group of one) -> column index
+
+
+def extend(problem, form):
+    """``form`` with the grid columns, rows and costs of ``problem.grid`` appended (a new Formulation)."""
+    grid: GridInputs = problem.grid
+    cost = form.cost.copy()
+    grow = _Grow(n_col=form.num_col, n_row=form.num_row)
+    held = _reserves(problem, form, grid, grow)
+    short = _events(problem, form, grid, grow)
+    beyond = _shedding(problem, form, grid, grow, cost)
+    _peak_cost(problem, form, grid, cost)
+    n_new, m_new = len(grow.cost), len(grow.row_lo)
+    n_col, n_row = form.num_col + n_new, form.num_row + m_new
+    old = form.matrix.tocoo()
+    rows = [old.row] + [e[0] for e in grow.entries]
+    cols = [old.col] + [e[1] for e in grow.entries]
+    vals = [old.data] + [e[2] for e in grow.entries]
+    matrix = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_row, n_col))
+    grown = replace(
+        form,
+        cost=np.concatenate([cost, np.array(grow.cost, dtype=float)]),
+        col_lower=np.concatenate([form.col_lower, np.zeros(n_new)]),
+        col_upper=np.concatenate([form.col_upper, np.array(grow.upper, dtype=float)]),
+        row_lower=np.concatenate([form.row_lower, np.array(grow.row_lo, dtype=float)]),
+        row_upper=np.concatenate([form.row_upper, np.array(grow.row_hi, dtype=float)]),
+        matrix=matrix,
+        integrality=np.concatenate([form.integrality, np.zeros(n_new, dtype=np.uint8)]),
+    )
+    grown.grid_columns = GridColumns(held=held, short=short, beyond=beyond)
+    return grown
+
+
+def books(problem, form, col: np.ndarray) -> dict[str, float]:
+    """USD over the horizon of the grid streams: reserve capacity paid, the plan's expected coincident-peak charge
+    and the expected charge it avoids against keeping the load running now, event shortfall penalties, and the
+    SLA credit the plan does not owe because the shed kWh stay within the allowance."""
+    grid: GridInputs = problem.grid
+    where: GridColumns = form.grid_columns
+    hours = problem.period_hours
+    as_usd = sum(
+        float(col[c]) * float(np.asarray(grid.reserves[k].price_usd_per_mw_h)[t]) / 1000.0 * hours[t]
+        for k, cols in where.held.items()
+        for t, c in enumerate(cols)
+    )
+    penalty = sum(float(col[c]) * grid.events[e].penalty_usd_per_kwh * hours[t] for (e, t), c in where.short.items())
+    waived = 0.0
+    if where.beyond:
+        u = form.cols["u"].take(col)
+        for c, commitment in enumerate(form.book.groups):
+            key = str(commitment.id)
+            if key in where.beyond:
+                shed_kwh = float((u[:, c] * hours).sum())
+                waived += (shed_kwh - float(col[where.beyond[key]])) * commitment.penalty_usd_per_kwh
+    cp_cost = cp_avoided = 0.0
+    if grid.peak is not None:
+        facility = site_facility_kw(problem, form, col)  # [S, T]
+        per_kw = np.asarray(grid.peak.probability) * grid.peak.rate_usd_per_kw_year / grid.peak.peaks_per_year
+        idx = [problem.site_codes.index(code) for code in grid.peak.sites]
+        cp_cost = float((facility[idx] * per_kw).sum())
+        running = _running_kw(problem)
+        if running is not None:  # against keeping the load running now through the horizon
+            cp_avoided = float((np.maximum(running[idx, None] - facility[idx], 0.0) * per_kw).sum())
+    return {
+        "as_capacity_usd": round(as_usd, 2),
+        "event_penalty_usd": round(penalty, 2),
+        "cp_expected_charge_usd": round(cp_cost, 2),
+        "cp_charge_avoided_usd": round(cp_avoided, 2),
+        "sla_credit_waived_usd": round(waived, 2),
+    }
+
+
+def site_facility_kw(problem, form, col: np.ndarray) -> np.ndarray:
+    """[S, T] facility kW of the plan."""
+    kw = np.array([h.power_kw for h in problem.hardware])
+    return (form.cols["x"].take(col) * kw).sum(axis=2).T * problem.pue
+
+
+def explain(problem, form, col: np.ndarray) -> list[str]:
+    """Why load was held or shed in the first period, in plain sentences."""
+    grid: GridInputs = problem.grid
+    where: GridColumns = form.grid_columns
+    lines = []
+    for k, cols in where.held.items():
+        offer, kw_held = grid.reserves[k], float(col[cols[0]])
+        if kw_held > 1e-3:
+            price = float(np.asarray(offer.price_usd_per_mw_h)[0])
+            lines.append(
+                f"Held {kw_held / 1000:.2f} MW at {offer.site} for {offer.product.upper()} at {price:.0f} USD/MW-h."
+            )
+    facility = site_facility_kw(problem, form, col)
+    before = _running_kw(problem)
+    for e, event in enumerate(grid.events):
+        if not np.asarray(event.periods, dtype=bool)[0]:
+            continue
+        s = problem.site_codes.index(event.site)
+        short = float(col[where.short[(e, 0)]])
+        shed = max(0.0, float(before[s] - facility[s, 0])) if before is not None else None
+        load_mw, cap_mw = facility[s, 0] / 1000, event.cap_kw / 1000
+        text = f"Event {event.event} at {event.site}: load {load_mw:.2f} MW, cap {cap_mw:.2f} MW"
+        text += f"; shed {shed / 1000:.2f} MW" if shed is not None else ""
+        text += (
+            f"; {short:.0f} kW short, penalty {event.penalty_usd_per_kwh * 1000:.0f} USD/MWh." if short > 1e-3 else "."
+        )
+        lines.append(text)
+    if where.beyond:
+        u = form.cols["u"].take(col)[0]
+        for c, commitment in enumerate(form.book.groups):
+            if u[c] > 1e-3 and commitment.tier in (*SHEDDABLE_TIERS, "spot"):
+                lines.append(f"Shed {u[c]:.0f} kW of {commitment.tier} contract {commitment.id} for a grid event.")
+    peak = grid.peak
+    if peak is not None and before is not None:
+        p0 = float(np.asarray(peak.probability)[0])
+        for code in peak.sites:
+            s = problem.site_codes.index(code)
+            shed = float(before[s] - facility[s, 0])
+            if p0 >= 0.05 and shed > 1e-3:
+                lines.append(
+                    f"Shed {shed / 1000:.2f} MW at {code}: {p0 * 100:.0f} % chance of a {peak.label} interval."
+                )
+    return lines
+
+
+def _running_kw(problem) -> np.ndarray | None:
+    """[S] facility kW of the allocation running now (period-0 PUE), or None without one."""
+    if problem.previous_units is None:
+        return None
+    kw = np.array([h.power_kw for h in problem.hardware])
+    return (problem.previous_units * kw).sum(axis=1) * problem.pue[:, 0]
+
+
+def event_caps_it_kw(problem) -> np.ndarray:
+    """[S, T] IT kW the events allow each site (infinite outside events), for rounding units to whole ones."""
+    caps = np.full((len(problem.sites), problem.period_hours.shape[0]), np.inf)
+    for event in problem.grid.events:
+        s = problem.site_codes.index(event.site)
+        mask = np.asarray(event.periods, dtype=bool)
+        caps[s, mask] = np.minimum(caps[s, mask], event.cap_kw / problem.pue[s, mask])
+    return caps
