@@ -32,6 +32,7 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
     DefaultSchedule("start contracts", "sla.tasks.start_contracts", 60, "default"),
     DefaultSchedule("start grid events", "grid.tasks.start_grid_events", 60, "grid"),
     DefaultSchedule("complete grid events", "grid.tasks.complete_grid_events", 60, "grid"),
+    DefaultSchedule("poll OpenADR VTN", "grid.tasks.poll_openadr_vtn", 60, "grid"),
     DefaultSchedule("issue service credits", "sla.tasks.issue_service_credits", 3600, "default"),
     # Retention (ENERGYARB["RETENTION_DAYS"]): old prices, weather and finished runs are deleted here, never by a GET.
     DefaultSchedule("prune old data", "sites.tasks.prune_old_data", 24 * 3600, "data"),

@@ -401,6 +401,14 @@ ENERGYARB = {
     "MIGRATION_MAX_EVALUATIONS": env_int("MIGRATION_MAX_EVALUATIONS", 40),
     # Prices, weather, fetch records and finished optimization runs older than this are pruned daily.
     "RETENTION_DAYS": env_int("RETENTION_DAYS", 400),
+    # The OpenADR 3 VTN the VEN polls (grid/ven.py); empty URL = no VEN. OAuth client credentials.
+    "OPENADR_VTN_URL": env_str("OPENADR_VTN_URL", ""),
+    "OPENADR_CLIENT_ID": env_str("OPENADR_CLIENT_ID", ""),
+    "OPENADR_CLIENT_SECRET": env_str("OPENADR_CLIENT_SECRET", ""),
+    "OPENADR_VEN_NAME": env_str("OPENADR_VEN_NAME", "energyarb"),
+    # Transmission charge a coincident peak sets, USD per kW-year, and the kind (4CP or 12CP): docs/grid.md.
+    "CP_RATE_USD_PER_KW_YEAR": env_float("CP_RATE_USD_PER_KW_YEAR", 60.0),
+    "CP_KIND": env_str("CP_KIND", "4cp").strip().lower(),
 }
 
 # The machines (fleet app, docs/fleet.md): dispatch of applied plans, telemetry, credentials.

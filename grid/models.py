@@ -162,6 +162,9 @@ class GridEvent(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    reported_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When its performance was reported to the VTN (OpenADR)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
 

@@ -295,7 +295,12 @@ def books(problem, form, col: np.ndarray) -> dict[str, float]:
         running = _running_kw(problem)
         if running is not None:  # against keeping the load running now through the horizon
             cp_avoided = float((np.maximum(running[idx, None] - facility[idx], 0.0) * per_kw).sum())
+    held0 = {}
+    for k, cols in where.held.items():  # kW held per product in the first period
+        product = grid.reserves[k].product
+        held0[f"held_kw:{product}"] = held0.get(f"held_kw:{product}", 0.0) + round(float(col[cols[0]]), 3)
     return {
+        **held0,
         "as_capacity_usd": round(as_usd, 2),
         "event_penalty_usd": round(penalty, 2),
         "cp_expected_charge_usd": round(cp_cost, 2),
