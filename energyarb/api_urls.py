@@ -8,7 +8,7 @@ from fleet.api.urls import routes as fleet_routes
 from grid.api.urls import routes as grid_routes
 from optimizer.api.original import original_urlpatterns
 from optimizer.api.urls import routes as optimizer_routes
-from optimizer.views import DashboardDataView, DashboardRunView
+from optimizer.views import DashboardBooksView, DashboardDataView, DashboardRunView
 from sites.api.urls import routes as sites_routes
 from sla.api.urls import extra_urlpatterns as sla_urlpatterns
 from sla.api.urls import routes as sla_routes
@@ -22,5 +22,6 @@ urlpatterns = [
     *sla_urlpatterns,  # the original's POST /api/sla/request
     path("dashboard/", DashboardDataView.as_view(), name="dashboard-data"),
     path("dashboard/runs/<int:pk>/", DashboardRunView.as_view(), name="dashboard-run"),
+    path("dashboard/books/", DashboardBooksView.as_view(), name="dashboard-books"),
     *router.urls,
 ]

@@ -14,17 +14,20 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
+from django.conf import settings
 from django.db.models import DecimalField, ExpressionWrapper, F, Sum
 
-from grid.choices import EventStatus
-from grid.models import EventPerformance
+from grid.choices import EventStatus, PaymentBasis, ProgramKind
+from grid.models import Enrollment, EventPerformance
+from grid.peaks import CP_MONTHS, ERCOT_TZ, LoadSeries, PeakPredictor
 from grid.services import record_event_loads
+from sites.markets.models import AncillaryPrice, SystemLoad
 from sla.choices import TierCode
 from sla.models import Contract, ContractDelivery, Downtime
 from sla.services import month_bounds
 
 from . import engine
-from .engine.grid import EventCap, GridInputs
+from .engine.grid import CoincidentPeak, EventCap, GridInputs, ReserveOffer
 
 SHEDDABLE = (TierCode.STANDARD, TierCode.FLEXIBLE)
 KW_MINUTES = DecimalField(max_digits=20, decimal_places=3)
@@ -93,12 +96,104 @@ def downtime_allowance_kwh(contracts, at: datetime) -> dict[str, float]:
     return allowance
 
 
-def grid_inputs(problem: engine.Problem, contracts, at: datetime) -> GridInputs | None:
-    """The grid side of a run, or None when no event is open (the problem is then solved as without grid)."""
-    caps = event_caps(problem, at)
-    if not caps:
+AS_SERVICE = {  # program kind -> the ancillary service whose clearing price pays it (sites.markets)
+    ProgramKind.RRS: "RRS",
+    ProgramKind.ECRS: "ECRS",
+    ProgramKind.NON_SPIN: "NSPIN",
+    ProgramKind.REG_UP: "REGUP",
+    ProgramKind.REG_DOWN: "REGDN",
+}
+HOURS_PER_YEAR = 8760.0
+
+
+def _offer_price(enrollment: Enrollment, at: datetime) -> float | None:
+    """USD per MW-h held: the newest clearing price of the service at or before `at`, or a fixed MW-year rate."""
+    program = enrollment.program
+    if program.payment_basis == PaymentBasis.FIXED_MW_YEAR:
+        return float(program.payment_rate) / HOURS_PER_YEAR
+    service = AS_SERVICE.get(program.kind)
+    if service is None:
         return None
-    return GridInputs(events=caps, allowance_kwh=downtime_allowance_kwh(contracts, at))
+    price = (
+        AncillaryPrice.objects.filter(market=program.market.lower(), service=service, interval_start__lte=at)
+        .order_by("-interval_start")
+        .values_list("price_usd_per_mw_h", flat=True)
+        .first()
+    )
+    return float(price) if price is not None else None
+
+
+def reserve_offers(problem: engine.Problem, enrollments, at: datetime) -> tuple[ReserveOffer, ...]:
+    """One offer per ancillary enrollment in force at a site of the problem, priced flat over the horizon."""
+    offers = []
+    n_t = problem.period_hours.shape[0]
+    for enrollment in enrollments:
+        if not enrollment.program.is_ancillary or enrollment.site.code not in problem.site_codes:
+            continue
+        price = _offer_price(enrollment, at)
+        if price is None:
+            continue
+        offers.append(
+            ReserveOffer(
+                product=enrollment.program.kind,
+                site=enrollment.site.code,
+                max_kw=float(enrollment.committed_mw) * 1000.0,
+                price_usd_per_mw_h=np.full(n_t, price),
+                response_s=float(enrollment.program.response_time_s),
+            )
+        )
+    return tuple(offers)
+
+
+def coincident_peak(problem: engine.Problem, enrollments, at: datetime) -> CoincidentPeak | None:
+    """The peak probability of the hour being planned (4CP predictor on the stored ERCOT system load), for the
+    sites enrolled in a coincident-peak program; later periods of the horizon are not yet predictable (0)."""
+    sites = tuple(sorted({e.site.code for e in enrollments if e.program.is_coincident_peak} & set(problem.site_codes)))
+    kind = settings.ENERGYARB["CP_KIND"]
+    if not sites or (kind == "4cp" and at.astimezone(ERCOT_TZ).month not in CP_MONTHS):
+        return None
+    hour = at.replace(minute=0, second=0, microsecond=0)
+    rows = list(
+        SystemLoad.objects.filter(
+            market="ercot",
+            zone="SYSTEM",
+            kind="actual",
+            interval_minutes=60,
+            interval_start__gte=hour - timedelta(days=31),
+            interval_start__lt=hour,
+        )
+        .order_by("interval_start")
+        .values_list("interval_start", "load_mw")
+    )
+    if len(rows) < 48 or rows[-1][0] != hour - timedelta(hours=1):
+        return None
+    starts = [start for start, _ in rows] + [hour]
+    values = np.array([float(load) for _, load in rows] + [float(rows[-1][1])])  # hour t's own load is not used
+    try:
+        probability = PeakPredictor().probabilities(LoadSeries(tuple(starts), values))[-1]
+    except ValueError:  # a gap in the stored load: no prediction rather than a wrong one
+        return None
+    per_period = np.array(
+        [float(probability) if start < hour + timedelta(hours=1) else 0.0 for start in problem.period_starts]
+    )
+    return CoincidentPeak(
+        per_period, settings.ENERGYARB["CP_RATE_USD_PER_KW_YEAR"], 4 if kind == "4cp" else 12, sites, kind.upper()
+    )
+
+
+def grid_inputs(problem: engine.Problem, contracts, at: datetime) -> GridInputs | None:
+    """The grid side of a run, or None when there is none (the problem is then solved as without grid): open
+    events, ancillary enrollments priced by the stored clearing prices, the coincident-peak probability."""
+    caps = event_caps(problem, at)
+    enrollments = list(
+        Enrollment.objects.in_force(at).select_related("program", "site").filter(program__is_active=True)
+    )
+    reserves = reserve_offers(problem, enrollments, at) if enrollments else ()
+    peak = coincident_peak(problem, enrollments, at) if enrollments else None
+    if not caps and not reserves and peak is None:
+        return None
+    allowance = downtime_allowance_kwh(contracts, at) if caps or peak is not None else {}
+    return GridInputs(reserves=reserves, events=caps, peak=peak, allowance_kwh=allowance)
 
 
 def record_event_plans(problem: engine.Problem, solution: engine.Solution, *, now: datetime) -> int:

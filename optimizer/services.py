@@ -54,6 +54,7 @@ from sla.services import (
 )
 
 from . import engine
+from .books import run_books
 from .choices import RunStatus, RunTrigger, Strategy
 from .grid_inputs import record_event_plans
 from .inputs import Inputs, StaleInputs, build_inputs
@@ -347,6 +348,7 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
             {"constraint": f.constraint, "commitment": f.commitment, "kw": f.kw} for f in solution.shortfalls
         ],
         "migrations": migrations,
+        "books": run_books(solution, hours),  # USD/h by stream (optimizer/books.py)
     }
     _announce_applied(run_id, inputs.sites, inputs.hardware, units)
     moved = [d["reason"] for d in migrations.get("decisions", ()) if d["moved"]]

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .dashboard import build_dashboard, run_summary
+from .dashboard.books import books_by_run
 from .models import OptimizationRun
 
 REFRESH_SECONDS = 30
@@ -110,3 +111,14 @@ class DashboardRunView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Optimization run status for the dashboard")
     def get(self, request, pk: int):
         return Response(run_summary(get_object_or_404(OptimizationRun, pk=pk)))
+
+
+@method_decorator(never_cache, name="dispatch")
+class DashboardBooksView(APIView):
+    """The books by stream (USD/h) of the latest applied runs, oldest first, for the stacked chart."""
+
+    permission_classes = (permissions.IsAuthenticated, permissions.IsAdminUser)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Books by stream of the latest applied runs")
+    def get(self, request):
+        return Response(books_by_run(limit=48))

@@ -145,12 +145,12 @@ def test_under_a_day_of_history_falls_back_to_persistence_and_says_so(fleet):
 
 def test_queries_are_bounded_when_fitting_and_when_reusing_the_fit(fleet, refits, django_assert_max_num_queries):
     store_history(fleet, days=7, at=BEFORE_PEAK)
-    with django_assert_max_num_queries(10):  # the fit reads four weeks, one query per table; open grid events
+    with django_assert_max_num_queries(12):  # four weeks, one query per table; grid events and enrollments
         fitted = build_inputs(at=BEFORE_PEAK)
     fitted_series = len(refits)
-    with django_assert_max_num_queries(
-        9
-    ):  # five minutes on: the kept fits read their lags and the last hours; +1: the fleet's devices (engine bounds); +1: open grid events
+    # five minutes on: the kept fits read their lags and the last hours; +1 the fleet's devices (engine bounds);
+    # +2 open grid events and enrollments in force
+    with django_assert_max_num_queries(10):
         kept = build_inputs(at=BEFORE_PEAK + timedelta(minutes=5))
     assert fitted_series >= len(fleet) + 1 and len(refits) == fitted_series  # nothing fitted anew
     for result in (fitted, kept):

@@ -85,3 +85,47 @@ def test_grid_replan_waits_for_a_running_run_instead_of_skipping(texas):
     with time_machine.travel(NOW + timedelta(seconds=5), tick=False), pytest.raises(Retry):
         replan_for_grid_event.apply(kwargs={"event_id": 1}, throw=True).get()
     assert not OptimizationRun.objects.filter(trigger=RunTrigger.GRID).exists()
+
+
+def test_every_applied_run_keeps_its_books_by_stream_and_the_dashboard_stacks_them(texas, staff_api, admin_client):
+    run = OptimizationRun.objects.filter(status=RunStatus.SUCCEEDED).latest("finished_at")
+    books = run.details["books"]
+    assert set(books) == {
+        "mining",
+        "spot_inference",
+        "sla_contracts",
+        "as_capacity",
+        "event_payments",
+        "cp_charges_avoided",
+        "penalties",
+    }
+    hours = run.details["horizon_hours"]
+    assert books["mining"] > 0
+    assert books["mining"] + books["spot_inference"] + books["sla_contracts"] == pytest.approx(
+        float(run.revenue_usd_per_h), abs=0.05
+    )
+    data = staff_api.get("/api/dashboard/books/").json()
+    assert data["runs"][-1]["id"] == run.pk and data["runs"][-1]["books"]["mining"] == books["mining"]
+    assert hours > 0
+    page = admin_client.get("/").content.decode()
+    assert 'id="chart-books"' in page and "dashboard/books.js" in page
+
+
+def test_an_ancillary_enrollment_is_held_and_paid_its_stored_clearing_price(texas):
+    from sites.markets.models import AncillaryPrice
+
+    enroll_site(
+        site=texas,
+        program=GridProgram.objects.get(code="ercot-ecrs"),
+        committed_mw=Decimal("0.5"),
+        starts_at=NOW - timedelta(days=1),
+        ends_at=NOW + timedelta(days=30),
+    )
+    AncillaryPrice.objects.create(
+        market="ercot", service="ECRS", interval_start=NOW - timedelta(minutes=30), price_usd_per_mw_h=40, source="csv"
+    )
+    with time_machine.travel(NOW + timedelta(minutes=1), tick=False):
+        run = optimize_now(trigger=RunTrigger.MANUAL)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert "for ECRS at 40 USD/MW-h" in run.explanation
+    assert run.details["books"]["as_capacity"] > 0

@@ -157,6 +157,7 @@ MATRIX: tuple[Row, ...] = (
     Row("GET",    "/api/dashboard/",                              401,   403,    403,   200),
     Row("GET",    "/api/dashboard/runs/{run}/",                   401,   403,    403,   200),
     Row("GET",    "/api/dashboard/runs/999999/",                  401,   403,    403,   404),
+    Row("GET",    "/api/dashboard/books/",                        401,   403,    403,   200),
     Row("GET",    "/",                                            302,   302,    302,   200),
     Row("GET",    "/login/",                                      200,   200,    200,   200),
     Row("POST",   "/logout/",                                     302,   302,    302,   302, body={}),
