@@ -101,7 +101,7 @@ def _report_body(event: GridEvent, vtn_program_id: str, ven_name: str) -> dict:
                     "id": 0,
                     "payloads": [
                         {"type": "BASELINE", "values": [float(row.baseline_kw)]},
-                        {"type": "DEMAND", "values": [float(row.load_kw)]},
+                        {"type": "DEMAND", "values": [float(row.load_kw or 0)]},
                     ],
                 }
             ],
@@ -124,7 +124,7 @@ def sync_with_vtn(*, client: VtnClient, now: datetime | None = None) -> SyncRepo
     now = now or timezone.now()
     report = SyncReport(ven_id=client.register())
     ours = {program.code.lower(): program for program in GridProgram.objects.filter(is_active=True)}
-    vtn_ids: dict[int, str] = {}
+    vtn_ids: dict[int, str] = {}  # GridProgram pk -> the VTN's program id
     for vtn_program in client.programs():
         program = ours.get(vtn_program.program_name.lower())
         if program is None:
@@ -146,8 +146,8 @@ def sync_with_vtn(*, client: VtnClient, now: datetime | None = None) -> SyncRepo
     due = GridEvent.objects.filter(
         source=EventSource.OPENADR, status=EventStatus.COMPLETED, reported_at__isnull=True, program__in=vtn_ids
     ).select_related("program")
-    for event in due:
-        client.post_report(_report_body(event, vtn_ids[event.program_id], client.conf.ven_name))
-        GridEvent.objects.filter(pk=event.pk).update(reported_at=now)
-        report.reported.append(event.pk)
+    for settled in due:
+        client.post_report(_report_body(settled, vtn_ids[settled.program_id], client.conf.ven_name))
+        GridEvent.objects.filter(pk=settled.pk).update(reported_at=now)
+        report.reported.append(settled.pk)
     return report

@@ -96,7 +96,7 @@ def downtime_allowance_kwh(contracts, at: datetime) -> dict[str, float]:
     return allowance
 
 
-AS_SERVICE = {  # program kind -> the ancillary service whose clearing price pays it (sites.markets)
+AS_SERVICE: dict[str, str] = {  # program kind -> the ancillary service whose clearing price pays it (sites.markets)
     ProgramKind.RRS: "RRS",
     ProgramKind.ECRS: "ECRS",
     ProgramKind.NON_SPIN: "NSPIN",
@@ -149,7 +149,7 @@ def coincident_peak(problem: engine.Problem, enrollments, at: datetime) -> Coinc
     """The peak probability of the hour being planned (4CP predictor on the stored ERCOT system load), for the
     sites enrolled in a coincident-peak program; later periods of the horizon are not yet predictable (0)."""
     sites = tuple(sorted({e.site.code for e in enrollments if e.program.is_coincident_peak} & set(problem.site_codes)))
-    kind = settings.ENERGYARB["CP_KIND"]
+    kind = str(settings.ENERGYARB["CP_KIND"])
     if not sites or (kind == "4cp" and at.astimezone(ERCOT_TZ).month not in CP_MONTHS):
         return None
     hour = at.replace(minute=0, second=0, microsecond=0)
@@ -174,11 +174,10 @@ def coincident_peak(problem: engine.Problem, enrollments, at: datetime) -> Coinc
     except ValueError:  # a gap in the stored load: no prediction rather than a wrong one
         return None
     per_period = np.array(
-        [float(probability) if start < hour + timedelta(hours=1) else 0.0 for start in problem.period_starts]
+        [float(probability) if start < hour + timedelta(hours=1) else 0.0 for start in problem.period_starts or ()]
     )
-    return CoincidentPeak(
-        per_period, settings.ENERGYARB["CP_RATE_USD_PER_KW_YEAR"], 4 if kind == "4cp" else 12, sites, kind.upper()
-    )
+    rate = float(str(settings.ENERGYARB["CP_RATE_USD_PER_KW_YEAR"]))
+    return CoincidentPeak(per_period, rate, 4 if kind == "4cp" else 12, sites, kind.upper())
 
 
 def grid_inputs(problem: engine.Problem, contracts, at: datetime) -> GridInputs | None:
@@ -223,7 +222,7 @@ def record_event_plans(problem: engine.Problem, solution: engine.Solution, *, no
 def _record_shed_downtime(problem: engine.Problem, solution: engine.Solution, *, now: datetime) -> None:
     """A contract the plan leaves short now, while an event is active at a site it runs on, gets a downtime record
     for the applied interval (uptime itself is measured from the deliveries the run records)."""
-    active = [cap for cap in problem.grid.events if cap.periods[0]]
+    active = [cap for cap in (problem.grid.events if problem.grid is not None else ()) if cap.periods[0]]
     if not active:
         return
     sites = {cap.site: cap.event for cap in active}

@@ -31,7 +31,10 @@ class VtnSettings:
         if not conf["OPENADR_VTN_URL"]:
             return None
         return cls(
-            conf["OPENADR_VTN_URL"], conf["OPENADR_CLIENT_ID"], conf["OPENADR_CLIENT_SECRET"], conf["OPENADR_VEN_NAME"]
+            str(conf["OPENADR_VTN_URL"]),
+            str(conf["OPENADR_CLIENT_ID"]),
+            str(conf["OPENADR_CLIENT_SECRET"]),
+            str(conf["OPENADR_VEN_NAME"]),
         )
 
 

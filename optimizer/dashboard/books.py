@@ -19,7 +19,7 @@ def books_by_run(*, limit: int = 48) -> dict:
         "runs": [
             {
                 "id": run["id"],
-                "finished_at": run["finished_at"].isoformat(),
+                "finished_at": run["finished_at"].isoformat() if run["finished_at"] else None,
                 "trigger": run["trigger"],
                 "books": {name: float((run["details__books"] or {}).get(name, 0.0)) for name in STREAMS},
             }

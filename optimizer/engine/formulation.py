@@ -106,7 +106,7 @@ class Formulation:
     tokens_mtok_per_unit_h: np.ndarray  # [H] million tokens per hour of one running unit
     switching_usd_per_unit: np.ndarray  # [T] cost per unit started or stopped (0 in period 0 without history)
     signature: str = field(default="")
-    grid_columns: object = None  # grid.GridColumns when the problem has grid programs
+    grid_columns: grid.GridColumns | None = None  # when the problem has grid programs
 
     @property
     def num_col(self) -> int:

@@ -25,9 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from .formulation import Formulation
+    from .problem import Problem
 
 INFERENCE_SHED_S = 60.0  # seconds to preempt Spot inference (drain and stop); miners stop within a second
 NEVER_SHED_USD_PER_KWH = 10_000.0
@@ -111,7 +116,9 @@ class _Grow:
         self.entries.append((np.full(cols.size, row, dtype=np.int64), cols, vals))
 
 
-def _load_terms(problem, form, s: int, t: int, *, sheddable: str) -> tuple[np.ndarray, np.ndarray]:
+def _load_terms(
+    problem: Problem, form: Formulation, s: int, t: int, *, sheddable: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Columns and facility-kW coefficients of site s's load in period t: all of it (``"all"``), or the load
     that can be shed: miners (``"miners"``) or miners plus unreserved inference (``"spot"``)."""
     kw = np.array([h.power_kw for h in problem.hardware]) * problem.pue[s, t]
@@ -128,11 +135,11 @@ def _load_terms(problem, form, s: int, t: int, *, sheddable: str) -> tuple[np.nd
     return np.concatenate(cols), np.concatenate(coef)
 
 
-def _reserves(problem, form, grid: GridInputs, grow: _Grow) -> dict:
+def _reserves(problem: Problem, form: Formulation, grid: GridInputs, grow: _Grow) -> dict[int, list[int]]:
     hours = problem.period_hours
     capacity = np.array([s.power_capacity_kw for s in problem.sites])
     site_pos = {code: i for i, code in enumerate(problem.site_codes)}
-    held: dict = {}
+    held: dict[int, list[int]] = {}
     for k, offer in enumerate(grid.reserves):
         s = site_pos[offer.site]
         price = np.asarray(offer.price_usd_per_mw_h, dtype=float)
@@ -158,10 +165,10 @@ def _reserves(problem, form, grid: GridInputs, grow: _Grow) -> dict:
     return held
 
 
-def _events(problem, form, grid: GridInputs, grow: _Grow) -> dict:
+def _events(problem: Problem, form: Formulation, grid: GridInputs, grow: _Grow) -> dict[tuple[int, int], int]:
     hours = problem.period_hours
     site_pos = {code: i for i, code in enumerate(problem.site_codes)}
-    short: dict = {}
+    short: dict[tuple[int, int], int] = {}
     for e, event in enumerate(grid.events):
         s = site_pos[event.site]
         for t in np.flatnonzero(np.asarray(event.periods, dtype=bool)):
@@ -174,7 +181,7 @@ def _events(problem, form, grid: GridInputs, grow: _Grow) -> dict:
     return short
 
 
-def _shedding(problem, form, grid: GridInputs, grow: _Grow, cost: np.ndarray) -> dict:
+def _shedding(problem: Problem, form: Formulation, grid: GridInputs, grow: _Grow, cost: np.ndarray) -> dict[str, int]:
     """Reprice unserved commitments in event (and likely-peak) periods: Premium never, Flexible/Standard without
     credit within the remaining allowance (one column per commitment for the kWh beyond it, which pays the
     credit)."""
@@ -183,7 +190,7 @@ def _shedding(problem, form, grid: GridInputs, grow: _Grow, cost: np.ndarray) ->
         mask |= np.asarray(event.periods, dtype=bool)
     if grid.peak is not None:  # a likely coincident peak is a reason to shed, under the same order
         mask |= np.asarray(grid.peak.probability, dtype=float) >= PEAK_SHED_PROBABILITY
-    beyond: dict = {}
+    beyond: dict[str, int] = {}
     if not mask.any() or not problem.commitments:
         return beyond
     u = form.cols["u"].index()  # [T, G]: unserved kW of each group of interchangeable contracts (book.py)
@@ -203,7 +210,7 @@ def _shedding(problem, form, grid: GridInputs, grow: _Grow, cost: np.ndarray) ->
     return beyond
 
 
-def _peak_cost(problem, form, grid: GridInputs, cost: np.ndarray) -> None:
+def _peak_cost(problem: Problem, form: Formulation, grid: GridInputs, cost: np.ndarray) -> None:
     peak = grid.peak
     if peak is None:
         return
@@ -215,7 +222,7 @@ def _peak_cost(problem, form, grid: GridInputs, cost: np.ndarray) -> None:
         cost[x[:, s, :]] += per_kw[:, None] * kw[None, :] * problem.pue[s, :, None]
 
 
-def _group_allowance_kwh(problem, form, grid: GridInputs, group: int) -> float:
+def _group_allowance_kwh(problem: Problem, form: Formulation, grid: GridInputs, group: int) -> float:
     """kWh a group may go unserved within every member's allowance: a group's shortfall is shared in proportion
     to capacity (book.py), so member c takes share_c of it and the group may shed min_c(allowance_c / share_c)."""
     members = form.book.members(group)
@@ -230,14 +237,26 @@ def _group_allowance_kwh(problem, form, grid: GridInputs, group: int) -> float:
 class GridColumns:
     """Where the grid columns sit in the grown formulation (for the ledger and the explanation)."""
 
-    held: dict  # offer index -> [T] column index
-    short: dict  # (event index, period) -> column index
-    beyond: dict  # group id (a contract's id for a group of one) -> column index
+    held: dict[int, list[int]]  # offer index -> [T] column index
+    short: dict[tuple[int, int], int]  # (event index, period) -> column index
+    beyond: dict[str, int]  # group id (a contract's id for a group of one) -> column index
 
 
-def extend(problem, form):
+def _inputs(problem: Problem) -> GridInputs:
+    if problem.grid is None:
+        raise ValueError("the problem has no grid inputs")
+    return problem.grid
+
+
+def _columns(form: Formulation) -> GridColumns:
+    if form.grid_columns is None:
+        raise ValueError("the formulation has no grid columns")
+    return form.grid_columns
+
+
+def extend(problem: Problem, form: Formulation) -> Formulation:
     """``form`` with the grid columns, rows and costs of ``problem.grid`` appended (a new Formulation)."""
-    grid: GridInputs = problem.grid
+    grid = _inputs(problem)
     cost = form.cost.copy()
     grow = _Grow(n_col=form.num_col, n_row=form.num_row)
     held = _reserves(problem, form, grid, grow)
@@ -265,12 +284,11 @@ def extend(problem, form):
     return grown
 
 
-def books(problem, form, col: np.ndarray) -> dict[str, float]:
+def books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, float]:
     """USD over the horizon of the grid streams: reserve capacity paid, the plan's expected coincident-peak charge
     and the expected charge it avoids against keeping the load running now, event shortfall penalties, and the
     SLA credit the plan does not owe because the shed kWh stay within the allowance."""
-    grid: GridInputs = problem.grid
-    where: GridColumns = form.grid_columns
+    grid, where = _inputs(problem), _columns(form)
     hours = problem.period_hours
     as_usd = sum(
         float(col[c]) * float(np.asarray(grid.reserves[k].price_usd_per_mw_h)[t]) / 1000.0 * hours[t]
@@ -295,7 +313,7 @@ def books(problem, form, col: np.ndarray) -> dict[str, float]:
         running = _running_kw(problem)
         if running is not None:  # against keeping the load running now through the horizon
             cp_avoided = float((np.maximum(running[idx, None] - facility[idx], 0.0) * per_kw).sum())
-    held0 = {}
+    held0: dict[str, float] = {}
     for k, cols in where.held.items():  # kW held per product in the first period
         product = grid.reserves[k].product
         held0[f"held_kw:{product}"] = held0.get(f"held_kw:{product}", 0.0) + round(float(col[cols[0]]), 3)
@@ -309,16 +327,16 @@ def books(problem, form, col: np.ndarray) -> dict[str, float]:
     }
 
 
-def site_facility_kw(problem, form, col: np.ndarray) -> np.ndarray:
+def site_facility_kw(problem: Problem, form: Formulation, col: np.ndarray) -> np.ndarray:
     """[S, T] facility kW of the plan."""
     kw = np.array([h.power_kw for h in problem.hardware])
-    return (form.cols["x"].take(col) * kw).sum(axis=2).T * problem.pue
+    facility: np.ndarray = (form.cols["x"].take(col) * kw).sum(axis=2).T * problem.pue
+    return facility
 
 
-def explain(problem, form, col: np.ndarray) -> list[str]:
+def explain(problem: Problem, form: Formulation, col: np.ndarray) -> list[str]:
     """Why load was held or shed in the first period, in plain sentences."""
-    grid: GridInputs = problem.grid
-    where: GridColumns = form.grid_columns
+    grid, where = _inputs(problem), _columns(form)
     lines = []
     for k, cols in where.held.items():
         offer, kw_held = grid.reserves[k], float(col[cols[0]])
@@ -360,18 +378,19 @@ def explain(problem, form, col: np.ndarray) -> list[str]:
     return lines
 
 
-def _running_kw(problem) -> np.ndarray | None:
+def _running_kw(problem: Problem) -> np.ndarray | None:
     """[S] facility kW of the allocation running now (period-0 PUE), or None without one."""
     if problem.previous_units is None:
         return None
     kw = np.array([h.power_kw for h in problem.hardware])
-    return (problem.previous_units * kw).sum(axis=1) * problem.pue[:, 0]
+    running: np.ndarray = (problem.previous_units * kw).sum(axis=1) * problem.pue[:, 0]
+    return running
 
 
-def event_caps_it_kw(problem) -> np.ndarray:
+def event_caps_it_kw(problem: Problem) -> np.ndarray:
     """[S, T] IT kW the events allow each site (infinite outside events), for rounding units to whole ones."""
     caps = np.full((len(problem.sites), problem.period_hours.shape[0]), np.inf)
-    for event in problem.grid.events:
+    for event in _inputs(problem).events:
         s = problem.site_codes.index(event.site)
         mask = np.asarray(event.periods, dtype=bool)
         caps[s, mask] = np.minimum(caps[s, mask], event.cap_kw / problem.pue[s, mask])

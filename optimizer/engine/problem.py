@@ -13,8 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .grid import GridInputs
 
 from .unit_commitment import UnitLimits
 
@@ -102,7 +106,7 @@ class Problem:
     settings: Settings = field(default_factory=Settings)
     period_starts: tuple[datetime, ...] | None = None  # for explanations only
     unit_limits: UnitLimits | None = None  # what dispatch may do (minimum on/off, restart caps): unit_commitment.py
-    grid: object = None  # grid.GridInputs: reserves, event caps, coincident peaks (optimizer/engine/grid.py)
+    grid: GridInputs | None = None  # grid.GridInputs: reserves, event caps, coincident peaks (optimizer/engine/grid.py)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: coerce once, here
