@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import DecimalField, DurationField, ExpressionWrapper, F, Value
 from django.db.models.functions import Coalesce
 from django.utils.html import format_html
@@ -17,7 +17,7 @@ from sites.admin import SiteAdmin
 from sites.models import Site
 
 from .admin_tables import allocation_table, collapsed_json, inputs_tables
-from .choices import RunTrigger
+from .choices import RunStatus, RunTrigger
 from .models import Allocation, OptimizationRun, ScenarioRun
 from .services import request_optimization, start_site_maintenance
 
@@ -150,6 +150,13 @@ class OptimizationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="Profit USD/h", ordering="profit_usd_per_h_db")
+    def changelist_view(self, request, extra_context=None):
+        # The alert for a plan the guard refused: while the newest finished run is one, staff see why (one query).
+        latest = OptimizationRun.objects.latest_finished()
+        if latest is not None and latest.status == RunStatus.REJECTED:
+            messages.warning(request, f"Run #{latest.pk} was not applied: {latest.error}")
+        return super().changelist_view(request, extra_context)
+
     def profit(self, obj: OptimizationRun):
         value = obj.profit_usd_per_h
         return None if value is None else f"{value:,.2f}"

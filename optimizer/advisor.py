@@ -605,16 +605,7 @@ def summarize_run(run: OptimizationRun, rebuilt: RebuiltRun) -> str:
         )
     binding = [entry["text"] for entry in details.get("binding", [])[:MAX_BINDING_LINES]]
     lines.append("Binding now: " + ("; ".join(binding) if binding else "nothing (no limit has a shadow price)") + ".")
-    commitments = details.get("commitments", [])
-    if commitments:
-        lines.append("SLA commitments (IT kW on inference hardware):")
-        for c in commitments:
-            placed = ", ".join(f"{site} {kw_:,.0f}" for site, kw_ in c.get("placements_kw", {}).items()) or "nowhere"
-            short = f"; unserved {c['unserved_kw']:,.0f} kW" if c.get("unserved_kw") else ""
-            n1 = f"; N-1 short {c['n_minus_1_shortfall_kw']:,.0f} kW" if c.get("n_minus_1_shortfall_kw") else ""
-            lines.append(f"- {c['tier']} contract {c['contract']}, {c['capacity_kw']:,.0f} kW: {placed}{short}{n1}")
-    else:
-        lines.append("SLA commitments: none active.")
+    lines.extend(_commitment_lines(details.get("commitments", [])))
     knobs = problem.settings
     lines.append(
         f"Switching cost {_usd(knobs.switching_cost_usd_per_unit)} per unit started or stopped; carbon price "
@@ -622,6 +613,43 @@ def summarize_run(run: OptimizationRun, rebuilt: RebuiltRun) -> str:
     )
     lines.append(TASK_PROMPT)
     return "\n".join(lines)
+
+
+MAX_SHORT_CONTRACT_LINES = 5  # contracts named one by one in the prompt: the shortest served
+
+
+def _commitment_lines(commitments: list[dict]) -> list[str]:
+    """The SLA book for the prompt, bounded whatever its size: per tier, its contracts, committed kW and what is
+    short; per tier and site, the kW placed; then the ``MAX_SHORT_CONTRACT_LINES`` contracts furthest short."""
+    if not commitments:
+        return ["SLA commitments: none active."]
+    tiers: dict[str, dict] = {}
+    for c in commitments:
+        tier = tiers.setdefault(c["tier"], {"n": 0, "kw": 0.0, "unserved": 0.0, "n1": 0.0, "sites": {}})
+        tier["n"] += 1
+        tier["kw"] += c["capacity_kw"]
+        tier["unserved"] += c.get("unserved_kw") or 0.0
+        tier["n1"] += c.get("n_minus_1_shortfall_kw") or 0.0
+        for site, kw_ in c.get("placements_kw", {}).items():
+            tier["sites"][site] = tier["sites"].get(site, 0.0) + kw_
+    lines = ["SLA commitments per tier (IT kW on inference hardware; placed kW per site):"]
+    for code, t in tiers.items():
+        placed = ", ".join(f"{site} {kw_:,.0f}" for site, kw_ in sorted(t["sites"].items())) or "nowhere"
+        short = f"; unserved {t['unserved']:,.0f} kW" if t["unserved"] else ""
+        n1 = f"; N-1 short {t['n1']:,.0f} kW" if t["n1"] else ""
+        lines.append(f"- {code}: {t['n']} contracts, {t['kw']:,.0f} kW: {placed}{short}{n1}")
+    worst = sorted(
+        (c for c in commitments if c.get("unserved_kw") or c.get("n_minus_1_shortfall_kw")),
+        key=lambda c: -((c.get("unserved_kw") or 0.0) + (c.get("n_minus_1_shortfall_kw") or 0.0)),
+    )
+    for c in worst[:MAX_SHORT_CONTRACT_LINES]:
+        lines.append(
+            f"- short: {c['tier']} contract {c['contract']}, {c['capacity_kw']:,.0f} kW, unserved "
+            f"{c.get('unserved_kw') or 0:,.0f} kW, N-1 short {c.get('n_minus_1_shortfall_kw') or 0:,.0f} kW"
+        )
+    if len(worst) > MAX_SHORT_CONTRACT_LINES:
+        lines.append(f"- and {len(worst) - MAX_SHORT_CONTRACT_LINES} more contracts short.")
+    return lines
 
 
 def _usd(value: float | Decimal | None) -> str:

@@ -37,6 +37,7 @@ class RunStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped (stale inputs or busy)"
+    REJECTED = "rejected", "Not applied (time limit, or worse than the plan in force)"
 
 
 class AdvisorStatus(models.TextChoices):

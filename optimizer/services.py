@@ -207,8 +207,12 @@ def _work(run_id: int, at: datetime) -> OptimizationRun:
     try:
         started = time.perf_counter()
         solution = engine.run_strategy(run.strategy, inputs.problem)
-        if not solution.ok:
+        if not solution.ok and not solution.status.startswith("error: no plan within the time limit"):
             raise RuntimeError(f"The solver found no plan ({solution.status}).")
+        verdict = engine.judge_plan(inputs.problem, solution)
+        if not verdict.apply:
+            refuse_plan(run_id=run_id, inputs=inputs, solution=solution, verdict=verdict, started=started)
+            return OptimizationRun.objects.get(pk=run_id)
         store_and_apply(run_id=run_id, inputs=inputs, solution=solution, seconds=time.perf_counter() - started)
         if settings.ANTHROPIC_API_KEY:
             from .tasks import advise_optimization
@@ -219,6 +223,27 @@ def _work(run_id: int, at: datetime) -> OptimizationRun:
         logger.exception("Optimization run %s failed", run_id)
         _finish(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", inputs=inputs.snapshot)
     return OptimizationRun.objects.get(pk=run_id)
+
+
+def refuse_plan(
+    *, run_id: int, inputs: Inputs, solution: engine.Solution, verdict: engine.Verdict, started: float
+) -> None:
+    """Record a plan the guard refused (``engine.judge_plan``): the run is ``rejected``, nothing is written to the
+    sites, and the reason stands in the run's error, explanation and details (the admin and the dashboard alert on
+    it: ``OptimizationRun.objects.alerting``)."""
+    logger.warning("Optimization run %s not applied: %s", run_id, verdict.reason)
+    hours = float(inputs.problem.period_hours.sum())
+    _finish(
+        run_id,
+        RunStatus.REJECTED,
+        solve_seconds=time.perf_counter() - started,
+        objective_usd_per_h=None if not solution.ok else _usd(solution.objective_usd / hours),
+        is_applied=False,
+        error=verdict.reason,
+        inputs=inputs.snapshot,
+        details={"status": solution.status, "mip_gap": solution.mip_gap, "guard": verdict.as_dict()},
+        explanation="\n".join([f"Not applied: {verdict.reason}", *solution.explanation[:2]]),
+    )
 
 
 def _dec(value: float, places: int) -> Decimal:
@@ -288,6 +313,8 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
     cutover = migrations.get("cutover_kw_minutes", {})
     interval_start = problem.period_starts[0] if problem.period_starts else timezone.now()
     interval_minutes = round(first_hours * 60)
+    # The plan runs from now to the interval's end; the plan in force before it counts until now (time-weighted).
+    applied_at = timezone.now()
     record_deliveries(
         rows=[
             DeliveryRow(
@@ -295,10 +322,9 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
                 interval_start=interval_start,
                 interval_minutes=interval_minutes,
                 committed_kw=contract.capacity_kw,
-                delivered_kw=min(
-                    _dec(max(served.get(key, 0.0) - cutover.get(key, 0.0) / interval_minutes, 0.0), 3),
-                    contract.capacity_kw,
-                ),
+                delivered_kw=min(_dec(served.get(key, 0.0), 3), contract.capacity_kw),
+                applied_at=applied_at,
+                unserved_kw_minutes=_dec(cutover.get(key, 0.0), 3),
             )
             for contract in inputs.contracts
             for key in (str(contract.pk),)

@@ -493,6 +493,12 @@ class ContractDelivery(models.Model):
         default=DeliverySource.PLAN,
         help_text="Where delivered_kw comes from: the applied plan, or the nodes' telemetry (which wins).",
     )
+    # The plan applied last in the interval: the kW it runs for the contract and since when. A later plan in the
+    # same interval replaces only the rest of the interval (record_deliveries weighs the kW by time).
+    in_force_kw = models.DecimalField(
+        max_digits=12, decimal_places=3, null=True, blank=True, validators=[MinValueValidator(ZERO)]
+    )
+    in_force_since = models.DateTimeField(null=True, blank=True)
     recorded_at = models.DateTimeField(auto_now=True)
 
     class Meta:

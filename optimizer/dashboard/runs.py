@@ -40,6 +40,8 @@ def run_summary(run: OptimizationRun | None) -> dict | None:
         "explanation": run.explanation,
         "binding": [line.get("text", "") for line in binding[:MAX_BINDING_LINES] if isinstance(line, dict)],
         "error": run.error,
+        # A plan the guard refused (time limit, or worse than the plan in force): the page shows it as an alert.
+        "alert": f"Run #{run.pk} was not applied: {run.error}" if run.status == RunStatus.REJECTED else "",
         "advisor_status": run.advisor_status,
         "advisor_status_label": run.get_advisor_status_display(),
         "advisor_model": run.advisor_model,

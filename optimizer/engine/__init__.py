@@ -10,6 +10,7 @@ See docs/optimizer.md for the formulation and its units.
 """
 
 from .explain import allocation_violations
+from .guard import Verdict, judge_plan
 from .problem import REGIONS, Commitment, HardwareModel, Market, Problem, Settings, Site, rolling_periods
 from .solution import (
     BindingConstraint,
@@ -42,10 +43,12 @@ __all__ = [
     "Solution",
     "Totals",
     "UnitLimits",
+    "Verdict",
     "WarmStart",
     "allocation_violations",
     "evaluate",
     "greedy",
+    "judge_plan",
     "perfect",
     "rolling_periods",
     "run_strategy",

@@ -78,8 +78,11 @@ class _Run:
 
 def _options(h: highspy.Highs, problem: Problem, started: float) -> None:
     h.setOptionValue("output_flag", False)
-    left = problem.settings.time_limit_s - (time.perf_counter() - started)
-    h.setOptionValue("time_limit", float(max(left, 1.0)))
+    # What is left of the run's limit; at least a second (the rounded plan's re-solve after a long LP), unless
+    # the limit itself is shorter.
+    limit = problem.settings.time_limit_s
+    left = limit - (time.perf_counter() - started)
+    h.setOptionValue("time_limit", float(max(left, min(1.0, limit))))
     h.setOptionValue("mip_rel_gap", float(problem.settings.mip_rel_gap))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import transaction
@@ -27,13 +27,82 @@ KW_MINUTES = DecimalField(max_digits=20, decimal_places=3)
 
 @dataclass(frozen=True)
 class DeliveryRow:
-    """One contract's committed and delivered kW over one interval (see `record_deliveries`)."""
+    """One contract's committed and delivered kW over one interval (see `record_deliveries`).
+
+    ``applied_at`` set: ``delivered_kw`` is what a plan applied at that moment runs from then to the interval's
+    end; the plan in force before it (an earlier record of the interval, or the previous interval's) counts until
+    then, and ``unserved_kw_minutes`` (a cut-over) is taken off. Unset: ``delivered_kw`` is the whole interval's.
+    """
 
     contract_id: int
     interval_start: datetime
     interval_minutes: int
     committed_kw: Decimal
     delivered_kw: Decimal
+    applied_at: datetime | None = None
+    unserved_kw_minutes: Decimal = ZERO
+
+
+@dataclass(frozen=True)
+class InForce:
+    """What a delivery record says about one interval: its mean kW and the plan running at its end."""
+
+    delivered_kw: Decimal  # mean over the interval
+    in_force_kw: Decimal  # kW of the plan in force from in_force_since to the interval's end
+    in_force_since: datetime
+
+
+def time_weighted_kw(row: DeliveryRow, *, earlier: InForce | None, before_kw: Decimal | None) -> InForce:
+    """The interval's mean kW when ``row``'s plan takes over at ``row.applied_at``.
+
+    With an earlier record of the same interval (mean ``d``, its plan ``k`` in force to the end), only the rest
+    of the interval changes: ``d + (new - k) x rest / minutes``. Without one, the plan in force before (``before_kw``,
+    from the previous interval's record; the new plan itself when there is none) ran until ``applied_at``:
+    ``before x (minutes - rest) / minutes + new x rest / minutes``. A cut-over's kW-minutes are then taken off.
+    """
+    minutes = Decimal(row.interval_minutes)
+    end = row.interval_start + timedelta(minutes=row.interval_minutes)
+    at = min(max(row.applied_at or row.interval_start, row.interval_start), end)
+    rest = Decimal(str((end - at).total_seconds() / 60.0)) / minutes  # share of the interval the new plan runs
+    new_kw = Decimal(row.delivered_kw)
+    if earlier is not None:
+        mean = earlier.delivered_kw + (new_kw - earlier.in_force_kw) * rest
+    else:
+        before = new_kw if before_kw is None else Decimal(before_kw)
+        mean = before * (1 - rest) + new_kw * rest
+    mean -= Decimal(row.unserved_kw_minutes) / minutes
+    return InForce(delivered_kw=max(mean, ZERO).quantize(Decimal("0.001")), in_force_kw=new_kw, in_force_since=at)
+
+
+def _in_force(rows: list[DeliveryRow]) -> list[InForce]:
+    """``time_weighted_kw`` of every row, reading the records it builds on in two queries."""
+    ids = {row.contract_id for row in rows}
+    starts = {row.interval_start for row in rows}
+    previous_starts = {row.interval_start - timedelta(minutes=row.interval_minutes) for row in rows}
+    records = {
+        (d.contract_id, d.interval_start): d
+        for d in ContractDelivery.objects.filter(contract_id__in=ids, interval_start__in=starts | previous_starts)
+    }
+    out = []
+    for row in rows:
+        earlier = records.get((row.contract_id, row.interval_start))
+        before = records.get((row.contract_id, row.interval_start - timedelta(minutes=row.interval_minutes)))
+        if row.applied_at is None:
+            out.append(InForce(Decimal(row.delivered_kw), Decimal(row.delivered_kw), row.interval_start))
+            continue
+        out.append(
+            time_weighted_kw(
+                row,
+                earlier=None if earlier is None else _record_in_force(earlier),
+                before_kw=None if before is None else _record_in_force(before).in_force_kw,
+            )
+        )
+    return out
+
+
+def _record_in_force(record: ContractDelivery) -> InForce:
+    kw = record.in_force_kw if record.in_force_kw is not None else record.delivered_kw
+    return InForce(record.delivered_kw, kw, record.in_force_since or record.interval_start)
 
 
 def _check_delivery(row: DeliveryRow) -> None:
@@ -43,17 +112,22 @@ def _check_delivery(row: DeliveryRow) -> None:
         value = Decimal(getattr(row, name))
         if not value.is_finite() or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, not {value}.")
-    if timezone.is_naive(row.interval_start):
-        raise ValueError("interval_start must be an aware datetime.")
+    if timezone.is_naive(row.interval_start) or (row.applied_at is not None and timezone.is_naive(row.applied_at)):
+        raise ValueError("interval_start and applied_at must be aware datetimes.")
+    lost = Decimal(row.unserved_kw_minutes)
+    if not lost.is_finite() or lost < 0:
+        raise ValueError(f"unserved_kw_minutes must be a finite number >= 0, not {lost}.")
 
 
 @transaction.atomic
 def record_deliveries(*, rows: Iterable[DeliveryRow], source: str = DeliverySource.PLAN) -> int:
     """Upsert delivery records by (contract, interval_start); returns how many rows were written.
 
-    Idempotent: recording the same interval again overwrites it (the optimizer re-applying a run corrects its
-    own figures). A measured record (`source="meter"`, from the fleet's telemetry) overwrites the plan's
-    estimate for its interval, and the plan's estimate never overwrites a measured one. One INSERT ... ON
+    A row without ``applied_at`` overwrites the interval (idempotent: recording it again changes nothing). A row
+    with ``applied_at`` (the optimizer applying a plan) is weighed by time against the plan in force before it
+    (``time_weighted_kw``): two runs applied within one interval each count for the minutes they were in force.
+    A measured record (`source="meter"`, from the fleet's telemetry) overwrites the plan's estimate for its
+    interval, and the plan's estimate never overwrites a measured one. Up to three reads, then one INSERT ... ON
     CONFLICT DO UPDATE per 500 rows.
     """
     rows = list(rows)
@@ -68,24 +142,37 @@ def record_deliveries(*, rows: Iterable[DeliveryRow], source: str = DeliverySour
             ).values_list("contract_id", "interval_start")
         )
         rows = [r for r in rows if (r.contract_id, r.interval_start) not in measured]
-    objs = [
-        ContractDelivery(
-            contract_id=row.contract_id,
-            interval_start=row.interval_start,
-            interval_minutes=row.interval_minutes,
-            committed_kw=Decimal(row.committed_kw).quantize(Decimal("0.001")),
-            delivered_kw=Decimal(row.delivered_kw).quantize(Decimal("0.001")),
-            source=source,
-            recorded_at=timezone.now(),
+    weighted = _in_force(rows) if any(row.applied_at is not None for row in rows) else None
+    objs = []
+    for i, row in enumerate(rows):
+        state = weighted[i] if weighted is not None else None
+        objs.append(
+            ContractDelivery(
+                contract_id=row.contract_id,
+                interval_start=row.interval_start,
+                interval_minutes=row.interval_minutes,
+                committed_kw=Decimal(row.committed_kw).quantize(Decimal("0.001")),
+                delivered_kw=(state.delivered_kw if state else Decimal(row.delivered_kw)).quantize(Decimal("0.001")),
+                in_force_kw=Decimal(state.in_force_kw if state else row.delivered_kw).quantize(Decimal("0.001")),
+                in_force_since=state.in_force_since if state else row.interval_start,
+                source=source,
+                recorded_at=timezone.now(),
+            )
         )
-        for row in rows
-    ]
     ContractDelivery.objects.bulk_create(
         objs,
         batch_size=500,
         update_conflicts=True,
         unique_fields=("contract", "interval_start"),
-        update_fields=("interval_minutes", "committed_kw", "delivered_kw", "source", "recorded_at"),
+        update_fields=(
+            "interval_minutes",
+            "committed_kw",
+            "delivered_kw",
+            "in_force_kw",
+            "in_force_since",
+            "source",
+            "recorded_at",
+        ),
     )
     return len(objs)
 

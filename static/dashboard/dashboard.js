@@ -842,8 +842,15 @@
 
   // Refresh ---------------------------------------------------------------------------------------------------
 
+  function renderAlert(run) {
+    const banner = $("run-alert");
+    banner.textContent = (run && run.alert) || "";
+    banner.hidden = !banner.textContent;
+  }
+
   function render(d) {
     renderStatus(d.status);
+    renderAlert(d.latest_run);
     renderMetrics(d.metrics, d.tiers);
     renderMap(d.sites);
     renderSites(d.sites);

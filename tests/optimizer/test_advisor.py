@@ -546,3 +546,36 @@ def test_judge_prices_a_worse_change():
     assert not judgement.accepted
     assert "it earns $0.10 less over the 2 h horizon than the engine's plan" in judgement.verdict
     assert judgement.record["difference_usd"] == pytest.approx(-0.10)
+
+
+def book_of(n: int) -> list[dict]:
+    """``n`` contracts as a run's details list them, over four tiers and ten sites, every seventh short."""
+    tiers = ("premium", "standard", "flexible", "spot")
+    return [
+        {
+            "contract": i,
+            "tier": tiers[i % 4],
+            "capacity_kw": 2.0 + i % 19,
+            "placements_kw": {f"site_{i % 10}": 2.0 + i % 19},
+            "unserved_kw": 1.0 if i % 7 == 0 else 0.0,
+            "n_minus_1_shortfall_kw": 0.0,
+        }
+        for i in range(n)
+    ]
+
+
+def test_the_prompt_does_not_grow_with_the_book(run):
+    # The book is told per tier (placed kW per site) plus the five contracts furthest short: 3,000 contracts make
+    # the same size of prompt as 40.
+    from optimizer.advisor import summarize_run
+
+    rebuilt = rebuild_problem(run)
+    sizes = {}
+    for n in (40, 3000):
+        run.details = {**run.details, "commitments": book_of(n)}
+        sizes[n] = len(summarize_run(run, rebuilt))
+    assert sizes[3000] <= sizes[40] + 100
+    prompt = summarize_run(run, rebuilt)
+    assert "- premium: 750 contracts" in prompt
+    assert prompt.count("- short: ") == 5
+    assert "- and 424 more contracts short." in prompt  # 429 of 3,000 are short (every seventh)
