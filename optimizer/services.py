@@ -213,7 +213,16 @@ def _work(run_id: int, at: datetime) -> OptimizationRun:
         if not verdict.apply:
             refuse_plan(run_id=run_id, inputs=inputs, solution=solution, verdict=verdict, started=started)
             return OptimizationRun.objects.get(pk=run_id)
-        store_and_apply(run_id=run_id, inputs=inputs, solution=solution, seconds=time.perf_counter() - started)
+        # Pricing the moves re-solves the engine: done here, before the transaction that writes the plan, so the
+        # site locks that transaction takes (to re-place and move placements) are held only for the writes.
+        decisions = price_migrations(problem=inputs.problem)
+        store_and_apply(
+            run_id=run_id,
+            inputs=inputs,
+            solution=solution,
+            seconds=time.perf_counter() - started,
+            decisions=decisions,
+        )
         if settings.ANTHROPIC_API_KEY:
             from .tasks import advise_optimization
 
@@ -256,11 +265,20 @@ def _usd(value: float) -> Decimal:
 
 
 @transaction.atomic
-def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, seconds: float) -> None:
+def store_and_apply(
+    *,
+    run_id: int,
+    inputs: Inputs,
+    solution: engine.Solution,
+    seconds: float,
+    decisions: list[MigrationDecision] | Exception | None = None,
+) -> None:
     """Store the run's allocations and economics and make its first period the running state, atomically.
 
-    Then, in a savepoint of the same transaction, `migrate_after_run` on the run's problem: its re-placements and
+    Then, in a savepoint of the same transaction, `migrate_after_run` on the run's problem with the moves priced
+    before the transaction (``decisions``, from `price_migrations`; None prices them here): its re-placements and
     migration decisions are stored in `details["migrations"]` (an error there is recorded, and the plan applies).
+    Only those writes take the site locks (the admission locks customers' bookings wait on), at the end.
     """
     problem = inputs.problem
     hours = float(problem.period_hours.sum())
@@ -304,7 +322,7 @@ def store_and_apply(*, run_id: int, inputs: Inputs, solution: engine.Solution, s
             int(units[site_index[inventory.site_id], hw_index[inventory.hardware_model_id]]), inventory.units_available
         )
     SiteInventory.objects.bulk_update(inventories, ["units_running"])
-    migrations = _migrate_after_apply(problem)
+    migrations = _migrate_after_apply(problem, decisions)
     record_event_plans(problem, solution, now=timezone.now())  # grid events: planned kW, downtime of shed contracts
     # Uptime is measured from what the applied plan delivers, not from what was promised: for each contract
     # running now, the kW the plan serves in the interval being applied, less what the cut-overs of the moves
@@ -661,15 +679,34 @@ def _book_move(rooms: dict, *, placement: Placement, destination: str, now: date
     )
 
 
-def migrate_after_run(*, problem: engine.Problem, now: datetime | None = None, actor=None) -> dict:
+def price_migrations(*, problem: engine.Problem, now: datetime | None = None) -> list[MigrationDecision] | Exception:
+    """``decide_migrations`` outside any transaction (unlocked reads and engine re-solves); an error is returned,
+    to be recorded with the run, not raised: the plan applies without moves."""
+    try:
+        return decide_migrations(problem=problem, now=now or timezone.now())
+    except Exception as exc:
+        logger.exception("Pricing placement migrations failed")
+        return exc
+
+
+def migrate_after_run(
+    *,
+    problem: engine.Problem,
+    now: datetime | None = None,
+    actor=None,
+    decisions: list[MigrationDecision] | Exception | None = None,
+) -> dict:
     """What follows an applied plan: re-place lost capacity, then move placements where that pays.
 
     1. ``replace_lost_capacity``: contracts running short (Spot preempted, a failover without room) get their gap
        on sites with room, cheapest IT kWh of this plan first;
-    2. ``decide_migrations`` on the plan's problem, and ``move_placements`` for the moves worth it (re-checked
-       under the admission locks: room, dwell time, distinct sites).
+    2. ``decide_migrations`` on the plan's problem (or the ``decisions`` priced before, outside the transaction,
+       by ``price_migrations``), and ``move_placements`` for the moves worth it (re-checked under the admission
+       locks: room, dwell time, distinct sites).
     Returns a JSON-ready summary (stored in the run's details).
     """
+    if isinstance(decisions, Exception):  # pricing failed before the transaction: record it, change nothing
+        raise decisions
     now = now or timezone.now()
     unit = site_energy_usd_per_it_kwh(problem)
     replaced = replace_lost_capacity(
@@ -678,7 +715,8 @@ def migrate_after_run(*, problem: engine.Problem, now: datetime | None = None, a
         actor=actor,
         reason="re-placed by the optimizer: capacity is free again",
     )
-    decisions = decide_migrations(problem=problem, now=now)
+    if decisions is None:
+        decisions = decide_migrations(problem=problem, now=now)
     report = move_placements(
         moves=[
             PlacementMove(
@@ -712,11 +750,11 @@ def migrate_after_run(*, problem: engine.Problem, now: datetime | None = None, a
     }
 
 
-def _migrate_after_apply(problem: engine.Problem) -> dict:
+def _migrate_after_apply(problem: engine.Problem, decisions: list[MigrationDecision] | Exception | None) -> dict:
     """``migrate_after_run`` in a savepoint: a failure there is logged and recorded, and the plan still applies."""
     try:
         with transaction.atomic():
-            return migrate_after_run(problem=problem)
+            return migrate_after_run(problem=problem, decisions=decisions)
     except Exception as exc:
         logger.exception("Placement migrations after a run failed")
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -768,6 +806,7 @@ __all__ = [
     "fail_abandoned_runs",
     "migrate_after_run",
     "optimize_now",
+    "price_migrations",
     "prune_old_runs",
     "request_optimization",
 ]
