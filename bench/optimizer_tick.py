@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--history-days", type=float, default=29.0, help="stored price history to forecast from")
     parser.add_argument("--book", action="append", default=[], help="N:LO-HI running contracts of LO-HI kW")
     parser.add_argument("--book-ticks", type=int, default=3, help="end-to-end runs measured per book")
+    parser.add_argument("--reuse-book", action="store_true", help="keep a stored book of the same size")
     args = parser.parse_args()
     if args.forecast:
         os.environ["OPTIMIZER_FORECAST"] = args.forecast
@@ -103,13 +104,13 @@ def main() -> None:
     print(f"  target median <= 150 ms: {'met' if statistics.median(ms) <= 150 else 'MISSED'}")
     print(f"  load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for spec in args.book:
-        booked_tick(spec, ticks=args.book_ticks)
+        booked_tick(spec, ticks=args.book_ticks, reuse=args.reuse_book)
 
 
 BOOK_TARGETS_S = {300: 1.0, 3000: 5.0}  # issue 13: running contracts -> solve time target
 
 
-def booked_tick(spec: str, *, ticks: int) -> None:
+def booked_tick(spec: str, *, ticks: int, reuse: bool = False) -> None:
     """Book ``spec`` (N:LO-HI), then measure the strategies on the live problem and end-to-end runs."""
     from booked_fleet import book_running_contracts
     from django.utils import timezone
@@ -122,7 +123,9 @@ def booked_tick(spec: str, *, ticks: int) -> None:
 
     count, _, kw = spec.partition(":")
     low, _, high = (kw or "2-20").partition("-")
-    book = book_running_contracts(contracts=int(count), kw_range=(int(low), int(high)), start=timezone.now())
+    book = book_running_contracts(
+        contracts=int(count), kw_range=(int(low), int(high)), start=timezone.now(), reuse=reuse
+    )
     print(f"booked fleet {spec} kW: {book.line()}")
     inputs = build_inputs(at=timezone.now())
     problem = inputs.problem

@@ -264,7 +264,6 @@ def _usd(value: float) -> Decimal:
     return _dec(value, 2)
 
 
-@transaction.atomic
 def store_and_apply(
     *,
     run_id: int,
@@ -275,20 +274,33 @@ def store_and_apply(
 ) -> None:
     """Store the run's allocations and economics and make its first period the running state, atomically.
 
-    Then, in a savepoint of the same transaction, `migrate_after_run` on the run's problem with the moves priced
-    before the transaction (``decisions``, from `price_migrations`; None prices them here): its re-placements and
-    migration decisions are stored in `details["migrations"]` (an error there is recorded, and the plan applies).
-    Only those writes take the site locks (the admission locks customers' bookings wait on), at the end.
+    The rows and the run's details are computed first; the transaction only writes: allocations, units running
+    (inventory rows locked), then, in a savepoint, `migrate_after_run` with the moves priced before
+    (``decisions``, from `price_migrations`; None prices them here): re-placements and moves take the site locks
+    (the admission locks customers' bookings wait on) at the end, for their writes; deliveries and the run last.
+    An error in the migrations is recorded in `details["migrations"]`, and the plan applies.
     """
-    problem = inputs.problem
-    hours = float(problem.period_hours.sum())
-    totals = solution.totals
     units = np.rint(solution.first_period_units).astype(int)
+    rows = _allocation_rows(run_id, inputs, solution, units)
+    details = _run_details(solution)
+    with transaction.atomic():
+        Allocation.objects.bulk_create(rows)
+        _set_units_running(inputs, units)
+        migrations = _migrate_after_apply(inputs.problem, decisions)
+        # grid events: planned kW, downtime of shed contracts
+        record_event_plans(inputs.problem, solution, now=timezone.now())
+        _record_plan_deliveries(inputs, solution, migrations)
+        _announce_applied(run_id, inputs.sites, inputs.hardware, units)
+        _finish_applied(run_id, inputs, solution, seconds, {**details, "migrations": migrations})
+
+
+def _allocation_rows(run_id: int, inputs: Inputs, solution: engine.Solution, units: np.ndarray) -> list[Allocation]:
+    """One row per site and model running in the first period, with its share of the site's money per hour."""
+    problem, ledger = inputs.problem, solution.ledger
     kw = np.array([hw.power_kw for hw in problem.hardware])
     pue = problem.pue[:, 0]
     price = problem.energy_price_usd_per_mwh[:, 0]
     first_hours = float(problem.period_hours[0])
-    ledger = solution.ledger
     rows = []
     for s, site in enumerate(inputs.sites):
         for h, hw in enumerate(inputs.hardware):
@@ -311,7 +323,11 @@ def store_and_apply(
                     energy_cost_usd_per_h=_dec(it_kw * pue[s] * price[s] / 1000, 4),
                 )
             )
-    Allocation.objects.bulk_create(rows)
+    return rows
+
+
+def _set_units_running(inputs: Inputs, units: np.ndarray) -> None:
+    """The first period becomes the running state (inventory rows locked, never above what is available)."""
     inventories = list(
         SiteInventory.objects.select_for_update().filter(site__in=inputs.sites).select_related("hardware_model")
     )
@@ -322,23 +338,23 @@ def store_and_apply(
             int(units[site_index[inventory.site_id], hw_index[inventory.hardware_model_id]]), inventory.units_available
         )
     SiteInventory.objects.bulk_update(inventories, ["units_running"])
-    migrations = _migrate_after_apply(problem, decisions)
-    record_event_plans(problem, solution, now=timezone.now())  # grid events: planned kW, downtime of shed contracts
-    # Uptime is measured from what the applied plan delivers, not from what was promised: for each contract
-    # running now, the kW the plan serves in the interval being applied, less what the cut-overs of the moves
-    # just decided leave unserved in it (sla computes uptime and credits).
+
+
+def _record_plan_deliveries(inputs: Inputs, solution: engine.Solution, migrations: dict) -> None:
+    """Uptime is measured from what the applied plan delivers, not from what was promised: for each contract
+    running now, the kW the plan serves from now to the interval's end (the plan before it counts until now:
+    time-weighted), less what the cut-overs of the moves just decided leave unserved (sla computes uptime)."""
+    problem = inputs.problem
     served = {str(c.id): sum(c.placements_kw.values()) for c in solution.commitments}
     cutover = migrations.get("cutover_kw_minutes", {})
     interval_start = problem.period_starts[0] if problem.period_starts else timezone.now()
-    interval_minutes = round(first_hours * 60)
-    # The plan runs from now to the interval's end; the plan in force before it counts until now (time-weighted).
     applied_at = timezone.now()
     record_deliveries(
         rows=[
             DeliveryRow(
                 contract_id=contract.pk,
                 interval_start=interval_start,
-                interval_minutes=interval_minutes,
+                interval_minutes=round(float(problem.period_hours[0]) * 60),
                 committed_kw=contract.capacity_kw,
                 delivered_kw=min(_dec(served.get(key, 0.0), 3), contract.capacity_kw),
                 applied_at=applied_at,
@@ -348,10 +364,13 @@ def store_and_apply(
             for key in (str(contract.pk),)
         ]
     )
-    details = {
+
+
+def _run_details(solution: engine.Solution) -> dict:
+    """The run's breakdown for staff, the dashboard and the advisor (JSON-ready; migrations are added after)."""
+    return {
         "status": solution.status,
         "mip_gap": solution.mip_gap,
-        "horizon_hours": hours,
         "sites": [
             {
                 "site": b.site,
@@ -391,10 +410,14 @@ def store_and_apply(
         "shortfalls": [
             {"constraint": f.constraint, "commitment": f.commitment, "kw": f.kw} for f in solution.shortfalls
         ],
-        "migrations": migrations,
-        "books": run_books(solution, hours),  # USD/h by stream (optimizer/books.py)
     }
-    _announce_applied(run_id, inputs.sites, inputs.hardware, units)
+
+
+def _finish_applied(run_id: int, inputs: Inputs, solution: engine.Solution, seconds: float, details: dict) -> None:
+    """The run succeeded and is applied: its economics per hour, details and explanation."""
+    hours = float(inputs.problem.period_hours.sum())
+    totals = solution.totals
+    migrations = details["migrations"]
     moved = [d["reason"] for d in migrations.get("decisions", ()) if d["moved"]]
     replaced = [f"Re-placed {kw} kW of contract {c} on {site}." for c, site, kw in migrations.get("replaced", ())]
     _finish(
@@ -408,7 +431,8 @@ def store_and_apply(
         penalty_usd_per_h=_usd(totals.penalty_usd / hours),
         is_applied=True,
         inputs=inputs.snapshot,
-        details=details,
+        # USD/h by stream (optimizer/books.py)
+        details={**details, "horizon_hours": hours, "books": run_books(solution, hours)},
         explanation="\n".join(
             [
                 # The engine's status and profit over the horizon, then what that horizon was planned on.
