@@ -1,5 +1,6 @@
 """Filters of the fleet API."""
 
+from django import forms
 from django_filters import rest_framework as filters
 
 from ..models import Device, DeviceCommand, DispatchRound, SiteTelemetryRollup
@@ -14,7 +15,14 @@ class DeviceFilterSet(filters.FilterSet):
         fields = ("site", "hardware_model", "driver", "status", "is_running")
 
 
+class IntegerFilter(filters.NumberFilter):
+    """A whole number: `0.5` is refused with 400, not rounded or matched as a decimal."""
+
+    field_class = forms.IntegerField
+
+
 class DispatchRoundFilterSet(filters.FilterSet):
+    run_id = IntegerFilter(field_name="run_id", help_text="Optimization run id.")
     started_after = filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
 
     class Meta:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.response import Response
@@ -49,10 +50,18 @@ class RollupViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ("bucket_start",)
 
 
+class _OneObjectSchema(AutoSchema):
+    """The panel is one object, although the router names its action `list`."""
+
+    def _is_list_view(self, serializer=None):
+        return False
+
+
 class MachinesViewSet(viewsets.ViewSet):
     """The dashboard's Machines panel: planned vs measured kW per site, devices online / faulted, dispatch lag."""
 
     permission_classes = STAFF
+    schema = _OneObjectSchema()
 
     @extend_schema(
         responses=inline_serializer(
