@@ -3,7 +3,10 @@ against measured power per site, devices online, and the round's lag (screenshot
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -31,10 +34,20 @@ def followed_plan(world, settings):  # noqa: F811 (the imported fixture)
     sim = build_simulator(network=NETWORK)
     sim.start()
     SiteInventory.objects.update(units_running=F("units_available") / 2)
-    dispatch_round(trigger="plan", run_id=1, planned_at=timezone.now())
-    poll_telemetry()
+    # The dispatcher drives pyasic with asyncio.run, which refuses to start inside the event loop that Playwright's
+    # sync API keeps on this thread: the round runs on its own thread, as it does in a Celery worker.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(_dispatch_and_poll).result()
     yield sim
     sim.stop()
+
+
+def _dispatch_and_poll():
+    try:
+        dispatch_round(trigger="plan", run_id=1, planned_at=timezone.now())
+        poll_telemetry()
+    finally:
+        connection.close()
 
 
 def test_machines_panel_shows_the_simulated_fleet_following_the_plan(session, followed_plan, staff):  # noqa: F811
