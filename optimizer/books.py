@@ -2,7 +2,9 @@
 
 Streams, USD per hour of the run's horizon: mining, spot inference, SLA contracts, ancillary-service capacity,
 event payments, coincident-peak charges avoided, penalties (credits owed beyond a tier's allowance and event
-shortfalls; negative). Event payments are settled per event (`grid.EventPerformance`), not planned: a run books 0.
+shortfalls; negative). Event payments are what the plan earns for the reduction it delivers against each event's
+baseline at the program's rate (engine/grid.py); completing the event settles it again on the load it drew
+(`grid.EventPerformance`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def run_books(solution: Solution, hours: float) -> dict[str, float]:
         "spot_inference": totals.inference_revenue_usd,
         "sla_contracts": totals.contract_revenue_usd,
         "as_capacity": grid.get("as_capacity_usd", 0.0),
-        "event_payments": 0.0,
+        "event_payments": grid.get("event_payment_usd", 0.0),
         "cp_charges_avoided": grid.get("cp_charge_avoided_usd", 0.0),
         "penalties": -penalty,
     }

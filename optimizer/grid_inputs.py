@@ -1,7 +1,8 @@
 """Grid programs from the database into the engine (``engine.grid.GridInputs``), and the plan back into them.
 
 - ``grid_inputs``: the open events over the horizon as per-site caps (the event's cap on the IT baseline, in
-  facility kW at the site's PUE now), each Standard/Flexible contract's remaining downtime allowance this month;
+  facility kW at the site's PUE now, with the baseline and, for per-MWh programs, the rate the delivered reduction
+  is paid), each Standard/Flexible contract's remaining downtime allowance this month;
   two queries plus one for the deliveries of the month.
 - ``record_event_plans`` (after a run is applied): the IT kW the plan draws at each event site in the event's
   first planned period (``EventPerformance.planned_kw``, what events are settled on until metering exists), and a
@@ -58,14 +59,17 @@ def event_caps(problem: engine.Problem, at: datetime) -> tuple[EventCap, ...]:
             continue
         event = row.event
         periods = np.array([start < event.ends_at and event.starts_at < end for start, end in bounds])
-        cap_it_kw = float(event.cap_kw(row.baseline_kw))
+        pue, program = float(problem.pue[s, 0]), event.program
+        pays = program.payment_basis == PaymentBasis.PER_MWH  # capacity programs are paid for holding the MW
         caps.append(
             EventCap(
-                event=f"{event.program.code}#{event.pk}",
+                event=f"{program.code}#{event.pk}",
                 site=row.site.code,
                 periods=periods,
-                cap_kw=cap_it_kw * float(problem.pue[s, 0]),
-                penalty_usd_per_kwh=float(event.program.penalty_usd_per_mwh) / 1000.0,
+                cap_kw=float(event.cap_kw(row.baseline_kw)) * pue,
+                penalty_usd_per_kwh=float(program.penalty_usd_per_mwh) / 1000.0,
+                baseline_kw=float(row.baseline_kw) * pue,
+                payment_usd_per_kwh=float(program.payment_rate) / 1000.0 if pays else 0.0,
             )
         )
     return tuple(caps)

@@ -9,7 +9,9 @@ data is solved exactly as before. Units: kW of facility load (what the grid mete
   (Spot-market) inference only when the product allows at least ``INFERENCE_SHED_S``; units reserved for a
   commitment (w) never count. Reg-Down is the other way round: headroom to *raise* load (load + r <= capacity).
 - **Events** (``EventCap``): in each period of an event, site facility load <= cap, with a shortfall column paid
-  at the program's penalty (so an impossible cap is under-delivered and priced, never infeasible).
+  at the program's penalty (so an impossible cap is under-delivered and priced, never infeasible). The reduction
+  delivered is measured against the event's baseline and paid at the program's rate: a column d[e,t] kW paid
+  ``payment_usd_per_kwh x hours``, with d <= baseline - load and d <= the reduction asked (baseline - cap).
 - **SLA shedding order**: what a lower load gives up is priced by the objective: mining loses its margin, Spot
   inference and Spot contracts their low price, Flexible/Standard their price but *no credit* while the unserved
   kWh stay within the month's remaining downtime allowance (``allowance_kwh``; beyond it the credit is charged
@@ -65,6 +67,13 @@ class EventCap:
     periods: np.ndarray
     cap_kw: float
     penalty_usd_per_kwh: float
+    baseline_kw: float = 0.0  # facility kW the reduction is measured from (0: no payment is measured)
+    payment_usd_per_kwh: float = 0.0  # per kWh of reduction delivered, up to the reduction asked
+
+    @property
+    def asked_kw(self) -> float:
+        """The reduction the event asks for: baseline - cap (none when the cap is above the baseline)."""
+        return max(self.baseline_kw - self.cap_kw, 0.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,10 +174,15 @@ def _reserves(problem: Problem, form: Formulation, grid: GridInputs, grow: _Grow
     return held
 
 
-def _events(problem: Problem, form: Formulation, grid: GridInputs, grow: _Grow) -> dict[tuple[int, int], int]:
+def _events(
+    problem: Problem, form: Formulation, grid: GridInputs, grow: _Grow
+) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]]:
+    """Per event and period: the shortfall column (load - cap, penalised) and, for a paying event, the paid
+    reduction column (d <= baseline - load, d <= asked, earning the program's rate)."""
     hours = problem.period_hours
     site_pos = {code: i for i, code in enumerate(problem.site_codes)}
     short: dict[tuple[int, int], int] = {}
+    paid: dict[tuple[int, int], int] = {}
     for e, event in enumerate(grid.events):
         s = site_pos[event.site]
         for t in np.flatnonzero(np.asarray(event.periods, dtype=bool)):
@@ -178,7 +192,13 @@ def _events(problem: Problem, form: Formulation, grid: GridInputs, grow: _Grow) 
             grow.add(row, cols, coef)
             grow.add(row, np.array([col]), -1.0)
             short[(e, int(t))] = col
-    return short
+            if event.payment_usd_per_kwh > 0 and event.asked_kw > 0:
+                delivered = grow.col(-event.payment_usd_per_kwh * hours[t], event.asked_kw)
+                row = grow.row(-np.inf, event.baseline_kw)  # d + load <= baseline
+                grow.add(row, cols, coef)
+                grow.add(row, np.array([delivered]), 1.0)
+                paid[(e, int(t))] = delivered
+    return short, paid
 
 
 def _shedding(problem: Problem, form: Formulation, grid: GridInputs, grow: _Grow, cost: np.ndarray) -> dict[str, int]:
@@ -239,6 +259,7 @@ class GridColumns:
 
     held: dict[int, list[int]]  # offer index -> [T] column index
     short: dict[tuple[int, int], int]  # (event index, period) -> column index
+    paid: dict[tuple[int, int], int]  # (event index, period) -> paid-reduction column index (paying events)
     beyond: dict[str, int]  # group id (a contract's id for a group of one) -> column index
 
 
@@ -260,7 +281,7 @@ def extend(problem: Problem, form: Formulation) -> Formulation:
     cost = form.cost.copy()
     grow = _Grow(n_col=form.num_col, n_row=form.num_row)
     held = _reserves(problem, form, grid, grow)
-    short = _events(problem, form, grid, grow)
+    short, paid = _events(problem, form, grid, grow)
     beyond = _shedding(problem, form, grid, grow, cost)
     _peak_cost(problem, form, grid, cost)
     n_new, m_new = len(grow.cost), len(grow.row_lo)
@@ -280,14 +301,15 @@ def extend(problem: Problem, form: Formulation) -> Formulation:
         matrix=matrix,
         integrality=np.concatenate([form.integrality, np.zeros(n_new, dtype=np.uint8)]),
     )
-    grown.grid_columns = GridColumns(held=held, short=short, beyond=beyond)
+    grown.grid_columns = GridColumns(held=held, short=short, paid=paid, beyond=beyond)
     return grown
 
 
 def books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, float]:
-    """USD over the horizon of the grid streams: reserve capacity paid, the plan's expected coincident-peak charge
-    and the expected charge it avoids against keeping the load running now, event shortfall penalties, and the
-    SLA credit the plan does not owe because the shed kWh stay within the allowance."""
+    """USD over the horizon of the grid streams: reserve capacity paid, event payments (the reduction delivered
+    against the baseline, up to the reduction asked, at the program's rate) and shortfall penalties, the plan's
+    expected coincident-peak charge and the expected charge it avoids against keeping the load running now, and
+    the SLA credit the plan does not owe because the shed kWh stay within the allowance."""
     grid, where = _inputs(problem), _columns(form)
     hours = problem.period_hours
     as_usd = sum(
@@ -296,6 +318,7 @@ def books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, flo
         for t, c in enumerate(cols)
     )
     penalty = sum(float(col[c]) * grid.events[e].penalty_usd_per_kwh * hours[t] for (e, t), c in where.short.items())
+    payment = sum(float(col[c]) * grid.events[e].payment_usd_per_kwh * hours[t] for (e, t), c in where.paid.items())
     waived = 0.0
     if where.beyond:
         u = form.cols["u"].take(col)
@@ -320,6 +343,7 @@ def books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, flo
     return {
         **held0,
         "as_capacity_usd": round(as_usd, 2),
+        "event_payment_usd": round(payment, 2),
         "event_penalty_usd": round(penalty, 2),
         "cp_expected_charge_usd": round(cp_cost, 2),
         "cp_charge_avoided_usd": round(cp_avoided, 2),
@@ -356,6 +380,10 @@ def explain(problem: Problem, form: Formulation, col: np.ndarray) -> list[str]:
         load_mw, cap_mw = facility[s, 0] / 1000, event.cap_kw / 1000
         text = f"Event {event.event} at {event.site}: load {load_mw:.2f} MW, cap {cap_mw:.2f} MW"
         text += f"; shed {shed / 1000:.2f} MW" if shed is not None else ""
+        if (e, 0) in where.paid:
+            delivered = float(col[where.paid[(e, 0)]])
+            rate = event.payment_usd_per_kwh * 1000
+            text += f"; {delivered / 1000:.2f} MW delivered below its baseline, paid {rate:.0f} USD/MWh"
         text += (
             f"; {short:.0f} kW short, penalty {event.penalty_usd_per_kwh * 1000:.0f} USD/MWh." if short > 1e-3 else "."
         )

@@ -132,3 +132,38 @@ def test_low_peak_probability_keeps_everything_running():
     peak = CoincidentPeak(np.array([0.001]), 60.0, 4, ("T",))
     solution = solve(problem(GridInputs(peak=peak)))
     np.testing.assert_allclose(solution.first_period_units, [[100, 300]], atol=1e-6)
+
+
+def paying_event(cap_kw: float) -> GridInputs:
+    """An event on a 500 kW baseline paying 200 USD/MWh delivered, 1,000 USD/MWh short."""
+    cap = EventCap("dr-1", "T", np.array([True]), cap_kw, 1.0, baseline_kw=500.0, payment_usd_per_kwh=0.2)
+    return GridInputs(events=(cap,), allowance_kwh=ALLOWANCE)
+
+
+def test_a_dispatched_event_earns_the_reduction_delivered_below_its_baseline():
+    # Baseline 500 kW, cap 400 kW: 100 kW asked at 200 USD/MWh = 0.20 USD/kWh; 50 miners stop (5 USD lost) and the
+    # event pays 100 x 0.20 = 20 USD: 172 - 5 + 20 = 187.
+    solution = solve(problem(paying_event(400.0)))
+    np.testing.assert_allclose(solution.first_period_units, [[50, 300]], atol=1e-6)
+    assert solution.grid_books["event_payment_usd"] == pytest.approx(20.0)
+    assert solution.objective_usd == pytest.approx(187.0, abs=1e-6)
+    assert any("0.10 MW delivered below its baseline, paid 200 USD/MWh" in line for line in solution.explanation)
+
+
+def test_the_payment_is_capped_at_the_reduction_asked_and_lost_with_a_shortfall():
+    # Cap 120 kW of a 500 kW baseline: 380 kW asked. Short 1 kW costs the 1.00 USD/kWh penalty and 0.20 of payment
+    # (1.20), more than shedding Standard beyond its allowance (0.55 margin + 0.60 credit = 1.15): unlike the
+    # unpaid event (50 kW short, test above) the plan now sheds 80 kW of Standard and delivers all 380 kW.
+    # 172 - miners 10 - Spot 7 - Standard 30 x 0.55 - 50 x 1.15 + 380 x 0.20 = 157.
+    solution = solve(problem(paying_event(120.0)))
+    assert unserved(solution) == {"spot-1": 100.0, "std-1": 80.0, "prem-1": 0.0}
+    assert solution.grid_books["event_penalty_usd"] == pytest.approx(0.0, abs=1e-6)
+    assert solution.grid_books["event_payment_usd"] == pytest.approx(380 * 0.20)
+    assert solution.objective_usd == pytest.approx(157.0, abs=1e-6)
+
+
+def test_an_event_above_the_baseline_pays_nothing():
+    # Cap 600 kW above a 500 kW baseline: nothing is asked, nothing is paid, the plan is the unconstrained one.
+    solution = solve(problem(paying_event(600.0)))
+    assert solution.grid_books["event_payment_usd"] == pytest.approx(0.0)
+    assert solution.objective_usd == pytest.approx(172.0, abs=1e-6)

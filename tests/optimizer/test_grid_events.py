@@ -10,10 +10,17 @@ from io import StringIO
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.utils import timezone
 
 from grid.models import EventPerformance, GridProgram
 from grid.seeding import seed_programs
-from grid.services import EventRequest, create_grid_event, enroll_site
+from grid.services import (
+    EventRequest,
+    complete_due_events,
+    create_grid_event,
+    enroll_site,
+    start_due_events,
+)
 from optimizer.choices import RunStatus, RunTrigger
 from optimizer.models import OptimizationRun
 from optimizer.services import optimize_now
@@ -76,6 +83,33 @@ def test_event_replans_and_the_applied_plan_keeps_the_site_under_its_cap(texas, 
     assert performance.planned_kw <= baseline - 300
     assert _running_it_kw(texas) <= baseline - 300
     assert f"Event ercot-dr#{event.pk} at site_5_texas" in run.explanation
+
+
+def test_a_dispatched_event_earns_its_payment_in_the_run_books_and_at_settlement(texas):
+    # ercot-dr pays 200 USD/MWh delivered below the baseline: the plan that meets the cap books the payment, and
+    # completing the event settles 300 kW x 1 h at 200 USD/MWh = 60 USD on the load the plan drew.
+    starts = NOW + timedelta(seconds=20)
+    with time_machine.travel(starts, tick=False):
+        event = create_grid_event(
+            request=EventRequest(
+                program=GridProgram.objects.get(code="ercot-dr"),
+                sites=(texas,),
+                starts_at=starts,
+                ends_at=starts + timedelta(hours=1),
+                reduction_kw=Decimal("300"),
+            )
+        )
+        result = replan_for_grid_event.apply(kwargs={"event_id": event.pk}).get()
+    run = OptimizationRun.objects.get(pk=result["run"])
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.details["books"]["event_payments"] > 0
+    assert "delivered below its baseline, paid 200 USD/MWh" in run.explanation
+    with time_machine.travel(starts + timedelta(minutes=1), tick=False):
+        assert start_due_events(now=timezone.now()) == 1
+    with time_machine.travel(starts + timedelta(hours=1, minutes=1), tick=False):
+        assert complete_due_events(now=timezone.now()) == 1
+    performance = EventPerformance.objects.get(event=event)
+    assert performance.payment_usd == Decimal("60.00") and performance.penalty_usd == 0
 
 
 def test_grid_replan_waits_for_a_running_run_instead_of_skipping(texas):
