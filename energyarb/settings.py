@@ -207,7 +207,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Browser libraries come from npm (`npm ci`, see package.json): only the files the dashboard loads are exposed,
-# each under a vendor/ prefix. A missing node_modules leaves them out (`make run` / `make test` run `npm ci`).
+# each under a vendor/ prefix (`make run` / `make test` run `npm ci`). Without node_modules, DEBUG's runserver serves
+# the pages without them, and `collectstatic` (the manifest storage, DEBUG off) refuses with a message naming
+# `npm ci`, since a manifest without them would make the dashboard answer 500.
 NODE_MODULES_DIR = BASE_DIR / "node_modules"
 _STATIC_SOURCES = [
     (None, BASE_DIR / "static"),
@@ -215,6 +217,12 @@ _STATIC_SOURCES = [
     ("vendor/topojson-client", NODE_MODULES_DIR / "topojson-client" / "dist"),
     ("vendor/world-atlas", NODE_MODULES_DIR / "world-atlas"),
 ]
+# What the pages load from npm; collectstatic fails when one of them is not collected (core.storage).
+VENDOR_STATIC_FILES = (
+    "vendor/chart.js/chart.umd.min.js",
+    "vendor/topojson-client/topojson-client.min.js",
+    "vendor/world-atlas/countries-110m.json",
+)
 STATICFILES_DIRS = [path if prefix is None else (prefix, path) for prefix, path in _STATIC_SOURCES if path.is_dir()]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -222,7 +230,7 @@ STORAGES = {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "core.storage.VendorCheckedManifestStorage"
         )
     },
 }
