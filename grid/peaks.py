@@ -82,28 +82,52 @@ class PeakPredictor:
     last_hour: int = 18
     scale: float = 0.004  # logistic width of the probability, in fractions of the reference
 
-    def probabilities(self, series: LoadSeries) -> np.ndarray:
-        """[n] probability that each hour is its month's coincident peak, from what was known before it."""
-        load = series.load_mw
-        n = load.size
-        local = series.local
-        month = np.array([t.month for t in local])
-        day = np.array([t.day for t in local])
-        hour = np.array([t.hour for t in local])
-        running = np.zeros(n)
-        for t in range(1, n):
-            running[t] = max(running[t - 1], load[t - 1]) if month[t - 1] == month[t] else 0.0
-        trailing = np.zeros(n)
-        for t in range(1, n):
-            trailing[t] = load[max(0, t - TRAILING_HOURS) : t].max()
-        forecast = np.full(n, np.nan)
-        forecast[25:] = load[24:-1] + (load[1:-24] - load[:-25])  # t-1 plus yesterday's ramp into t
-        reference = np.where(day <= self.early_days, np.maximum(running, self.early_ref * trailing), running)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            margin = forecast / np.where(reference > 0, reference, np.nan) - (1.0 - self.margin)
+    def probabilities(self, series: LoadSeries, known: Features | None = None) -> np.ndarray:
+        """[n] probability that each hour is its month's coincident peak, from what was known before it (``known``:
+        the series' features, when already worked out)."""
+        known = known or features(series)
+        reference = np.where(
+            known.day <= self.early_days, np.maximum(known.running, self.early_ref * known.trailing), known.running
+        )
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            margin = known.forecast / np.where(reference > 0, reference, np.nan) - (1.0 - self.margin)
             prob = 1.0 / (1.0 + np.exp(-margin / self.scale))
-        eligible = (hour >= self.first_hour) & (hour <= self.last_hour) & (forecast >= self.floor * trailing)
+        hour = known.hour
+        eligible = (
+            (hour >= self.first_hour) & (hour <= self.last_hour) & (known.forecast >= self.floor * known.trailing)
+        )
         return np.where(eligible & np.isfinite(prob), prob, 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """What the predictor reads of a series, whatever its parameters: each hour's Central day and hour, the month's
+    running maximum before it, the trailing 30-day maximum before it and the one-hour-ahead forecast."""
+
+    day: np.ndarray
+    hour: np.ndarray
+    running: np.ndarray
+    trailing: np.ndarray
+    forecast: np.ndarray
+
+
+def features(series: LoadSeries) -> Features:
+    """The parameter-free part of the predictor over ``series`` (each hour sees only the hours before it)."""
+    load = series.load_mw
+    n = load.size
+    local = series.local
+    month = np.array([t.month for t in local])
+    running = np.zeros(n)
+    for t in range(1, n):
+        running[t] = max(running[t - 1], load[t - 1]) if month[t - 1] == month[t] else 0.0
+    trailing = np.zeros(n)
+    for t in range(1, n):
+        trailing[t] = load[max(0, t - TRAILING_HOURS) : t].max()
+    forecast = np.full(n, np.nan)
+    forecast[25:] = load[24:-1] + (load[1:-24] - load[:-25])  # t-1 plus yesterday's ramp into t
+    day = np.array([t.day for t in local])
+    hour = np.array([t.hour for t in local])
+    return Features(day=day, hour=hour, running=running, trailing=trailing, forecast=forecast)
 
 
 def naive_flags(series: LoadSeries, *, threshold_mw: float = 70000.0) -> np.ndarray:
@@ -179,3 +203,139 @@ def evaluate(
             )
         results.append(result)
     return results
+
+
+# Out of sample: the parameters are fitted on one summer and judged on another they never saw.
+PARAMETER_GRID: dict[str, tuple[float, ...]] = {
+    "margin": (0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02),
+    "early_days": (0, 3, 7, 10),
+    "early_ref": (0.96, 0.97, 0.98, 0.99, 1.0),
+    "floor": (0.85, 0.88, 0.90, 0.92),
+    "first_hour": (14, 15, 16),
+    "last_hour": (17, 18),
+}
+
+
+def parameter_sets(grid: dict[str, tuple[float, ...]] = PARAMETER_GRID) -> list[PeakPredictor]:
+    """Every predictor of the grid (the defaults' scale), in the grid's order."""
+    names = list(grid)
+    sets = [{}]
+    for name in names:
+        sets = [{**chosen, name: value} for chosen in sets for value in grid[name]]
+    return [
+        PeakPredictor(**{k: int(v) if k in ("early_days", "first_hour", "last_hour") else v for k, v in c.items()})
+        for c in sets
+    ]
+
+
+def score_flags(flags: np.ndarray, summer: np.ndarray, peaks: np.ndarray) -> tuple[int, int]:
+    """(peaks caught, hours curtailed) of boolean flags over one summer."""
+    return int(flags[peaks].sum()), int((flags & summer).sum())
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The predictor chosen on one summer: every peak caught with the fewest hours curtailed (ties: the widest
+    margin, the most cautious; then the grid's order), and how many parameter sets were tried, caught every
+    training peak, and tied for best."""
+
+    year: int
+    predictor: PeakPredictor
+    caught: int
+    hours: int
+    tried: int
+    qualifying: int
+    tied: tuple[PeakPredictor, ...]
+    catching: tuple[PeakPredictor, ...]  # every set that caught every training peak
+
+
+def whole_summers(series: LoadSeries) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Whole summers of the series: year -> (mask of its June-September hours, indices of its monthly peaks)."""
+    local = series.local
+    summer = np.array([when.month in CP_MONTHS for when in local])
+    year_of = np.array([when.year for when in local])
+    found = {}
+    for year in sorted(set(year_of[summer].tolist())):
+        peaks = monthly_peaks(series, year)
+        if len(peaks) == len(CP_MONTHS):
+            found[year] = (summer & (year_of == year), np.array(sorted(peaks.values())))
+    return found
+
+
+def fit_predictor(
+    series: LoadSeries, year: int, *, candidates: Sequence[PeakPredictor] | None = None, known: Features | None = None
+) -> Fit:
+    """Choose the parameters on the summer ``year`` alone (its peaks and hours; the load before it only as the
+    predictor reads it, hour by hour)."""
+    known = known or features(series)
+    candidates = list(candidates or parameter_sets())
+    summer, peaks = whole_summers(series)[year]
+    scored = []
+    for order, predictor in enumerate(candidates):
+        caught, hours = score_flags(predictor.probabilities(series, known) >= 0.5, summer, peaks)
+        scored.append(((-caught, hours, -predictor.margin, order), predictor, caught, hours))
+    scored.sort(key=lambda row: row[0])
+    best_key, chosen, caught, hours = scored[0]
+    tied = tuple(row[1] for row in scored if row[0][:2] == best_key[:2])
+    catching = tuple(row[1] for row in scored if row[2] == len(peaks))
+    return Fit(year, chosen, caught, hours, len(candidates), len(catching), tied, catching)
+
+
+def out_of_sample(series: LoadSeries, *, candidates: Sequence[PeakPredictor] | None = None) -> list[dict]:
+    """For every ordered pair of whole summers: the predictor fitted on the first, judged on the second (peaks
+    caught, hours curtailed), and how the sets tied for best on the first, and all those that caught every peak of
+    the first, fare on the second."""
+    known = features(series)
+    summers = whole_summers(series)
+    rows = []
+    for train in summers:
+        fit = fit_predictor(series, train, candidates=candidates, known=known)
+        for test, (summer, peaks) in summers.items():
+            if test == train:
+                continue
+            caught, hours = score_flags(fit.predictor.probabilities(series, known) >= 0.5, summer, peaks)
+            tied = [score_flags(p.probabilities(series, known) >= 0.5, summer, peaks) for p in fit.tied]
+            still = sum(
+                score_flags(p.probabilities(series, known) >= 0.5, summer, peaks)[0] == len(peaks) for p in fit.catching
+            )
+            rows.append(
+                {
+                    "train": train,
+                    "test": test,
+                    "predictor": fit.predictor.__dict__,
+                    "train_caught": fit.caught,
+                    "train_hours": fit.hours,
+                    "test_caught": caught,
+                    "test_hours": hours,
+                    "parameter_sets": fit.tried,
+                    "sets_catching_every_training_peak": fit.qualifying,
+                    "of_which_catch_every_test_peak": int(still),
+                    "sets_tied_best": len(fit.tied),
+                    "tied_sets_catching_every_test_peak": sum(1 for c, _ in tied if c == len(peaks)),
+                    "tied_sets_test_hours": [min(h for _, h in tied), max(h for _, h in tied)],
+                }
+            )
+    return rows
+
+
+def out_of_sample_lines(rows: list[dict]) -> list[str]:
+    """The out-of-sample check as a table (``peak_backtest --out-of-sample`` and bench/grid_peaks.py)."""
+    lines = [
+        f"Out of sample: parameters fitted on one summer alone ({len(parameter_sets())} sets tried), judged on another",
+        f"{'fit on':<8}{'caught':>8}{'hours':>7}{'test on':>9}{'caught':>8}{'hours':>7}  chosen parameters",
+    ]
+    for row in rows:
+        p, low_high = row["predictor"], row["tied_sets_test_hours"]
+        train_caught, test_caught = f"{row['train_caught']}/4", f"{row['test_caught']}/4"
+        lines.append(
+            f"{row['train']:<8}{train_caught:>8}{row['train_hours']:>7}{row['test']:>9}{test_caught:>8}"
+            f"{row['test_hours']:>7}  margin {p['margin']}, first {p['early_days']} d at {p['early_ref']} of the "
+            f"30-day max, floor {p['floor']}, hours {p['first_hour']}-{p['last_hour']}"
+        )
+        lines.append(
+            f"  tied best on {row['train']}: {row['sets_tied_best']} sets, {row['tied_sets_catching_every_test_peak']}"
+            f" of them catch every {row['test']} peak ({low_high[0]}-{low_high[1]} h); of the "
+            f"{row['sets_catching_every_training_peak']} sets catching every {row['train']} peak, "
+            f"{row['of_which_catch_every_test_peak']} catch every {row['test']} peak"
+        )
+    return lines

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from grid.peaks import LoadSeries, PeakPredictor, evaluate, read_load_csv
+from grid.peaks import LoadSeries, PeakPredictor, evaluate, fit_predictor, out_of_sample, parameter_sets, read_load_csv
 
 LOAD = Path(settings.BASE_DIR) / "data" / "ercot_native_load_hourly_2023-2024.csv"  # the real file, committed
 
@@ -69,3 +69,43 @@ def test_command_refuses_a_file_with_gaps_or_no_summer(tmp_path):
     )
     with pytest.raises(CommandError, match="no whole summer"):
         call_command("peak_backtest", "--load", str(winter))
+
+
+def test_parameters_fitted_on_one_summer_never_read_the_other_summer(series):
+    """Fitting on 2023 gives the same parameters and training figures whatever 2024's summer held; fitting on a
+    changed 2023 does not."""
+    candidates = parameter_sets()[::40]
+    fit = fit_predictor(series, 2023, candidates=candidates)
+    local = series.local
+    summer_2024 = np.array([t.year == 2024 and t.month in (6, 7, 8, 9) for t in local])
+    changed = series.load_mw.copy()
+    changed[summer_2024] *= np.random.default_rng(7).uniform(0.8, 1.2, summer_2024.sum())
+    again = fit_predictor(LoadSeries(series.starts, changed), 2023, candidates=candidates)
+    assert (again.predictor, again.caught, again.hours, again.tied) == (fit.predictor, fit.caught, fit.hours, fit.tied)
+    assert fit.caught == 4 and fit.tried == len(candidates) and fit.predictor in fit.catching
+    summer_2023 = np.array([t.year == 2023 and t.month in (6, 7, 8, 9) for t in local])
+    other = series.load_mw.copy()
+    other[summer_2023] *= np.random.default_rng(7).uniform(0.8, 1.2, summer_2023.sum())
+    moved = fit_predictor(LoadSeries(series.starts, other), 2023, candidates=candidates)
+    assert (moved.predictor, moved.hours) != (fit.predictor, fit.hours)
+
+
+def test_out_of_sample_check_on_the_real_summers(series):
+    rows = {(r["train"], r["test"]): r for r in out_of_sample(series)}
+    assert set(rows) == {(2023, 2024), (2024, 2023)}
+    forward = rows[(2023, 2024)]  # fitted on 2023 alone, judged on 2024: the figures docs/grid.md reports
+    assert (forward["train_caught"], forward["train_hours"]) == (4, 39)
+    assert (forward["test_caught"], forward["test_hours"]) == (4, 38)
+    assert forward["tied_sets_catching_every_test_peak"] == 3 and forward["sets_tied_best"] == 4
+    backward = rows[(2024, 2023)]
+    assert (backward["test_caught"], backward["test_hours"]) == (4, 39)
+
+
+def test_command_prints_the_out_of_sample_check(tmp_path):
+    out = StringIO()
+    call_command("peak_backtest", "--load", str(LOAD), "--out-of-sample", stdout=out)
+    assert "2023         4/4     39     2024     4/4     38" in out.getvalue()
+    out = StringIO()
+    call_command("peak_backtest", "--load", str(LOAD), "--out-of-sample", "--json", stdout=out)
+    checks = json.loads(out.getvalue())["out_of_sample"]
+    assert [(c["train"], c["test"]) for c in checks] == [(2023, 2024), (2024, 2023)]

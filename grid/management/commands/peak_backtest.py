@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from grid.peaks import PeakPredictor, evaluate, read_load_csv
+from grid.peaks import PeakPredictor, evaluate, out_of_sample, out_of_sample_lines, read_load_csv
 
 
 class Command(BaseCommand):
@@ -20,6 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("--column", default="load_ercot_mw", help="Load column (default load_ercot_mw).")
         parser.add_argument("--naive-threshold-mw", type=float, default=70000.0)
         parser.add_argument("--json", action="store_true", help="Print a JSON document instead of the table.")
+        parser.add_argument(
+            "--out-of-sample",
+            action="store_true",
+            help="Also fit the parameters on each summer alone (grid.peaks.PARAMETER_GRID), judge them on the others.",
+        )
 
     def handle(self, *args, **options):
         try:
@@ -29,6 +34,7 @@ class Command(BaseCommand):
         results = evaluate(series, predictor=PeakPredictor(), naive_threshold_mw=options["naive_threshold_mw"])
         if not results:
             raise CommandError("The file covers no whole summer (June-September).")
+        checks = out_of_sample(series) if options["out_of_sample"] else None
         if options["json"]:
             document = {
                 "predictor": PeakPredictor().__dict__,
@@ -43,6 +49,8 @@ class Command(BaseCommand):
                     for r in results
                 ],
             }
+            if checks is not None:
+                document["out_of_sample"] = checks
             self.stdout.write(json.dumps(document, indent=2))
             return
         self.stdout.write(f"{'summer':<8}{'predictor caught':>18}{'hours':>8}{'naive caught':>15}{'hours':>8}")
@@ -57,3 +65,6 @@ class Command(BaseCommand):
                     f"  peak {peak['interval_start_central'][:16]} CT {peak['load_mw']:>9,.0f} MW  caught by: "
                     f"{marks.strip() or 'none'}"
                 )
+        if checks is not None:
+            for line in out_of_sample_lines(checks):
+                self.stdout.write(line)
