@@ -14,14 +14,11 @@ Every entry point (the periodic task, `manage.py optimize`, the admin action, th
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from itertools import groupby
 
 import numpy as np
 from django.conf import settings
@@ -32,23 +29,12 @@ from core.auth import signed_in
 from sites.models import Site, SiteInventory
 from sites.services import set_site_status
 from sites.signals import allocation_applied
-from sla import capacity
-from sla.choices import ContractStatus, PlacementKind
-from sla.models import Placement
 from sla.services import (
     DeliveryRow,
     FailoverReport,
-    MigrationCost,
     PlacementMove,
-    cutover_unserved_kw,
-    dwell_time,
     fail_over_site,
-    load_bookings,
-    migration_cost,
-    migration_saving_usd,
-    migration_worth_it,
     move_placements,
-    read_fleet,
     record_deliveries,
     replace_lost_capacity,
 )
@@ -58,6 +44,7 @@ from .books import run_books
 from .choices import RunStatus, RunTrigger, Strategy
 from .grid_inputs import record_event_plans
 from .inputs import Inputs, StaleInputs, build_inputs
+from .migration_pricing import MigrationDecision, decide_migrations, price_migrations, site_energy_usd_per_it_kwh
 from .models import Allocation, OptimizationRun
 
 logger = logging.getLogger(__name__)
@@ -465,252 +452,8 @@ def _forecast_lines(snapshot: dict) -> list[str]:
     return [f"Forecast ({setting}): {note}" if setting else f"Forecast: {note}"]
 
 
-# Migrations: after a run is applied, the optimizer decides which running placements move (docs/scenarios.md).
-
-CANDIDATES_PER_PLACEMENT = 3  # cheapest destinations re-solved per placement (plus the site it failed over from)
-
-
-@dataclass(frozen=True)
-class MigrationDecision:
-    """The best move found for one running placement, priced by the engine and the migration rule."""
-
-    contract_id: int
-    tier: str
-    placement_id: int
-    from_site: str
-    to_site: str
-    kind: str  # migration | return (back to the site it failed over from)
-    capacity_kw: float
-    saving_usd_per_h: float  # the fleet's profit per hour with the move minus without (engine re-solve)
-    hours: float  # hours the saving is counted: the rest of the placement, at most the planning horizon
-    cost: MigrationCost
-    priced: tuple[dict, ...] = ()  # every candidate of the contract re-solved: {from, to, kind, saving_usd, cost_usd}
-
-    @property
-    def saving_usd(self) -> float:
-        return migration_saving_usd(saving_usd_per_h=self.saving_usd_per_h, hours_remaining=self.hours, cost=self.cost)
-
-    @property
-    def net_usd(self) -> float:
-        return self.saving_usd - self.cost.total_usd
-
-    @property
-    def worth_it(self) -> bool:
-        return migration_worth_it(saving_usd_per_h=self.saving_usd_per_h, hours_remaining=self.hours, cost=self.cost)
-
-    @property
-    def reason(self) -> str:
-        verdict = ">" if self.worth_it else "<="
-        return (
-            f"{self.kind} {self.from_site} -> {self.to_site}: saves {self.saving_usd:,.2f} USD over {self.hours:.2f} h "
-            f"{verdict} cost {self.cost.total_usd:,.2f} USD ({self.cost.warmup_kwh:,.1f} kWh warm-up, "
-            f"{self.cost.downtime_minutes:g} min down)"
-        )
-
-    def as_dict(self) -> dict:
-        return {
-            "contract": self.contract_id,
-            "tier": self.tier,
-            "placement": self.placement_id,
-            "from": self.from_site,
-            "to": self.to_site,
-            "kind": self.kind,
-            "capacity_kw": self.capacity_kw,
-            "saving_usd_per_h": round(self.saving_usd_per_h, 4),
-            "hours": round(self.hours, 4),
-            "saving_usd": round(self.saving_usd, 2),
-            "cost": self.cost.as_dict(),
-            "worth_it": self.worth_it,
-            "reason": self.reason,
-            "priced": list(self.priced),
-        }
-
-
-def site_energy_usd_per_it_kwh(problem: engine.Problem) -> np.ndarray:
-    """What one IT kWh costs at each site over the horizon, ``[S]`` USD/kWh: the hour-weighted mean of
-    ``PUE x (energy + carbon) / 1000``. It screens destinations; the engine re-solve decides."""
-    hours = problem.period_hours
-    per_kwh = problem.pue * (problem.energy_price_usd_per_mwh + _carbon_usd_per_mwh(problem)[:, None]) / 1000.0
-    return (per_kwh * hours[None, :]).sum(axis=1) / hours.sum()
-
-
-def _carbon_usd_per_mwh(problem: engine.Problem) -> np.ndarray:
-    return problem.carbon_t_per_mwh * problem.settings.carbon_price_usd_per_t
-
-
-def decide_migrations(*, problem: engine.Problem, now: datetime) -> list[MigrationDecision]:
-    """For each running placement of a commitment in ``problem``, the best move the engine finds, by the rule.
-
-    Eligible: placements of active contracts running at ``now`` on an available site for at least the dwell time.
-    Destinations: online sites the contract does not use yet (its distinct sites, hence Premium N-1, are kept),
-    in the same market region when the contract prefers one, with free SLA room for the kW over the rest of the
-    placement (every booking counted: a voluntary move displaces nobody). Screening: the
-    ``CANDIDATES_PER_PLACEMENT`` destinations whose IT kWh is cheaper than the current site's
-    (``site_energy_usd_per_it_kwh``; every destination when the plan leaves the contract short, e.g. its site is
-    over its power in a heat wave), plus the site it failed over from. Each is priced by re-solving the LP with
-    the commitment allowed there instead (``saving = (profit with - profit without) / horizon hours``), then
-    judged by ``migration_worth_it`` against ``migration_cost``. Moves are decided one after the other, each
-    against the plan and the room left by the moves before it, at most one per contract (the best over its
-    placements: its cut-overs never overlap, the next one waits for the next run); at most
-    ``MIGRATION_MAX_EVALUATIONS`` re-solves. Returns the best candidate of every contract priced (worth it or
-    not); nothing is written.
-    """
-    budget = int(settings.ENERGYARB["MIGRATION_MAX_EVALUATIONS"])
-    index = {str(c.id): i for i, c in enumerate(problem.commitments)}
-    if not index or budget <= 0:
-        return []
-    placements = list(
-        Placement.objects.filter(contract__status=ContractStatus.ACTIVE, contract_id__in=list(index))
-        .current(now)
-        .filter(valid_from__lte=now - dwell_time())
-        .select_related("site", "moved_from", "contract__tier")
-        .order_by("contract__tier__priority", "contract_id", "pk")
-    )
-    if not placements:
-        return []
-    rooms = {room.code: room for room in read_fleet(lock=False).rooms}
-    load_bookings(rooms.values(), start=now, end=max(_placement_end(p) for p in placements))
-    origins = _failed_over_from(placements)
-    lp = dataclasses.replace(problem, settings=dataclasses.replace(problem.settings, integer=False))
-    base = engine.solve(lp)
-    if not base.ok:
-        return []
-    objective = base.objective_usd
-    horizon_h = float(lp.period_hours.sum())
-    site_of = {code: s for s, code in enumerate(lp.site_codes)}
-    unit = site_energy_usd_per_it_kwh(lp)
-    energy_now = lp.energy_price_usd_per_mwh[:, 0] + _carbon_usd_per_mwh(lp)
-    short = {str(c.id) for c in base.commitments if c.unserved_kwh > 1e-6 or c.n_minus_1_shortfall_kw > 1e-6}
-    decisions: list[MigrationDecision] = []
-    for _, group in groupby(placements, key=lambda p: p.contract_id):
-        # One move per contract and run, the best over its placements: its cut-overs never overlap.
-        best: tuple[MigrationDecision, engine.Problem, float, Placement] | None = None
-        priced: list[dict] = []
-        for placement in group:
-            contract, source = placement.contract, placement.site.code
-            commitment = lp.commitments[index[str(contract.pk)]]
-            if source not in rooms or source not in site_of or source not in (commitment.allowed_sites or ()):
-                continue
-            end = _placement_end(placement)
-            used = {
-                code
-                for code, room in rooms.items()
-                for b in room.bookings
-                if b.contract_id == contract.pk and b.starts_at < end and (b.ends_at is None or b.ends_at > now)
-            }
-            options = sorted(
-                (
-                    code
-                    for code, room in rooms.items()
-                    if code not in used
-                    and code in site_of
-                    and lp.sites[site_of[code]].available
-                    and (not contract.region_preference or room.market_region == contract.region_preference)
-                    and capacity.room_kw(room, now, end, preemptible=True) >= placement.capacity_kw
-                ),
-                key=lambda code: (unit[site_of[code]], code),
-            )
-            if str(contract.pk) not in short:
-                options = [code for code in options if unit[site_of[code]] < unit[site_of[source]]]
-            origin = origins.get(placement.pk, set())
-            chosen = options[:CANDIDATES_PER_PLACEMENT]
-            chosen += [code for code in options if code in origin and code not in chosen]
-            unserved_kw = float(cutover_unserved_kw(contract, rooms.values(), moving=placement, now=now))
-            for destination in chosen:
-                if budget <= 0:
-                    break
-                budget -= 1
-                allowed = tuple(sorted((set(commitment.allowed_sites) - {source}) | {destination}))
-                trial = dataclasses.replace(
-                    lp,
-                    commitments=tuple(
-                        dataclasses.replace(c, allowed_sites=allowed) if c is commitment else c for c in lp.commitments
-                    ),
-                )
-                solved = engine.solve(trial)
-                if not solved.ok:
-                    continue
-                d = site_of[destination]
-                decision = MigrationDecision(
-                    contract_id=contract.pk,
-                    tier=contract.tier.code,
-                    placement_id=placement.pk,
-                    from_site=source,
-                    to_site=destination,
-                    kind=PlacementKind.RETURN if destination in origin else PlacementKind.MIGRATION,
-                    capacity_kw=float(placement.capacity_kw),
-                    saving_usd_per_h=(solved.objective_usd - objective) / horizon_h,
-                    hours=min((end - now).total_seconds() / 3600.0, horizon_h),
-                    cost=migration_cost(
-                        capacity_kw=float(placement.capacity_kw),
-                        price_usd_per_kwh=commitment.price_usd_per_kwh,
-                        penalty_usd_per_kwh=commitment.penalty_usd_per_kwh,
-                        destination_pue=float(lp.pue[d, 0]),
-                        destination_energy_usd_per_mwh=float(energy_now[d]),
-                        unserved_kw=unserved_kw,
-                    ),
-                )
-                priced.append(
-                    {
-                        "from": source,
-                        "to": destination,
-                        "kind": decision.kind,
-                        "saving_usd": round(decision.saving_usd, 2),
-                        "cost_usd": round(decision.cost.total_usd, 2),
-                    }
-                )
-                if best is None or decision.net_usd > best[0].net_usd:
-                    best = (decision, trial, solved.objective_usd, placement)
-        if best is None:
-            continue
-        decision, trial, trial_objective, placement = best
-        decision = dataclasses.replace(decision, priced=tuple(priced))
-        decisions.append(decision)
-        if decision.worth_it:  # the next contracts are judged against the plan with this move made
-            lp, objective = trial, trial_objective
-            _book_move(rooms, placement=placement, destination=decision.to_site, now=now, end=_placement_end(placement))
-    return decisions
-
-
-def _placement_end(placement: Placement) -> datetime:
-    return min(placement.valid_to or placement.contract.ends_at, placement.contract.ends_at)
-
-
-def _failed_over_from(placements: list[Placement]) -> dict[int, set[str]]:
-    """For each failover placement, the site it took over from (moving back there is a return)."""
-    return {
-        p.pk: {p.moved_from.code} for p in placements if p.kind == PlacementKind.FAILOVER and p.moved_from is not None
-    }
-
-
-def _book_move(rooms: dict, *, placement: Placement, destination: str, now: datetime, end: datetime) -> None:
-    """The rooms as they will be after a decided move (the source holds the kW until now, the destination after)."""
-    for room in rooms.values():
-        for booking in list(room.bookings):
-            if booking.placement_id == placement.pk:
-                room.bookings.remove(booking)
-                if booking.starts_at < now:
-                    room.bookings.append(dataclasses.replace(booking, ends_at=now))
-    rooms[destination].bookings.append(
-        capacity.Booking(
-            site_id=rooms[destination].site_id,
-            capacity_kw=placement.capacity_kw,
-            starts_at=now,
-            ends_at=end,
-            preemptible=placement.contract.tier.is_preemptible,
-            contract_id=placement.contract_id,
-        )
-    )
-
-
-def price_migrations(*, problem: engine.Problem, now: datetime | None = None) -> list[MigrationDecision] | Exception:
-    """``decide_migrations`` outside any transaction (unlocked reads and engine re-solves); an error is returned,
-    to be recorded with the run, not raised: the plan applies without moves."""
-    try:
-        return decide_migrations(problem=problem, now=now or timezone.now())
-    except Exception as exc:
-        logger.exception("Pricing placement migrations failed")
-        return exc
+# Migrations: after a run is applied, the optimizer moves the running placements priced worth it
+# (optimizer.migration_pricing; docs/scenarios.md).
 
 
 def migrate_after_run(

@@ -12,7 +12,7 @@ import time_machine
 from django.core.management import call_command
 from django.db import OperationalError, connection, connections
 
-from optimizer import services
+from optimizer import migration_pricing
 from optimizer.choices import RunStatus, RunTrigger
 from optimizer.services import optimize_now
 from sites.services import refresh_market_prices, refresh_weather
@@ -51,7 +51,7 @@ def test_moves_are_priced_outside_the_transaction_holding_no_site_or_inventory_l
                 ),
             )  # fmt: skip
     seen = []
-    decide = services.decide_migrations
+    decide = migration_pricing.decide_migrations
 
     def observe(**kwargs):
         # What a customer's booking would meet while the engine prices moves: the run's own session state, and
@@ -59,7 +59,7 @@ def test_moves_are_priced_outside_the_transaction_holding_no_site_or_inventory_l
         seen.append((connection.in_atomic_block, lockable("sites_site"), lockable("sites_siteinventory")))
         return decide(**kwargs)
 
-    monkeypatch.setattr(services, "decide_migrations", observe)
+    monkeypatch.setattr(migration_pricing, "decide_migrations", observe)
     with time_machine.travel(NOW, tick=False):
         refresh_market_prices(at=NOW)
         refresh_weather(at=NOW)
