@@ -8,6 +8,9 @@ period is explained: it is the allocation applied now; later periods are a forec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
 
 from .formulation import Formulation, describe
@@ -36,6 +39,54 @@ def _few(codes: list[str], limit: int = 5) -> str:
     return ", ".join(codes[:limit]) + (f" and {len(codes) - limit} more" if len(codes) > limit else "")
 
 
+@dataclass(frozen=True)
+class _FirstPeriod:
+    """The first period's solution and duals, as the binding-constraint readers share them."""
+
+    problem: Problem
+    form: Formulation
+    col: np.ndarray
+    row_dual: np.ndarray
+    col_dual: np.ndarray
+    integer: bool
+
+    @cached_property
+    def hours0(self) -> float:
+        return float(self.problem.period_hours[0])
+
+    @cached_property
+    def kw(self) -> np.ndarray:
+        kw: np.ndarray = np.array([h.power_kw for h in self.problem.hardware])
+        return kw
+
+    @cached_property
+    def x0(self) -> np.ndarray:
+        x0: np.ndarray = self.form.cols["x"].take(self.col)[0]  # [S, H]
+        return x0
+
+    @cached_property
+    def unit_value(self) -> np.ndarray:
+        value: np.ndarray = -self.form.cols["x"].take(self.col_dual)[0] / self.hours0  # [S, H] USD/h per extra unit
+        return value
+
+    @cached_property
+    def inventory(self) -> np.ndarray:
+        units: np.ndarray = self.problem.inventory_units * np.array([s.available for s in self.problem.sites])[:, None]
+        return units
+
+    @cached_property
+    def facility_slack_kw(self) -> np.ndarray:
+        problem = self.problem
+        facility_kw = (self.x0 @ self.kw) * problem.pue[:, 0]
+        slack: np.ndarray = np.array([s.power_capacity_kw for s in problem.sites]) - facility_kw
+        return slack
+
+    def row_value(self, name: str) -> np.ndarray:
+        """USD/h per unit of the right-hand side of each first-period row of the block ``name``."""
+        value: np.ndarray = -self.form.rows[name].take(self.row_dual)[0] / self.hours0
+        return value
+
+
 def binding_constraints(
     problem: Problem,
     form: Formulation,
@@ -51,40 +102,50 @@ def binding_constraints(
     dual (the units cannot move). Its value is then read from the units' reduced costs instead: one more MW
     runs ``1000 / (kW x PUE)`` more units of the best model that still has inventory.
     """
-    rows, cols = form.rows, form.cols
-    hours0 = float(problem.period_hours[0])
-    sites, hws = problem.site_codes, problem.hardware_codes
-    kw = np.array([h.power_kw for h in problem.hardware])
-    found: list[BindingConstraint] = []
-    x0 = cols["x"].take(col)[0]  # [S, H]
-    unit_value = -cols["x"].take(col_dual)[0] / hours0  # [S, H] USD/h per extra unit (reduced cost)
-    inventory = problem.inventory_units * np.array([s.available for s in problem.sites])[:, None]
-    facility_slack_kw = np.array([s.power_capacity_kw for s in problem.sites]) - (x0 @ kw) * problem.pue[:, 0]
+    period = _FirstPeriod(problem, form, col, row_dual, col_dual, integer)
+    found = [
+        *_power_bindings(period),
+        *_inventory_bindings(period),
+        *_demand_bindings(period),
+        *_serve_bindings(period),
+        *_n_minus_1_bindings(period),
+        *_ramp_bindings(period),
+    ]
+    return tuple(sorted(found, key=lambda b: -abs(b.shadow_price_usd_per_h)))
 
-    # Site power: the row is in IT kW (capacity / PUE), so one more facility kW is worth dual / PUE.
-    power = -rows["power"].take(row_dual)[0]  # [S] USD per IT kW over period 0
-    per_mw_h = power / problem.pue[:, 0] * 1000.0 / hours0
-    if integer:
-        room = inventory - x0 >= 1 - 1e-6
-        per_mw_unit = np.where(room, unit_value / (kw[None, :] * problem.pue[:, :1]) * 1000.0, 0.0)
-        tight = facility_slack_kw < (kw[None, :] * problem.pue[:, :1]).max(axis=1) - 1e-9
+
+def _power_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
+    """Site power: the row is in IT kW (capacity / PUE), so one more facility kW is worth dual / PUE."""
+    problem, form, kw = period.problem, period.form, period.kw
+    sites = problem.site_codes
+    power = -form.rows["power"].take(period.row_dual)[0]  # [S] USD per IT kW over period 0
+    per_mw_h = power / problem.pue[:, 0] * 1000.0 / period.hours0
+    if period.integer:
+        room = period.inventory - period.x0 >= 1 - 1e-6
+        per_mw_unit = np.where(room, period.unit_value / (kw[None, :] * problem.pue[:, :1]) * 1000.0, 0.0)
+        tight = period.facility_slack_kw < (kw[None, :] * problem.pue[:, :1]).max(axis=1) - 1e-9
         per_mw_h = np.where(tight & (per_mw_h <= TOL_USD_PER_H), per_mw_unit.max(axis=1), per_mw_h)
-    for s in np.flatnonzero(per_mw_h > TOL_USD_PER_H):
-        value = float(per_mw_h[s])
-        found.append(
-            BindingConstraint(
-                name=describe(problem, form, rows, rows["power"].start + int(s)),
-                kind="power",
-                shadow_price_usd_per_h=value,
-                per="MW",
-                text=f"site {sites[s]} is power-bound: one more MW is worth {_money(value)}/h",
-                site=sites[s],
-            )
+    return [
+        BindingConstraint(
+            name=describe(problem, form, form.rows, form.rows["power"].start + int(s)),
+            kind="power",
+            shadow_price_usd_per_h=float(per_mw_h[s]),
+            per="MW",
+            text=f"site {sites[s]} is power-bound: one more MW is worth {_money(float(per_mw_h[s]))}/h",
+            site=sites[s],
         )
-    # Inventory: every installed unit runs and one more would pay (and, in whole units, would fit in power).
-    at_cap = (x0 >= inventory - 1e-6) & (inventory > 0)
-    if integer:
-        at_cap &= facility_slack_kw[:, None] >= kw[None, :] * problem.pue[:, :1] - 1e-9
+        for s in np.flatnonzero(per_mw_h > TOL_USD_PER_H)
+    ]
+
+
+def _inventory_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
+    """Every installed unit runs and one more would pay (and, in whole units, would fit in power)."""
+    problem, kw, inventory, unit_value = period.problem, period.kw, period.inventory, period.unit_value
+    sites, hws = problem.site_codes, problem.hardware_codes
+    at_cap = (period.x0 >= inventory - 1e-6) & (inventory > 0)
+    if period.integer:
+        at_cap &= period.facility_slack_kw[:, None] >= kw[None, :] * problem.pue[:, :1] - 1e-9
+    found = []
     for s, h in zip(*np.nonzero(at_cap & (unit_value > TOL_USD_PER_H)), strict=True):
         value = float(unit_value[s, h])
         found.append(
@@ -99,78 +160,107 @@ def binding_constraints(
                 hardware=hws[h],
             )
         )
-    if cols["sold"].size:
-        # Spot sales sit at their upper bound (the region's demand) when demand is what limits them.
-        sold0 = cols["sold"].take(col)[0]
-        demand = -cols["sold"].take(col_dual)[0] / hours0  # USD/h per extra Mtok/h of demand
-        at_demand = sold0 >= cols["sold"].take(form.col_upper)[0] - 1e-6
-        for r in np.flatnonzero(at_demand & (demand > TOL_USD_PER_H)):
-            value = float(demand[r])
+    return found
+
+
+def _demand_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
+    """Spot sales sit at their upper bound (the region's demand) when demand is what limits them."""
+    cols, form = period.form.cols, period.form
+    if not cols["sold"].size:
+        return []
+    sold0 = cols["sold"].take(period.col)[0]
+    demand = -cols["sold"].take(period.col_dual)[0] / period.hours0  # USD/h per extra Mtok/h of demand
+    at_demand = sold0 >= cols["sold"].take(form.col_upper)[0] - 1e-6
+    return [
+        BindingConstraint(
+            name=f"demand[region={REGIONS[r]},period=0]",
+            kind="demand",
+            shadow_price_usd_per_h=float(demand[r]),
+            per="Mtok/h",
+            text=f"inference demand in {REGIONS[r]} is sold out: one more million tokens/h of demand "
+            f"is worth {_money(float(demand[r]))}/h",
+            region=REGIONS[r],
+        )
+        for r in np.flatnonzero(at_demand & (demand > TOL_USD_PER_H))
+    ]
+
+
+def _serve_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
+    """What one more committed kW of each commitment group changes (usually negative)."""
+    problem, form = period.problem, period.form
+    if "serve" not in form.rows:
+        return []
+    serve = period.row_value("serve")  # USD/h per extra committed kW
+    found = []
+    for ci, c in enumerate(form.book.groups):
+        value = float(serve[ci])
+        if abs(value) > TOL_USD_PER_H / 10:
             found.append(
                 BindingConstraint(
-                    name=f"demand[region={REGIONS[r]},period=0]",
-                    kind="demand",
-                    shadow_price_usd_per_h=value,
-                    per="Mtok/h",
-                    text=f"inference demand in {REGIONS[r]} is sold out: one more million tokens/h of demand "
-                    f"is worth {_money(value)}/h",
-                    region=REGIONS[r],
-                )
-            )
-    if "serve" in rows:
-        serve = -rows["serve"].take(row_dual)[0] / hours0  # USD/h per extra committed kW (usually negative)
-        for ci, c in enumerate(form.book.groups):
-            value = float(serve[ci])
-            if abs(value) > TOL_USD_PER_H / 10:
-                found.append(
-                    BindingConstraint(
-                        name=describe(problem, form, rows, rows["serve"].start + ci),
-                        kind="serve",
-                        shadow_price_usd_per_h=value,
-                        per="kW",
-                        text=f"{c.tier} commitment {c.id}: one more committed kW changes profit by "
-                        f"{_money(value)}/h (it pays {_money(c.price_usd_per_kwh)}/kWh)",
-                        commitment=c.id,
-                    )
-                )
-    if "n1" in rows and rows["n1"].size:
-        n1 = -rows["n1"].take(row_dual)[0] / hours0
-        for j in np.flatnonzero(np.abs(n1) > TOL_USD_PER_H / 10):
-            pair = form.n1_pairs[j]
-            c = form.book.groups[form.pair_commitment[pair]]
-            lost = sites[form.pair_site[pair]]
-            value = float(n1[j])
-            found.append(
-                BindingConstraint(
-                    name=describe(problem, form, rows, rows["n1"].start + int(j)),
-                    kind="n_minus_1",
+                    name=describe(problem, form, form.rows, form.rows["serve"].start + ci),
+                    kind="serve",
                     shadow_price_usd_per_h=value,
                     per="kW",
-                    text=f"N-1 for {c.tier} commitment {c.id} binds if {lost} is lost: "
-                    f"it changes profit by {_money(value)}/h per kW",
-                    site=lost,
+                    text=f"{c.tier} commitment {c.id}: one more committed kW changes profit by "
+                    f"{_money(value)}/h (it pays {_money(c.price_usd_per_kwh)}/kWh)",
                     commitment=c.id,
                 )
             )
-    if form.switching and problem.settings.ramp_limit_fraction is not None and problem.previous_units is not None:
-        dp0 = cols["dp"].take(col)[0]
-        ramp_value = -cols["dp"].take(col_dual)[0] / hours0
-        limit = cols["dp"].take(form.col_upper)[0]
-        for s, h in zip(*np.nonzero((dp0 >= limit - 1e-6) & (ramp_value > TOL_USD_PER_H)), strict=True):
-            value = float(ramp_value[s, h])
-            found.append(
-                BindingConstraint(
-                    name=f"ramp[site={sites[s]},hardware={hws[h]},period=0]",
-                    kind="ramp",
-                    shadow_price_usd_per_h=value,
-                    per="unit",
-                    text=f"ramp limit on {hws[h]} at {sites[s]} binds: starting one more unit now would be "
-                    f"worth {_money(value)}/h",
-                    site=sites[s],
-                    hardware=hws[h],
-                )
+    return found
+
+
+def _n_minus_1_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
+    """N-1 rows that bind: a commitment's cover if one of its sites is lost."""
+    problem, form = period.problem, period.form
+    if "n1" not in form.rows or not form.rows["n1"].size:
+        return []
+    n1 = period.row_value("n1")
+    found = []
+    for j in np.flatnonzero(np.abs(n1) > TOL_USD_PER_H / 10):
+        pair = form.n1_pairs[j]
+        c = form.book.groups[form.pair_commitment[pair]]
+        lost = problem.site_codes[form.pair_site[pair]]
+        value = float(n1[j])
+        found.append(
+            BindingConstraint(
+                name=describe(problem, form, form.rows, form.rows["n1"].start + int(j)),
+                kind="n_minus_1",
+                shadow_price_usd_per_h=value,
+                per="kW",
+                text=f"N-1 for {c.tier} commitment {c.id} binds if {lost} is lost: "
+                f"it changes profit by {_money(value)}/h per kW",
+                site=lost,
+                commitment=c.id,
             )
-    return tuple(sorted(found, key=lambda b: -abs(b.shadow_price_usd_per_h)))
+        )
+    return found
+
+
+def _ramp_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
+    """Ramp limits that hold back starting units now."""
+    problem, form = period.problem, period.form
+    if not (form.switching and problem.settings.ramp_limit_fraction is not None and problem.previous_units is not None):
+        return []
+    sites, hws, cols = problem.site_codes, problem.hardware_codes, form.cols
+    dp0 = cols["dp"].take(period.col)[0]
+    ramp_value = -cols["dp"].take(period.col_dual)[0] / period.hours0
+    limit = cols["dp"].take(form.col_upper)[0]
+    found = []
+    for s, h in zip(*np.nonzero((dp0 >= limit - 1e-6) & (ramp_value > TOL_USD_PER_H)), strict=True):
+        value = float(ramp_value[s, h])
+        found.append(
+            BindingConstraint(
+                name=f"ramp[site={sites[s]},hardware={hws[h]},period=0]",
+                kind="ramp",
+                shadow_price_usd_per_h=value,
+                per="unit",
+                text=f"ramp limit on {hws[h]} at {sites[s]} binds: starting one more unit now would be "
+                f"worth {_money(value)}/h",
+                site=sites[s],
+                hardware=hws[h],
+            )
+        )
+    return found
 
 
 def unit_margin_usd_per_h(problem: Problem, form: Formulation, period: int = 0) -> np.ndarray:
