@@ -21,7 +21,7 @@ price. Later periods are forecasts (settings ENERGYARB["FORECAST"], env OPTIMIZE
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -113,50 +113,12 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
     Raises StaleInputs when a site that may run has no price younger than MAX_DATA_AGE_MINUTES, or when
     the market price is that old: acting on stale prices is worse than not acting.
     """
-    max_age = timedelta(minutes=settings.ENERGYARB["MAX_DATA_AGE_MINUTES"])
     interval = floor_to_step(at, STEP_MINUTES)
-    inventories = SiteInventory.objects.select_related("hardware_model").order_by("hardware_model__code")
-    sites = tuple(
-        Site.objects.with_latest_energy_price()
-        .with_latest_temperature(at)
-        .prefetch_related(Prefetch("inventories", queryset=inventories))
-        .order_by("code")
-    )
-    if not sites:
-        raise StaleInputs("No sites: run `manage.py seed_sites` first.")
+    sites = _read_sites(at)
     hardware_rows = {inv.hardware_model.code: inv.hardware_model for site in sites for inv in site.inventories.all()}
     hardware = tuple(hardware_rows[code] for code in sorted(hardware_rows))
-    hw_index = {hw.code: h for h, hw in enumerate(hardware)}
-
-    problems = []
-    for site in sites:
-        if not site.is_available:
-            continue
-        if site.latest_price_at is None:
-            problems.append(f"{site.name} has no energy price")
-        elif at - site.latest_price_at > max_age:
-            problems.append(f"{site.name}'s energy price is {_age(at - site.latest_price_at)} old")
-    market = _market_at(at)
-    if market is None:
-        problems.append("no market price")
-    elif at - market.interval_start > max_age:
-        problems.append(f"the market price is {_age(at - market.interval_start)} old")
-    if problems:
-        raise StaleInputs(f"Inputs older than {settings.ENERGYARB['MAX_DATA_AGE_MINUTES']} min: " + "; ".join(problems))
-
-    n_sites, n_hw = len(sites), len(hardware)
-    inventory = np.zeros((n_sites, n_hw))
-    previous = np.zeros((n_sites, n_hw))
-    temperatures, pues, prices = [], [], []
-    for s, site in enumerate(sites):
-        for inv in site.inventories.all():
-            inventory[s, hw_index[inv.hardware_model.code]] = inv.units_available
-            previous[s, hw_index[inv.hardware_model.code]] = inv.units_running
-        temperature = float(site.latest_temperature_c) if site.latest_temperature_c is not None else None
-        temperatures.append(temperature)
-        pues.append(float(pue(site.cooling_type, DEFAULT_TEMPERATURE_C if temperature is None else temperature)))
-        prices.append(float(site.latest_price_usd_per_mwh) if site.latest_price_usd_per_mwh is not None else 0.0)
-
+    market = _fresh_market(sites, at)
+    now = _observed(sites, hardware)
     # Rolling horizon: fine 5-minute steps for the hour about to be applied, then hourly steps, so switching
     # costs are weighed against how long a change will pay. Period 0 holds the observed values; later periods the
     # forecast (see the module docstring).
@@ -172,28 +134,27 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
         interval=interval,
         bounds=bounds,
         sites=sites,
-        prices=np.array(prices),
-        pues=np.array(pues),
-        temperatures=temperatures,
+        prices=np.array(now.prices),
+        pues=np.array(now.pues),
+        temperatures=now.temperatures,
         market=market,
         method=forecast_setting(),
     )
-    demand = outlook.demand
     contracts, commitments = commitments_at(at=at, site_codes={site.code for site in sites if site.is_available})
     problem = engine.Problem(
         sites=tuple(engine_site(site) for site in sites),
         hardware=tuple(engine_hardware(hw) for hw in hardware),
-        inventory_units=inventory,
+        inventory_units=now.inventory,
         period_hours=period_hours,
         pue=outlook.pue,
         energy_price_usd_per_mwh=outlook.energy_price,
         market=engine.Market(
             hashprice_usd_per_ph_day=outlook.hashprice,
             inference_price_usd_per_mtok=outlook.inference_price,
-            inference_demand_mtok_per_h=demand,
+            inference_demand_mtok_per_h=outlook.demand,
         ),
         commitments=commitments,
-        previous_units=previous,
+        previous_units=now.previous,
         settings=engine.Settings(
             switching_cost_usd_per_unit=knobs["SWITCHING_COST_USD_PER_UNIT"],
             carbon_price_usd_per_t=knobs["CARBON_PRICE_USD_PER_T"],
@@ -205,27 +166,120 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
     )
     if (grid := grid_inputs(problem, contracts, at)) is not None:  # open grid events (optimizer/grid_inputs.py)
         problem = replace(problem, grid=grid)
-    snapshot = {
+    snapshot = _snapshot(
+        interval=interval,
+        strategy=strategy,
+        market=market,
+        sites=sites,
+        hardware=hardware,
+        now=now,
+        outlook=outlook,
+        commitments=commitments,
+    )
+    return Inputs(problem=problem, snapshot=snapshot, sites=sites, hardware=hardware, contracts=contracts)
+
+
+def _read_sites(at: datetime) -> tuple[Site, ...]:
+    """Every site with its latest energy price and temperature and its inventory (two queries), by code."""
+    inventories = SiteInventory.objects.select_related("hardware_model").order_by("hardware_model__code")
+    sites = tuple(
+        Site.objects.with_latest_energy_price()
+        .with_latest_temperature(at)
+        .prefetch_related(Prefetch("inventories", queryset=inventories))
+        .order_by("code")
+    )
+    if not sites:
+        raise StaleInputs("No sites: run `manage.py seed_sites` first.")
+    return sites
+
+
+def _fresh_market(sites: tuple[Site, ...], at: datetime) -> MarketPrice:
+    """The market price in force at ``at``; StaleInputs when it, or an available site's energy price, is missing or
+    older than MAX_DATA_AGE_MINUTES."""
+    max_age = timedelta(minutes=settings.ENERGYARB["MAX_DATA_AGE_MINUTES"])
+    problems = []
+    for site in sites:
+        if not site.is_available:
+            continue
+        if site.latest_price_at is None:
+            problems.append(f"{site.name} has no energy price")
+        elif at - site.latest_price_at > max_age:
+            problems.append(f"{site.name}'s energy price is {_age(at - site.latest_price_at)} old")
+    market = _market_at(at)
+    if market is None:
+        problems.append("no market price")
+    elif at - market.interval_start > max_age:
+        problems.append(f"the market price is {_age(at - market.interval_start)} old")
+    if problems or market is None:
+        raise StaleInputs(f"Inputs older than {settings.ENERGYARB['MAX_DATA_AGE_MINUTES']} min: " + "; ".join(problems))
+    return market
+
+
+@dataclass(frozen=True, eq=False)
+class _Observed:
+    """What each site holds and shows now: units available and running ``[S, H]``, temperature, PUE, price."""
+
+    inventory: np.ndarray
+    previous: np.ndarray
+    temperatures: list[float | None]
+    pues: list[float]
+    prices: list[float]
+
+
+def _observed(sites: tuple[Site, ...], hardware: tuple) -> _Observed:
+    hw_index = {hw.code: h for h, hw in enumerate(hardware)}
+    inventory = np.zeros((len(sites), len(hardware)))
+    previous = np.zeros((len(sites), len(hardware)))
+    temperatures: list[float | None] = []
+    pues: list[float] = []
+    prices: list[float] = []
+    for s, site in enumerate(sites):
+        for inv in site.inventories.all():
+            inventory[s, hw_index[inv.hardware_model.code]] = inv.units_available
+            previous[s, hw_index[inv.hardware_model.code]] = inv.units_running
+        temperature = float(site.latest_temperature_c) if site.latest_temperature_c is not None else None
+        temperatures.append(temperature)
+        pues.append(float(pue(site.cooling_type, DEFAULT_TEMPERATURE_C if temperature is None else temperature)))
+        prices.append(float(site.latest_price_usd_per_mwh) if site.latest_price_usd_per_mwh is not None else 0.0)
+    return _Observed(inventory=inventory, previous=previous, temperatures=temperatures, pues=pues, prices=prices)
+
+
+def _snapshot(
+    *,
+    interval: datetime,
+    strategy: str,
+    market: MarketPrice,
+    sites: tuple[Site, ...],
+    hardware: tuple,
+    now: _Observed,
+    outlook: HorizonValues,
+    commitments: tuple[engine.Commitment, ...],
+) -> dict:
+    """The run's stored inputs: compact and JSON-ready (the run's admin page and the advisor read it)."""
+    knobs = settings.ENERGYARB
+    return {
         "interval_start": interval.isoformat(),
         "strategy": strategy,
         "market": {
             "interval_start": market.interval_start.isoformat(),
             "hashprice_usd_per_ph_day": float(market.hashprice_usd_per_ph_day),
             "inference_price_usd_per_mtok": float(market.inference_price_usd_per_mtok),
-            "inference_demand_mtok_per_h": {region: round(float(values[0]), 1) for region, values in demand.items()},
+            "inference_demand_mtok_per_h": {
+                region: round(float(values[0]), 1) for region, values in outlook.demand.items()
+            },
         },
         "sites": {
             site.code: {
                 "status": site.status,
-                "energy_price_usd_per_mwh": prices[s],
+                "energy_price_usd_per_mwh": now.prices[s],
                 "price_at": site.latest_price_at.isoformat() if site.latest_price_at else None,
-                "temperature_c": temperatures[s],
-                "pue": round(pues[s], 4),
+                "temperature_c": now.temperatures[s],
+                "pue": round(now.pues[s], 4),
             }
             for s, site in enumerate(sites)
         },
         "previous_units": {
-            site.code: {hw.code: int(previous[s, h]) for h, hw in enumerate(hardware) if previous[s, h]}
+            site.code: {hw.code: int(now.previous[s, h]) for h, hw in enumerate(hardware) if now.previous[s, h]}
             for s, site in enumerate(sites)
         },
         "commitments": [{"contract": c.id, "tier": c.tier, "capacity_kw": c.capacity_kw} for c in commitments],
@@ -235,7 +289,6 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
         },
         "forecast": outlook.record(sites),
     }
-    return Inputs(problem=problem, snapshot=snapshot, sites=sites, hardware=hardware, contracts=contracts)
 
 
 def forecast_setting() -> str:
@@ -322,7 +375,6 @@ def plan_horizon(
     knobs = settings.ENERGYARB
     n_periods, steps = len(bounds) - 1, int(bounds[-1])
     hashprice, token_price = float(market.hashprice_usd_per_ph_day), float(market.inference_price_usd_per_mtok)
-    offsets = bounds[:-1]
     if method == forecast.PERSISTENCE:
         demand = simulate_inference_demand(interval, steps, STEP_MINUTES, seed=knobs["SIMULATOR_SEED"])
         return HorizonValues(
@@ -331,21 +383,55 @@ def plan_horizon(
             pue=np.repeat(pues[:, None], n_periods, axis=1),
             hashprice=np.full(n_periods, hashprice),
             inference_price=np.full(n_periods, token_price),
-            demand={region: values[offsets] for region, values in demand.items()},
+            demand={region: values[bounds[:-1]] for region, values in demand.items()},
             models={},
         )
+    horizon = _Horizon(at=at, interval=interval, bounds=bounds)
+    energy = _energy_periods(horizon, sites, prices)
+    hashprices, token_prices = _market_periods(horizon, hashprice, token_price)
+    demand = _demand_periods(horizon, seed=knobs["SIMULATOR_SEED"])
+    pue_periods = _pue_periods(horizon, sites, pues, temperatures)
+    return HorizonValues(
+        method=method,
+        energy_price=energy,
+        pue=pue_periods,
+        hashprice=hashprices,
+        inference_price=token_prices,
+        demand=demand,
+        models=horizon.models,
+    )
 
-    current = _absolute_step(interval)
-    models: dict[str, str] = {}
 
-    def periods(path: np.ndarray | None, now: float, lower: float | None = None) -> np.ndarray:
+@dataclass
+class _Horizon:
+    """The ridge horizon being built: its period bounds (5-minute steps from ``interval``) and the model each
+    series used so far."""
+
+    at: datetime
+    interval: datetime
+    bounds: np.ndarray
+    models: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return int(self.bounds[-1])
+
+    def periods(self, path: np.ndarray | None, now: float, lower: float | None = None) -> np.ndarray:
+        """Per-period means of a 5-minute ``path``, period 0 the observed ``now`` (all ``now`` without a path)."""
         if path is None:  # nothing stored in the window: the current value held
-            return np.full(n_periods, now)
-        values = forecast.period_means(path if lower is None else np.maximum(path, lower), bounds)
+            return np.full(len(self.bounds) - 1, now)
+        values = forecast.period_means(path if lower is None else np.maximum(path, lower), self.bounds)
         values[0] = now  # the interval in progress: the observed value, whatever the model says
         return values
 
-    # Energy price per site: one query of stored 5-minute prices.
+    def series(
+        self, keys: list[str], load: Callable[[Ranges], Mapping[str, tuple[np.ndarray, np.ndarray]]]
+    ) -> dict[str, np.ndarray | None]:
+        return _forecast_series(keys, load, self.at, self.interval, self.steps, self.models)
+
+
+def _energy_periods(horizon: _Horizon, sites: tuple[Site, ...], prices: np.ndarray) -> np.ndarray:
+    """Energy price per site and period ``[S, T]``: one query of stored 5-minute prices."""
     site_keys = {site.pk: f"energy_price_usd_per_mwh.{site.code}" for site in sites}
 
     def energy_rows(ranges: Ranges) -> Mapping[str, tuple[np.ndarray, np.ndarray]]:
@@ -353,10 +439,12 @@ def plan_horizon(
         columns = _offset_columns(rows, "interval_start", ranges[0][0], "site_id", "price_usd_per_mwh")
         return _grouped(*columns, site_keys)
 
-    paths = _forecast_series(list(site_keys.values()), energy_rows, at, interval, steps, models)
-    energy = np.stack([periods(paths[site_keys[site.pk]], prices[s]) for s, site in enumerate(sites)])
+    paths = horizon.series(list(site_keys.values()), energy_rows)
+    return np.stack([horizon.periods(paths[site_keys[site.pk]], prices[s]) for s, site in enumerate(sites)])
 
-    # Hashprice and inference price: one query of stored market prices.
+
+def _market_periods(horizon: _Horizon, hashprice: float, token_price: float) -> tuple[np.ndarray, np.ndarray]:
+    """Hashprice and inference price per period: one query of stored market prices."""
     market_keys = ("hashprice_usd_per_ph_day", "inference_price_usd_per_mtok")
 
     def market_rows(ranges: Ranges) -> Mapping[str, tuple[np.ndarray, np.ndarray]]:
@@ -366,13 +454,16 @@ def plan_horizon(
         )
         return {market_keys[0]: (offsets, hashprices), market_keys[1]: (offsets, token_prices)}
 
-    paths = _forecast_series(list(market_keys), market_rows, at, interval, steps, models)
-    hashprices = periods(paths[market_keys[0]], hashprice, 0.0)
-    token_prices = periods(paths[market_keys[1]], token_price, 0.0)
+    paths = horizon.series(list(market_keys), market_rows)
+    return horizon.periods(paths[market_keys[0]], hashprice, 0.0), horizon.periods(
+        paths[market_keys[1]], token_price, 0.0
+    )
 
-    # Regional demand: nothing stores it; its history is the simulator's (what optimizer.inputs planned on so far),
-    # and the forecast sees only its past, as in the backtest.
-    seed = knobs["SIMULATOR_SEED"]
+
+def _demand_periods(horizon: _Horizon, *, seed: int) -> dict[str, np.ndarray]:
+    """Regional demand per period. Nothing stores it; its history is the simulator's (what optimizer.inputs
+    planned on so far), and the forecast sees only its past, as in the backtest."""
+    current = _absolute_step(horizon.interval)
     demand_keys = {f"inference_demand_mtok_per_h.{region}": region for region in INFERENCE_REGIONS}
 
     def demand_rows(ranges: Ranges) -> Mapping[str, tuple[np.ndarray, np.ndarray]]:
@@ -380,14 +471,19 @@ def plan_horizon(
         simulated = simulate_inference_demand(ranges[0][0], count, STEP_MINUTES, seed=seed)
         return {key: (np.arange(count), simulated[region]) for key, region in demand_keys.items()}
 
-    paths = _forecast_series(list(demand_keys), demand_rows, at, interval, steps, models)
-    demand = {region: periods(paths[key], float(paths[key][0]), 0.0) for key, region in demand_keys.items()}
+    paths = horizon.series(list(demand_keys), demand_rows)
+    return {region: horizon.periods(paths[key], float(paths[key][0]), 0.0) for key, region in demand_keys.items()}
 
-    # PUE: from stored weather forecasts (readings after `at`) where there are any, else the current PUE held.
-    pue_periods = np.repeat(pues[:, None], n_periods, axis=1)
-    end = interval + STEP * steps
+
+def _pue_periods(
+    horizon: _Horizon, sites: tuple[Site, ...], pues: np.ndarray, temperatures: list[float | None]
+) -> np.ndarray:
+    """PUE per site and period ``[S, T]``: from stored weather forecasts (readings after `at`) where there are
+    any, else the current PUE held; one query."""
+    steps, interval = horizon.steps, horizon.interval
+    pue_periods = np.repeat(pues[:, None], len(horizon.bounds) - 1, axis=1)
     upcoming = WeatherReading.objects.filter(
-        site_id__in=[site.pk for site in sites], observed_at__gt=at, observed_at__lt=end
+        site_id__in=[site.pk for site in sites], observed_at__gt=horizon.at, observed_at__lt=interval + STEP * steps
     )
     columns = _offset_columns(upcoming, "observed_at", interval, "site_id", "temperature_c")
     readings = _grouped(*columns, {site.pk: site.pk for site in sites})
@@ -399,17 +495,9 @@ def plan_horizon(
         path = np.full(steps, now)
         for k in np.argsort(offsets_ahead, kind="stable"):
             path[max(int(offsets_ahead[k]), 1) :] = values[k]  # a reading holds until the next one
-        pue_periods[s] = periods(np.asarray(pue(site.cooling_type, path), dtype=float), pues[s])
-        models[f"pue.{site.code}"] = "weather forecast"
-    return HorizonValues(
-        method=method,
-        energy_price=energy,
-        pue=pue_periods,
-        hashprice=hashprices,
-        inference_price=token_prices,
-        demand=demand,
-        models=models,
-    )
+        pue_periods[s] = horizon.periods(np.asarray(pue(site.cooling_type, path), dtype=float), pues[s])
+        horizon.models[f"pue.{site.code}"] = "weather forecast"
+    return pue_periods
 
 
 def _absolute_step(moment: datetime) -> int:

@@ -67,10 +67,7 @@ def fleet_state(*, now: datetime, latest_run: OptimizationRun | None = None) -> 
 
     Shared by the dashboard and the original product's endpoints so both show the same numbers.
     """
-    if latest_run is not None and latest_run.status == RunStatus.SUCCEEDED and latest_run.is_applied:
-        applied_run = latest_run  # the usual case: the newest run is the one in force (saves a query)
-    else:
-        applied_run = OptimizationRun.objects.applied().order_by("-queued_at", "-id").first()
+    applied_run = _applied_run(latest_run)
     sites = _static_models("sites", _sites_queryset)
     inventories = _static_rows(
         "inventories",
@@ -78,15 +75,49 @@ def fleet_state(*, now: datetime, latest_run: OptimizationRun | None = None) -> 
     )
     market = MarketPrice.objects.filter(interval_start__lte=now).order_by("-interval_start").first()
     freshness = assess_freshness(sites=sites, market=market, now=now)
+    by_site_inventory, hardware = _inventory_by_site(inventories)
+    placements = _current_placements(now)
+    site_rows, totals = _site_rows_and_totals(sites, by_site_inventory, placements, now)
+    tier_rows = _tier_rows(placements, now)
+    return {
+        "generated_at": _iso(now),
+        "status": {
+            "state": freshness.state,
+            "label": freshness.label,
+            "detail": freshness.detail,
+            "data_age_minutes": freshness.data_age_minutes,
+            "max_data_age_minutes": settings.ENERGYARB["MAX_DATA_AGE_MINUTES"],
+        },
+        "metrics": _fleet_metrics(applied_run, sites, totals, tier_rows),
+        "market": _market_row(market),
+        "sites": site_rows,
+        "hardware": [_hardware_row(*hardware[code]) for code in sorted(hardware, key=_hardware_sort_key)],
+        "tiers": tier_rows,
+        "applied_run": applied_run,  # the model instance, for callers; build_dashboard drops it
+    }
 
+
+def _applied_run(latest_run: OptimizationRun | None) -> OptimizationRun | None:
+    """The run in force: the newest run when it is the applied one (the usual case, no query), else a query."""
+    if latest_run is not None and latest_run.status == RunStatus.SUCCEEDED and latest_run.is_applied:
+        return latest_run
+    return OptimizationRun.objects.applied().order_by("-queued_at", "-id").first()
+
+
+def _inventory_by_site(inventories) -> tuple[dict[int, list[tuple]], dict[str, tuple]]:
+    """The inventory rows of each site, and each hardware model's columns by its code."""
     by_site_inventory: dict[int, list[tuple]] = defaultdict(list)
     hardware: dict[str, tuple] = {}
     for row in inventories:
         by_site_inventory[row[0]].append(row)
         hardware[row[4]] = row[4:]
-    hardware_codes = sorted(hardware, key=_hardware_sort_key)
+    return by_site_inventory, hardware
 
-    placements = _current_placements(now)
+
+def _site_rows_and_totals(
+    sites: list[Site], by_site_inventory: dict[int, list[tuple]], placements: dict, now: datetime
+) -> tuple[list[dict], dict[str, float]]:
+    """One row per site, and the fleet's sums over them (kW, PUE, renewable kW) for the metrics."""
     site_rows = []
     totals: dict[str, float] = defaultdict(float)
     for site in sites:
@@ -98,13 +129,17 @@ def fleet_state(*, now: datetime, latest_run: OptimizationRun | None = None) -> 
         totals["renewable_kw"] += row["facility_kw"] * row["renewable_share_pct"] / 100
         totals["pue_sum"] += row["pue"]
         totals["renewable_capacity_kw"] += row["capacity_kw"] * row["renewable_share_pct"] / 100
+    return site_rows, totals
 
+
+def _tier_rows(placements: dict, now: datetime) -> list[dict]:
+    """Each tier with the kW committed on it now and its uptime this month."""
     committed_by_tier: dict[str, float] = defaultdict(float)
     for site_placements in placements.values():
         for placement in site_placements:
             committed_by_tier[placement["tier"]] += placement["capacity_kw"]
     uptime = uptime_by_tier(now=now)
-    tier_rows = [
+    return [
         {
             "code": code,
             "name": name,
@@ -121,7 +156,12 @@ def fleet_state(*, now: datetime, latest_run: OptimizationRun | None = None) -> 
         )
     ]
 
-    n_sites = len(site_rows)
+
+def _fleet_metrics(
+    applied_run: OptimizationRun | None, sites: list[Site], totals: dict[str, float], tier_rows: list[dict]
+) -> dict:
+    """The fleet's headline figures: the applied run's money, power, PUE, renewable share, SLA kW, sites."""
+    n_sites = len(sites)
     # Fleet PUE is facility / IT power (load-weighted); with nothing running, the plain mean of the sites.
     if totals["it_kw"]:
         fleet_pue = totals["facility_kw"] / totals["it_kw"]
@@ -135,7 +175,7 @@ def fleet_state(*, now: datetime, latest_run: OptimizationRun | None = None) -> 
     else:
         renewable_pct = None
     capacity_kw = totals["capacity_kw"]
-    metrics = {
+    return {
         "revenue_usd_per_h": _f(applied_run.revenue_usd_per_h) if applied_run else None,
         "energy_cost_usd_per_h": _f(applied_run.energy_cost_usd_per_h) if applied_run else None,
         "profit_usd_per_h": _f(applied_run.profit_usd_per_h) if applied_run else None,
@@ -151,22 +191,6 @@ def fleet_state(*, now: datetime, latest_run: OptimizationRun | None = None) -> 
         "sla_committed_kw_total": round(sum(row["committed_kw"] for row in tier_rows), 3),
         "sites_total": n_sites,
         "sites_online": sum(1 for site in sites if site.status == SiteStatus.ONLINE),
-    }
-    return {
-        "generated_at": _iso(now),
-        "status": {
-            "state": freshness.state,
-            "label": freshness.label,
-            "detail": freshness.detail,
-            "data_age_minutes": freshness.data_age_minutes,
-            "max_data_age_minutes": settings.ENERGYARB["MAX_DATA_AGE_MINUTES"],
-        },
-        "metrics": metrics,
-        "market": _market_row(market),
-        "sites": site_rows,
-        "hardware": [_hardware_row(*hardware[code]) for code in hardware_codes],
-        "tiers": tier_rows,
-        "applied_run": applied_run,  # the model instance, for callers; build_dashboard drops it
     }
 
 

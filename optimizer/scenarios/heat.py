@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from sites.simulation import HeatWave
 
 from .. import engine
-from .world import ScenarioResult, _checked, _hour_labels, _start, build_world, kw_by_kind
+from .world import ScenarioResult, World, _checked, _hour_labels, _start, build_world, kw_by_kind
 
 HEAT_RAMP_HOURS = 2.0  # the heat wave reaches its plateau over two hours (raised cosine)
 POWER_MARGIN = 1.0 - 1e-7  # curtailment lands just inside the power row, clear of the solver's tolerance
@@ -31,6 +32,31 @@ def curtail_to_power(problem: engine.Problem, units: np.ndarray) -> tuple[np.nda
     return scaled, it_kw - np.einsum("sht,h->st", scaled, kw)
 
 
+@dataclass(frozen=True)
+class _HeatPlans:
+    """The heat wave's three plans on one world: made without the heat, heat-blind (curtailed), heat-aware."""
+
+    world: World
+    hot: int
+    normal: engine.Problem
+    heat: engine.Problem
+    blind_plan: engine.Solution
+    blind: engine.Solution
+    aware: engine.Solution
+    curtailed_kw: np.ndarray  # [S, T]
+    plan_kw: dict[str, np.ndarray]
+    blind_kw: dict[str, np.ndarray]
+    aware_kw: dict[str, np.ndarray]
+
+    @property
+    def plan_it(self) -> np.ndarray:
+        return self.plan_kw["inference"] + self.plan_kw["miner"]
+
+    @property
+    def aware_it(self) -> np.ndarray:
+        return self.aware_kw["inference"] + self.aware_kw["miner"]
+
+
 def heat_wave(
     *, site: str | None = None, delta_c: float = 12.0, hours: int = 24, start: datetime | None = None
 ) -> ScenarioResult:
@@ -45,75 +71,25 @@ def heat_wave(
     probe = build_world(start=start, hours=hours)
     # Default: the site that is hottest over the window anyway (a heat wave bites where it is already warm).
     code = site or probe.site_codes[int(np.argmax(probe.temperature_c.max(axis=1)))]
-    hot = probe.index(code)
-    wave = HeatWave(start=start, end=start + timedelta(hours=hours), delta_c=delta_c, ramp_hours=HEAT_RAMP_HOURS)
-    world = build_world(start=start, hours=hours, heat_waves={code: wave})
-    normal = world.problem(pue_=probe.pue())  # same weather without the bump
-    heat = world.problem()
-    blind_plan = _checked(engine.solve(normal), "heat-blind")
-    blind_units, curtailed_kw = curtail_to_power(heat, blind_plan.units)
-    blind = _checked(engine.evaluate(heat, blind_units), "heat-blind accounting")
-    aware = _checked(engine.solve(heat), "heat-aware")
-
-    d = heat.period_hours
-    plan_kw, aware_kw = kw_by_kind(normal, blind_plan.units), kw_by_kind(heat, aware.units)
-    blind_kw = kw_by_kind(heat, blind_units)
-    pue_normal, pue_heat = normal.pue, heat.pue
-    moved_inference = float((plan_kw["inference"][hot] - aware_kw["inference"][hot]).mean())
-    moved_mining = float((plan_kw["miner"][hot] - aware_kw["miner"][hot]).mean())
-    plan_it, aware_it = plan_kw["inference"] + plan_kw["miner"], aware_kw["inference"] + aware_kw["miner"]
-    # Cooling energy = IT kW x (PUE - 1) x h. The heat-blind plan would have needed its IT load's cooling at the
-    # heat PUE; the heat-aware plan needs only its own.
-    cooling_avoided = float(((plan_it[hot] - aware_it[hot]) * (pue_heat[hot] - 1.0) * d).sum() / 1000.0)
-    rows = []
-    for s, name in enumerate(world.site_codes):
-        rows.append(
-            {
-                "site": name,
-                "pue_before": float(pue_normal[s].mean()),
-                "pue_after": float(pue_heat[s].mean()),
-                "inference_kw_before": float(blind_kw["inference"][s].mean()),
-                "inference_kw_after": float(aware_kw["inference"][s].mean()),
-                "mining_kw_before": float(blind_kw["miner"][s].mean()),
-                "mining_kw_after": float(aware_kw["miner"][s].mean()),
-                "curtailed_kw_before": float(curtailed_kw[s].mean()),
-                "profit_usd_before": blind.site_breakdown[s].profit_usd,
-                "profit_usd_after": aware.site_breakdown[s].profit_usd,
-            }
-        )
-    blind_profit, aware_profit = blind.totals.profit_usd, aware.totals.profit_usd
-    summary = {
-        "site": code,
-        "delta_c": delta_c,
-        "peak_temperature_c": float(world.temperature_c[hot].max()),
-        "pue_normal_mean": float(pue_normal[hot].mean()),
-        "pue_heat_peak": float(pue_heat[hot].max()),
-        "inference_moved_kw": moved_inference,
-        "mining_moved_kw": moved_mining,
-        "forced_curtailment_mwh": float((curtailed_kw * d).sum() / 1000.0),
-        "cooling_energy_avoided_mwh": cooling_avoided,
-        "profit_no_heat_usd": blind_plan.totals.profit_usd,
-        "profit_heat_blind_usd": blind_profit,
-        "profit_heat_aware_usd": aware_profit,
-        "profit_kept_usd": aware_profit - blind_profit,
-    }
-    hot_it_blind = blind_kw["inference"][hot] + blind_kw["miner"][hot]
+    plans = _plan_heat_wave(probe, code=code, start=start, hours=hours, delta_c=delta_c)
+    hot, world = plans.hot, plans.world
+    hot_it_blind = plans.blind_kw["inference"][hot] + plans.blind_kw["miner"][hot]
     return ScenarioResult(
         scenario="heat-wave",
         title=f"Heat wave: {code} +{delta_c:g} degC for {hours} h",
         start=start,
         hours=hours,
-        rows=rows,
-        summary=summary,
+        rows=_heat_rows(plans),
+        summary=_heat_summary(plans, code=code, delta_c=delta_c),
         chart={
             "title": f"{code}: IT load in a +{delta_c:g} degC heat wave",
             "x_label": "hour (UTC)",
             "y_label": "IT kW",
             "x": _hour_labels(world),
             "lines": {
-                "plan without heat": plan_it[hot].tolist(),
+                "plan without heat": plans.plan_it[hot].tolist(),
                 "heat-blind (curtailed)": hot_it_blind.tolist(),
-                "heat-aware": aware_it[hot].tolist(),
+                "heat-aware": plans.aware_it[hot].tolist(),
             },
         },
         notes=[
@@ -122,3 +98,75 @@ def heat_wave(
         ],
         seconds=time.perf_counter() - began,
     )
+
+
+def _plan_heat_wave(probe: World, *, code: str, start: datetime, hours: int, delta_c: float) -> _HeatPlans:
+    """Solve the world with the heat wave at ``code`` both ways (see `heat_wave`)."""
+    wave = HeatWave(start=start, end=start + timedelta(hours=hours), delta_c=delta_c, ramp_hours=HEAT_RAMP_HOURS)
+    world = build_world(start=start, hours=hours, heat_waves={code: wave})
+    normal = world.problem(pue_=probe.pue())  # same weather without the bump
+    heat = world.problem()
+    blind_plan = _checked(engine.solve(normal), "heat-blind")
+    blind_units, curtailed_kw = curtail_to_power(heat, blind_plan.units)
+    blind = _checked(engine.evaluate(heat, blind_units), "heat-blind accounting")
+    aware = _checked(engine.solve(heat), "heat-aware")
+    return _HeatPlans(
+        world=world,
+        hot=probe.index(code),
+        normal=normal,
+        heat=heat,
+        blind_plan=blind_plan,
+        blind=blind,
+        aware=aware,
+        curtailed_kw=curtailed_kw,
+        plan_kw=kw_by_kind(normal, blind_plan.units),
+        blind_kw=kw_by_kind(heat, blind_units),
+        aware_kw=kw_by_kind(heat, aware.units),
+    )
+
+
+def _heat_rows(plans: _HeatPlans) -> list[dict]:
+    """One row per site: PUE, inference and mining kW, curtailment and profit, heat-blind (before) and aware."""
+    pue_normal, pue_heat = plans.normal.pue, plans.heat.pue
+    blind_kw, aware_kw = plans.blind_kw, plans.aware_kw
+    return [
+        {
+            "site": name,
+            "pue_before": float(pue_normal[s].mean()),
+            "pue_after": float(pue_heat[s].mean()),
+            "inference_kw_before": float(blind_kw["inference"][s].mean()),
+            "inference_kw_after": float(aware_kw["inference"][s].mean()),
+            "mining_kw_before": float(blind_kw["miner"][s].mean()),
+            "mining_kw_after": float(aware_kw["miner"][s].mean()),
+            "curtailed_kw_before": float(plans.curtailed_kw[s].mean()),
+            "profit_usd_before": plans.blind.site_breakdown[s].profit_usd,
+            "profit_usd_after": plans.aware.site_breakdown[s].profit_usd,
+        }
+        for s, name in enumerate(plans.world.site_codes)
+    ]
+
+
+def _heat_summary(plans: _HeatPlans, *, code: str, delta_c: float) -> dict:
+    """The hot site's figures: temperature, PUE, kW moved, curtailment, cooling avoided, and the three profits."""
+    hot, d = plans.hot, plans.heat.period_hours
+    pue_normal, pue_heat = plans.normal.pue, plans.heat.pue
+    plan_kw, aware_kw = plans.plan_kw, plans.aware_kw
+    # Cooling energy = IT kW x (PUE - 1) x h. The heat-blind plan would have needed its IT load's cooling at the
+    # heat PUE; the heat-aware plan needs only its own.
+    cooling_avoided = float(((plans.plan_it[hot] - plans.aware_it[hot]) * (pue_heat[hot] - 1.0) * d).sum() / 1000.0)
+    blind_profit, aware_profit = plans.blind.totals.profit_usd, plans.aware.totals.profit_usd
+    return {
+        "site": code,
+        "delta_c": delta_c,
+        "peak_temperature_c": float(plans.world.temperature_c[hot].max()),
+        "pue_normal_mean": float(pue_normal[hot].mean()),
+        "pue_heat_peak": float(pue_heat[hot].max()),
+        "inference_moved_kw": float((plan_kw["inference"][hot] - aware_kw["inference"][hot]).mean()),
+        "mining_moved_kw": float((plan_kw["miner"][hot] - aware_kw["miner"][hot]).mean()),
+        "forced_curtailment_mwh": float((plans.curtailed_kw * d).sum() / 1000.0),
+        "cooling_energy_avoided_mwh": cooling_avoided,
+        "profit_no_heat_usd": plans.blind_plan.totals.profit_usd,
+        "profit_heat_blind_usd": blind_profit,
+        "profit_heat_aware_usd": aware_profit,
+        "profit_kept_usd": aware_profit - blind_profit,
+    }

@@ -71,7 +71,6 @@ def fail_over_site(*, site: Site, actor=None, reason: str = "") -> FailoverRepor
     work on it. Locks the site and every online site in pk order, like admission.
     """
     now = timezone.now()
-    reason = reason or "maintenance"
     # The failing site and every online site, locked in one statement in pk order (admission's order).
     list(
         Site.objects.filter(Q(status=SiteStatus.ONLINE) | Q(pk=site.pk))
@@ -87,100 +86,140 @@ def fail_over_site(*, site: Site, actor=None, reason: str = "") -> FailoverRepor
         .select_related("contract__tier")
         .order_by("contract__tier__priority", "contract__starts_at", "contract_id", "valid_from", "pk")
     )
-    report = FailoverReport(site=site.code)
+    failover = _Failover(site=site, rooms=rooms, now=now, actor=actor, reason=reason or "maintenance")
     if not affected:
-        return report
-    horizon = max(p.valid_to or p.contract.ends_at for p in affected)
-    load_bookings(rooms, start=now, end=horizon)
-    user = signed_in(actor)
-    new_placements: list[Placement] = []
-    notices: list[PreemptionNotice] = []
-    short: dict[int, tuple[Placement, datetime, Decimal]] = {}
+        return failover.report
+    load_bookings(rooms, start=now, end=max(p.valid_to or p.contract.ends_at for p in affected))
     for placement in affected:
-        contract, tier = placement.contract, placement.contract.tier
-        start, end = max(now, placement.valid_from), placement.valid_to or contract.ends_at
-        if placement.valid_from < now:
-            Placement.objects.filter(pk=placement.pk).update(valid_to=now)
-        else:
-            Placement.objects.filter(pk=placement.pk).delete()
-        if end <= start:
-            continue
-        used = {
-            room.site_id
-            for room in rooms
-            for b in room.bookings
-            if b.contract_id == contract.pk and b.starts_at < end and (b.ends_at is None or b.ends_at > start)
-        }
-        options = [room for room in rooms if room.site_id not in used]
-        # Never more than the contract holds: a placement typed in above it (or the rest of it, when the contract's
-        # other placements already hold its capacity) is not carried to the other sites.
-        held = capacity.contract_room_kw(
-            contract_bookings(rooms, contract.pk), start, end, limit_kw=contract_limit_kw(contract)
+        _move_off(failover, placement)
+    Placement.objects.bulk_create(failover.new_placements)
+    _record_short(failover)
+    PreemptionNotice.objects.bulk_create(failover.notices)
+    Downtime.objects.bulk_create(failover.report.downtimes)
+    for notice in failover.notices:  # Spot displaced at a destination by a higher tier moving in
+        if notice.contract_id not in failover.report.preempted:
+            failover.report.preempted.append(notice.contract_id)
+    return failover.report
+
+
+@dataclass
+class _Failover:
+    """One site's failover under way: the other sites' rooms (with the bookings made so far) and the rows to write."""
+
+    site: Site
+    rooms: list[SiteRoom]
+    now: datetime
+    actor: object
+    reason: str
+    report: FailoverReport = field(init=False)
+    new_placements: list[Placement] = field(default_factory=list)
+    notices: list[PreemptionNotice] = field(default_factory=list)
+    short: dict[int, tuple[Placement, datetime, Decimal]] = field(default_factory=dict)  # contract: (p, from, kW)
+
+    def __post_init__(self) -> None:
+        self.report = FailoverReport(site=self.site.code)
+
+
+def _move_off(failover: _Failover, placement: Placement) -> None:
+    """Close ``placement`` at now (drop it if it had not begun) and re-place the rest of its window elsewhere, on
+    sites the contract does not use, never more than the contract holds; what finds no room is noted short."""
+    contract, now, rooms = placement.contract, failover.now, failover.rooms
+    start, end = max(now, placement.valid_from), placement.valid_to or contract.ends_at
+    if placement.valid_from < now:
+        Placement.objects.filter(pk=placement.pk).update(valid_to=now)
+    else:
+        Placement.objects.filter(pk=placement.pk).delete()
+    if end <= start:
+        return
+    used = {
+        room.site_id
+        for room in rooms
+        for b in room.bookings
+        if b.contract_id == contract.pk and b.starts_at < end and (b.ends_at is None or b.ends_at > start)
+    }
+    options = [room for room in rooms if room.site_id not in used]
+    # Never more than the contract holds: a placement typed in above it (or the rest of it, when the contract's
+    # other placements already hold its capacity) is not carried to the other sites.
+    held = capacity.contract_room_kw(
+        contract_bookings(rooms, contract.pk), start, end, limit_kw=contract_limit_kw(contract)
+    )
+    to_move = min(placement.capacity_kw, held)
+    if to_move <= 0:
+        return
+    shares = _failover_shares(options, placement=placement, capacity_kw=to_move, start=start, end=end)
+    placed = sum((_place_share(failover, placement, share, start, end) for share in shares), ZERO)
+    unplaced = to_move - placed
+    if unplaced > 0:
+        previous = failover.short.get(contract.pk)
+        failover.short[contract.pk] = (placement, min(start, previous[1]) if previous else start, unplaced)
+
+
+def _place_share(
+    failover: _Failover, placement: Placement, share: capacity.Share, start: datetime, end: datetime
+) -> Decimal:
+    """One share of a moved placement on its destination (displacing Spot there for a firm tier); its kW."""
+    contract, site = placement.contract, failover.site
+    tier = contract.tier
+    if not tier.is_preemptible:
+        failover.notices += displace_spot(
+            share.site,
+            start=start,
+            end=end,
+            capacity_kw=share.capacity_kw,
+            now=failover.now,
+            by=contract,
+            actor=failover.actor,
+            reason=f"displaced by {tier.name} contract {contract.pk} moving off {site.code}",
         )
-        to_move = min(placement.capacity_kw, held)
-        if to_move <= 0:
-            continue
-        shares = _failover_shares(options, placement=placement, capacity_kw=to_move, start=start, end=end)
-        placed = ZERO
-        for share in shares:
-            if not tier.is_preemptible:
-                notices += displace_spot(
-                    share.site,
-                    start=start,
-                    end=end,
-                    capacity_kw=share.capacity_kw,
-                    now=now,
-                    by=contract,
-                    actor=actor,
-                    reason=f"displaced by {tier.name} contract {contract.pk} moving off {site.code}",
-                )
-            moved = Placement(
-                contract=contract,
-                site_id=share.site.site_id,
-                capacity_kw=share.capacity_kw,
-                valid_from=start,
-                valid_to=end,
-                kind=PlacementKind.FAILOVER,
-                moved_from=site,
-                reason=f"failover from {site.code}: {reason}"[:200],
-            )
-            new_placements.append(moved)
-            share.site.bookings.append(
-                Booking(
-                    site_id=share.site.site_id,
-                    capacity_kw=share.capacity_kw,
-                    starts_at=start,
-                    ends_at=end,
-                    preemptible=tier.is_preemptible,
-                    contract_id=contract.pk,
-                )
-            )
-            report.moved.append((contract.pk, share.site.code, share.capacity_kw))
-            placed += share.capacity_kw
-        unplaced = to_move - placed
-        if unplaced > 0:
-            previous = short.get(contract.pk)
-            short[contract.pk] = (placement, min(start, previous[1]) if previous else start, unplaced)
-    Placement.objects.bulk_create(new_placements)
-    for placement, start, unplaced in short.values():
+    failover.new_placements.append(
+        Placement(
+            contract=contract,
+            site_id=share.site.site_id,
+            capacity_kw=share.capacity_kw,
+            valid_from=start,
+            valid_to=end,
+            kind=PlacementKind.FAILOVER,
+            moved_from=site,
+            reason=f"failover from {site.code}: {failover.reason}"[:200],
+        )
+    )
+    share.site.bookings.append(
+        Booking(
+            site_id=share.site.site_id,
+            capacity_kw=share.capacity_kw,
+            starts_at=start,
+            ends_at=end,
+            preemptible=tier.is_preemptible,
+            contract_id=contract.pk,
+        )
+    )
+    failover.report.moved.append((contract.pk, share.site.code, share.capacity_kw))
+    return share.capacity_kw
+
+
+def _record_short(failover: _Failover) -> None:
+    """For each contract left short: a preemption notice when it is Spot, and a Downtime record for the kW its
+    remaining placements no longer cover."""
+    site, reason, user = failover.site, failover.reason, signed_in(failover.actor)
+    for placement, start, unplaced in failover.short.values():
         contract = placement.contract
         if contract.tier.is_preemptible:
-            notices.append(
+            failover.notices.append(
                 PreemptionNotice(
                     contract=contract,
                     site=site,
                     capacity_kw=unplaced,
-                    issued_at=now,
+                    issued_at=failover.now,
                     effective_at=start,
                     reason=f"{site.code} went into maintenance and no site had room: {reason}"[:200],
                     created_by=user,
                 )
             )
-            report.preempted.append(contract.pk)
+            failover.report.preempted.append(contract.pk)
         served = sum(
             (
                 b.capacity_kw
-                for room in rooms
+                for room in failover.rooms
                 for b in room.bookings
                 if b.contract_id == contract.pk and b.starts_at <= start and (b.ends_at is None or b.ends_at > start)
             ),
@@ -188,7 +227,7 @@ def fail_over_site(*, site: Site, actor=None, reason: str = "") -> FailoverRepor
         )
         unserved = contract.capacity_kw - served
         if unserved > 0:
-            report.downtimes.append(
+            failover.report.downtimes.append(
                 Downtime(
                     contract=contract,
                     site=site,
@@ -198,12 +237,6 @@ def fail_over_site(*, site: Site, actor=None, reason: str = "") -> FailoverRepor
                     created_by=user,
                 )
             )
-    PreemptionNotice.objects.bulk_create(notices)
-    Downtime.objects.bulk_create(report.downtimes)
-    for notice in notices:  # Spot displaced at a destination by a higher tier moving in
-        if notice.contract_id not in report.preempted:
-            report.preempted.append(notice.contract_id)
-    return report
 
 
 def _failover_shares(

@@ -1,6 +1,7 @@
 """Moving running placements between sites: what a move costs, when it pays, and the writes that record it.
 
-The optimizer decides which placements move (`optimizer.services.migrate_after_run`, after every applied run);
+The optimizer decides which placements move (`optimizer.migration_pricing`; `optimizer.services.migrate_after_run`
+writes them after every applied run);
 this module owns the cost model, the rule, and the locked writes, so the live optimizer and the maintenance
 scenario price a move the same way:
 
@@ -16,7 +17,7 @@ scenario price a move the same way:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -380,76 +381,101 @@ def replace_lost_capacity(
     def order(room: SiteRoom) -> tuple:
         return (cost.get(room.code, float(room.energy_cost_multiplier)), room.site_id)
 
-    user = signed_in(actor)
-    new_rows: list[Placement] = []
-    restated: dict[int, Decimal] = {}  # contract id -> kW still unserved, for those given some capacity back
-    notices: list[PreemptionNotice] = []
+    replacement = _Replacement(rooms=rooms, now=now, actor=actor, reason=reason, report=report, order=order)
     for contract in short:
-        tier, end = contract.tier, contract.ends_at
-        gap = contract.capacity_kw - contract.placed_kw_now
-        used = {
-            room.site_id
-            for room in rooms
-            for b in room.bookings
-            if b.contract_id == contract.pk and b.starts_at < end and (b.ends_at is None or b.ends_at > now)
-        }
-        pieces_left = max(capacity.MAX_SITES_PER_CONTRACT - len(used), 0)
-        # Never more than the contract may hold at any moment of the rest of its window (placements it has later).
-        room_left = capacity.contract_room_kw(
-            contract_bookings(rooms, contract.pk), now, end, limit_kw=contract_limit_kw(contract)
-        )
-        wanted = min(gap, room_left)
-        remaining = wanted
-        for room in sorted((r for r in rooms if r.site_id not in used), key=order):
-            if remaining <= 0 or pieces_left <= 0:
-                break
-            free = capacity.room_kw(room, now, end, preemptible=tier.is_preemptible)
-            take = min(free.quantize(capacity.KW_STEP, rounding=ROUND_DOWN), remaining)
-            if take <= 0:
-                continue
-            if not tier.is_preemptible:
-                notices += displace_spot(
-                    room,
-                    start=now,
-                    end=end,
-                    capacity_kw=take,
-                    now=now,
-                    by=contract,
-                    actor=actor,
-                    reason=f"displaced by {tier.name} contract {contract.pk} re-placing lost capacity",
-                )
-            row = Placement(
-                contract=contract,
-                site_id=room.site_id,
-                capacity_kw=take,
-                valid_from=now,
-                valid_to=end,
-                kind=PlacementKind.REPLACEMENT,
-                reason=(reason or f"re-placed {take} kW of {gap} kW lost")[:200],
-            )
-            new_rows.append(row)
-            room.bookings.append(
-                Booking(
-                    site_id=room.site_id,
-                    capacity_kw=take,
-                    starts_at=now,
-                    ends_at=end,
-                    preemptible=tier.is_preemptible,
-                    contract_id=contract.pk,
-                )
-            )
-            report.placed.append((contract.pk, room.code, take))
-            remaining -= take
-            pieces_left -= 1
-        still_short = remaining + gap - wanted
-        if remaining < wanted:
-            restated[contract.pk] = still_short
-        if still_short > 0:
-            report.short.append((contract.pk, still_short))
-    Placement.objects.bulk_create(new_rows)
-    PreemptionNotice.objects.bulk_create(notices)
-    _restate_downtimes(restated, now=now, user=user)
+        _refill(replacement, contract)
+    Placement.objects.bulk_create(replacement.new_rows)
+    PreemptionNotice.objects.bulk_create(replacement.notices)
+    _restate_downtimes(replacement.restated, now=now, user=signed_in(actor))
     return report
+
+
+@dataclass
+class _Replacement:
+    """Re-placement under way: the rooms (with the bookings made so far), the sites' order, the rows to write."""
+
+    rooms: list[SiteRoom]
+    now: datetime
+    actor: object
+    reason: str
+    report: ReplacementReport
+    order: Callable[[SiteRoom], tuple]
+    new_rows: list[Placement] = field(default_factory=list)
+    restated: dict[int, Decimal] = field(default_factory=dict)  # contract id -> kW still unserved, if given some back
+    notices: list[PreemptionNotice] = field(default_factory=list)
+
+
+def _refill(replacement: _Replacement, contract: Contract) -> None:
+    """Place a short contract's gap from now to its end on sites it does not use yet, cheapest first, at most
+    ``MAX_SITES_PER_CONTRACT`` sites in all and never more than the contract may hold; report what is left."""
+    rooms, now, end = replacement.rooms, replacement.now, contract.ends_at
+    gap = contract.capacity_kw - contract.placed_kw_now
+    used = {
+        room.site_id
+        for room in rooms
+        for b in room.bookings
+        if b.contract_id == contract.pk and b.starts_at < end and (b.ends_at is None or b.ends_at > now)
+    }
+    pieces_left = max(capacity.MAX_SITES_PER_CONTRACT - len(used), 0)
+    # Never more than the contract may hold at any moment of the rest of its window (placements it has later).
+    room_left = capacity.contract_room_kw(
+        contract_bookings(rooms, contract.pk), now, end, limit_kw=contract_limit_kw(contract)
+    )
+    wanted = min(gap, room_left)
+    remaining = wanted
+    for room in sorted((r for r in rooms if r.site_id not in used), key=replacement.order):
+        if remaining <= 0 or pieces_left <= 0:
+            break
+        free = capacity.room_kw(room, now, end, preemptible=contract.tier.is_preemptible)
+        take = min(free.quantize(capacity.KW_STEP, rounding=ROUND_DOWN), remaining)
+        if take <= 0:
+            continue
+        _place_piece(replacement, contract, room, take, gap)
+        remaining -= take
+        pieces_left -= 1
+    still_short = remaining + gap - wanted
+    if remaining < wanted:
+        replacement.restated[contract.pk] = still_short
+    if still_short > 0:
+        replacement.report.short.append((contract.pk, still_short))
+
+
+def _place_piece(replacement: _Replacement, contract: Contract, room: SiteRoom, take: Decimal, gap: Decimal) -> None:
+    """``take`` kW of a contract's gap on ``room`` from now to its end (displacing Spot there for a firm tier)."""
+    tier, now, end = contract.tier, replacement.now, contract.ends_at
+    if not tier.is_preemptible:
+        replacement.notices += displace_spot(
+            room,
+            start=now,
+            end=end,
+            capacity_kw=take,
+            now=now,
+            by=contract,
+            actor=replacement.actor,
+            reason=f"displaced by {tier.name} contract {contract.pk} re-placing lost capacity",
+        )
+    replacement.new_rows.append(
+        Placement(
+            contract=contract,
+            site_id=room.site_id,
+            capacity_kw=take,
+            valid_from=now,
+            valid_to=end,
+            kind=PlacementKind.REPLACEMENT,
+            reason=(replacement.reason or f"re-placed {take} kW of {gap} kW lost")[:200],
+        )
+    )
+    room.bookings.append(
+        Booking(
+            site_id=room.site_id,
+            capacity_kw=take,
+            starts_at=now,
+            ends_at=end,
+            preemptible=tier.is_preemptible,
+            contract_id=contract.pk,
+        )
+    )
+    replacement.report.placed.append((contract.pk, room.code, take))
 
 
 def _restate_downtimes(unserved: dict[int, Decimal], *, now: datetime, user) -> None:
