@@ -20,6 +20,7 @@ threshold).
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -218,13 +219,18 @@ PARAMETER_GRID: dict[str, tuple[float, ...]] = {
 
 def parameter_sets(grid: dict[str, tuple[float, ...]] = PARAMETER_GRID) -> list[PeakPredictor]:
     """Every predictor of the grid (the defaults' scale), in the grid's order."""
-    names = list(grid)
-    sets = [{}]
-    for name in names:
-        sets = [{**chosen, name: value} for chosen in sets for value in grid[name]]
     return [
-        PeakPredictor(**{k: int(v) if k in ("early_days", "first_hour", "last_hour") else v for k, v in c.items()})
-        for c in sets
+        PeakPredictor(
+            margin=margin,
+            early_days=int(early_days),
+            early_ref=early_ref,
+            floor=floor,
+            first_hour=int(first_hour),
+            last_hour=int(last_hour),
+        )
+        for margin, early_days, early_ref, floor, first_hour, last_hour in itertools.product(
+            grid["margin"], grid["early_days"], grid["early_ref"], grid["floor"], grid["first_hour"], grid["last_hour"]
+        )
     ]
 
 
