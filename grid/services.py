@@ -4,7 +4,8 @@ Every writer (admin, API, the peak predictor, the OpenADR VEN, tasks) goes throu
 checked by the same rules wherever it comes from:
 - the program is active and each site is enrolled in it for the whole event, in the program's market;
 - the event lasts between the program's minimum and maximum length, and the program's monthly event cap holds;
-- a reduction "by" X cannot exceed what the site committed.
+- a reduction "by" X cannot exceed what the site committed;
+- the program's baseline can be computed for each site (the high 5 of 10 needs 5 like days of load history).
 An event is `notified` when created, `active` from its start (task `start_grid_events`), `completed` at its end
 (task `complete_grid_events`, which settles it) or `cancelled` before. Each change sends `grid_event_changed`
 after commit, which the optimizer turns into a re-plan.
@@ -15,8 +16,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.db.models import Sum
@@ -26,6 +28,7 @@ from simple_history.utils import update_change_reason
 from core.auth import signed_in
 from sites.models import Site
 
+from .baselines import LOOKBACK_DAYS, BaselineUnavailable, high_5_of_10, load_source
 from .choices import BaselineMethod, EventSource, EventStatus, PaymentBasis, ReductionMode
 from .models import Enrollment, EventPerformance, GridEvent, GridProgram
 from .signals import grid_event_changed
@@ -127,11 +130,47 @@ def check_event_request(request: EventRequest, *, now: datetime | None = None) -
     return committed
 
 
-def site_baselines_kw(sites: Iterable[Site], *, method: str, committed_kw: Mapping[int, Decimal]) -> dict[int, Decimal]:
-    """Baseline kW per site: the IT load running when notified, or the enrollment's committed level."""
+def high_5_of_10_kw(site: Site, starts_at: datetime, ends_at: datetime) -> Decimal:
+    """The site's high-5-of-10 baseline for an event over [starts_at, ends_at) (grid/baselines.py), from the
+    registered load history; days of the site's other (not cancelled) events are not eligible. Raises
+    BaselineUnavailable with too little history."""
+    since = starts_at - timedelta(days=LOOKBACK_DAYS + 1)
+    loads = load_source()(site, since, starts_at)
+    tz = ZoneInfo(site.time_zone)
+    event_days = {
+        start.astimezone(tz).date()
+        for start in GridEvent.objects.filter(sites=site, starts_at__gte=since, starts_at__lt=starts_at)
+        .exclude(status=EventStatus.CANCELLED)
+        .values_list("starts_at", flat=True)
+    }
+    baseline = high_5_of_10(loads, starts_at=starts_at, ends_at=ends_at, tz=tz, skip_days=event_days)
+    return Decimal(repr(round(baseline.kw, 3)))
+
+
+def site_baselines_kw(
+    sites: Iterable[Site],
+    *,
+    method: str,
+    committed_kw: Mapping[int, Decimal],
+    window: tuple[datetime, datetime] | None = None,
+) -> dict[int, Decimal]:
+    """Baseline kW per site: the IT load running when notified, the enrollment's committed level, or the high 5
+    of 10 like days over the event's ``window`` (GridRefused when a site has too little load history)."""
     sites = list(sites)
     if method == BaselineMethod.COMMITTED_LEVEL:
         return {site.pk: committed_kw.get(site.pk, ZERO) for site in sites}
+    if method == BaselineMethod.HIGH_5_OF_10:
+        if window is None:
+            raise ValueError("the high 5 of 10 baseline needs the event's window")
+        found, errors = {}, []
+        for site in sites:
+            try:
+                found[site.pk] = high_5_of_10_kw(site, *window)
+            except BaselineUnavailable as error:
+                errors.append(f"{site.code}: {error}.")
+        if errors:
+            raise GridRefused({"sites": errors})
+        return found
     running = dict(
         Site.objects.filter(pk__in=[s.pk for s in sites]).with_power_summary().values_list("pk", "running_kw")
     )
@@ -158,6 +197,12 @@ def create_grid_event(*, request: EventRequest, actor=None, now: datetime | None
     # Lock the program: two writers racing for the last event of a month serialize here.
     GridProgram.objects.select_for_update().filter(pk=request.program.pk).first()
     committed = check_event_request(request, now=now)
+    baselines = site_baselines_kw(
+        request.sites,
+        method=request.program.baseline_method,
+        committed_kw=committed,
+        window=(request.starts_at, request.ends_at),
+    )
     event = GridEvent(
         program=request.program,
         notified_at=request.notified_at or now,
@@ -172,7 +217,6 @@ def create_grid_event(*, request: EventRequest, actor=None, now: datetime | None
     )
     event._history_user = signed_in(actor)
     event.save()
-    baselines = site_baselines_kw(request.sites, method=request.program.baseline_method, committed_kw=committed)
     EventPerformance.objects.bulk_create(
         EventPerformance(event=event, site=site, baseline_kw=baselines[site.pk]) for site in request.sites
     )

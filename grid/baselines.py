@@ -1,0 +1,104 @@
+"""Customer baselines: what a site would have drawn during an event had it not been called.
+
+The "high 5 of 10" baseline (ERCOT's and NYISO's customer baseline for load reductions): take the last 10 eligible
+days before the event (days of the same kind, weekday or weekend, in the site's time zone, with a complete load
+history over the event's hours and no other event at the site), average each day's load over the event's clock
+times, keep the 5 highest days and average them. Holidays are not excluded (no holiday calendar is kept).
+
+The load history is IT kW per 5-minute interval (the unit baselines, plans and caps use). `grid` sits beside
+`fleet` and below `optimizer`, so it cannot read the meter rollups or the applied plans itself: the optimizer app
+registers a `LoadSource` (`optimizer/load_history.py`) that reads fleet telemetry where a site has it and the
+applied plans elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sites.simulation import floor_to_step
+
+LIKE_DAYS = 10  # eligible days looked at
+HIGH_DAYS = 5  # of which the highest are averaged
+LOOKBACK_DAYS = 45  # how far back eligible days are searched
+STEP = timedelta(minutes=5)
+
+# site, start, end -> {interval start (UTC): IT kW} over [start, end); intervals without a known load are absent.
+LoadSource = Callable[[object, datetime, datetime], Mapping[datetime, float]]
+_sources: list[LoadSource] = []
+
+
+class BaselineUnavailable(ValueError):
+    """Too few eligible days of load history for the baseline."""
+
+
+def register_load_source(source: LoadSource) -> None:
+    """The load history the baseline reads (one source; registering again replaces it)."""
+    _sources[:] = [source]
+
+
+def load_source() -> LoadSource:
+    if not _sources:
+        raise BaselineUnavailable("no load history is registered (the optimizer app registers it)")
+    return _sources[0]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    kw: float
+    days: tuple[date, ...]  # the days averaged, highest first
+    eligible: tuple[date, ...]  # the like days considered, newest first
+
+
+def _intervals(start: datetime, end: datetime) -> list[datetime]:
+    moments, at = [], start
+    while at < end:
+        moments.append(at)
+        at += STEP
+    return moments
+
+
+def high_5_of_10(
+    loads: Mapping[datetime, float],
+    *,
+    starts_at: datetime,
+    ends_at: datetime,
+    tz: ZoneInfo,
+    skip_days: Iterable[date] = (),
+) -> Baseline:
+    """The high-5-of-10 baseline of an event over [starts_at, ends_at) from 5-minute IT kW ``loads`` (pure).
+
+    A day d before the event day is eligible when it is of the same kind (weekday or weekend), not in
+    ``skip_days`` (days of other events) and ``loads`` holds every interval of the event's clock times on d.
+    """
+    first = floor_to_step(starts_at)  # the 5-minute interval the event starts in
+    length = ends_at - first
+    local_start = first.astimezone(tz)
+    weekend = local_start.weekday() >= 5
+    skip = set(skip_days)
+    eligible: list[tuple[date, float]] = []
+    for back in range(1, LOOKBACK_DAYS + 1):
+        day_start = (local_start - timedelta(days=back)).astimezone(first.tzinfo)  # same clock time, DST-safe
+        day = day_start.astimezone(tz).date()
+        if (day.weekday() >= 5) != weekend or day in skip:
+            continue
+        moments = _intervals(day_start, day_start + length)
+        values = [loads.get(moment) for moment in moments]
+        if not moments or any(value is None for value in values):
+            continue
+        eligible.append((day, sum(values) / len(values)))  # type: ignore[arg-type]
+        if len(eligible) == LIKE_DAYS:
+            break
+    if len(eligible) < HIGH_DAYS:
+        raise BaselineUnavailable(
+            f"{len(eligible)} like days of load history in the last {LOOKBACK_DAYS} days; the high 5 of 10 baseline "
+            f"needs at least {HIGH_DAYS}"
+        )
+    high = sorted(eligible, key=lambda pair: (-pair[1], pair[0]))[:HIGH_DAYS]
+    return Baseline(
+        kw=sum(kw for _, kw in high) / len(high),
+        days=tuple(day for day, _ in high),
+        eligible=tuple(day for day, _ in eligible),
+    )
