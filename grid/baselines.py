@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sites.models import Site
 from sites.simulation import floor_to_step
 
 LIKE_DAYS = 10  # eligible days looked at
@@ -26,7 +27,7 @@ LOOKBACK_DAYS = 45  # how far back eligible days are searched
 STEP = timedelta(minutes=5)
 
 # site, start, end -> {interval start (UTC): IT kW} over [start, end); intervals without a known load are absent.
-LoadSource = Callable[[object, datetime, datetime], Mapping[datetime, float]]
+LoadSource = Callable[[Site, datetime, datetime], Mapping[datetime, float]]
 _sources: list[LoadSource] = []
 
 

@@ -29,11 +29,13 @@ def _planned_steps(site: Site, start: datetime, end: datetime) -> tuple[list[dat
     applied = OptimizationRun.objects.filter(is_applied=True, finished_at__isnull=False)
     last_before = applied.filter(finished_at__lte=start).order_by("-finished_at").values_list("finished_at", flat=True)
     since = last_before.first() or start
-    runs = list(
-        applied.filter(finished_at__gte=since, finished_at__lt=end)
+    runs: list[tuple[int, datetime]] = [
+        (pk, finished)
+        for pk, finished in applied.filter(finished_at__gte=since, finished_at__lt=end)
         .order_by("finished_at")
         .values_list("pk", "finished_at")
-    )
+        if finished is not None
+    ]
     site_kw = dict(
         Allocation.objects.filter(site=site, run_id__in=[pk for pk, _ in runs])
         .order_by()
