@@ -6,3 +6,8 @@ class CoreConfig(AppConfig):
 
     name = "core"
     verbose_name = "Core"
+
+    def ready(self) -> None:
+        from core import numbers
+
+        numbers.install()  # numbers, dates and ids in ASCII digits only, for every serializer, filter and form

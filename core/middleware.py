@@ -22,6 +22,7 @@ from django.http import HttpResponse, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
 
 from .errors import not_found
+from .numbers import has_foreign_digits
 from .parsers import max_body_bytes
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class MalformedRequestMiddleware:
     """Refuse, before any view or parser reads them, requests no endpoint can serve:
 
     - a path with a NUL character: 404 (PostgreSQL refuses NUL in text, so a lookup by it was a 500);
+    - a path with a digit other than 0-9 (`/runs/\\u0661/`): 404, as int() would read it as an id (core.numbers);
     - a body declared larger than the API takes (`API_MAX_BODY_BYTES`) under /api/ or /mara/: a JSON 413, before
       DRF or Django reads it (Django's own limit answered an HTML 400 for bodies over 2.5 MB).
     """
@@ -139,7 +141,7 @@ class MalformedRequestMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if "\x00" in request.path:
+        if "\x00" in request.path or has_foreign_digits(request.path):
             return not_found(request)
         if request.path.startswith(JSON_PREFIXES):
             try:

@@ -125,6 +125,16 @@ def _duration_field(**kwargs) -> NumberField:
     )
 
 
+def _customer_field() -> serializers.IntegerField:
+    """Staff name the buyer by id on every buying endpoint (quotes, contracts, the original request) alike."""
+    return serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text="Staff only: the id of the customer to quote or buy for (default: your own customer account).",
+    )
+
+
 @extend_schema_field({"type": "string", "enum": TierCode.values, "description": "Tier code."})
 class TierCodeField(serializers.ChoiceField):
     """A tier code; documented inline so the schema does not name the TierCode choices twice."""
@@ -180,12 +190,7 @@ class CapacityRequestSerializer(StrictFieldsMixin, SharedFieldsMixin, serializer
     starts_at = serializers.DateTimeField(required=False, help_text="ISO 8601 start; default now; not in the past.")
     duration_hours = _duration_field(help_text="Length of the window in hours.")
     region_preference = RegionField(required=False, help_text="Preferred market region.")
-    customer = serializers.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=MAX_ID,
-        help_text="Staff only: the id of the customer to quote or buy for (default: your own customer account).",
-    )
+    customer = _customer_field()
 
     def validate_tier(self, value: str) -> Tier:
         return offered_tier(value)
@@ -260,6 +265,7 @@ class OriginalSlaRequestSerializer(StrictFieldsMixin, SharedFieldsMixin, seriali
     tier = TierCodeField()
     power_requirement = _capacity_field(help_text="kW of inference capacity.")
     duration_hours = _duration_field()
+    customer = _customer_field()
 
     def validate_tier(self, value: str) -> Tier:
         return offered_tier(value)

@@ -97,3 +97,22 @@ def test_anonymous_request_is_401(fleet, anon_api):
 
 def test_get_is_405(fleet, customer_api):
     assert customer_api.get(URL).status_code == 405
+
+
+def test_staff_may_name_the_customer_here_as_on_quotes_and_contracts(fleet, frozen, staff_api, customer):
+    body = {"tier": "standard", "power_requirement": 5, "duration_hours": 2, "customer": customer.pk}
+
+    response = staff_api.post(URL, body, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert Contract.objects.get(pk=response.json()["contract_id"]).customer == customer
+
+
+def test_a_customer_naming_another_customer_here_is_refused_as_on_quotes(fleet, frozen, customer_api, outsider):
+    body = {"tier": "standard", "power_requirement": 5, "duration_hours": 2, "customer": outsider.pk}
+
+    for url in (URL, "/api/sla/quotes/"):
+        sent = body if url == URL else {**body, "capacity_kw": 5} | {"power_requirement": None}
+        sent = {k: v for k, v in sent.items() if v is not None}
+        assert customer_api.post(url, sent, format="json").status_code == 403
+    assert not Contract.objects.exists()
