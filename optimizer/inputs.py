@@ -20,7 +20,7 @@ price. Later periods are forecasts (settings ENERGYARB["FORECAST"], env OPTIMIZE
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -40,7 +40,7 @@ from django.db.models import (
 from fleet.hysteresis import unit_limits
 from sites.choices import HardwareKind
 from sites.models import EnergyPrice, HardwareModel, MarketPrice, Site, SiteInventory, WeatherReading
-from sites.simulation import INFERENCE_REGIONS, floor_to_step, pue, simulate_inference_demand
+from sites.simulation import INFERENCE_REGIONS, floor_to_step, hall_pue_grid, pue, simulate_inference_demand
 from sla.choices import ContractStatus
 from sla.models import Contract, Placement
 
@@ -139,6 +139,7 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
         temperatures=now.temperatures,
         market=market,
         method=forecast_setting(),
+        machines=tuple((hw.cooling_type, hw.kind) for hw in hardware),
     )
     contracts, commitments = commitments_at(at=at, site_codes={site.code for site in sites if site.is_available})
     problem = engine.Problem(
@@ -147,6 +148,7 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
         inventory_units=now.inventory,
         period_hours=period_hours,
         pue=outlook.pue,
+        hall_pue=outlook.hall_pue,
         energy_price_usd_per_mwh=outlook.energy_price,
         market=engine.Market(
             hashprice_usd_per_ph_day=outlook.hashprice,
@@ -275,6 +277,7 @@ def _snapshot(
                 "price_at": site.latest_price_at.isoformat() if site.latest_price_at else None,
                 "temperature_c": now.temperatures[s],
                 "pue": round(now.pues[s], 4),
+                "hall_pue": _hall_pue_now(outlook, s, hardware),
             }
             for s, site in enumerate(sites)
         },
@@ -307,7 +310,8 @@ class HorizonValues:
 
     method: str  # the setting: "ridge" or "persistence"
     energy_price: np.ndarray  # [S, T] USD/MWh
-    pue: np.ndarray  # [S, T]
+    pue: np.ndarray  # [S, T] of each site's own hall
+    hall_pue: np.ndarray | None  # [S, H, T] of each machine's hall (a mining hall, a chilled GPU room, a tank)
     hashprice: np.ndarray  # [T] USD per PH/s per day
     inference_price: np.ndarray  # [T] USD/Mtok
     demand: dict[str, np.ndarray]  # region -> [T] Mtok/h
@@ -365,22 +369,26 @@ def plan_horizon(
     temperatures: list[float | None],
     market: MarketPrice,
     method: str,
+    machines: Sequence[tuple[str, str]] = (),
 ) -> HorizonValues:
     """Values per period (``bounds``: period boundaries in 5-minute steps from ``interval``) on ``method``.
 
     ``prices``, ``pues``, ``temperatures`` and ``market`` are the observed current values: period 0 uses them as
-    they are. Query cost with ridge: one query of EnergyPrice, one of MarketPrice (each repeated once when a kept
-    fit no longer matches the stored history) and one of WeatherReading; none with persistence.
+    they are. ``machines`` (each hardware model's cooling type and kind) gives every machine its hall's PUE.
+    Query cost with ridge: one query of EnergyPrice, one of MarketPrice (each repeated once when a kept fit no
+    longer matches the stored history) and one of WeatherReading; none with persistence.
     """
     knobs = settings.ENERGYARB
     n_periods, steps = len(bounds) - 1, int(bounds[-1])
     hashprice, token_price = float(market.hashprice_usd_per_ph_day), float(market.inference_price_usd_per_mtok)
+    held = np.array([DEFAULT_TEMPERATURE_C if t is None else t for t in temperatures], dtype=float)
     if method == forecast.PERSISTENCE:
         demand = simulate_inference_demand(interval, steps, STEP_MINUTES, seed=knobs["SIMULATOR_SEED"])
         return HorizonValues(
             method=method,
             energy_price=np.repeat(prices[:, None], n_periods, axis=1),
             pue=np.repeat(pues[:, None], n_periods, axis=1),
+            hall_pue=_hall_periods(sites, machines, np.repeat(held[:, None], steps, axis=1), bounds),
             hashprice=np.full(n_periods, hashprice),
             inference_price=np.full(n_periods, token_price),
             demand={region: values[bounds[:-1]] for region, values in demand.items()},
@@ -390,11 +398,12 @@ def plan_horizon(
     energy = _energy_periods(horizon, sites, prices)
     hashprices, token_prices = _market_periods(horizon, hashprice, token_price)
     demand = _demand_periods(horizon, seed=knobs["SIMULATOR_SEED"])
-    pue_periods = _pue_periods(horizon, sites, pues, temperatures)
+    pue_periods, paths_c = _pue_periods(horizon, sites, pues, held)
     return HorizonValues(
         method=method,
         energy_price=energy,
         pue=pue_periods,
+        hall_pue=_hall_periods(sites, machines, paths_c, bounds),
         hashprice=hashprices,
         inference_price=token_prices,
         demand=demand,
@@ -476,12 +485,13 @@ def _demand_periods(horizon: _Horizon, *, seed: int) -> dict[str, np.ndarray]:
 
 
 def _pue_periods(
-    horizon: _Horizon, sites: tuple[Site, ...], pues: np.ndarray, temperatures: list[float | None]
-) -> np.ndarray:
+    horizon: _Horizon, sites: tuple[Site, ...], pues: np.ndarray, held: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """PUE per site and period ``[S, T]``: from stored weather forecasts (readings after `at`) where there are
-    any, else the current PUE held; one query."""
+    any, else the current PUE held; one query. Also the temperature path ``[S, steps]`` (degC) it came from."""
     steps, interval = horizon.steps, horizon.interval
     pue_periods = np.repeat(pues[:, None], len(horizon.bounds) - 1, axis=1)
+    paths_c = np.repeat(held[:, None], steps, axis=1)  # the current temperature held
     upcoming = WeatherReading.objects.filter(
         site_id__in=[site.pk for site in sites], observed_at__gt=horizon.at, observed_at__lt=interval + STEP * steps
     )
@@ -491,13 +501,34 @@ def _pue_periods(
         if site.pk not in readings:
             continue
         offsets_ahead, values = readings[site.pk]
-        now = DEFAULT_TEMPERATURE_C if temperatures[s] is None else temperatures[s]
-        path = np.full(steps, now)
+        path = paths_c[s]
         for k in np.argsort(offsets_ahead, kind="stable"):
             path[max(int(offsets_ahead[k]), 1) :] = values[k]  # a reading holds until the next one
         pue_periods[s] = horizon.periods(np.asarray(pue(site.cooling_type, path), dtype=float), pues[s])
         horizon.models[f"pue.{site.code}"] = "weather forecast"
-    return pue_periods
+    return pue_periods, paths_c
+
+
+def _hall_pue_now(outlook: HorizonValues, s: int, hardware: tuple) -> dict[str, float]:
+    """The snapshot's PUE of each machine's hall at site ``s`` now (empty without halls)."""
+    if outlook.hall_pue is None:
+        return {}
+    return {hw.code: round(float(outlook.hall_pue[s, h, 0]), 4) for h, hw in enumerate(hardware)}
+
+
+def _hall_periods(
+    sites: Sequence[Site], machines: Sequence[tuple[str, str]], paths_c: np.ndarray, bounds: np.ndarray
+) -> np.ndarray | None:
+    """``[S, H, T]`` hall PUE per period: the mean over each period of the PUE at the temperature path (degC per
+    5-minute step, the current reading first, so period 0 holds the observed value); None without machines."""
+    if not machines:
+        return None
+    per_step = hall_pue_grid([site.cooling_type for site in sites], machines, paths_c)  # [S, H, steps]
+    sums = np.concatenate([np.zeros((*per_step.shape[:2], 1)), np.cumsum(per_step, axis=2)], axis=2)
+    bounds = np.asarray(bounds, dtype=int)
+    means: np.ndarray = (sums[:, :, bounds[1:]] - sums[:, :, bounds[:-1]]) / np.diff(bounds)
+    means[:, :, 0] = per_step[:, :, 0]
+    return means
 
 
 def _absolute_step(moment: datetime) -> int:

@@ -42,6 +42,7 @@ from sla.services import (
 from . import engine
 from .books import run_books
 from .choices import RunStatus, RunTrigger, Strategy
+from .engine.halls import unit_pue
 from .grid_inputs import record_event_plans
 from .inputs import Inputs, StaleInputs, build_inputs
 from .migration_pricing import MigrationDecision, decide_migrations, price_migrations, site_energy_usd_per_it_kwh
@@ -285,7 +286,7 @@ def _allocation_rows(run_id: int, inputs: Inputs, solution: engine.Solution, uni
     """One row per site and model running in the first period, with its share of the site's money per hour."""
     problem, ledger = inputs.problem, solution.ledger
     kw = np.array([hw.power_kw for hw in problem.hardware])
-    pue = problem.pue[:, 0]
+    pue = unit_pue(problem)[:, :, 0]  # [S, H] each machine at its hall's PUE
     price = problem.energy_price_usd_per_mwh[:, 0]
     first_hours = float(problem.period_hours[0])
     rows = []
@@ -305,9 +306,9 @@ def _allocation_rows(run_id: int, inputs: Inputs, solution: engine.Solution, uni
                     hardware_model=hw,
                     units_running=int(units[s, h]),
                     it_power_kw=_dec(it_kw, 3),
-                    facility_power_kw=_dec(it_kw * pue[s], 3),
+                    facility_power_kw=_dec(it_kw * pue[s, h], 3),
                     revenue_usd_per_h=_dec(site_revenue * share / first_hours, 4),
-                    energy_cost_usd_per_h=_dec(it_kw * pue[s] * price[s] / 1000, 4),
+                    energy_cost_usd_per_h=_dec(it_kw * pue[s, h] * price[s] / 1000, 4),
                 )
             )
     return rows

@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from . import halls, starts
 from .formulation import Formulation, describe
 from .problem import REGIONS, Commitment, Problem
 from .solution import BindingConstraint, CommitmentResult, Shortfall, Totals
@@ -75,9 +76,15 @@ class _FirstPeriod:
         return units
 
     @cached_property
+    def unit_facility_kw(self) -> np.ndarray:
+        """[S, H] facility kW of one more unit: each machine at its hall's PUE (halls.py)."""
+        per_unit: np.ndarray = self.kw[None, :] * halls.unit_pue(self.problem)[:, :, 0]
+        return per_unit
+
+    @cached_property
     def facility_slack_kw(self) -> np.ndarray:
         problem = self.problem
-        facility_kw = (self.x0 @ self.kw) * problem.pue[:, 0]
+        facility_kw = (self.x0 * self.unit_facility_kw).sum(axis=1)
         slack: np.ndarray = np.array([s.power_capacity_kw for s in problem.sites]) - facility_kw
         return slack
 
@@ -116,14 +123,14 @@ def binding_constraints(
 
 def _power_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
     """Site power: the row is in IT kW (capacity / PUE), so one more facility kW is worth dual / PUE."""
-    problem, form, kw = period.problem, period.form, period.kw
+    problem, form = period.problem, period.form
     sites = problem.site_codes
     power = -form.rows["power"].take(period.row_dual)[0]  # [S] USD per IT kW over period 0
     per_mw_h = power / problem.pue[:, 0] * 1000.0 / period.hours0
     if period.integer:
         room = period.inventory - period.x0 >= 1 - 1e-6
-        per_mw_unit = np.where(room, period.unit_value / (kw[None, :] * problem.pue[:, :1]) * 1000.0, 0.0)
-        tight = period.facility_slack_kw < (kw[None, :] * problem.pue[:, :1]).max(axis=1) - 1e-9
+        per_mw_unit = np.where(room, period.unit_value / period.unit_facility_kw * 1000.0, 0.0)
+        tight = period.facility_slack_kw < period.unit_facility_kw.max(axis=1) - 1e-9
         per_mw_h = np.where(tight & (per_mw_h <= TOL_USD_PER_H), per_mw_unit.max(axis=1), per_mw_h)
     return [
         BindingConstraint(
@@ -140,11 +147,11 @@ def _power_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
 
 def _inventory_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
     """Every installed unit runs and one more would pay (and, in whole units, would fit in power)."""
-    problem, kw, inventory, unit_value = period.problem, period.kw, period.inventory, period.unit_value
+    problem, inventory, unit_value = period.problem, period.inventory, period.unit_value
     sites, hws = problem.site_codes, problem.hardware_codes
     at_cap = (period.x0 >= inventory - 1e-6) & (inventory > 0)
     if period.integer:
-        at_cap &= period.facility_slack_kw[:, None] >= kw[None, :] * problem.pue[:, :1] - 1e-9
+        at_cap &= period.facility_slack_kw[:, None] >= period.unit_facility_kw - 1e-9
     found = []
     for s, h in zip(*np.nonzero(at_cap & (unit_value > TOL_USD_PER_H)), strict=True):
         value = float(unit_value[s, h])
@@ -239,7 +246,7 @@ def _n_minus_1_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
 def _ramp_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
     """Ramp limits that hold back starting units now."""
     problem, form = period.problem, period.form
-    if not (form.switching and problem.settings.ramp_limit_fraction is not None and problem.previous_units is not None):
+    if not (form.switching and starts.has_start_limits(problem) and problem.previous_units is not None):
         return []
     sites, hws, cols = problem.site_codes, problem.hardware_codes, form.cols
     dp0 = cols["dp"].take(period.col)[0]
@@ -266,7 +273,7 @@ def _ramp_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
 def unit_margin_usd_per_h(problem: Problem, form: Formulation, period: int = 0) -> np.ndarray:
     """``[S, H]`` profit of one more running unit per hour at spot prices (ignores demand and power limits)."""
     kw = np.array([h.power_kw for h in problem.hardware])
-    facility_mw = kw[None, :] * problem.pue[:, period, None] / 1000.0
+    facility_mw = kw[None, :] * halls.unit_pue(problem)[:, :, period] / 1000.0
     energy = facility_mw * (problem.energy_price_usd_per_mwh[:, period, None] + form.carbon_usd_per_mwh[:, None])
     tokens = form.tokens_mtok_per_unit_h * problem.market.inference_price_usd_per_mtok[period]
     margin: np.ndarray = form.mining_usd_per_unit_h[period][None, :] + tokens[None, :] - energy
@@ -421,7 +428,6 @@ def allocation_violations(problem: Problem, units: np.ndarray, *, tol: float = 1
         return (f"allocation must have shape {(n_sites, n_hw, n_t)}, got {units.shape}",)
     found: list[str] = []
     sites, hws = problem.site_codes, problem.hardware_codes
-    kw = np.array([h.power_kw for h in problem.hardware])
     for s, h, t in zip(*np.nonzero(units < -tol), strict=True):
         found.append(f"negative units: {sites[s]} {hws[h]} period {t}")
     for s, h, t in zip(*np.nonzero(units > problem.inventory_units[:, :, None] + tol), strict=True):
@@ -429,7 +435,7 @@ def allocation_violations(problem: Problem, units: np.ndarray, *, tol: float = 1
             f"inventory exceeded: {sites[s]} {hws[h]} period {t} ({units[s, h, t]:g} > "
             f"{problem.inventory_units[s, h]:g})"
         )
-    facility = (units * kw[None, :, None]).sum(axis=1) * problem.pue  # [S, T] facility kW
+    facility = halls.facility_kw(problem, units)  # [S, T] facility kW, each machine at its hall's PUE
     capacity = np.array([s.power_capacity_kw for s in problem.sites])
     for s, t in zip(*np.nonzero(facility > capacity[:, None] * (1 + 1e-9) + tol), strict=True):
         found.append(f"power exceeded: {sites[s]} period {t} ({facility[s, t]:,.1f} kW > {capacity[s]:,.1f} kW)")
@@ -438,14 +444,16 @@ def allocation_violations(problem: Problem, units: np.ndarray, *, tol: float = 1
             found.append(f"site offline but allocated: {site.code}")
     if problem.settings.integer and np.any(np.abs(units - np.round(units)) > tol):
         found.append("unit counts must be integers")
-    if problem.settings.ramp_limit_fraction is not None:
-        ramp = np.maximum(problem.settings.ramp_limit_fraction * problem.inventory_units, 1.0)  # [S, H]
+    limits = starts.start_limits(problem)  # [T, S, H]
+    if limits is not None:
+        ramp = limits.transpose(1, 2, 0)  # [S, H, T]
         steps = np.diff(units, axis=2)
         if problem.previous_units is not None:
             steps = np.concatenate([units[:, :, :1] - problem.previous_units[:, :, None], steps], axis=2)
             offset = 0
         else:
             offset = 1
-        for s, h, t in zip(*np.nonzero(steps > ramp[:, :, None] + tol), strict=True):
+            ramp = ramp[:, :, 1:]
+        for s, h, t in zip(*np.nonzero(steps > ramp + tol), strict=True):
             found.append(f"ramp limit exceeded: {sites[s]} {hws[h]} period {t + offset}")
     return tuple(found)

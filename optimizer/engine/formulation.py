@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-from . import grid
+from . import grid, halls, starts
 from .book import Book, aggregate_commitments
 from .problem import REGIONS, Commitment, Problem
 from .unit_commitment import apply_unit_limits
@@ -105,6 +105,7 @@ class Formulation:
     mining_usd_per_unit_h: np.ndarray  # [T, H] mining revenue of one running unit per hour
     tokens_mtok_per_unit_h: np.ndarray  # [H] million tokens per hour of one running unit
     switching_usd_per_unit: np.ndarray  # [T] cost per unit started or stopped (0 in period 0 without history)
+    start_usd_per_unit: np.ndarray | None = None  # [T, H] warm-up lost per unit started (starts.py), None = none
     signature: str = field(default="")
     grid_columns: grid.GridColumns | None = None  # when the problem has grid programs
 
@@ -212,7 +213,9 @@ def derive(problem: Problem) -> Derived:
         n1_pairs=n1_pairs,
         commit_sites=commit_sites,
         cs_of_site=cs_of_site,
-        switching=settings.switching_cost_usd_per_unit > 0 or settings.ramp_limit_fraction is not None,
+        switching=settings.switching_cost_usd_per_unit > 0
+        or starts.has_start_limits(problem)
+        or starts.has_start_costs(problem),
     )
 
 
@@ -236,6 +239,7 @@ class Builder:
         self.row_upper: list[np.ndarray] = []
         self.offset = 0.0
         self.switching_usd_per_unit = np.zeros(problem.period_hours.size)
+        self.start_usd_per_unit: np.ndarray | None = None
 
     def columns(
         self,
@@ -290,9 +294,9 @@ def unit_columns(b: Builder, fixed_units: np.ndarray | None) -> None:
     n_sites, n_hw, n_t = problem.shape
     ht = problem.period_hours[:, None]  # [T, 1]
     n_inf = d.inference.size
-    # x: profit per unit over the period = hours x (mining USD/h - IT kW x PUE / 1000 x (energy + carbon) USD/MWh).
+    # x: profit per unit over the period = hours x (mining USD/h - IT kW x hall PUE / 1000 x (energy + carbon) USD/MWh).
     energy_usd_per_kwh = (problem.energy_price_usd_per_mwh + d.carbon[:, None]).T / 1000.0  # [T, S]
-    facility_kw = d.kw[None, None, :] * problem.pue.T[:, :, None]  # [T, S, H]
+    facility_kw = d.kw[None, None, :] * halls.unit_pue(problem).transpose(2, 0, 1)  # [T, S, H]
     profit_x = ht[:, :, None] * (d.mining[:, None, :] - facility_kw * energy_usd_per_kwh[:, :, None])
     inv = problem.inventory_units * d.available[:, None]  # [S, H]; offline sites hold nothing
     b.columns("x", (n_t, n_sites, n_hw), cost=-profit_x, upper=inv)
@@ -338,7 +342,7 @@ def commitment_columns(b: Builder) -> None:
 
 
 def switching_costs(b: Builder) -> None:
-    """Switching cost on starts and stops, and the ramp limit on starts (bounds of dp)."""
+    """Switching cost on starts and stops, warm-up cost on starts, and the ramp limits on starts (bounds of dp)."""
     problem, d = b.problem, b.data
     settings = problem.settings
     n_t = problem.period_hours.size
@@ -354,26 +358,31 @@ def switching_costs(b: Builder) -> None:
     # stops need no column (they are the slack of the switch row). Cost: 2 sw on dp, -sw_t + sw_{t+1} on x_t,
     # and the constant sw_0 x previous units.
     b.cost["dp"] = np.broadcast_to(2.0 * sw[:, None, None], dp.shape).ravel().copy()
+    if starts.has_start_costs(problem):
+        # A start also loses its warm-up: USD per unit started, by machine and period (starts.py).
+        b.start_usd_per_unit = starts.start_cost_usd_per_unit(problem)
+        b.cost["dp"] += np.broadcast_to(b.start_usd_per_unit[:, None, :], dp.shape).ravel()
     shift = -sw + np.append(sw[1:], 0.0)  # [T]
     b.cost["x"] = b.cost["x"] + np.broadcast_to(shift[:, None, None], dp.shape).ravel()
     if problem.previous_units is not None:
         b.offset -= sw[0] * float(problem.previous_units.sum())
-    if settings.ramp_limit_fraction is not None:
-        # Ramp-up limit: at most max(fraction x inventory, 1) units started per period; stopping is free.
-        ramp = np.maximum(settings.ramp_limit_fraction * problem.inventory_units, 1.0)
-        ramp_t = np.broadcast_to(ramp, dp.shape).copy()
+    ramp_t = starts.start_limits(problem)
+    if ramp_t is not None:
+        # Ramp-up limits: at most max(fraction x inventory, 1) units started per period, or per hour x the period's
+        # hours; stopping is free.
         if not has_prev:
             ramp_t[0] = INF
         b.upper["dp"] = ramp_t.ravel()
 
 
 def power_rows(b: Builder) -> None:
-    """power[t,s]: sum_h kW_h x <= capacity_kw / PUE (IT kW; facility kW = IT kW x PUE)."""
-    problem, d = b.problem, b.data
+    """power[t,s]: sum_h kW'_h x <= capacity_kw / PUE in the site's IT kW (facility kW = IT kW x PUE); a machine in
+    a hall of another PUE counts kW' = kW x hall PUE / site PUE (halls.py; kW' = kW without halls)."""
+    problem = b.problem
     capacity = np.array([s.power_capacity_kw for s in problem.sites])
     x = b.cols.blocks["x"]
     power = b.rows_of("power", x.shape[:2], -INF, (capacity[:, None] / problem.pue).T)
-    b.term(power.index()[:, :, None], x.index(), d.kw[None, None, :])
+    b.term(power.index()[:, :, None], x.index(), halls.site_it_kw_per_unit(problem).transpose(2, 0, 1))
 
 
 def reserve_rows(b: Builder) -> None:
@@ -506,6 +515,7 @@ def build_formulation(problem: Problem, *, fixed_units: np.ndarray | None = None
         mining_usd_per_unit_h=data.mining,
         tokens_mtok_per_unit_h=data.tokens_mtok_h,
         switching_usd_per_unit=b.switching_usd_per_unit,
+        start_usd_per_unit=b.start_usd_per_unit,
     )
     if problem.grid is not None:
         form = grid.extend(problem, form)  # reserves, event caps, coincident peaks, SLA shedding order

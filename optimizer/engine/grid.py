@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from . import halls
+
 if TYPE_CHECKING:
     from .formulation import Formulation
     from .problem import Problem
@@ -130,7 +132,7 @@ def _load_terms(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Columns and facility-kW coefficients of site s's load in period t: all of it (``"all"``), or the load
     that can be shed: miners (``"miners"``) or miners plus unreserved inference (``"spot"``)."""
-    kw = np.array([h.power_kw for h in problem.hardware]) * problem.pue[s, t]
+    kw = np.array([h.power_kw for h in problem.hardware]) * halls.unit_pue(problem)[s, :, t]  # each at its hall's PUE
     is_miner = np.array([h.kind == "miner" for h in problem.hardware])
     x = form.cols["x"].index()[t, s]
     if sheddable == "miners":
@@ -239,7 +241,7 @@ def _peak_cost(problem: Problem, form: Formulation, grid: GridInputs, cost: np.n
     per_kw = np.asarray(peak.probability, dtype=float) * peak.rate_usd_per_kw_year / peak.peaks_per_year  # [T]
     for code in peak.sites:
         s = problem.site_codes.index(code)
-        cost[x[:, s, :]] += per_kw[:, None] * kw[None, :] * problem.pue[s, :, None]
+        cost[x[:, s, :]] += per_kw[:, None] * kw[None, :] * halls.unit_pue(problem)[s].T
 
 
 def _group_allowance_kwh(problem: Problem, form: Formulation, grid: GridInputs, group: int) -> float:
@@ -353,8 +355,7 @@ def books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, flo
 
 def site_facility_kw(problem: Problem, form: Formulation, col: np.ndarray) -> np.ndarray:
     """[S, T] facility kW of the plan."""
-    kw = np.array([h.power_kw for h in problem.hardware])
-    facility: np.ndarray = (form.cols["x"].take(col) * kw).sum(axis=2).T * problem.pue
+    facility: np.ndarray = halls.facility_kw(problem, form.cols["x"].take(col).transpose(1, 2, 0))
     return facility
 
 
@@ -411,7 +412,7 @@ def _running_kw(problem: Problem) -> np.ndarray | None:
     if problem.previous_units is None:
         return None
     kw = np.array([h.power_kw for h in problem.hardware])
-    running: np.ndarray = (problem.previous_units * kw).sum(axis=1) * problem.pue[:, 0]
+    running: np.ndarray = (problem.previous_units * kw * halls.unit_pue(problem)[:, :, 0]).sum(axis=1)
     return running
 
 

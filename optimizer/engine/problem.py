@@ -47,6 +47,9 @@ class HardwareModel:
     power_kw: float  # IT kW per running unit
     hashrate_th_s: float = 0.0  # miners: TH/s per unit
     tokens_per_s: float = 0.0  # inference: tokens per second per unit
+    # Minutes a started unit draws power before it produces (a miner's boot, a GPU node's model load): each start
+    # costs what the unit would have earned meanwhile, on top of the settings' switching cost (formulation.py).
+    warmup_minutes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class Settings:
     integer: bool = False  # True: integer unit counts (MILP), False: continuous (LP)
     mip_rel_gap: float = 0.001  # 0.1 % relative gap for the MILP
     ramp_limit_fraction: float | None = None  # max units started per period, as a fraction of inventory
+    # max units started per hour, as a fraction of inventory: a period of h hours starts at most max(f x inv x h, 1)
+    ramp_limit_fraction_per_hour: float | None = None
     time_limit_s: float = 60.0
 
 
@@ -98,7 +103,7 @@ class Problem:
     hardware: tuple[HardwareModel, ...]
     inventory_units: np.ndarray  # [S, H] units installed at each site
     period_hours: np.ndarray  # [T] duration of each period (fine near term, coarse later)
-    pue: np.ndarray  # [S, T] facility kW per IT kW (>= 1)
+    pue: np.ndarray  # [S, T] facility kW per IT kW (>= 1) of the site's own hall
     energy_price_usd_per_mwh: np.ndarray  # [S, T] may be negative: then running load earns money
     market: Market
     commitments: tuple[Commitment, ...] = ()
@@ -107,6 +112,7 @@ class Problem:
     period_starts: tuple[datetime, ...] | None = None  # for explanations only
     unit_limits: UnitLimits | None = None  # what dispatch may do (minimum on/off, restart caps): unit_commitment.py
     grid: GridInputs | None = None  # grid.GridInputs: reserves, event caps, coincident peaks (optimizer/engine/grid.py)
+    hall_pue: np.ndarray | None = None  # [S, H, T] PUE of each machine's hall; None = the site's pue (halls.py)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: coerce once, here
@@ -121,6 +127,8 @@ class Problem:
         set_(self, "period_hours", hours)
         set_(self, "inventory_units", _array("inventory_units", self.inventory_units, (n_sites, n_hw)))
         set_(self, "pue", _array("pue", self.pue, (n_sites, n_periods)))
+        if self.hall_pue is not None:
+            set_(self, "hall_pue", _array("hall_pue", self.hall_pue, (n_sites, n_hw, n_periods)))
         prices = _array("energy_price_usd_per_mwh", self.energy_price_usd_per_mwh, (n_sites, n_periods))
         set_(self, "energy_price_usd_per_mwh", prices)
         if self.previous_units is not None:
@@ -160,12 +168,13 @@ class Problem:
             if site.power_capacity_kw < 0 or not 0 <= site.renewable_share <= 1 or site.grid_carbon_kg_per_mwh < 0:
                 raise ValueError(f"site {site.code}: capacity, renewable share or carbon intensity out of range")
         for hw in self.hardware:
-            if hw.kind not in KINDS or hw.power_kw <= 0 or hw.hashrate_th_s < 0 or hw.tokens_per_s < 0:
+            outputs = (hw.hashrate_th_s, hw.tokens_per_s, hw.warmup_minutes)
+            if hw.kind not in KINDS or hw.power_kw <= 0 or min(outputs) < 0:
                 raise ValueError(f"hardware {hw.code}: kind must be in {KINDS} and outputs/power positive")
         if np.any(self.inventory_units < 0):
             raise ValueError("inventory_units must be >= 0")
-        if np.any(self.pue < 1):
-            raise ValueError("pue must be >= 1")
+        if np.any(self.pue < 1) or (self.hall_pue is not None and np.any(self.hall_pue < 1)):
+            raise ValueError("pue and hall_pue must be >= 1")
         if np.any(self.market.hashprice_usd_per_ph_day < 0) or np.any(self.market.inference_price_usd_per_mtok < 0):
             raise ValueError("hashprice and inference price must be >= 0")
         for region, values in demand.items():
@@ -181,8 +190,9 @@ class Problem:
             if unknown:
                 raise ValueError(f"commitment {c.id}: unknown allowed sites {sorted(unknown)}")
         settings = self.settings
-        if settings.ramp_limit_fraction is not None and settings.ramp_limit_fraction < 0:
-            raise ValueError("ramp_limit_fraction must be >= 0")
+        for ramp in (settings.ramp_limit_fraction, settings.ramp_limit_fraction_per_hour):
+            if ramp is not None and ramp < 0:
+                raise ValueError("ramp_limit_fraction and ramp_limit_fraction_per_hour must be >= 0")
         if settings.switching_cost_usd_per_unit < 0 or settings.carbon_price_usd_per_t < 0:
             raise ValueError("switching cost and carbon price must be >= 0")
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import halls
 from .formulation import Formulation
 from .problem import REGIONS, Problem
 
@@ -213,7 +214,7 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
     kw = np.array([h.power_kw for h in problem.hardware])
     x = cols["x"].take(col)  # [T, S, H]
     it_kw = (x * kw).sum(axis=2).T  # [S, T]
-    facility_kw = it_kw * problem.pue
+    facility_kw = halls.facility_kw(problem, x.transpose(1, 2, 0))  # each machine at its hall's PUE
     # Facility MWh = facility kW x h / 1000; energy USD = MWh x USD/MWh; carbon USD = MWh x USD/MWh of carbon.
     mwh = facility_kw * hours / 1000.0
     mining = np.einsum("tsh,th->st", x, form.mining_usd_per_unit_h) * hours
@@ -238,6 +239,9 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
         before = problem.previous_units[None] if problem.previous_units is not None else x[:1]
         moved = np.abs(np.diff(np.concatenate([before, x]), axis=0)).sum(axis=2).T  # [S, T]
         switching = moved * form.switching_usd_per_unit[None, :]
+        if form.start_usd_per_unit is not None:  # warm-up lost by every unit started (starts.py)
+            started = np.clip(np.diff(np.concatenate([before, x]), axis=0), 0.0, None)  # [T, S, H]
+            switching = switching + np.einsum("tsh,th->st", started, form.start_usd_per_unit)
     contract = np.zeros((n_sites, n_t))
     penalty = np.zeros(n_t)
     groups = form.book.groups

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.optimize as opt
 import scipy.sparse as sp
 
-from . import grid
+from . import grid, halls, starts
 from .explain import allocation_violations, binding_constraints, describe_changes, explanation_lines
 from .formulation import Formulation, build_formulation
 from .problem import Problem
@@ -182,38 +182,40 @@ def round_units(problem: Problem, units: np.ndarray) -> np.ndarray:
 
     Period by period: round down (never breaks power or inventory), clamp starts to the ramp limit, then add
     back one unit where the LP ran a fraction, largest fraction first, while power, inventory and ramp allow.
+    Power is counted in the site's IT kW with each machine at its hall's PUE (halls.py).
     """
     n_sites, n_hw, n_t = problem.shape
-    kw = np.array([h.power_kw for h in problem.hardware])
+    unit_kw = halls.site_it_kw_per_unit(problem)  # [S, H, T]
     available = np.array([s.available for s in problem.sites])
     inventory = problem.inventory_units * available[:, None]
     capacity_it = np.array([s.power_capacity_kw for s in problem.sites])[:, None] / problem.pue  # [S, T]
     if problem.grid is not None:  # whole units never round a site above a grid event's cap
         capacity_it = np.minimum(capacity_it, grid.event_caps_it_kw(problem))
-    ramp = problem.settings.ramp_limit_fraction
-    limit = np.maximum(ramp * problem.inventory_units, 1.0) if ramp is not None else None
+    limits = starts.start_limits(problem)  # [T, S, H] or None
     before = problem.previous_units
     out = np.zeros((n_sites, n_hw, n_t))
     sites = np.arange(n_sites)
     for t in range(n_t):
+        kw = unit_kw[:, :, t]
+        limit = limits[t] if limits is not None else None
         lp = np.clip(units[:, :, t], 0.0, inventory)
         x = np.floor(lp + 1e-7)
         if limit is not None and before is not None:
             x = np.minimum(x, np.floor(before + limit + 1e-9))
         x = np.minimum(x, inventory)
         # Whole units can overshoot the power row by the LP's tolerance: drop the largest unit where they do.
-        for s in np.flatnonzero(x @ kw > capacity_it[:, t] + 1e-9):
-            while x[s] @ kw > capacity_it[s, t] + 1e-9:
+        for s in np.flatnonzero((x * kw).sum(axis=1) > capacity_it[:, t] + 1e-9):
+            while x[s] @ kw[s] > capacity_it[s, t] + 1e-9:
                 running = np.flatnonzero(x[s] > 0)
-                x[s, running[np.argmax(kw[running])]] -= 1
+                x[s, running[np.argmax(kw[s, running])]] -= 1
         frac = lp - x
-        slack = capacity_it[:, t] - x @ kw
+        slack = capacity_it[:, t] - (x * kw).sum(axis=1)
         for h in np.argsort(-frac, axis=1).T:  # k-th largest fraction of every site at once
-            room = (frac[sites, h] > 1e-6) & (x[sites, h] + 1 <= inventory[sites, h]) & (slack >= kw[h] - 1e-9)
+            room = (frac[sites, h] > 1e-6) & (x[sites, h] + 1 <= inventory[sites, h]) & (slack >= kw[sites, h] - 1e-9)
             if limit is not None and before is not None:
                 room &= x[sites, h] + 1 <= before[sites, h] + limit[sites, h] + 1e-9
             x[sites[room], h[room]] += 1
-            slack[room] -= kw[h[room]]
+            slack[room] -= kw[sites[room], h[room]]
         out[:, :, t] = x
         before = x
     return out

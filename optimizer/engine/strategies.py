@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import halls, starts
 from .formulation import SECONDS_PER_HOUR, TOKENS_PER_MTOK
 from .problem import Problem
 from .solution import Solution
@@ -57,7 +58,6 @@ def seed(problem: Problem, profiles: Mapping[str, tuple[float, float]] | None = 
     """
     n_sites, n_hw, n_t = problem.shape
     codes = [h.code.lower() for h in problem.hardware]
-    kw = np.array([h.power_kw for h in problem.hardware])
     target = np.zeros((n_sites, n_hw))
     for s, site in enumerate(problem.sites):
         ce, mult = _profile(site.code, profiles)
@@ -69,8 +69,9 @@ def seed(problem: Problem, profiles: Mapping[str, tuple[float, float]] | None = 
     target = np.minimum(target, problem.inventory_units)
     units = np.zeros((n_sites, n_hw, n_t))
     capacity_it = np.array([s.power_capacity_kw for s in problem.sites])[:, None] / problem.pue  # [S, T] IT kW
+    unit_kw = halls.site_it_kw_per_unit(problem)  # [S, H, T] in the site's IT kW (each machine at its hall's PUE)
     for t in range(n_t):
-        load = target @ kw
+        load = (target * unit_kw[:, :, t]).sum(axis=1)
         scale = np.minimum(1.0, np.divide(capacity_it[:, t], load, out=np.ones(n_sites), where=load > 0))
         units[:, :, t] = np.floor(target * scale[:, None] + 1e-9)
     return _ramp_and_offline(problem, units)
@@ -80,13 +81,13 @@ def _ramp_and_offline(problem: Problem, units: np.ndarray) -> np.ndarray:
     """Zero offline sites and clamp every start to the ramp limit, period by period."""
     available = np.array([s.available for s in problem.sites])
     units = units * available[:, None, None]
-    if problem.settings.ramp_limit_fraction is None:
+    ramp = starts.start_limits(problem)  # [T, S, H]
+    if ramp is None:
         return units
-    ramp = np.maximum(problem.settings.ramp_limit_fraction * problem.inventory_units, 1.0)
     prev = problem.previous_units
     for t in range(units.shape[2]):
         if prev is not None:
-            units[:, :, t] = np.minimum(units[:, :, t], np.floor(prev + ramp + 1e-9))
+            units[:, :, t] = np.minimum(units[:, :, t], np.floor(prev + ramp[t] + 1e-9))
         prev = units[:, :, t]
     return units
 
@@ -127,11 +128,10 @@ def greedy(problem: Problem) -> np.ndarray:
     carbon = problem.carbon_t_per_mwh * problem.settings.carbon_price_usd_per_t
     capacity = np.array([s.power_capacity_kw for s in problem.sites])
     reserve_kw = _commitment_reserve_kw(problem)
-    ramp = (
-        np.maximum(problem.settings.ramp_limit_fraction * problem.inventory_units, 1.0)
-        if problem.settings.ramp_limit_fraction is not None
-        else np.full((n_sites, n_hw), np.inf)
-    )
+    limits = starts.start_limits(problem)
+    ramp = limits if limits is not None else np.full((n_t, n_sites, n_hw), np.inf)  # [T, S, H]
+    unit_kw = halls.site_it_kw_per_unit(problem)  # [S, H, T] site IT kW per unit
+    facility_kw_unit = kw[None, :, None] * halls.unit_pue(problem)  # [S, H, T]
     # Commitment hardware: the fewest tokens per kW first, since committed kW sell no spot tokens.
     reserve_order = [h for h in np.argsort(tokens / kw, kind="stable") if is_inf[h]]
     units = np.zeros((n_sites, n_hw, n_t))
@@ -146,30 +146,31 @@ def greedy(problem: Problem) -> np.ndarray:
                 continue
             limit = problem.inventory_units[s].copy()
             if prev is not None:
-                limit = np.minimum(limit, np.floor(prev[s] + ramp[s] + 1e-9))
-            power_left = capacity[s] / problem.pue[s, t]  # IT kW
+                limit = np.minimum(limit, np.floor(prev[s] + ramp[t, s] + 1e-9))
+            power_left = capacity[s] / problem.pue[s, t]  # site IT kW
+            site_kw = unit_kw[s, :, t]
             row = np.zeros(n_hw)
             need = reserve_kw[s]
             for h in reserve_order:
                 if need <= 1e-9:
                     break
-                n = min(limit[h], np.ceil(need / kw[h] - 1e-9), np.floor(power_left / kw[h] + 1e-9))
+                n = min(limit[h], np.ceil(need / kw[h] - 1e-9), np.floor(power_left / site_kw[h] + 1e-9))
                 row[h] += n
-                power_left -= n * kw[h]
+                power_left -= n * site_kw[h]
                 need -= n * kw[h]
-            energy_usd = kw * problem.pue[s, t] / 1000.0 * (problem.energy_price_usd_per_mwh[s, t] + carbon[s])
+            energy_usd = facility_kw_unit[s, :, t] / 1000.0 * (problem.energy_price_usd_per_mwh[s, t] + carbon[s])
             margin = mining_usd + token_usd - energy_usd  # USD per unit-hour
-            for h in np.argsort(-margin / kw, kind="stable"):
+            for h in np.argsort(-margin / site_kw, kind="stable"):
                 if margin[h] <= 0:
                     break
-                n = min(limit[h] - row[h], np.floor(power_left / kw[h] + 1e-9))
+                n = min(limit[h] - row[h], np.floor(power_left / site_kw[h] + 1e-9))
                 if is_inf[h] and tokens[h] > 0 and site.region in left:
                     with np.errstate(over="ignore"):  # a vanishing token rate just means "no demand limit"
                         n = min(n, np.floor(left[site.region] / tokens[h] + 1e-9))
                     left[site.region] -= max(n, 0) * tokens[h]
                 n = max(n, 0.0)
                 row[h] += n
-                power_left -= n * kw[h]
+                power_left -= n * site_kw[h]
             units[s, :, t] = row
         prev = units[:, :, t]
     return units

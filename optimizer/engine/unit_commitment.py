@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .halls import site_it_kw_per_unit
+
 if TYPE_CHECKING:
     from .problem import Problem
 
@@ -51,9 +53,9 @@ def apply_unit_limits(problem: Problem, lower: np.ndarray, upper: np.ndarray, x_
     floor = limits.min_units.transpose(2, 0, 1).astype(float)
     ceiling = limits.max_units.transpose(2, 0, 1).astype(float)
     # What the grid connection carries at each period's PUE, in IT kW; scale the floor into it.
-    kw = np.array([h.power_kw for h in problem.hardware])
+    unit_kw = site_it_kw_per_unit(problem).transpose(2, 0, 1)  # [T, S, H] site IT kW, each at its hall's PUE
     capacity_it_kw = np.array([s.power_capacity_kw for s in problem.sites])[None, :] / problem.pue.T  # [T, S]
-    floor_kw = (floor * kw[None, None, :]).sum(axis=2)
+    floor_kw = (floor * unit_kw).sum(axis=2)
     scale = np.minimum(1.0, capacity_it_kw / np.maximum(floor_kw, 1e-9))
     floor = np.floor(floor * scale[:, :, None])
     new_up = np.minimum(up, ceiling)

@@ -11,6 +11,7 @@ import numpy as np
 from sites.simulation import HeatWave
 
 from .. import engine
+from ..engine.halls import facility_kw, site_it_kw_per_unit
 from .world import ScenarioResult, World, _checked, _hour_labels, _start, build_world, kw_by_kind
 
 HEAT_RAMP_HOURS = 2.0  # the heat wave reaches its plateau over two hours (raised cosine)
@@ -18,18 +19,19 @@ POWER_MARGIN = 1.0 - 1e-7  # curtailment lands just inside the power row, clear 
 
 
 def curtail_to_power(problem: engine.Problem, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Forced curtailment: scale every site's units down, evenly, until IT kW x PUE fits its grid connection.
+    """Forced curtailment: scale every site's units down, evenly, until its facility kW (each machine at its hall's
+    PUE) fits its grid connection.
 
     This is what happens to a plan made without knowing the heat: at the hotter PUE its facility power exceeds
     the connection, and the site sheds load across the board (thermal throttling, breakers) rather than by
     profit. Returns ``(units, curtailed IT kW [S, T])``.
     """
     kw = np.array([h.power_kw for h in problem.hardware])
-    it_kw = np.einsum("sht,h->st", units, kw)
+    site_kw = np.einsum("sht,sht->st", units, site_it_kw_per_unit(problem))  # in the site's IT kW
     cap = np.array([s.power_capacity_kw for s in problem.sites])[:, None] / problem.pue
-    factor = np.where(it_kw > cap, cap / np.where(it_kw > 0, it_kw, 1.0) * POWER_MARGIN, 1.0)
+    factor = np.where(site_kw > cap, cap / np.where(site_kw > 0, site_kw, 1.0) * POWER_MARGIN, 1.0)
     scaled = units * factor[:, None, :]
-    return scaled, it_kw - np.einsum("sht,h->st", scaled, kw)
+    return scaled, np.einsum("sht,h->st", units - scaled, kw)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def _plan_heat_wave(probe: World, *, code: str, start: datetime, hours: int, del
     """Solve the world with the heat wave at ``code`` both ways (see `heat_wave`)."""
     wave = HeatWave(start=start, end=start + timedelta(hours=hours), delta_c=delta_c, ramp_hours=HEAT_RAMP_HOURS)
     world = build_world(start=start, hours=hours, heat_waves={code: wave})
-    normal = world.problem(pue_=probe.pue())  # same weather without the bump
+    normal = world.problem(temperature_c=probe.temperature_c)  # same weather without the bump
     heat = world.problem()
     blind_plan = _checked(engine.solve(normal), "heat-blind")
     blind_units, curtailed_kw = curtail_to_power(heat, blind_plan.units)
@@ -151,9 +153,11 @@ def _heat_summary(plans: _HeatPlans, *, code: str, delta_c: float) -> dict:
     hot, d = plans.hot, plans.heat.period_hours
     pue_normal, pue_heat = plans.normal.pue, plans.heat.pue
     plan_kw, aware_kw = plans.plan_kw, plans.aware_kw
-    # Cooling energy = IT kW x (PUE - 1) x h. The heat-blind plan would have needed its IT load's cooling at the
-    # heat PUE; the heat-aware plan needs only its own.
-    cooling_avoided = float(((plans.plan_it[hot] - plans.aware_it[hot]) * (pue_heat[hot] - 1.0) * d).sum() / 1000.0)
+    # Cooling energy = facility kW - IT kW (each machine at its hall's PUE) x h. The heat-blind plan would have
+    # needed its IT load's cooling at the heat PUE; the heat-aware plan needs only its own.
+    plan_cooling = facility_kw(plans.heat, plans.blind_plan.units) - plans.plan_it
+    aware_cooling = facility_kw(plans.heat, plans.aware.units) - plans.aware_it
+    cooling_avoided = float(((plan_cooling[hot] - aware_cooling[hot]) * d).sum() / 1000.0)
     blind_profit, aware_profit = plans.blind.totals.profit_usd, plans.aware.totals.profit_usd
     return {
         "site": code,

@@ -28,6 +28,7 @@ def follow_the_sun(*, hours: int = 24, start: datetime | None = None) -> Scenari
         inventory_units=problem.inventory_units,
         period_hours=np.array([float(problem.period_hours.sum())]),
         pue=problem.pue.max(axis=1, keepdims=True),
+        hall_pue=None if problem.hall_pue is None else problem.hall_pue.max(axis=2, keepdims=True),
         energy_price_usd_per_mwh=problem.energy_price_usd_per_mwh.mean(axis=1, keepdims=True),
         market=engine.Market(
             hashprice_usd_per_ph_day=[problem.market.hashprice_usd_per_ph_day.mean()],

@@ -15,6 +15,7 @@ from django.utils import timezone
 from sites.models import Site, SiteInventory
 from sites.simulation import (
     HeatWave,
+    hall_pue_grid,
     pue,
     simulate_fleet_prices,
     simulate_hashprice,
@@ -97,6 +98,7 @@ class World:
     commitments: tuple[engine.Commitment, ...]
     carbon_price_usd_per_t: float
     switching_cost_usd_per_unit: float
+    hardware_halls: tuple[tuple[str, str], ...] = ()  # each model's (cooling type, kind): its hall; () = site PUE
 
     @property
     def site_codes(self) -> tuple[str, ...]:
@@ -113,19 +115,28 @@ class World:
         temps = self.temperature_c if temperature_c is None else temperature_c
         return np.stack([np.asarray(pue(c, temps[s]), dtype=float) for s, c in enumerate(self.cooling_types)])
 
+    def hall_pue(self, temperature_c: np.ndarray | None = None) -> np.ndarray | None:
+        """PUE [S, H, T] of each machine's hall (a mining hall, a chilled GPU room, a tank), None without halls."""
+        if not self.hardware_halls:
+            return None
+        temps = self.temperature_c if temperature_c is None else temperature_c
+        return hall_pue_grid(self.cooling_types, self.hardware_halls, temps)
+
     def problem(
         self,
         *,
-        pue_: np.ndarray | None = None,
+        temperature_c: np.ndarray | None = None,
         carbon_price_usd_per_t: float | None = None,
         demand: Mapping[str, np.ndarray] | None = None,
     ) -> engine.Problem:
+        """The engine's problem over the world, at its weather or at ``temperature_c`` [S, T]."""
         return engine.Problem(
             sites=self.sites,
             hardware=self.hardware,
             inventory_units=self.inventory_units,
             period_hours=self.period_hours,
-            pue=self.pue() if pue_ is None else pue_,
+            pue=self.pue(temperature_c),
+            hall_pue=self.hall_pue(temperature_c),
             energy_price_usd_per_mwh=self.energy_price_usd_per_mwh,
             market=engine.Market(
                 hashprice_usd_per_ph_day=self.hashprice_usd_per_ph_day,
@@ -158,6 +169,7 @@ def build_world(*, start: datetime, hours: int, heat_waves: Mapping[str, HeatWav
         raise ScenarioError("No sites: run `manage.py seed_sites` first.")
     hardware_rows = {inv.hardware_model.code: inv.hardware_model for site in rows for inv in site.inventories.all()}
     codes = sorted(hardware_rows)
+    models = [hardware_rows[code] for code in codes]
     inventory = np.zeros((len(rows), len(codes)))
     for s, site in enumerate(rows):
         for inv in site.inventories.all():
@@ -188,7 +200,8 @@ def build_world(*, start: datetime, hours: int, heat_waves: Mapping[str, HeatWav
         period_hours=np.ones(hours),
         sites=tuple(engine_site(site) for site in rows),
         cooling_types=tuple(site.cooling_type for site in rows),
-        hardware=tuple(engine_hardware(hw) for hw in (hardware_rows[code] for code in codes)),
+        hardware=tuple(engine_hardware(hw) for hw in models),
+        hardware_halls=tuple((hw.cooling_type, hw.kind) for hw in models),
         inventory_units=inventory,
         temperature_c=temperature,
         energy_price_usd_per_mwh=simulate_fleet_prices(

@@ -16,6 +16,7 @@ from sites.simulation.cooling import (
     cooling_parameters,
     hall_cooling,
     hall_pue,
+    hall_pue_grid,
     pue,
 )
 from sites.simulation.prices import (
@@ -65,6 +66,7 @@ __all__ = [
     "floor_to_step",
     "hall_cooling",
     "hall_pue",
+    "hall_pue_grid",
     "pue",
     "simulate_energy_price_series",
     "simulate_energy_prices",

@@ -16,6 +16,7 @@ free cooling is already saturated and fans/pumps have a floor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,6 +119,30 @@ def hall_pue(
     return pue(hall_cooling(site_cooling_type, hardware_cooling_type, hardware_kind), temperature_c)
 
 
+def hall_pue_grid(
+    site_cooling_types: Sequence[str | None],
+    machines: Sequence[tuple[str, str]],
+    temperature_c: np.ndarray,
+) -> np.ndarray:
+    """``[S, H, N]`` PUE of each machine's hall at each site and step, from temperatures ``[S, N]`` (degC).
+
+    ``machines`` lists each hardware model's ``(cooling_type, kind)``; a site without a cooling type runs at PUE 1.
+    Each distinct hall of a site is computed once (a site has at most a few).
+    """
+    temperature = np.asarray(temperature_c, dtype=float)
+    result = np.ones((len(site_cooling_types), len(machines), temperature.shape[-1]))
+    for s, site_cooling in enumerate(site_cooling_types):
+        if site_cooling is None:
+            continue
+        curves: dict[str, np.ndarray] = {}
+        for h, (machine_cooling, kind) in enumerate(machines):
+            hall = hall_cooling(site_cooling, machine_cooling, kind)
+            if hall not in curves:
+                curves[hall] = np.asarray(pue(hall, temperature[s]), dtype=float)
+            result[s, h] = curves[hall]
+    return result
+
+
 def cooling_overhead_kw(it_kw: float | np.ndarray, pue: float | np.ndarray) -> float | np.ndarray:
     """Facility power beyond the IT load, kW: ``it_kw * (pue - 1)``.
 
@@ -142,5 +167,6 @@ __all__ = [
     "cooling_parameters",
     "hall_cooling",
     "hall_pue",
+    "hall_pue_grid",
     "pue",
 ]

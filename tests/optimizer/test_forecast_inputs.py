@@ -197,3 +197,26 @@ def test_an_unknown_forecast_setting_is_refused(fleet, settings):
     store_history(fleet, days=1, at=BEFORE_PEAK)
     with pytest.raises(ImproperlyConfigured, match="OPTIMIZER_FORECAST"):
         build_inputs(at=BEFORE_PEAK)
+
+
+def test_each_machine_plans_on_its_hall_s_pue(fleet):
+    # An air-cooled site at 40 degC forecast: its own chilled hall runs at 1.85, the fan-cooled mining hall at 1.10,
+    # an immersion tank at 1.06; a GPU node sits in the chilled hall.
+    store_history(fleet, days=7, at=BEFORE_PEAK)
+    hot = fleet[0]
+    gpu = HardwareModelFactory(inference=True)
+    tank = HardwareModelFactory(cooling_type=CoolingType.IMMERSION)
+    SiteInventoryFactory(site=hot, hardware_model=gpu)
+    SiteInventoryFactory(site=hot, hardware_model=tank)
+    WeatherReadingFactory(site=hot, observed_at=BEFORE_PEAK - timedelta(minutes=2), temperature_c=Decimal("40"))
+    result = build_inputs(at=BEFORE_PEAK)
+    problem = result.problem
+    s = list(problem.site_codes).index(hot.code)
+    halls = {code: problem.hall_pue[s, h] for h, code in enumerate(problem.hardware_codes)}
+    miner = next(code for code in halls if code not in (gpu.code, tank.code))
+    np.testing.assert_allclose(halls[miner], pue("mining_air", 40.0))
+    np.testing.assert_allclose(halls[gpu.code], pue(CoolingType.AIR, 40.0))
+    np.testing.assert_allclose(halls[tank.code], pue(CoolingType.IMMERSION, 40.0))
+    np.testing.assert_allclose(problem.pue[s], pue(CoolingType.AIR, 40.0))
+    assert halls[miner][0] == pytest.approx(1.10) and halls[gpu.code][0] == pytest.approx(1.85)
+    assert result.snapshot["sites"][hot.code]["hall_pue"][miner] == pytest.approx(1.10)

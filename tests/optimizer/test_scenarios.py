@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
@@ -259,3 +260,26 @@ def test_scenario_admin_page_is_wired_for_staff_only(admin_client, client, custo
     client.force_login(customer.user)
     response = client.get("/admin/scenarios/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_the_scenario_world_puts_each_machine_in_its_hall(seeded):
+    from optimizer.scenarios.world import build_world
+    from sites.simulation import pue
+
+    world = build_world(start=NOW, hours=24)
+    problem = world.problem()
+    s = world.index("site_5_texas")
+    kinds = {h.code: (cooling, h.kind) for h, (cooling, _) in zip(problem.hardware, world.hardware_halls, strict=True)}
+    temps = world.temperature_c[s]
+    checked = set()
+    for h, code in enumerate(problem.hardware_codes):
+        cooling, kind = kinds[code]
+        if problem.inventory_units[s, h] == 0 or cooling != "air":
+            continue
+        if kind == "miner":  # fan-cooled mining hall, no chillers: 1.03-1.10
+            np.testing.assert_allclose(problem.hall_pue[s, h], pue("mining_air", temps))
+            assert problem.hall_pue[s, h].max() <= 1.10 < problem.pue[s].max()
+        else:  # GPU nodes in the site's chilled hall
+            np.testing.assert_allclose(problem.hall_pue[s, h], problem.pue[s])
+        checked.add(kind)
+    assert checked == {"miner", "inference"}

@@ -1,0 +1,153 @@
+"""PUE by hall, start costs per machine and ramp limits per hour in the pure engine (no Django).
+
+Each expected number is worked out in the comment next to it from the problem's own figures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optimizer.engine import HardwareModel, Market, Problem, Settings, Site, allocation_violations, greedy, solve
+from optimizer.engine.formulation import build_formulation
+from optimizer.engine.starts import start_cost_usd_per_unit, start_limits
+
+# Miner: 3.5 kW, 200 TH/s = 0.2 PH/s; at 50 USD per PH-day it earns 0.2 x 50 / 24 = 0.41667 USD per unit-hour.
+MINER = HardwareModel("S21", "miner", power_kw=3.5, hashrate_th_s=200.0)
+# GPU node: 8 kW, 12,000 tokens/s = 43.2 Mtok/h; at 0.88 USD/Mtok it earns 38.016 USD per unit-hour, all sold.
+GPU = HardwareModel("H100", "inference", power_kw=8.0, tokens_per_s=12_000.0)
+
+
+def hall_site(n_t: int = 1, **overrides) -> Problem:
+    """One 100 kW site whose own (chilled) hall runs at PUE 1.8, 40 USD/MWh, 50 miners and no GPU demand limit."""
+    fields = {
+        "sites": (Site("TX", 100.0, "americas"),),
+        "hardware": (MINER,),
+        "inventory_units": [[50]],
+        "period_hours": [1.0] * n_t,
+        "pue": [[1.8] * n_t],
+        "energy_price_usd_per_mwh": [[40.0] * n_t],
+        "market": Market(hashprice_usd_per_ph_day=[50.0] * n_t, inference_price_usd_per_mtok=[0.88] * n_t),
+        "settings": Settings(integer=True),
+    }
+    fields.update(overrides)
+    return Problem(**fields)
+
+
+def test_a_mining_hall_without_chillers_fits_more_miners_than_the_site_pue_allows():
+    # Site PUE 1.8: 100 kW / 1.8 = 55.6 IT kW -> floor(55.6 / 3.5) = 15 miners.
+    # Fan-cooled mining hall at PUE 1.05: 100 / 1.05 = 95.2 IT kW -> floor(95.2 / 3.5) = 27 miners.
+    site_only = solve(hall_site())
+    by_hall = solve(hall_site(hall_pue=[[[1.05]]]))
+    assert site_only.first_period_units[0, 0] == 15
+    assert by_hall.first_period_units[0, 0] == 27
+    # Energy: 27 x 3.5 kW x 1.05 = 99.225 facility kW x 40 USD/MWh = 3.969 USD; mining 27 x 0.41667 = 11.25 USD.
+    assert by_hall.totals.energy_cost_usd == pytest.approx(99.225 * 40 / 1000)
+    assert by_hall.totals.profit_usd == pytest.approx(27 * 0.2 * 50 / 24 - 99.225 * 40 / 1000)
+    assert by_hall.ledger.facility_kw[0, 0] == pytest.approx(99.225)
+    assert not allocation_violations(hall_site(hall_pue=[[[1.05]]]), by_hall.units)
+    # The same 27 miners at the site's PUE would draw 27 x 3.5 x 1.8 = 170 kW: a violation without halls.
+    assert allocation_violations(hall_site(), by_hall.units)
+
+
+def test_each_machine_pays_its_own_hall_and_the_greedy_heuristic_counts_halls_too():
+    # Miners in the 1.05 hall, GPU nodes in the 1.8 chilled hall: 2 GPU nodes (16 kW x 1.8 = 28.8 kW) and the rest
+    # for miners: (100 - 28.8) / (3.5 x 1.05) = 19.4 -> 19 miners (69.825 kW); total 98.625 kW facility.
+    problem = hall_site(
+        hardware=(MINER, GPU),
+        inventory_units=[[50, 2]],
+        hall_pue=[[[1.05], [1.8]]],
+    )
+    solution = solve(problem)
+    np.testing.assert_allclose(solution.first_period_units, [[19, 2]])
+    assert solution.ledger.facility_kw[0, 0] == pytest.approx(19 * 3.5 * 1.05 + 2 * 8 * 1.8)
+    units = greedy(problem)
+    assert not allocation_violations(problem, units)
+    np.testing.assert_allclose(units[:, :, 0], [[19, 2]])
+
+
+def test_halls_at_the_site_pue_leave_the_matrix_as_it_was():
+    # Same PUE in every hall as the site's: the power row's coefficients stay kW, so warm starts still apply.
+    plain = build_formulation(hall_site(n_t=3))
+    same = build_formulation(hall_site(n_t=3, hall_pue=np.full((1, 1, 3), 1.8)))
+    other = build_formulation(hall_site(n_t=3, hall_pue=np.full((1, 1, 3), 1.05)))
+    assert plain.signature == same.signature != other.signature
+
+
+def test_hall_pue_is_validated():
+    with pytest.raises(ValueError, match="hall_pue"):
+        hall_site(hall_pue=[[[0.9]]])
+    with pytest.raises(ValueError, match="hall_pue must have shape"):
+        hall_site(hall_pue=[[1.05]])
+
+
+def flapping(warmup_minutes: float) -> Problem:
+    """One GPU node, twelve 5-minute periods whose energy price swings between 3,000 and 5,500 USD/MWh.
+
+    A running node earns 38.016 USD/h of tokens and draws 8 kW x 1.2 = 9.6 kW: at 3,000 USD/MWh it pays 28.8 USD/h
+    (margin +9.216 USD/h, +0.768 per 5 minutes), at 5,500 it pays 52.8 USD/h (margin -14.784 USD/h, -1.232 per 5
+    minutes). Without a start cost the node follows the price; a 10-minute model load costs 38.016 / 6 = 6.336 USD per
+    start, more than a pair of cheap periods earns.
+    """
+    n_t = 12
+    price = [3000.0 if t % 3 else 5500.0 for t in range(n_t)]  # 5500, 3000, 3000, 5500, ...
+    gpu = HardwareModel("H100", "inference", power_kw=8.0, tokens_per_s=12_000.0, warmup_minutes=warmup_minutes)
+    return Problem(
+        sites=(Site("DE", 100.0, "europe"),),
+        hardware=(gpu,),
+        inventory_units=[[1]],
+        period_hours=[5 / 60] * n_t,
+        pue=[[1.2] * n_t],
+        energy_price_usd_per_mwh=[price],
+        market=Market(hashprice_usd_per_ph_day=[50.0] * n_t, inference_price_usd_per_mtok=[0.88] * n_t),
+        previous_units=[[1]],
+        settings=Settings(integer=True),
+    )
+
+
+def starts_of(solution, previous: float = 1.0) -> int:
+    path = np.concatenate([[previous], solution.units[0, 0]])
+    return int(np.clip(np.diff(path), 0, None).sum())
+
+
+def test_a_model_load_costs_its_warm_up_and_the_plan_stops_flapping():
+    # No warm-up: off in every 5,500 period (0, 3, 6, 9), on again in the next cheap one (1, 4, 7, 10): 4 starts.
+    free = solve(flapping(0.0))
+    assert starts_of(free) == 4
+    # A pair of cheap periods earns 2 x 0.768 = 1.536 USD; staying on through a dear one loses 1.232 USD; a restart
+    # loses 6.336 USD of warm-up. So the node rides through: never stopped, never restarted.
+    loaded = solve(flapping(10.0))
+    assert starts_of(loaded) == 0
+    np.testing.assert_allclose(loaded.units[0, 0], np.ones(12))
+
+
+def test_the_start_cost_is_the_warm_up_at_each_machine_s_own_earnings():
+    # Miner: 3 minutes x 0.41667 USD/h = 0.020833 USD per start; GPU node: 10 minutes x 38.016 = 6.336 USD.
+    miner = HardwareModel("S21", "miner", power_kw=3.5, hashrate_th_s=200.0, warmup_minutes=3.0)
+    gpu = HardwareModel("H100", "inference", power_kw=8.0, tokens_per_s=12_000.0, warmup_minutes=10.0)
+    problem = hall_site(n_t=2, hardware=(miner, gpu), inventory_units=[[10, 1]], previous_units=[[0, 0]])
+    cost = start_cost_usd_per_unit(problem)
+    np.testing.assert_allclose(cost, [[0.2 * 50 / 24 * 3 / 60, 43.2 * 0.88 / 6]] * 2)
+    # The ledger charges them: both start in period 0 (history given, so not free): 10 x 0.020833 + 6.336.
+    solution = solve(problem)
+    np.testing.assert_allclose(solution.units[:, :, 0], [[10, 1]])
+    assert solution.totals.switching_cost_usd == pytest.approx(10 * 0.2 * 50 / 24 * 3 / 60 + 43.2 * 0.88 / 6)
+    assert solution.totals.profit_usd == pytest.approx(solution.objective_usd, abs=1e-7)
+
+
+def test_the_ramp_limit_counts_per_hour_not_per_period():
+    # 120 miners, 0.5 of inventory per hour: a 5-minute period starts 60 / 12 = 5, an hourly one 60.
+    periods = [5 / 60] * 3 + [1.0, 1.0]
+    problem = hall_site(
+        n_t=5,
+        inventory_units=[[120]],
+        period_hours=periods,
+        sites=(Site("TX", 1000.0, "americas"),),
+        previous_units=[[0]],
+        settings=Settings(integer=True, ramp_limit_fraction_per_hour=0.5),
+    )
+    np.testing.assert_allclose(start_limits(problem)[:, 0, 0], [5, 5, 5, 60, 60])
+    solution = solve(problem)
+    np.testing.assert_allclose(solution.units[0, 0], [5, 10, 15, 75, 120])
+    assert not allocation_violations(problem, solution.units)
+    assert allocation_violations(problem, np.array([[[5, 10, 30, 75, 120]]]))
