@@ -99,16 +99,14 @@ def copy_rows(table: str, columns: tuple[str, ...], rows) -> None:
 
 
 def load(now: datetime) -> None:
+    """A year of prices, weather and hourly runs, and CONTRACTS contracts with a month of deliveries (once)."""
     import numpy as np
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from optimizer.models import Allocation, OptimizationRun
-    from sites.bulk import bulk_load_energy_prices, bulk_load_market_prices, simulate_price_history
-    from sites.models import EnergyPrice, Site, SiteInventory, WeatherReading
+    from sites.models import EnergyPrice, Site, SiteInventory
     from sites.seeding import seed_physical_world
-    from sites.simulation import pue
-    from sla.models import Contract, ContractDelivery, Customer, Placement, Tier
+    from sla.models import Contract
     from sla.services import seed_tiers
 
     seed_physical_world()
@@ -123,9 +121,26 @@ def load(now: datetime) -> None:
         raise SystemExit("A previous load stopped half-way: run again with --reload.")
 
     sites = list(Site.objects.order_by("pk"))
-    cooling = {site.pk: site.cooling_type for site in sites}
     end = now.replace(second=0, microsecond=0, minute=now.minute - now.minute % 5)
     start = end - timedelta(minutes=5 * (YEAR_INTERVALS - 1))
+    _load_prices(sites, start=start)
+    rng = np.random.default_rng(2025)
+    _load_weather(sites, now=now, end=end, rng=rng)
+    inventories = list(SiteInventory.objects.select_related("hardware_model").order_by("pk"))
+    _load_runs(sites, inventories, end=end, rng=rng)
+    # The last run is the applied state of the sites.
+    for inventory in inventories:
+        inventory.units_running = inventory.units_available // 2
+    SiteInventory.objects.bulk_update(inventories, ["units_running"])
+
+    _load_contracts(sites, now=now)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def _load_prices(sites: list, *, start: datetime) -> None:
+    from sites.bulk import bulk_load_energy_prices, bulk_load_market_prices, simulate_price_history
+
     with timed(f"energy and market prices ({YEAR_INTERVALS * len(sites):,} + {YEAR_INTERVALS:,} rows)"):
         history = simulate_price_history(sites=sites, start=start, periods=YEAR_INTERVALS)
         bulk_load_energy_prices(
@@ -138,11 +153,15 @@ def load(now: datetime) -> None:
             source="simulator",
         )
 
+
+def _load_weather(sites: list, *, now: datetime, end: datetime, rng) -> None:
+    import numpy as np
+
+    from sites.models import WeatherReading
+
     steps = YEAR_HOURS * 60 // WEATHER_STEP_MIN
     weather_start = end - timedelta(minutes=WEATHER_STEP_MIN * (steps - 1))
-    rng = np.random.default_rng(2025)
     hours = np.arange(steps) * WEATHER_STEP_MIN / 60
-    temperatures = {}
     with timed(f"weather ({steps * len(sites):,} rows)"):
         rows = []
         for site in sites:
@@ -150,7 +169,6 @@ def load(now: datetime) -> None:
             season = 8 * np.cos(2 * np.pi * (hours / 24 - 200) / 365) * np.sign(float(site.latitude))
             daily = 4 * np.sin(2 * np.pi * (hours + float(site.longitude) / 15 - 9) / 24)
             values = np.round(base + season + daily + rng.normal(0, 1.2, steps), 2)
-            temperatures[site.pk] = float(values[-1])
             rows.extend(
                 (
                     site.pk,
@@ -165,7 +183,15 @@ def load(now: datetime) -> None:
             WeatherReading._meta.db_table, ("site_id", "observed_at", "temperature_c", "source", "fetched_at"), rows
         )
 
-    inventories = list(SiteInventory.objects.select_related("hardware_model").order_by("pk"))
+
+def _load_runs(sites: list, inventories: list, *, end: datetime, rng) -> None:
+    import numpy as np
+    from django.db import connection
+
+    from optimizer.models import Allocation, OptimizationRun
+    from sites.simulation import pue
+
+    cooling = {site.pk: site.cooling_type for site in sites}
     run_table, allocation_table = OptimizationRun._meta.db_table, Allocation._meta.db_table
     with timed(f"runs ({YEAR_HOURS:,}) and their allocations"):
         with connection.cursor() as cursor:
@@ -215,11 +241,14 @@ def load(now: datetime) -> None:
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{run_table}', 'id'), (SELECT MAX(id) FROM {run_table}))"
             )
-    # The last run is the applied state of the sites.
-    for inventory in inventories:
-        inventory.units_running = inventory.units_available // 2
-    SiteInventory.objects.bulk_update(inventories, ["units_running"])
 
+
+def _load_contracts(sites: list, *, now: datetime) -> None:
+    from django.contrib.auth import get_user_model
+
+    from sla.models import Contract, ContractDelivery, Customer, Placement, Tier
+
+    User = get_user_model()
     with timed(f"{CONTRACTS} contracts, placements and 30 days of hourly deliveries"):
         tiers = list(Tier.objects.order_by("priority"))
         for n in range(CONTRACTS):
@@ -244,8 +273,6 @@ def load(now: datetime) -> None:
                 )
                 for h in range(30 * 24)
             )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
 
 
 def ensure_scenario_runs() -> None:

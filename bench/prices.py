@@ -130,8 +130,7 @@ def main() -> None:
     from django.db import connection
     from django.db.models import Avg, Count, Max, Min
 
-    from sites.bulk import bulk_load_energy_prices, bulk_load_market_prices, simulate_price_history
-    from sites.choices import DataSource
+    from sites.bulk import simulate_price_history
     from sites.models import EnergyPrice, MarketPrice, Site
 
     sites = list(Site.objects.order_by("pk"))
@@ -147,40 +146,13 @@ def main() -> None:
     baseline_mb = peak_memory_mb()  # Django, numpy and scipy loaded, nothing generated yet
     with phase("simulate"):
         history = simulate_price_history(sites=sites, start=start, periods=periods)
-        energy = history.energy_usd_per_mwh
-
-    def load_energy(rows: slice) -> int:
-        try:
-            return bulk_load_energy_prices(
-                site_ids=history.site_ids[rows],
-                start=start,
-                prices_usd_per_mwh=energy[rows],
-                source=DataSource.SIMULATOR,
-            )
-        finally:
-            connection.close()  # this thread's connection
-
-    def load_market() -> int:
-        try:
-            return bulk_load_market_prices(
-                start=start,
-                hashprice_usd_per_ph_day=history.hashprice_usd_per_ph_day,
-                inference_price_usd_per_mtok=history.inference_price_usd_per_mtok,
-                source=DataSource.SIMULATOR,
-            )
-        finally:
-            connection.close()
 
     # Each job loads a group of sites in its own transaction: PostgreSQL spends the time on per-row index and
     # foreign-key work in one backend per connection, so groups load in parallel. The groups are disjoint and
     # every load is insert-only, so they never wait on each other's rows.
     jobs = max(1, min(args.jobs, len(sites)))
-    groups = [slice(i, None, jobs) for i in range(jobs)]
-    with phase(f"store (COPY + INSERT, {jobs} job{'s' * (jobs > 1)})"), ThreadPoolExecutor(jobs) as pool:
-        energy_futures = [pool.submit(load_energy, group) for group in groups]
-        market_future = pool.submit(load_market)
-        energy_rows = sum(future.result() for future in energy_futures)
-        market_rows = market_future.result()
+    with phase(f"store (COPY + INSERT, {jobs} job{'s' * (jobs > 1)})"):
+        energy_rows, market_rows = store_history(history, start=start, jobs=jobs)
 
     with phase("verify (aggregate in SQL)"):
         stored = {
@@ -213,6 +185,49 @@ def main() -> None:
     print(f"whole-script rate:       {rows / total:12,.0f} rows/s")
     print(f"peak memory (ru_maxrss): {peak_memory_mb():12,.0f} MB  ({baseline_mb:,.0f} MB before simulating)")
 
+    print_price_table(sites, history, stored, periods)
+    assert market_count == periods, f"{market_count} market rows stored, expected {periods}"
+
+
+def store_history(history, *, start: datetime, jobs: int) -> tuple[int, int]:
+    """The simulated history stored by ``jobs`` threads (disjoint groups of sites, then the market): rows written."""
+    from django.db import connection
+
+    from sites.bulk import bulk_load_energy_prices, bulk_load_market_prices
+    from sites.choices import DataSource
+
+    def load_energy(rows: slice) -> int:
+        try:
+            return bulk_load_energy_prices(
+                site_ids=history.site_ids[rows],
+                start=start,
+                prices_usd_per_mwh=history.energy_usd_per_mwh[rows],
+                source=DataSource.SIMULATOR,
+            )
+        finally:
+            connection.close()  # this thread's connection
+
+    def load_market() -> int:
+        try:
+            return bulk_load_market_prices(
+                start=start,
+                hashprice_usd_per_ph_day=history.hashprice_usd_per_ph_day,
+                inference_price_usd_per_mtok=history.inference_price_usd_per_mtok,
+                source=DataSource.SIMULATOR,
+            )
+        finally:
+            connection.close()
+
+    groups = [slice(i, None, jobs) for i in range(jobs)]
+    with ThreadPoolExecutor(jobs) as pool:
+        energy_futures = [pool.submit(load_energy, group) for group in groups]
+        market_future = pool.submit(load_market)
+        return sum(future.result() for future in energy_futures), market_future.result()
+
+
+def print_price_table(sites: list, history, stored: dict, periods: int) -> None:
+    """Energy prices per site and for the fleet (each site's rows checked against the database), then the market."""
+    energy = history.energy_usd_per_mwh
     print()
     print(f"Energy prices, USD/MWh, seed {history_seed()} (spikes = scarcity events in the year)")
     header = (
@@ -242,7 +257,6 @@ def main() -> None:
         f" max {hashprice.max():.2f}; inference USD per million tokens: mean {token_price.mean():.3f},"
         f" p1 {np.percentile(token_price, 1):.3f}, p99 {np.percentile(token_price, 99):.3f}"
     )
-    assert market_count == periods, f"{market_count} market rows stored, expected {periods}"
 
 
 def history_seed() -> int:
