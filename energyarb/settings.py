@@ -381,12 +381,14 @@ ENERGYARB = {
     "MAX_DATA_AGE_MINUTES": env_int("MAX_DATA_AGE_MINUTES", 30),
     "HACKATHON_API_URL": env_str("HACKATHON_API_URL", "https://mara-hackathon-api.onrender.com"),
     "WEATHER_API_URL": env_str("WEATHER_API_URL", "https://api.open-meteo.com"),
-    # Real markets fetched live for the sites tied to their price nodes (comma list of entsoe, aemo; empty: none,
+    # Real markets fetched live for the sites tied to their price nodes (comma list of ercot, entsoe, aemo; empty: none,
     # those sites keep the simulator). docs/markets.md.
     "LIVE_MARKETS": [m.strip() for m in env_str("LIVE_MARKETS", "").split(",") if m.strip()],
     "ENTSOE_API_URL": env_str("ENTSOE_API_URL", "https://web-api.tp.entsoe.eu/api"),
     "ENTSOE_API_KEY": env_str("ENTSOE_API_KEY", ""),
     "AEMO_FILES_URL": env_str("AEMO_FILES_URL", "https://aemo.com.au"),
+    # ERCOT's MIS host (gridstatus always speaks https to it; trust another CA with REQUESTS_CA_BUNDLE).
+    "ERCOT_MIS_HOST": env_str("ERCOT_MIS_HOST", "www.ercot.com"),
     "HACKATHON_API_KEY": env_str("HACKATHON_API_KEY", ""),
     "HTTP_TIMEOUT_S": env_float("HTTP_TIMEOUT_S", 10.0),
     "MAP_TILE_URL": env_str("MAP_TILE_URL", ""),
@@ -493,6 +495,8 @@ LOGGING = {
         "django.request": {"filters": ["expected_outage"]},
         # One INFO line per HTTP request: a dispatch round speaks to thousands of node agents.
         "httpx": {"level": "WARNING"},
+        # gridstatus gives its logger a DEBUG handler of its own at import unless the logger already has one.
+        "gridstatus": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }

@@ -17,6 +17,10 @@ imported name (ruff F811).
         (request,) = fake_server.requests_to("GET", "/prices")
         assert request.headers["x-api-key"] == "secret"                # header names are lower-cased
 
+``FakeServer(tls=True)`` speaks HTTPS with a self-signed certificate for 127.0.0.1 made at start
+(``ca_file`` is its path, for clients that must trust it: requests' ``REQUESTS_CA_BUNDLE``), for clients whose
+library always uses https.
+
 Routes are keyed by (method, path); the query string is not part of the key (it is recorded in
 ``request.query``). Responses added to one route form a queue served in order, and the last one repeats, so
 ``add(..., status=503)`` then ``add(..., json=...)`` scripts "fail once, then succeed". A request with no route
@@ -26,11 +30,15 @@ A delayed answer waits on the server's stop event, so stopping the server never 
 
 from __future__ import annotations
 
+import ipaddress
 import json as jsonlib
+import ssl
+import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -142,12 +150,20 @@ class _HTTPServer(ThreadingHTTPServer):
 class FakeServer:
     """A threaded HTTP server on 127.0.0.1 with routes programmed per (method, path)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, tls: bool = False) -> None:
         self._lock = threading.Lock()
         self._routes: dict[tuple[str, str], list[FakeResponse | Handler]] = {}
         self._requests: list[RecordedRequest] = []
         self.stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), self)
+        self._scheme, self._tmp, self.ca_file = "http", None, ""
+        if tls:
+            self._tmp = tempfile.TemporaryDirectory(prefix="fake-tls-")
+            self.ca_file, key_file = _self_signed_certificate(host, self._tmp.name)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.ca_file, key_file)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            self._scheme = "https"
         # A short poll interval: shutdown() waits up to one interval, and every test stops a server.
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-http-server", daemon=True
@@ -156,8 +172,13 @@ class FakeServer:
     @property
     def url(self) -> str:
         """Base URL without a trailing slash, e.g. http://127.0.0.1:54321."""
+        return f"{self._scheme}://{self.netloc}"
+
+    @property
+    def netloc(self) -> str:
+        """host:port, e.g. 127.0.0.1:54321."""
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{host}:{port}"
 
     def start(self) -> FakeServer:
         self._thread.start()
@@ -168,6 +189,8 @@ class FakeServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def __enter__(self) -> FakeServer:
         return self.start()
@@ -228,6 +251,40 @@ class FakeServer:
             return entry(request)
         except Exception:
             return FakeResponse.of(status=500, body=traceback.format_exc())
+
+
+def _self_signed_certificate(host: str, directory: str) -> tuple[str, str]:
+    """(certificate path, key path) of a fresh self-signed certificate for ``host`` (an IP address)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = f"{directory}/cert.pem", f"{directory}/key.pem"
+    with open(cert_path, "wb") as handle:
+        handle.write(certificate.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    return cert_path, key_path
 
 
 @pytest.fixture(name="fake_server")

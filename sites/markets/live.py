@@ -5,8 +5,11 @@
   the XML document read by ``sites.markets.formats.read_entsoe_xml``.
 - ``aemo``: AEMO's public monthly ``PRICE_AND_DEMAND_<YYYYMM>_<REGION>.csv`` files under ``AEMO_FILES_URL``
   (``/aemo/data/nem/priceanddemand/``), fetched with httpx and read by ``read_aemo``.
-- ERCOT: not live yet (gridstatus reaches ercot.com's MIS directly and cannot be pointed at another host; the
-  importer reads ERCOT's files). docs/markets.md.
+- ``ercot``: ERCOT's MIS real-time settlement point prices (NP6-905-CD, report type 12301, one zipped CSV per
+  15-minute interval) through gridstatus (``Ercot._get_documents`` lists the documents of the report at
+  ``https://<ERCOT_MIS_HOST>/misapp/servlets/IceDocListJsonWS``, ``Ercot.read_docs`` downloads and parses them,
+  hour-ending Central Prevailing Time with ``DSTFlag`` to tz-aware interval starts). ``get_spp`` itself always
+  reads www.ercot.com; its two building blocks take the host and a session, which is how it is configured.
 
 A fetch stores through the same services as the importer (FX, 5-minute steps, first write wins) and is recorded
 as a ``SourceFetch``; a failing source raises a ``SourceError``, stores nothing, and the failure is recorded.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,17 +27,25 @@ from django.conf import settings
 from django.db import transaction
 
 from sites.choices import DataSource
-from sites.clients.errors import SourceDataError, SourceRequestRejected, SourceUnavailable
+from sites.clients.errors import SourceDataError, SourceError, SourceRequestRejected, SourceUnavailable
 from sites.models import SourceFetch
 from sites.services import PriceRowError, track_source_fetch
 
 from .choices import Market
-from .formats import MarketFile, read_aemo, read_entsoe_xml
+from .formats import MarketFile, Point, RowError, SeriesKey, check_repeats, number, read_aemo, read_entsoe_xml
 from .importing import ENTSOE_ZONES
 from .models import PriceNode
 from .services import LoadRow, store_node_prices, store_system_load
 
-SOURCES: dict[str, str] = {Market.ENTSOE: DataSource.ENTSOE_API, Market.AEMO: DataSource.AEMO_FILES}
+SOURCES: dict[str, str] = {
+    Market.ENTSOE: DataSource.ENTSOE_API,
+    Market.AEMO: DataSource.AEMO_FILES,
+    Market.ERCOT: DataSource.ERCOT_API,
+}
+ERCOT_LOOKBACK = timedelta(hours=2)  # each refresh re-reads the last two hours of intervals (first write wins)
+ERCOT_RT_SPP_REPORT = (
+    12301  # NP6-905-CD, gridstatus' SETTLEMENT_POINT_PRICES_AT_RESOURCE_NODES_HUBS_AND_LOAD_ZONES_RTID
+)
 
 
 def knobs() -> dict[str, Any]:
@@ -66,13 +77,77 @@ def fetch_entsoe(zone: str, start: datetime, end: datetime) -> MarketFile:
         text = client.query_day_ahead_prices(zone.replace("-", "_"), start=pd.Timestamp(start), end=pd.Timestamp(end))
     except NoMatchingDataError:
         raise SourceDataError(f"no day-ahead prices for {zone}", source=source, url=url) from None
-    except requests.HTTPError as exc:
+    except requests.RequestException as exc:
+        raise _http_error(exc, source, url) from None
+    return _checked(read_entsoe_xml(text, zone, ENTSOE_ZONES), source, url)
+
+
+def _http_error(exc: Exception, source: str, url: str) -> SourceError:
+    """A requests exception as our source error: 5xx, 429 and transport failures are transient, 4xx is not."""
+    import requests
+
+    if isinstance(exc, requests.HTTPError):
         status = exc.response.status_code if exc.response is not None else None
         error = SourceUnavailable if status is None or status >= 500 or status == 429 else SourceRequestRejected
-        raise error(f"HTTP {status}", source=source, url=url, status=status) from None
-    except requests.RequestException as exc:
-        raise SourceUnavailable(f"{type(exc).__name__}: {exc}", source=source, url=url) from None
-    return _checked(read_entsoe_xml(text, zone, ENTSOE_ZONES), source, url)
+        return error(f"HTTP {status}", source=source, url=url, status=status)
+    return SourceUnavailable(f"{type(exc).__name__}: {exc}", source=source, url=url)
+
+
+def fetch_ercot(node: str, start: datetime, end: datetime) -> MarketFile:
+    """Real-time 15-minute prices of settlement point ``node`` for the intervals that end in ``(start, end]``
+    (UTC), from ERCOT's MIS through gridstatus: one document per interval, all settlement points in each."""
+    import zipfile
+
+    import pandas as pd
+    import requests
+    from gridstatus import Ercot
+
+    config = knobs()
+    host, source = str(config["ERCOT_MIS_HOST"]), str(DataSource.ERCOT_API)
+    url = f"https://{host}/misapp/servlets/IceDocListJsonWS?reportTypeId={ERCOT_RT_SPP_REPORT}"
+    ercot, request = Ercot(), {"timeout": float(config["HTTP_TIMEOUT_S"])}
+    local = ercot.default_timezone
+    with requests.Session() as session:
+        try:
+            documents = ercot._get_documents(
+                report_type_id=ERCOT_RT_SPP_REPORT,
+                friendly_name_timestamp_after=pd.Timestamp(start).tz_convert(local),
+                friendly_name_timestamp_before=pd.Timestamp(end).tz_convert(local),
+                constructed_name_contains="csv.zip",
+                base_url=host,
+                request_kwargs=request,
+                session=session,
+            )
+            if not documents:
+                reason = f"no settlement point price documents after {start:%Y-%m-%d %H:%M}Z"
+                raise SourceDataError(reason, source=source, url=url)
+            frame = ercot.read_docs(documents, request_kwargs=request, session=session)
+        except requests.RequestException as exc:
+            raise _http_error(exc, source, url) from None
+        except (KeyError, TypeError, ValueError, zipfile.BadZipFile, AssertionError) as exc:
+            reason = f"unreadable ERCOT document: {type(exc).__name__}: {exc}"
+            raise SourceDataError(reason, source=source, url=url) from None
+    return _checked(ercot_points(frame, node), source, url)
+
+
+def ercot_points(frame: Any, node: str) -> MarketFile:
+    """The rows of ``node`` in gridstatus' parsed frame as 15-minute points at their interval start in UTC."""
+    result = MarketFile()
+    key = SeriesKey("price", Market.ERCOT, node, "USD")
+    rows = frame[frame["SettlementPointName"] == node]
+    for line, (start, price) in enumerate(zip(rows["Interval Start"], rows["SettlementPointPrice"], strict=True), 1):
+        try:
+            value = number(str(price), "SettlementPointPrice")
+        except RowError as exc:
+            result.errors.append((line, str(exc)))
+            continue
+        if value is None:
+            result.errors.append((line, "missing SettlementPointPrice"))
+            continue
+        result.add(key, Point(start.to_pydatetime().astimezone(UTC), 15, value, line))
+    if not result.series and not result.errors:
+        result.errors.append((0, f"no prices for settlement point {node}"))
+    return check_repeats(result)
 
 
 def aemo_url(region: str, month: datetime) -> str:
@@ -97,6 +172,8 @@ def fetch_aemo(region: str, month: datetime, *, transport: httpx.BaseTransport |
 
 
 def _fetch(node: PriceNode, at: datetime) -> MarketFile:
+    if node.market == Market.ERCOT:
+        return fetch_ercot(node.node, at - ERCOT_LOOKBACK, at)
     if node.market == Market.ENTSOE:
         day = at.replace(hour=0, minute=0, second=0, microsecond=0)
         return fetch_entsoe(node.node, day - timedelta(days=1), day + timedelta(days=2))

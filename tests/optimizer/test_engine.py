@@ -338,6 +338,31 @@ def test_evaluate_names_the_violated_constraint_without_raising():
     assert fine.objective_usd == pytest.approx(30.375)
 
 
+def test_evaluate_scores_an_allocation_filling_a_site_at_a_pue_with_float_noise():
+    # 1500 kW at PUE 1.2 + 6e-10 (a simulated PUE's rounding): 60 miners x 3.5 kW + 130 GPUs x 8 kW = 1250 kW IT,
+    # facility 1500.0000008 kW, within allocation_violations' 1e-9 relative tolerance (as dispatch allows it), but
+    # capacity / PUE = 1249.9999993 kW: 7e-7 kW over the power row, past HiGHS' 1e-7. Real ERCOT week 7 of 2024.
+    miner = HardwareModel("air", "miner", 3.5, hashrate_th_s=100.0)
+    gpu = HardwareModel("gpu", "inference", 8.0, tokens_per_s=1000.0)
+    problem = Problem(
+        sites=(Site("T", 1500.0, "americas"),),
+        hardware=(miner, gpu),
+        inventory_units=[[300, 200]],
+        period_hours=[1 / 12],
+        pue=[[1.2000000006]],
+        energy_price_usd_per_mwh=[[30.0]],
+        market=Market([48.0], [0.5], {"americas": [1000.0]}),
+    )
+    units = np.array([[[60], [130]]], dtype=float)
+    assert allocation_violations(problem, units) == ()
+
+    scored = evaluate(problem, units)
+
+    assert scored.status == "optimal"
+    # Miners 60 x 0.1 PH/s x $48/day / 24 = $12/h; GPUs: 130 x 3.6 Mtok/h x $0.5 = $234/h; energy 1.5 MW x $30.
+    assert scored.objective_usd == pytest.approx((12.0 + 234.0 - 1500.0000008 / 1000 * 30.0) / 12, rel=1e-9)
+
+
 def test_greedy_never_beats_the_engine_and_seed_ignores_prices():
     problem = _fleet(5, integer=True)
     engine = solve(problem)
