@@ -454,7 +454,7 @@ def _replay_lp(
         outlook = with_day_ahead_known(world, history, t, bounds, forecast(history.window(0, t + 1), bounds))
         if errors is not None:
             errors.add(t, bounds, outlook)
-        solution = engine.solve(outlook.problem(world, period_hours, previous), warm_start=warm)
+        solution = engine.solve(outlook.problem(world, period_hours, previous), warm_start=warm, explain=False)
         statuses[solution.status] += 1
         if solution.ok:
             plan, warm, steps = solution.units, solution, min(horizon.replan_every, total - t)

@@ -32,18 +32,21 @@ from .problem import Problem
 from .solution import BindingConstraint, Solution, WarmStart, commitment_results, compute_ledger, site_breakdown
 
 
-def solve(problem: Problem, *, warm_start: Solution | WarmStart | None = None) -> Solution:
+def solve(problem: Problem, *, warm_start: Solution | WarmStart | None = None, explain: bool = True) -> Solution:
     """Optimal plan for ``problem`` (LP, or integer units within ``mip_rel_gap`` when ``settings.integer``).
 
     ``warm_start``: the previous tick's ``Solution`` (or just its ``.warm``); used when the structure matches.
+    ``explain=False`` (backtests replaying every interval): the plan, its status, objective, ledger and totals
+    only; no binding constraints, commitment results, site breakdown or explanation lines (a third of a small
+    problem's solve time went to them).
     """
     started = time.perf_counter()
     form = build_formulation(problem)
     warm = warm_start.warm if isinstance(warm_start, Solution) else warm_start
     if not form.integrality.any():
         run = _run_highs(problem, form, warm, started)
-        return _finish(problem, form, run, started, integer=False, method="LP")
-    return _solve_integer(problem, form, warm, started)
+        return _finish(problem, form, run, started, integer=False, method="LP", explain=explain)
+    return _solve_integer(problem, form, warm, started, explain)
 
 
 def evaluate(problem: Problem, units: np.ndarray) -> Solution:
@@ -142,7 +145,9 @@ def _run_highs(problem: Problem, form: Formulation, warm: WarmStart | None, star
     return _Run(status, col, row_dual, np.asarray(solution.col_dual, dtype=float), 0.0, warm_next, warm_started)
 
 
-def _solve_integer(problem: Problem, form: Formulation, warm: WarmStart | None, started: float) -> Solution:
+def _solve_integer(
+    problem: Problem, form: Formulation, warm: WarmStart | None, started: float, explain: bool = True
+) -> Solution:
     """Integer units within ``mip_rel_gap``: LP bound, rounded incumbent, and branch-and-bound only if needed.
 
     At fleet scale the LP relaxation is usually within a few hundredths of a percent of the integer optimum,
@@ -164,7 +169,8 @@ def _solve_integer(problem: Problem, form: Formulation, warm: WarmStart | None, 
             gap = max(bound - fixed.profit(candidate.col), 0.0) / max(abs(bound), 1e-9)
             candidate.gap, candidate.warm, candidate.warm_started = gap, lp.warm, lp.warm_started
             if gap <= problem.settings.mip_rel_gap:
-                return _finish(problem, fixed, candidate, started, integer=True, method="MILP by LP rounding")
+                method = "MILP by LP rounding"
+                return _finish(problem, fixed, candidate, started, integer=True, method=method, explain=explain)
     # No MIP start from the rounded plan: with HiGHS 1.16 a start that presolve improves comes back as the
     # unimproved start, while the reported objective is the improved one. Branch from scratch, keep the better.
     run = _run_highs(problem, form, None, started)
@@ -177,8 +183,8 @@ def _solve_integer(problem: Problem, form: Formulation, warm: WarmStart | None, 
     ):
         # Never return less than the rounded plan already in hand (e.g. branch-and-bound hit the time limit).
         candidate.status = "optimal" if run.status == "optimal" else "time_limit"
-        return _finish(problem, fixed, candidate, started, integer=True, method="MILP by LP rounding")
-    return _finish(problem, form, run, started, integer=True, method="MILP by branch and bound")
+        return _finish(problem, fixed, candidate, started, integer=True, method="MILP by LP rounding", explain=explain)
+    return _finish(problem, form, run, started, integer=True, method="MILP by branch and bound", explain=explain)
 
 
 def round_units(problem: Problem, units: np.ndarray) -> np.ndarray:
@@ -240,22 +246,53 @@ def _fixed_lp_duals(h: highspy.Highs, form: Formulation) -> tuple[np.ndarray, np
     return np.asarray(sol.row_dual, dtype=float), np.asarray(sol.col_dual, dtype=float)
 
 
-def _finish(problem: Problem, form: Formulation, run: _Run, started: float, *, integer: bool, method: str) -> Solution:
+def _finish(
+    problem: Problem, form: Formulation, run: _Run, started: float, *, integer: bool, method: str, explain: bool = True
+) -> Solution:
     if run.col is None:
         return _empty(problem, form, run.status)
     seconds = time.perf_counter() - started
     kind = f"{method}, gap {run.gap:.3%}" if integer else method
     header = f"Status {run.status} ({kind}), solved in {seconds:.2f} s."
+    if not explain:
+        return _lean(problem, form, run, integer, seconds, header)
     return _assemble(problem, form, run, integer, seconds, header)
+
+
+def _plan_units(form: Formulation, col: np.ndarray, integer: bool) -> np.ndarray:
+    units = form.cols["x"].take(col).transpose(1, 2, 0).copy()  # [T, S, H] -> [S, H, T]
+    units[units < 1e-9] = 0.0  # solver noise (-1e-12) must not leak out as "negative units"
+    return np.round(units) if integer else units  # MILP values carry solver noise of ~1e-9
+
+
+def _lean(problem: Problem, form: Formulation, run: _Run, integer: bool, seconds: float, header: str) -> Solution:
+    """``solve(..., explain=False)``: the plan and its money, without what explains it."""
+    assert run.col is not None
+    ledger = compute_ledger(problem, form, run.col)
+    return Solution(
+        status=run.status,
+        objective_usd=form.profit(run.col),
+        mip_gap=run.gap,
+        solve_seconds=seconds,
+        site_codes=problem.site_codes,
+        hardware_codes=problem.hardware_codes,
+        units=_plan_units(form, run.col, integer),
+        ledger=ledger,
+        site_breakdown=(),
+        totals=ledger.totals(),
+        commitments=(),
+        shortfalls=(),
+        binding=(),
+        explanation=(header,),
+        warm=run.warm,
+        warm_started=run.warm_started,
+    )
 
 
 def _assemble(problem: Problem, form: Formulation, run: _Run, integer: bool, seconds: float, header: str) -> Solution:
     col = run.col
     assert col is not None  # _finish assembles only a run that found a plan
-    units = form.cols["x"].take(col).transpose(1, 2, 0).copy()  # [T, S, H] -> [S, H, T]
-    units[units < 1e-9] = 0.0  # solver noise (-1e-12) must not leak out as "negative units"
-    if integer:
-        units = np.round(units)  # MILP values carry solver noise of ~1e-9
+    units = _plan_units(form, col, integer)
     ledger = compute_ledger(problem, form, col)
     totals = ledger.totals()
     commitments, shortfalls = commitment_results(problem, form, col)

@@ -363,6 +363,21 @@ def test_evaluate_scores_an_allocation_filling_a_site_at_a_pue_with_float_noise(
     assert scored.objective_usd == pytest.approx((12.0 + 234.0 - 1500.0000008 / 1000 * 30.0) / 12, rel=1e-9)
 
 
+@pytest.mark.parametrize("integer", [False, True])
+def test_an_unexplained_solve_plans_and_scores_as_the_explained_one(integer):
+    # Backtests replay every interval with explain=False: the same plan, objective and totals, warm start
+    # included, without binding constraints, commitment results or explanation lines.
+    problem = _fleet(7, n_sites=4, n_t=3, integer=integer)
+    full, lean = solve(problem), solve(problem, explain=False)
+
+    np.testing.assert_array_equal(lean.units, full.units)
+    assert (lean.status, lean.objective_usd, lean.totals) == (full.status, full.objective_usd, full.totals)
+    assert lean.warm is not None and lean.warm.signature == full.warm.signature
+    assert (lean.binding, lean.commitments, lean.site_breakdown) == ((), (), ())
+    assert len(lean.explanation) == 1 and lean.explanation[0].startswith("Status optimal")
+    assert len(full.explanation) > 1
+
+
 def test_greedy_never_beats_the_engine_and_seed_ignores_prices():
     problem = _fleet(5, integer=True)
     engine = solve(problem)
