@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -35,8 +35,15 @@ class Outlook:
     inference_price_usd_per_mtok: np.ndarray  # [T]
     inference_demand_mtok_per_h: Mapping[str, np.ndarray]  # region -> [T]
 
-    def problem(self, world: World, period_hours: np.ndarray, previous_units: np.ndarray | None) -> engine.Problem:
+    def problem(
+        self,
+        world: World,
+        period_hours: np.ndarray,
+        previous_units: np.ndarray | None,
+        starts: Sequence[datetime] | None = None,
+    ) -> engine.Problem:
         return world.problem(
+            period_starts=starts,
             period_hours=period_hours,
             energy_price_usd_per_mwh=self.energy_price_usd_per_mwh,
             pue=self.pue,
@@ -235,14 +242,41 @@ class Score:
     sla_shortfall_kwh: float  # committed kWh not served
     n_minus_1_shortfall_kwh: float  # committed kWh not covered had the largest site been lost
     profit_per_interval: np.ndarray = field(repr=False)  # [N]
+    # Grid programs (a world's ``grid``; 0 without): capacity paid, event payments and penalties, the (expected)
+    # coincident-peak charge on the load drawn, and the charge avoided against the load before each likely peak.
+    as_capacity: float = 0.0
+    event_payments: float = 0.0
+    event_penalty: float = 0.0
+    cp_charge: float = 0.0
+    cp_avoided: float = 0.0
 
     @property
     def revenue(self) -> float:
         return self.mining_revenue + self.inference_revenue + self.contract_revenue
 
     @property
+    def grid_net(self) -> float:
+        return self.as_capacity + self.event_payments - self.event_penalty - self.cp_charge
+
+    @property
     def profit(self) -> float:
-        return self.revenue - self.energy_cost - self.carbon_cost - self.switching_cost - self.sla_penalty
+        costs = self.energy_cost + self.carbon_cost + self.switching_cost + self.sla_penalty
+        return self.revenue - costs + self.grid_net
+
+    def streams(self) -> dict[str, float]:
+        """Profit by revenue stream (they add up to ``profit``): energy arbitrage (the energy bill, negative prices
+        earn), mining, inference and SLA contracts net of their credits, ancillary-service capacity, demand
+        response (event payments net of penalties), the coincident-peak charge paid, other costs (carbon,
+        switching). The charge avoided is beside them, not in them: it is money not paid."""
+        return {
+            "energy_arbitrage": -self.energy_cost,
+            "mining": self.mining_revenue,
+            "inference_sla": self.inference_revenue + self.contract_revenue - self.sla_penalty,
+            "ancillary_services": self.as_capacity,
+            "demand_response": self.event_payments - self.event_penalty,
+            "cp_charge": -self.cp_charge,
+            "other_costs": -(self.carbon_cost + self.switching_cost),
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -296,6 +330,8 @@ class BacktestResult:
             "perfect_upper_bound": self.bound.ceiling,
             "capture_ratio": self.capture_ratio,
             "sla_shortfall_kwh": score.sla_shortfall_kwh,
+            "streams": score.streams(),
+            "cp_charge_avoided": score.cp_avoided,
             "solve_seconds": round(self.solve_seconds, 3),
             "strategy": self.strategy,
             "format": self.world.format,
@@ -310,6 +346,11 @@ class BacktestResult:
             "carbon_cost": score.carbon_cost,
             "switching_cost": score.switching_cost,
             "sla_penalty": score.sla_penalty,
+            "as_capacity_revenue": score.as_capacity,
+            "event_payments": score.event_payments,
+            "event_penalty": score.event_penalty,
+            "cp_charge": score.cp_charge,
+            "perfect_streams": bound.streams(),
             "n_minus_1_shortfall_kwh": score.n_minus_1_shortfall_kwh,
             "perfect_revenue": bound.revenue,
             "perfect_energy_cost": bound.energy_cost,
@@ -394,7 +435,9 @@ def perfect_bound(world: World, history: History) -> Bound:
     _check(world, history)
     started = time.perf_counter()
     settings = replace(world.settings, time_limit_s=max(world.settings.time_limit_s, PERFECT_TIME_LIMIT_S))
-    problem = realized_outlook(history).problem(world, np.full(len(history), INTERVAL_HOURS), None)
+    problem = realized_outlook(history).problem(
+        world, np.full(len(history), INTERVAL_HOURS), None, history.interval_starts
+    )
     solution = engine.solve(replace(problem, settings=settings))
     if not solution.ok:
         raise BacktestInputError(f"the perfect-foresight bound could not be solved: {solution.status}")
@@ -454,7 +497,9 @@ def _replay_lp(
         outlook = with_day_ahead_known(world, history, t, bounds, forecast(history.window(0, t + 1), bounds))
         if errors is not None:
             errors.add(t, bounds, outlook)
-        solution = engine.solve(outlook.problem(world, period_hours, previous), warm_start=warm, explain=False)
+        starts = [history.interval_starts[t] + timedelta(minutes=STEP_MINUTES * int(b)) for b in bounds[:-1]]
+        problem = outlook.problem(world, period_hours, previous, starts)
+        solution = engine.solve(problem, warm_start=warm, explain=False)
         statuses[solution.status] += 1
         if solution.ok:
             plan, warm, steps = solution.units, solution, min(horizon.replan_every, total - t)
@@ -489,7 +534,7 @@ def _replay_myopic(world: World, history: History, forecast: Forecast, strategy:
             for r in parts[0].inference_demand_mtok_per_h
         },
     )
-    problem = nowcast.problem(world, np.full(len(history), INTERVAL_HOURS), None)
+    problem = nowcast.problem(world, np.full(len(history), INTERVAL_HOURS), None, history.interval_starts)
     planned = engine.greedy(problem) if strategy == "greedy" else engine.seed(problem)
     units = _apply(world, history, planned)
     tick(len(history))
@@ -538,7 +583,9 @@ def score_units(world: World, history: History, units: np.ndarray) -> Score:
     """
     if world.format == "mara":
         return _score_mara(world, history, units)
-    problem = realized_outlook(history).problem(world, np.full(len(history), INTERVAL_HOURS), None)
+    problem = realized_outlook(history).problem(
+        world, np.full(len(history), INTERVAL_HOURS), None, history.interval_starts
+    )
     solution = engine.evaluate(problem, units)
     if not solution.ok:
         raise BacktestInputError("the allocation could not be scored: " + " ".join(solution.explanation))
@@ -557,6 +604,10 @@ def _score_solution(solution: engine.Solution) -> Score:
         - ledger.switching_cost_usd
     )
     n1_kwh = sum(s.kw * INTERVAL_HOURS for s in solution.shortfalls if s.constraint.startswith("n_minus_1["))
+    grid = {name: np.asarray(values, dtype=float) for name, values in solution.grid_ledger.items()}
+    zero = np.zeros(per_site.shape[1])
+    as_capacity, payments = grid.get("as_capacity_usd", zero), grid.get("event_payment_usd", zero)
+    penalty, cp_charge = grid.get("event_penalty_usd", zero), grid.get("cp_expected_charge_usd", zero)
     return Score(
         mining_revenue=totals.mining_revenue_usd,
         inference_revenue=totals.inference_revenue_usd,
@@ -567,7 +618,12 @@ def _score_solution(solution: engine.Solution) -> Score:
         sla_penalty=totals.penalty_usd,
         sla_shortfall_kwh=float(sum(c.unserved_kwh for c in solution.commitments)),
         n_minus_1_shortfall_kwh=float(n1_kwh),
-        profit_per_interval=per_site.sum(axis=0) - ledger.penalty_usd,
+        profit_per_interval=per_site.sum(axis=0) - ledger.penalty_usd + as_capacity + payments - penalty - cp_charge,
+        as_capacity=float(as_capacity.sum()),
+        event_payments=float(payments.sum()),
+        event_penalty=float(penalty.sum()),
+        cp_charge=float(cp_charge.sum()),
+        cp_avoided=float(grid.get("cp_charge_avoided_usd", zero).sum()),
     )
 
 

@@ -19,6 +19,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from sites.simulation import COOLING_TYPES
 
 from .. import engine
 from ..engine import mara
+from .grid import WorldGrid, parse_grid
 
 FORMATS = ("mara", "energyarb")
 SCHEMA = "energyarb-world/1"
@@ -62,6 +64,7 @@ class World:
     locations: tuple[SiteLocation | None, ...] = ()
     mara_inventory: Mapping | None = None  # GET /inventory of a mara world
     mara_power_w: int | None = None
+    grid: WorldGrid | None = None  # grid programs (optimizer/backtest/grid.py)
 
     @property
     def site_codes(self) -> tuple[str, ...]:
@@ -86,8 +89,15 @@ class World:
         inference_demand_mtok_per_h: Mapping[str, np.ndarray],
         previous_units: np.ndarray | None,
         settings: engine.Settings | None = None,
+        period_starts: Sequence[datetime] | None = None,
     ) -> engine.Problem:
-        """The engine problem of this world over some periods (arrays ``[S, T]`` and ``[T]``)."""
+        """The engine problem of this world over some periods (arrays ``[S, T]`` and ``[T]``); a world with grid
+        programs needs the periods' ``period_starts`` to place them."""
+        grid = None
+        if self.grid is not None:
+            if period_starts is None:
+                raise ValueError("a world with grid programs needs the periods' start times")
+            grid = self.grid.inputs(period_starts, np.asarray(period_hours, dtype=float))
         return engine.Problem(
             sites=self.sites,
             hardware=self.hardware,
@@ -103,6 +113,8 @@ class World:
             commitments=self.commitments,
             previous_units=previous_units,
             settings=settings or self.settings,
+            period_starts=tuple(period_starts) if period_starts is not None else None,
+            grid=grid,
         )
 
 
@@ -142,7 +154,7 @@ def parse_world(data: object) -> World:
     return _parse_energyarb_world(root, name)
 
 
-_WORLD_KEYS = ("description", "site", "inventory", "hardware", "sites", "commitments", "settings")
+_WORLD_KEYS = ("description", "site", "inventory", "hardware", "sites", "commitments", "settings", "grid")
 _SITE_KEYS = (
     "name", "region", "renewable_share", "grid_carbon_kg_per_mwh", "available", "cooling_type", "time_zone",
     "latitude", "longitude", "climate_zone", "grid_region", "energy_cost_multiplier",
@@ -155,7 +167,7 @@ _SETTINGS_KEYS = (
 
 
 def _parse_mara_world(root: dict, name: str) -> World:
-    for key in ("hardware", "sites", "commitments", "settings"):
+    for key in ("hardware", "sites", "commitments", "settings", "grid"):
         if key in root:
             raise BacktestInputError(f"$.{key}: not part of a mara world (it has 'site' and 'inventory', as the API)")
     for key in ("site", "inventory"):
@@ -247,6 +259,7 @@ def _parse_energyarb_world(root: dict, name: str) -> World:
         commitments=tuple(commitments),
         settings=_settings(root.get("settings", {})),
         locations=tuple(locations),
+        grid=parse_grid(root["grid"], codes) if "grid" in root else None,
     )
 
 

@@ -307,20 +307,56 @@ def extend(problem: Problem, form: Formulation) -> Formulation:
     return grown
 
 
-def books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, float]:
-    """USD over the horizon of the grid streams: reserve capacity paid, event payments (the reduction delivered
-    against the baseline, up to the reduction asked, at the program's rate) and shortfall penalties, the plan's
-    expected coincident-peak charge and the expected charge it avoids against keeping the load running now, and
-    the SLA credit the plan does not owe because the shed kWh stay within the allowance."""
+def period_books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, np.ndarray]:
+    """USD per period ([T]) of the grid streams: reserve capacity paid, event payments and shortfall penalties,
+    the expected coincident-peak charge, and the expected charge avoided against the load drawn before the likely
+    peak: the allocation running now (previous units) for periods from the first on, else the plan's own load in
+    the last period before them with no chance of a peak."""
     grid, where = _inputs(problem), _columns(form)
     hours = problem.period_hours
-    as_usd = sum(
-        float(col[c]) * float(np.asarray(grid.reserves[k].price_usd_per_mw_h)[t]) / 1000.0 * hours[t]
-        for k, cols in where.held.items()
-        for t, c in enumerate(cols)
-    )
-    penalty = sum(float(col[c]) * grid.events[e].penalty_usd_per_kwh * hours[t] for (e, t), c in where.short.items())
-    payment = sum(float(col[c]) * grid.events[e].payment_usd_per_kwh * hours[t] for (e, t), c in where.paid.items())
+    n_t = hours.shape[0]
+    out = {name: np.zeros(n_t) for name in ("as_capacity_usd", "event_payment_usd", "event_penalty_usd")}
+    for k, cols in where.held.items():
+        price = np.asarray(grid.reserves[k].price_usd_per_mw_h, dtype=float)
+        out["as_capacity_usd"] += col[np.asarray(cols)] * price / 1000.0 * hours
+    for key, columns in (("event_penalty_usd", where.short), ("event_payment_usd", where.paid)):
+        for (e, t), c in columns.items():
+            event = grid.events[e]
+            rate = event.penalty_usd_per_kwh if key == "event_penalty_usd" else event.payment_usd_per_kwh
+            out[key][t] += float(col[c]) * rate * hours[t]
+    out["cp_expected_charge_usd"] = np.zeros(n_t)
+    out["cp_charge_avoided_usd"] = np.zeros(n_t)
+    if grid.peak is not None:
+        facility = site_facility_kw(problem, form, col)  # [S, T]
+        probability = np.asarray(grid.peak.probability, dtype=float)
+        per_kw = probability * grid.peak.rate_usd_per_kw_year / grid.peak.peaks_per_year
+        idx = [problem.site_codes.index(code) for code in grid.peak.sites]
+        out["cp_expected_charge_usd"] = (facility[idx] * per_kw).sum(axis=0)
+        reference = _cp_reference_kw(problem, facility, probability)[idx]
+        avoided = np.nan_to_num(np.maximum(reference - facility[idx], 0.0), nan=0.0)
+        out["cp_charge_avoided_usd"] = (avoided * per_kw).sum(axis=0)
+    return out
+
+
+def _cp_reference_kw(problem: Problem, facility: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """[S, T] the load a likely-peak period is measured against: what ran before the run of likely periods it is
+    in (the allocation running now for a run from period 0; NaN when nothing is known)."""
+    running = _running_kw(problem)
+    last = running if running is not None else np.full(facility.shape[0], np.nan)
+    reference = np.empty(facility.shape)
+    for t in range(facility.shape[1]):
+        if probability[t] <= 0:
+            last = facility[:, t]
+        reference[:, t] = last
+    return reference
+
+
+def books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, float]:
+    """USD over the horizon of the grid streams (``period_books`` summed), kW held per product in the first
+    period, and the SLA credit the plan does not owe because the shed kWh stay within the allowance."""
+    grid, where = _inputs(problem), _columns(form)
+    hours = problem.period_hours
+    per_period = period_books(problem, form, col)
     waived = 0.0
     if where.beyond:
         u = form.cols["u"].take(col)
@@ -329,26 +365,13 @@ def books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, flo
             if key in where.beyond:
                 shed_kwh = float((u[:, c] * hours).sum())
                 waived += (shed_kwh - float(col[where.beyond[key]])) * commitment.penalty_usd_per_kwh
-    cp_cost = cp_avoided = 0.0
-    if grid.peak is not None:
-        facility = site_facility_kw(problem, form, col)  # [S, T]
-        per_kw = np.asarray(grid.peak.probability) * grid.peak.rate_usd_per_kw_year / grid.peak.peaks_per_year
-        idx = [problem.site_codes.index(code) for code in grid.peak.sites]
-        cp_cost = float((facility[idx] * per_kw).sum())
-        running = _running_kw(problem)
-        if running is not None:  # against keeping the load running now through the horizon
-            cp_avoided = float((np.maximum(running[idx, None] - facility[idx], 0.0) * per_kw).sum())
     held0: dict[str, float] = {}
     for k, cols in where.held.items():  # kW held per product in the first period
         product = grid.reserves[k].product
         held0[f"held_kw:{product}"] = held0.get(f"held_kw:{product}", 0.0) + round(float(col[cols[0]]), 3)
     return {
         **held0,
-        "as_capacity_usd": round(as_usd, 2),
-        "event_payment_usd": round(payment, 2),
-        "event_penalty_usd": round(penalty, 2),
-        "cp_expected_charge_usd": round(cp_cost, 2),
-        "cp_charge_avoided_usd": round(cp_avoided, 2),
+        **{name: round(float(values.sum()), 2) for name, values in per_period.items()},
         "sla_credit_waived_usd": round(waived, 2),
     }
 

@@ -185,6 +185,7 @@ class Solution:
     binding: tuple[BindingConstraint, ...]
     explanation: tuple[str, ...]
     grid_books: dict[str, float] = field(default_factory=dict)  # grid streams in USD (engine/grid.py books)
+    grid_ledger: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the same per period ([T] USD)
     warm: WarmStart | None = field(default=None, repr=False)
     warm_started: bool = False  # True when the solve continued from ``warm_start``'s basis
 

@@ -301,8 +301,11 @@ def _assemble(problem: Problem, form: Formulation, run: _Run, integer: bool, sec
         binding = binding_constraints(problem, form, col, run.row_dual, run.col_dual, integer=integer)
     lines = explanation_lines(problem, form, units[:, :, 0], totals, commitments, shortfalls, binding, header)
     changes = describe_changes(problem, form, problem.previous_units, units[:, :, 0], binding, commitments)
+    grid_books: dict[str, float] = {}
+    grid_ledger: dict[str, np.ndarray] = {}
     if form.grid_columns is not None:  # grid programs (optimizer/engine/grid.py)
         lines, grid_books = (*lines, *grid.explain(problem, form, col)), grid.books(problem, form, col)
+        grid_ledger = grid.period_books(problem, form, col)
     return Solution(
         status=run.status,
         objective_usd=form.profit(col),
@@ -318,7 +321,8 @@ def _assemble(problem: Problem, form: Formulation, run: _Run, integer: bool, sec
         shortfalls=shortfalls,
         binding=binding,
         explanation=(*lines, *changes),
-        grid_books=grid_books if form.grid_columns is not None else {},
+        grid_books=grid_books,
+        grid_ledger=grid_ledger,
         warm=run.warm,
         warm_started=run.warm_started,
     )

@@ -30,6 +30,16 @@ from optimizer.backtest.history import to_utc
 from optimizer.forecast import FORECASTS, RIDGE, RidgeForecast
 from optimizer.inputs import forecast_setting
 
+STREAM_LABELS = {
+    "energy_arbitrage": "energy arbitrage (energy bill)",
+    "mining": "mining",
+    "inference_sla": "inference and SLA contracts",
+    "ancillary_services": "ancillary services",
+    "demand_response": "demand response",
+    "cp_charge": "coincident-peak charge",
+    "other_costs": "other costs (carbon, switching)",
+}
+
 
 class Command(BaseCommand):
     help = "Backtest a strategy (lp, greedy, seed, perfect) over realized prices against the perfect-foresight bound."
@@ -141,6 +151,7 @@ class Command(BaseCommand):
                 f"SLA shortfall {summary['sla_shortfall_kwh']:,.1f} kWh; planned in {summary['solve_seconds']:.1f} s "
                 f"(bound {summary['perfect_solve_seconds']:.1f} s)"
             )
+            self._print_streams(summary, world.money_unit)
             if summary["forecast"]:
                 self.stdout.write(f"forecast {summary['forecast']}, errors per planning period after the first:")
                 for name, error in summary["forecast_errors"].items():
@@ -152,6 +163,15 @@ class Command(BaseCommand):
             for note in summary["notes"]:
                 self.stdout.write(self.style.WARNING(f"note: {note}"))
             self.stdout.write(self.style.SUCCESS(f"Wrote {', '.join(str(p) for p in paths.values())}"))
+
+    def _print_streams(self, summary: dict, unit: str) -> None:
+        """Profit by revenue stream, the strategy's next to the perfect-foresight bound's."""
+        self.stdout.write(f"{'by stream (' + unit + ')':<34}{summary['strategy']:>16}{'perfect':>16}")
+        for name, label in STREAM_LABELS.items():
+            mine, bound = summary["streams"][name], summary["perfect_streams"][name]
+            self.stdout.write(f"  {label:<32}{mine:>16,.2f}{bound:>16,.2f}")
+        self.stdout.write(f"  {'= profit':<32}{summary['profit']:>16,.2f}{summary['perfect_profit']:>16,.2f}")
+        self.stdout.write(f"  {'4CP charge avoided (not paid)':<32}{summary['cp_charge_avoided']:>16,.2f}")
 
     def _world(self, options) -> backtest.World:
         fmt = options["format"]
