@@ -1,8 +1,7 @@
 """Grid programs from the database into the engine (``engine.grid.GridInputs``), and the plan back into them.
 
-- ``grid_inputs``: the open events over the horizon as per-site caps (the event's cap on the IT baseline, in
-  facility kW at the site's PUE now, with the baseline and, for per-MWh programs, the rate the delivered reduction
-  is paid), each Standard/Flexible contract's remaining downtime allowance this month;
+- ``grid_inputs``: the open events over the horizon as per-site caps on the IT load (the event's cap on the IT
+  baseline, with the baseline and, for per-MWh programs, the rate the delivered reduction is paid), each Standard/Flexible contract's remaining downtime allowance this month;
   two queries plus one for the deliveries of the month.
 - ``record_event_plans`` (after a run is applied): the IT kW the plan draws at each event site in the event's
   first planned period (``EventPerformance.planned_kw``, what events are settled on until metering exists), and a
@@ -59,17 +58,18 @@ def event_caps(problem: engine.Problem, at: datetime) -> tuple[EventCap, ...]:
             continue
         event = row.event
         periods = np.array([start < event.ends_at and event.starts_at < end for start, end in bounds])
-        pue, program = float(problem.pue[s, 0]), event.program
+        program = event.program
         pays = program.payment_basis == PaymentBasis.PER_MWH  # capacity programs are paid for holding the MW
         caps.append(
             EventCap(
                 event=f"{program.code}#{event.pk}",
                 site=row.site.code,
                 periods=periods,
-                cap_kw=float(event.cap_kw(row.baseline_kw)) * pue,
+                cap_kw=float(event.cap_kw(row.baseline_kw)),
                 penalty_usd_per_kwh=float(program.penalty_usd_per_mwh) / 1000.0,
-                baseline_kw=float(row.baseline_kw) * pue,
+                baseline_kw=float(row.baseline_kw),
                 payment_usd_per_kwh=float(program.payment_rate) / 1000.0 if pays else 0.0,
+                it_kw=True,  # baselines, plans and settlement are in IT kW (grid/baselines.py)
             )
         )
     return tuple(caps)

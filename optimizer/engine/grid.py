@@ -62,15 +62,17 @@ class ReserveOffer:
 
 @dataclass(frozen=True, eq=False)
 class EventCap:
-    """During ``periods`` (a [T] bool mask), ``site``'s facility load stays <= ``cap_kw``."""
+    """During ``periods`` (a [T] bool mask), ``site``'s facility load (its IT load with ``it_kw``) stays <=
+    ``cap_kw``."""
 
     event: str
     site: str
     periods: np.ndarray
     cap_kw: float
     penalty_usd_per_kwh: float
-    baseline_kw: float = 0.0  # facility kW the reduction is measured from (0: no payment is measured)
+    baseline_kw: float = 0.0  # kW the reduction is measured from (0: no payment is measured)
     payment_usd_per_kwh: float = 0.0  # per kWh of reduction delivered, up to the reduction asked
+    it_kw: bool = False  # cap and baseline in IT kW (the live events' unit), not facility kW
 
     @property
     def asked_kw(self) -> float:
@@ -191,6 +193,8 @@ def _events(
             col = grow.col(event.penalty_usd_per_kwh * hours[t], np.inf)
             row = grow.row(-np.inf, event.cap_kw)
             cols, coef = _load_terms(problem, form, s, int(t), sheddable="all")
+            if event.it_kw:  # the same columns (x[t, s, :]) at each machine's IT kW
+                coef = np.array([h.power_kw for h in problem.hardware], dtype=float)
             grow.add(row, cols, coef)
             grow.add(row, np.array([col]), -1.0)
             short[(e, int(t))] = col
@@ -395,13 +399,17 @@ def explain(problem: Problem, form: Formulation, col: np.ndarray) -> list[str]:
             )
     facility = site_facility_kw(problem, form, col)
     before = _running_kw(problem)
+    hw_kw = np.array([h.power_kw for h in problem.hardware])
+    it_now = form.cols["x"].take(col)[0] @ hw_kw  # [S] IT kW in the first period
+    it_before = problem.previous_units @ hw_kw if problem.previous_units is not None else None
     for e, event in enumerate(grid.events):
         if not np.asarray(event.periods, dtype=bool)[0]:
             continue
         s = problem.site_codes.index(event.site)
         short = float(col[where.short[(e, 0)]])
-        shed = max(0.0, float(before[s] - facility[s, 0])) if before is not None else None
-        load_mw, cap_mw = facility[s, 0] / 1000, event.cap_kw / 1000
+        load, was = (it_now[s], it_before) if event.it_kw else (facility[s, 0], before)
+        shed = max(0.0, float(was[s] - load)) if was is not None else None
+        load_mw, cap_mw = load / 1000, event.cap_kw / 1000
         text = f"Event {event.event} at {event.site}: load {load_mw:.2f} MW, cap {cap_mw:.2f} MW"
         text += f"; shed {shed / 1000:.2f} MW" if shed is not None else ""
         if (e, 0) in where.paid:
@@ -442,8 +450,15 @@ def _running_kw(problem: Problem) -> np.ndarray | None:
 def event_caps_it_kw(problem: Problem) -> np.ndarray:
     """[S, T] IT kW the events allow each site (infinite outside events), for rounding units to whole ones."""
     caps = np.full((len(problem.sites), problem.period_hours.shape[0]), np.inf)
+    # Rounding counts a unit in the site's IT kW (kW x hall PUE / site PUE, halls.py); an IT-kW cap is scaled by the
+    # smallest of those ratios, so whole units that pass it never exceed the cap in IT kW.
+    ratio = halls.unit_pue(problem) / problem.pue[:, None, :]  # [S, H, T]
     for event in _inputs(problem).events:
         s = problem.site_codes.index(event.site)
         mask = np.asarray(event.periods, dtype=bool)
-        caps[s, mask] = np.minimum(caps[s, mask], event.cap_kw / problem.pue[s, mask])
+        if event.it_kw:
+            cap = event.cap_kw * ratio[s][:, mask].min(axis=0)
+        else:
+            cap = event.cap_kw / problem.pue[s, mask]
+        caps[s, mask] = np.minimum(caps[s, mask], cap)
     return caps

@@ -9,6 +9,8 @@ contracts. Contracts of 100 kW each: Spot at 0.12 USD/kWh (margin 0.07), Standar
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,15 @@ def test_an_event_above_the_baseline_pays_nothing():
     solution = solve(problem(paying_event(600.0)))
     assert solution.grid_books["event_payment_usd"] == pytest.approx(0.0)
     assert solution.objective_usd == pytest.approx(172.0, abs=1e-6)
+
+
+def test_an_it_kw_cap_holds_whatever_each_halls_pue():
+    # Miners in a 1.5-PUE hall, GPUs at 1.0, the site at 1.2. Live events are in IT kW: a 400 kW IT cap stops 50
+    # miners (IT 100 + 300 = 400 kW). Read as facility kW at the site's PUE (480 kW) it would leave 60 miners
+    # running: 3 x 60 + 300 = 480 kW facility, but 420 kW of IT, above the cap the event is settled on.
+    cap = EventCap("dr-1", "T", np.array([True]), 400.0, 1.0, it_kw=True)
+    halls = replace(problem(GridInputs(events=(cap,), allowance_kwh=ALLOWANCE)), pue=[[1.2]], hall_pue=[[[1.5], [1.0]]])
+    solution = solve(halls)
+    np.testing.assert_allclose(solution.first_period_units, [[50, 300]], atol=1e-6)
+    assert solution.grid_books["event_penalty_usd"] == pytest.approx(0.0, abs=1e-6)
+    assert any("load 0.40 MW, cap 0.40 MW; shed 0.10 MW" in line for line in solution.explanation)
