@@ -1,8 +1,9 @@
 """Grid programs from the database into the engine (``engine.grid.GridInputs``), and the plan back into them.
 
 - ``grid_inputs``: the open events over the horizon as per-site caps on the IT load (the event's cap on the IT
-  baseline, with the baseline and, for per-MWh programs, the rate the delivered reduction is paid), each Standard/Flexible contract's remaining downtime allowance this month;
-  two queries plus one for the deliveries of the month.
+  baseline, with the baseline and, for per-MWh programs, the rate the delivered reduction is paid), each
+  Standard/Flexible contract's remaining downtime allowance this month; two queries plus one for the deliveries of
+  the month.
 - ``record_event_plans`` (after a run is applied): the IT kW the plan draws at each event site in the event's
   first planned period (``EventPerformance.planned_kw``, what events are settled on until metering exists), and a
   downtime record for each contract the plan leaves short in the applied interval while an event is active.

@@ -456,9 +456,7 @@ def event_caps_it_kw(problem: Problem) -> np.ndarray:
     for event in _inputs(problem).events:
         s = problem.site_codes.index(event.site)
         mask = np.asarray(event.periods, dtype=bool)
-        if event.it_kw:
-            cap = event.cap_kw * ratio[s][:, mask].min(axis=0)
-        else:
-            cap = event.cap_kw / problem.pue[s, mask]
+        per_site_it = ratio[s][:, mask].min(axis=0) if event.it_kw else 1.0 / problem.pue[s, mask]
+        cap = event.cap_kw * per_site_it
         caps[s, mask] = np.minimum(caps[s, mask], cap)
     return caps
