@@ -8,7 +8,7 @@ times, keep the 5 highest days and average them. Holidays are not excluded (no h
 The load history is IT kW per 5-minute interval (the unit baselines, plans and caps use). `grid` sits beside
 `fleet` and below `optimizer`, so it cannot read the meter rollups or the applied plans itself: the optimizer app
 registers a `LoadSource` (`optimizer/load_history.py`) that reads fleet telemetry where a site has it and the
-applied plans elsewhere.
+applied plans elsewhere, and the telemetry alone, which a completed event is settled on when it covers the event.
 """
 
 from __future__ import annotations
@@ -29,15 +29,31 @@ STEP = timedelta(minutes=5)
 # site, start, end -> {interval start (UTC): IT kW} over [start, end); intervals without a known load are absent.
 LoadSource = Callable[[Site, datetime, datetime], Mapping[datetime, float]]
 _sources: list[LoadSource] = []
+_measured: list[LoadSource] = []
 
 
 class BaselineUnavailable(ValueError):
     """Too few eligible days of load history for the baseline."""
 
 
-def register_load_source(source: LoadSource) -> None:
-    """The load history the baseline reads (one source; registering again replaces it)."""
+def register_load_source(source: LoadSource, *, measured: LoadSource | None = None) -> None:
+    """The load history the baseline reads, and (``measured``) the measured intervals alone, which events are
+    settled on where they cover the whole event (one of each; registering again replaces them)."""
     _sources[:] = [source]
+    _measured[:] = [measured] if measured is not None else []
+
+
+def measured_mean_kw(site: Site, starts_at: datetime, ends_at: datetime) -> float | None:
+    """The site's mean measured IT kW over [starts_at, ends_at) when the measured source covers every 5-minute
+    interval of it; None otherwise (no source, or a gap: the event is then settled on its planned load)."""
+    if not _measured:
+        return None
+    first = floor_to_step(starts_at)
+    loads = _measured[0](site, first, ends_at)
+    values = [loads.get(moment) for moment in _intervals(first, ends_at)]
+    if not values or any(value is None for value in values):
+        return None
+    return sum(values) / len(values)  # type: ignore[arg-type]
 
 
 def load_source() -> LoadSource:

@@ -28,7 +28,7 @@ from simple_history.utils import update_change_reason
 from core.auth import signed_in
 from sites.models import Site
 
-from .baselines import LOOKBACK_DAYS, BaselineUnavailable, high_5_of_10, load_source
+from .baselines import LOOKBACK_DAYS, BaselineUnavailable, high_5_of_10, load_source, measured_mean_kw
 from .choices import BaselineMethod, EventSource, EventStatus, PaymentBasis, ReductionMode
 from .models import Enrollment, EventPerformance, GridEvent, GridProgram
 from .signals import grid_event_changed
@@ -310,13 +310,21 @@ def settle_performance(performance: EventPerformance, event: GridEvent, program:
 
 
 def settle_event(*, event: GridEvent) -> int:
-    """Settle every site of an event that has a load (metered or planned); returns how many were settled."""
-    rows = list(event.performances.all())
+    """Settle every site of an event that has a load (metered or planned); returns how many were settled.
+
+    A site without a metered kW whose telemetry covers the whole event gets the measured mean IT kW as its
+    metered kW first (`grid.baselines.measured_mean_kw`); otherwise it is settled on the applied plan's kW.
+    """
+    rows = list(event.performances.select_related("site"))
     for row in rows:
+        if row.metered_kw is None:
+            measured = measured_mean_kw(row.site, event.starts_at, event.ends_at)
+            if measured is not None:
+                row.metered_kw = Decimal(repr(round(measured, 3)))
         settle_performance(row, event, event.program)
     done = [row for row in rows if row.settled_at is not None]
     EventPerformance.objects.bulk_update(
-        done, ["delivered_reduction_kw", "payment_usd", "penalty_usd", "settled_at"], batch_size=200
+        done, ["metered_kw", "delivered_reduction_kw", "payment_usd", "penalty_usd", "settled_at"], batch_size=200
     )
     return len(done)
 

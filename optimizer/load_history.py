@@ -45,14 +45,21 @@ def _planned_steps(site: Site, start: datetime, end: datetime) -> tuple[list[dat
     return [finished for _, finished in runs], [float(site_kw.get(pk) or 0) for pk, _ in runs]
 
 
-def site_it_load(site: Site, start: datetime, end: datetime) -> dict[datetime, float]:
-    """{interval start (UTC): IT kW} of ``site`` over [start, end), measured where telemetry has it, else planned."""
-    first = floor_to_step(start)
-    measured = dict(
-        SiteTelemetryRollup.objects.filter(site=site, bucket_start__gte=first, bucket_start__lt=end, samples__gt=0)
+def site_measured_it_load(site: Site, start: datetime, end: datetime) -> dict[datetime, float]:
+    """{interval start (UTC): IT kW} of ``site`` over [start, end) where fleet telemetry has a rollup."""
+    return dict(
+        SiteTelemetryRollup.objects.filter(
+            site=site, bucket_start__gte=floor_to_step(start), bucket_start__lt=end, samples__gt=0
+        )
         .order_by()
         .values_list("bucket_start", "device_power_kw")
     )
+
+
+def site_it_load(site: Site, start: datetime, end: datetime) -> dict[datetime, float]:
+    """{interval start (UTC): IT kW} of ``site`` over [start, end), measured where telemetry has it, else planned."""
+    first = floor_to_step(start)
+    measured = site_measured_it_load(site, first, end)
     finished, planned = _planned_steps(site, first, end)
     loads: dict[datetime, float] = {}
     at = first

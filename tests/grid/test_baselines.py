@@ -1,5 +1,5 @@
 """The high-5-of-10 customer baseline: the pure arithmetic on hand-made loads, and events that use it, reading fleet
-telemetry where a site has it and the applied plans elsewhere."""
+telemetry where a site has it and the applied plans elsewhere; completed events settled on telemetry covering them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fleet.models import SiteTelemetryRollup
 from grid.baselines import BaselineUnavailable, high_5_of_10
 from grid.choices import BaselineMethod
 from grid.models import GridEvent
-from grid.services import EventRequest, GridRefused, create_grid_event
+from grid.services import EventRequest, GridRefused, create_grid_event, record_event_loads, transition_event
 from tests.factories import T0, AllocationFactory, OptimizationRunFactory
 
 CT = ZoneInfo("America/Chicago")
@@ -169,3 +169,39 @@ def test_a_site_without_load_history_is_refused_and_nothing_is_stored(high_5, st
     response = staff_api.post("/api/grid/events/", body, format="json")
     assert response.status_code == 400 and "sites" in response.json()
     assert not GridEvent.objects.exists()
+
+
+def _event_settled_with_telemetry(ercot, buckets: range):
+    starts = T0 + timedelta(hours=1)
+    event = create_grid_event(
+        request=EventRequest(
+            program=ercot["dr"],
+            sites=(ercot["texas"],),
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=1),
+            reduction_kw=Decimal("150"),
+        )
+    )
+    record_event_loads(event_id=event.pk, planned_kw={ercot["texas"].pk: Decimal("200")})
+    SiteTelemetryRollup.objects.bulk_create(
+        SiteTelemetryRollup(site=ercot["texas"], bucket_start=starts + i * STEP, samples=1, device_power_kw=260.0)
+        for i in buckets
+    )
+    transition_event(event=event, to_status="active")
+    transition_event(event=event, to_status="completed")
+    return event.performances.get()
+
+
+def test_a_completed_event_is_settled_on_telemetry_that_covers_it(ercot):
+    # Baseline 350 kW (load at notice), cap 200 kW. The plan said 200 kW, the devices drew 260 kW all hour: 90 kW
+    # delivered (18 USD at 200 USD/MWh), 60 kW short (18 USD at 300 USD/MWh), not the plan's clean 30 USD.
+    performance = _event_settled_with_telemetry(ercot, range(12))
+    assert performance.metered_kw == Decimal("260.000")
+    assert performance.delivered_reduction_kw == Decimal("90.000")
+    assert (performance.payment_usd, performance.penalty_usd) == (Decimal("18.00"), Decimal("18.00"))
+
+
+def test_telemetry_with_a_gap_leaves_the_event_on_its_planned_load(ercot):
+    performance = _event_settled_with_telemetry(ercot, range(11))  # the last 5 minutes unmeasured
+    assert performance.metered_kw is None
+    assert (performance.payment_usd, performance.penalty_usd) == (Decimal("30.00"), Decimal("0.00"))
