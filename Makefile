@@ -67,11 +67,15 @@ fuzz: install-dev
 browser: install-dev $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -m browser tests/browser
 
+# The Django plugin types `settings.X` from energyarb/settings.py, but a module reading a setting depends on
+# django.conf only: its cached result would outlive a change of the setting's type. A cache per settings file.
+MYPY_SETTINGS_KEY = $(shell sha1sum energyarb/settings.py | cut -c1-12)
+
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
-	DEBUG=1 $(BIN)/mypy
+	DEBUG=1 $(BIN)/mypy --cache-dir .mypy_cache/settings-$(MYPY_SETTINGS_KEY)
 	DEBUG=1 $(MANAGE) check
 	DEBUG=1 $(MANAGE) makemigrations --check --dry-run
 

@@ -211,7 +211,8 @@ def from_row(model: type[Model], row: Sequence, start: int = 0) -> tuple[Model, 
     for i, column, converters in _converters(model):
         for convert in converters:
             values[i] = convert(values[i], column, connection)
-    return model.from_db(connection.alias, None, values), start + width
+    # field_names None: every concrete field's value is given, in order (Django reads the names only otherwise).
+    return model.from_db(connection.alias, None, values), start + width  # type: ignore[arg-type]
 
 
 def decimal(value) -> Decimal:

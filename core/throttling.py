@@ -18,6 +18,10 @@ from .cache import hit_window
 class WindowRateThrottle(throttling.SimpleRateThrottle):
     """SimpleRateThrottle counting per window (see the module) instead of keeping a history of request times."""
 
+    # Set by SimpleRateThrottle.__init__ from the rate (parse_rate); declared for the type checker.
+    duration: int
+    num_requests: int
+
     retry_after_s: float | None = None
 
     def allow_request(self, request, view) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -371,8 +372,8 @@ CELERY_TASK_ROUTES = {
     "optimizer.tasks.*": {"queue": "optimizer"},
 }
 
-# Domain settings.
-ENERGYARB = {
+# Domain settings (values of several types, read by key: Any to the type checker).
+ENERGYARB: dict[str, Any] = {
     "PRICE_SOURCE": env_str("PRICE_SOURCE", "simulator"),
     "WEATHER_SOURCE": env_str("WEATHER_SOURCE", "simulator"),
     "SIMULATOR_SEED": env_int("SIMULATOR_SEED", 2025),
@@ -422,7 +423,7 @@ ENERGYARB = {
 }
 
 # The machines (fleet app, docs/fleet.md): dispatch of applied plans, telemetry, credentials.
-FLEET = {
+FLEET: dict[str, Any] = {
     "DRY_RUN": env_bool("FLEET_DRY_RUN", False),  # log every command dispatch would send, send none
     "DEVICE_TIMEOUT_S": env_float("FLEET_DEVICE_TIMEOUT_S", 5.0),
     "RETRIES": env_int("FLEET_RETRIES", 2),  # a command not read back as desired is sent again this many times
@@ -440,7 +441,7 @@ ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
 ANTHROPIC_MODEL = env_str("ANTHROPIC_MODEL", "claude-sonnet-4-6")
 ANTHROPIC_TIMEOUT_S = env_float("ANTHROPIC_TIMEOUT_S", 20.0)
 
-LEAFLET_CONFIG = {
+LEAFLET_CONFIG: dict[str, Any] = {
     "DEFAULT_CENTER": (30.0, 10.0),
     "DEFAULT_ZOOM": 2,
     "TILES": [],
@@ -461,7 +462,7 @@ X_FRAME_OPTIONS = "DENY"
 # URIs (the scenario charts) and from the map's tile server when one is configured. Styles allow inline attributes
 # (the admin and Leaflet set them); no inline script runs anywhere (the dashboard passes data by json_script).
 _MAP_TILE_ORIGIN = "/".join(ENERGYARB["MAP_TILE_URL"].replace("{s}", "*").split("/", 3)[:3])  # scheme://host
-CONTENT_SECURITY_POLICY = {
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
@@ -476,7 +477,7 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 # Permissions-Policy (django-permissions-policy): no page of ours uses a browser feature, so none is granted.
-PERMISSIONS_POLICY = {
+PERMISSIONS_POLICY: dict[str, list[str]] = {
     feature: []
     for feature in (
         "accelerometer", "camera", "display-capture", "geolocation", "gyroscope", "magnetometer", "microphone",

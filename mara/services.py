@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from django.db import transaction
 
@@ -18,7 +19,7 @@ from sites.models import MARKET_API_SITE_POWER_W, MarketApiAllocation, MarketApi
 from .prices import ServedPrice
 
 COUNT_FIELDS = MarketApiAllocation.COUNT_FIELDS
-NAME_MAX_LENGTH = MarketApiSite._meta.get_field("name").max_length
+NAME_MAX_LENGTH = cast(int, MarketApiSite._meta.get_field("name").max_length)
 # Upper bound of one count: no site (power_w is a 32-bit integer of watts) can run a million 3.5 kW units, and
 # the bound keeps absurd numbers out of the arithmetic before the power check refuses them.
 MAX_UNITS = 1_000_000

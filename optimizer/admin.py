@@ -228,7 +228,7 @@ class AllocationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Margin USD/h", ordering="margin_usd_per_h")
     def margin(self, obj: Allocation) -> str:
-        return f"{obj.margin_usd_per_h:,.4f}"
+        return f"{obj.margin_usd_per_h:,.4f}"  # type: ignore[attr-defined]  # annotated by the admin's queryset
 
 
 @admin.register(ScenarioRun)

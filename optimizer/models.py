@@ -129,7 +129,7 @@ class Allocation(models.Model):
         return f"Run {self.run_id}: {self.units_running} x {self.hardware_model_id} @ {self.site_id}"
 
 
-class ScenarioRunManager(models.Manager):
+class ScenarioRunManager(models.Manager["ScenarioRun"]):
     def record(self, *, result, options: dict, actor=None, started_at, finished_at) -> ScenarioRun:
         """Store ``result`` (a ScenarioResult) as the latest run of its scenario, replacing the previous one.
 

@@ -540,10 +540,12 @@ def prune_old_runs(*, before: datetime) -> dict[str, int]:
     """
     if timezone.is_naive(before):
         raise ValueError("`before` must be an aware datetime.")
-    in_force = OptimizationRun.objects.latest_applied()
+    in_force: OptimizationRun | None = OptimizationRun.objects.latest_applied()
     old = OptimizationRun.objects.filter(
         queued_at__lt=before, status__in=(RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED)
-    ).exclude(pk=in_force.pk if in_force else None)
+    )
+    if in_force is not None:
+        old = old.exclude(pk=in_force.pk)
     runs = allocations = 0
     while ids := list(old.order_by().values_list("pk", flat=True)[:RUN_PRUNE_BATCH_SIZE]):
         with transaction.atomic():

@@ -343,7 +343,7 @@ class EnergyPrice(models.Model):
         ]
 
     def __str__(self) -> str:
-        owner = self.site.code if self.site_id else self.grid_region
+        owner = self.site.code if self.site is not None else self.grid_region
         return f"{owner} {self.interval_start:%Y-%m-%d %H:%M} {self.price_usd_per_mwh} USD/MWh"
 
 

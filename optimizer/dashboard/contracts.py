@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.core.cache import cache
 from django.db import connection
@@ -37,7 +38,7 @@ def uptime_by_tier(*, now: datetime) -> dict[str, float | None]:
 
     # The database name keeps apart databases that share one cache (test workers, staging next to production).
     key = f"dashboard:uptime-by-tier:{connection.settings_dict['NAME']}:{UPTIME_WINDOW_DAYS}:{bucket}"
-    return cache.get_or_set(key, compute, UPTIME_CACHE_SECONDS)
+    return cast(dict[str, float | None], cache.get_or_set(key, compute, UPTIME_CACHE_SECONDS))
 
 
 def _latest_contracts() -> list[dict]:

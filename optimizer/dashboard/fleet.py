@@ -42,7 +42,7 @@ def assess_freshness(*, sites: list[Site], market: MarketPrice | None, now: date
     max_age = settings.ENERGYARB["MAX_DATA_AGE_MINUTES"]
     if not sites:
         return Freshness("empty", "Not initialized", "No sites yet: press Initialize.", None)
-    moments = [site.latest_price_at for site in sites if site.is_available]
+    moments = [site.latest_price_at for site in sites if site.is_available]  # type: ignore[attr-defined]  # annotated
     moments.append(market.interval_start if market else None)
     if any(moment is None for moment in moments):
         return Freshness("stale", "Stale data", "No prices stored yet: refreshing takes a few minutes.", None)
@@ -163,6 +163,7 @@ def _fleet_metrics(
     """The fleet's headline figures: the applied run's money, power, PUE, renewable share, SLA kW, sites."""
     n_sites = len(sites)
     # Fleet PUE is facility / IT power (load-weighted); with nothing running, the plain mean of the sites.
+    fleet_pue: float | None
     if totals["it_kw"]:
         fleet_pue = totals["facility_kw"] / totals["it_kw"]
     else:

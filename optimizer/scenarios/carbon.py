@@ -54,7 +54,7 @@ def renewable(
         }
         for i, s in enumerate(world.sites)
     ]
-    summary = {
+    summary: dict[str, float | int | str] = {
         "carbon_price_usd_per_t": carbon_price_usd_per_t,
         "co2_t_before": float(co2_before.sum()),
         "co2_t_after": float(co2_after.sum()),

@@ -76,7 +76,7 @@ def utc_offsets_seconds(utc_s: np.ndarray, time_zone: str) -> np.ndarray:
 
     def offsets_at(seconds: np.ndarray) -> np.ndarray:
         return np.fromiter(
-            (datetime.fromtimestamp(int(s), tz).utcoffset().total_seconds() for s in seconds),
+            (_utc_offset_s(datetime.fromtimestamp(int(s), tz)) for s in seconds),
             dtype=float,
             count=len(seconds),
         )
@@ -378,3 +378,9 @@ def _climatology(profile: ClimateProfile, utc_s: np.ndarray) -> np.ndarray:
         - hemisphere * profile.seasonal_amplitude_c * np.cos(season_phase)
         + profile.daily_amplitude_c * np.cos(day_phase)
     )
+
+
+def _utc_offset_s(moment: datetime) -> float:
+    """Seconds east of UTC of an aware datetime (zero for a naive one)."""
+    offset = moment.utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0

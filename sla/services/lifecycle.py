@@ -55,7 +55,7 @@ def transition_contract(*, contract: Contract, to_status: str, reason: str = "",
     locked.status_changed_at = now
     locked.status_reason = reason[:200]
     if actor is not None and getattr(actor, "is_authenticated", False):
-        locked._history_user = actor
+        locked._history_user = actor  # type: ignore[attr-defined]  # simple-history reads the change's author here
     locked.save(update_fields=["status", "status_changed_at", "status_reason"])
     update_change_reason(locked, reason or f"status -> {to_status}")
     if to_status in ENDED:

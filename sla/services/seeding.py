@@ -73,7 +73,7 @@ def ensure_user(*, username: str, password: str | None, staff: bool, customer_na
     user = User.objects.filter(username=username).first()
     generated = None
     created = user is None
-    if created:
+    if user is None:
         generated = None if password else secrets.token_urlsafe(12)
         user = User.objects.create_user(
             username=username,

@@ -154,11 +154,11 @@ class Command(BaseCommand):
             self._print_streams(summary, world.money_unit)
             if summary["forecast"]:
                 self.stdout.write(f"forecast {summary['forecast']}, errors per planning period after the first:")
-                for name, error in summary["forecast_errors"].items():
-                    mape = "n/a" if error["mape_pct"] is None else f"{error['mape_pct']:.2f} %"
+                for name, scores in summary["forecast_errors"].items():
+                    mape = "n/a" if scores["mape_pct"] is None else f"{scores['mape_pct']:.2f} %"
                     self.stdout.write(
-                        f"  {name}: MAPE {mape}, pinball loss (q 0.5) {error['pinball_loss_q50']:.4g}, "
-                        f"MAE {error['mae']:.4g} ({error['points']:,} points)"
+                        f"  {name}: MAPE {mape}, pinball loss (q 0.5) {scores['pinball_loss_q50']:.4g}, "
+                        f"MAE {scores['mae']:.4g} ({scores['points']:,} points)"
                     )
             for note in summary["notes"]:
                 self.stdout.write(self.style.WARNING(f"note: {note}"))
