@@ -144,7 +144,7 @@ def booked_tick(spec: str, *, ticks: int, reuse: bool = False) -> None:
         print(
             f"  {strategy:<6} {solution.status:<10} {seconds:6.2f} s  gap {solution.mip_gap:.3%}  "
             f"profit {solution.objective_usd / problem.period_hours.sum():,.0f} USD/h  "
-            f"unserved now {unserved:,.1f} kW  ({head})"
+            f"unserved now {unserved:,.1f} kW{_by_tier(problem, solution)}  ({head})"
         )
         target = BOOK_TARGETS_S.get(book.admitted if book.admitted in BOOK_TARGETS_S else int(count))
         if strategy == "lp" and target is not None:
@@ -161,6 +161,17 @@ def booked_tick(spec: str, *, ticks: int, reuse: bool = False) -> None:
         )
     if totals:
         print(f"  end-to-end run median {statistics.median(totals):.2f} s over {ticks}")
+
+
+def _by_tier(problem, solution) -> str:
+    """Unserved kW now per tier, e.g. " (spot 55.9)": Spot carries no credit, so the plan sheds it wherever the
+    token market pays more for the same kW (its terms allow it); a firm tier short here would be a defect."""
+    tier = {c.id: c.tier for c in problem.commitments}
+    short: dict[str, float] = {}
+    for c in solution.commitments:
+        if c.unserved_kw > 1e-6:
+            short[tier[c.id]] = short.get(tier[c.id], 0.0) + c.unserved_kw
+    return " (" + ", ".join(f"{code} {kw:,.1f}" for code, kw in sorted(short.items())) + ")" if short else ""
 
 
 def _cost_range(cost) -> str:
