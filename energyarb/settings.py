@@ -394,6 +394,14 @@ ENERGYARB: dict[str, Any] = {
     "HTTP_TIMEOUT_S": env_float("HTTP_TIMEOUT_S", 10.0),
     "MAP_TILE_URL": env_str("MAP_TILE_URL", ""),
     "SWITCHING_COST_USD_PER_UNIT": env_float("SWITCHING_COST_USD_PER_UNIT", 0.05),
+    # A start loses the machine's warm-up at its earnings (docs/optimizer.md): an ASIC miner boots and joins its pool
+    # in a few minutes; a GPU node loads its model (70B class) in about ten.
+    "MINER_WARMUP_MINUTES": env_float("MINER_WARMUP_MINUTES", 3.0),
+    "INFERENCE_WARMUP_MINUTES": env_float("INFERENCE_WARMUP_MINUTES", 10.0),
+    # Units started per hour as a share of inventory (empty: no ramp limit).
+    "RAMP_LIMIT_FRACTION_PER_HOUR": (
+        env_float("RAMP_LIMIT_FRACTION_PER_HOUR", 0.0) if os.environ.get("RAMP_LIMIT_FRACTION_PER_HOUR") else None
+    ),
     # SLA rate card (docs/economics.md): USD per kW-month at 1.0x; a tier sells at its multiplier times this.
     "SLA_BASE_RATE_USD_PER_KW_MONTH": env_float("SLA_BASE_RATE_USD_PER_KW_MONTH", 415.0),
     "CARBON_PRICE_USD_PER_T": env_float("CARBON_PRICE_USD_PER_T", 0.0),

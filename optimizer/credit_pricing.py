@@ -6,7 +6,10 @@ of the month counts, as in the monthly credits, sla.services.uptime), and the pr
 risk of a second failure, not as a shortfall.
 
 One more rule: a firm (non-preemptible) contract's kWh is never cheaper to short than what it would earn sold on the
-token market (`resale_usd_per_kwh`): its capacity is the customer's and is not resold, whatever the credit.
+token market (`resale_usd_per_kwh`): its capacity is the customer's and is not resold, whatever the credit. The
+floor is 1 % above the resale value (`RESALE_FLOOR_MARGIN`): at exactly the resale value serving the contract and
+selling its kW as spot tokens tie, and the solver may then short the customer by the tie alone (it did once a start
+began to cost its warm-up).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from sla.services import month_bounds
 from sla.services.uptime import served_kw_minutes
 
 from .engine.credit_risk import CreditBand, marginal_credit_usd_per_kwh, n_minus_1_risk_usd_per_kwh
+
+RESALE_FLOOR_MARGIN = 0.01  # a firm contract's kWh costs at least 1 % more to short than it would earn resold
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ def shortfall_prices(
             due_kwh=float(contract.due_kw_minutes_between(start, end)) / 60,
             short_kwh=short_kwh,
         )
-        floor = 0.0 if contract.tier.is_preemptible else resale_usd_per_kwh - float(contract.quoted_price_usd_per_kwh)
+        resale = resale_usd_per_kwh * (1.0 + RESALE_FLOOR_MARGIN)
+        floor = 0.0 if contract.tier.is_preemptible else resale - float(contract.quoted_price_usd_per_kwh)
         prices[contract.pk] = ShortfallPrice(
             penalty=max(marginal, floor, 0.0),
             n_minus_1_risk=n_minus_1_risk_usd_per_kwh(marginal),

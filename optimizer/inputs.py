@@ -85,13 +85,17 @@ def engine_site(site: Site) -> engine.Site:
 
 
 def engine_hardware(hw) -> engine.HardwareModel:
-    """A catalogue row (sites.models.HardwareModel) as the engine sees it."""
+    """A catalogue row (sites.models.HardwareModel) as the engine sees it, with its warm-up per start: a miner's
+    boot (``MINER_WARMUP_MINUTES``) or a GPU node's model load (``INFERENCE_WARMUP_MINUTES``)."""
+    knobs = settings.ENERGYARB
+    warmup = knobs["MINER_WARMUP_MINUTES"] if hw.kind == HardwareKind.MINER else knobs["INFERENCE_WARMUP_MINUTES"]
     return engine.HardwareModel(
         code=hw.code,
         kind=hw.kind,
         power_kw=float(hw.power_kw_per_unit),
         hashrate_th_s=float(hw.hashrate_th_per_s or 0),
         tokens_per_s=float(hw.tokens_per_s or 0),
+        warmup_minutes=float(warmup),
     )
 
 
@@ -160,6 +164,7 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
         settings=engine.Settings(
             switching_cost_usd_per_unit=knobs["SWITCHING_COST_USD_PER_UNIT"],
             carbon_price_usd_per_t=knobs["CARBON_PRICE_USD_PER_T"],
+            ramp_limit_fraction_per_hour=knobs["RAMP_LIMIT_FRACTION_PER_HOUR"],
             integer=True,
             time_limit_s=knobs["SOLVER_TIME_LIMIT_S"],
         ),

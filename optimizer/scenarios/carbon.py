@@ -61,6 +61,9 @@ def renewable(
         "co2_t_avoided": avoided,
         "high_renewable_share_pct_before": share(mwh_before),
         "high_renewable_share_pct_after": share(mwh_after),
+        # What each facility MWh of the plan emits on average: the load moves to cleaner MWh.
+        "kg_co2_per_mwh_before": float(co2_before.sum() * 1000.0 / max(mwh_before.sum(), 1e-9)),
+        "kg_co2_per_mwh_after": float(co2_after.sum() * 1000.0 / max(mwh_after.sum(), 1e-9)),
         "profit_before_usd": operating(before),
         "profit_after_usd": operating(after),
         "profit_given_up_usd": given_up,

@@ -220,3 +220,13 @@ def test_each_machine_plans_on_its_hall_s_pue(fleet):
     np.testing.assert_allclose(problem.pue[s], pue(CoolingType.AIR, 40.0))
     assert halls[miner][0] == pytest.approx(1.10) and halls[gpu.code][0] == pytest.approx(1.85)
     assert result.snapshot["sites"][hot.code]["hall_pue"][miner] == pytest.approx(1.10)
+
+
+def test_the_live_plan_prices_each_start_at_the_machine_s_warm_up_and_limits_starts_per_hour(fleet, settings):
+    settings.ENERGYARB = {**settings.ENERGYARB, "RAMP_LIMIT_FRACTION_PER_HOUR": 0.25}
+    store_history(fleet, days=1, at=BEFORE_PEAK)
+    SiteInventoryFactory(site=fleet[0], hardware_model=HardwareModelFactory(inference=True))
+    problem = build_inputs(at=BEFORE_PEAK).problem
+    warmups = {h.kind: h.warmup_minutes for h in problem.hardware}
+    assert warmups == {"miner": 3.0, "inference": 10.0}  # MINER_WARMUP_MINUTES, INFERENCE_WARMUP_MINUTES
+    assert problem.settings.ramp_limit_fraction_per_hour == 0.25

@@ -75,7 +75,9 @@ def test_renewable_carbon_price_cuts_co2_and_shifts_load_to_clean_sites(seeded):
     s = result.summary
     assert s["co2_t_after"] < s["co2_t_before"]
     assert s["co2_t_avoided"] > 0.02 * s["co2_t_before"]
-    assert s["high_renewable_share_pct_after"] > s["high_renewable_share_pct_before"]
+    # The load moves to cleaner MWh. (Not necessarily to sites over the 70 % renewable threshold: Canada, 70 % on a
+    # 450 kg grid, emits 135 kg per MWh, more than Chile's 120; with warm-up costs its miners stop rather than move.)
+    assert s["kg_co2_per_mwh_after"] < s["kg_co2_per_mwh_before"]
     assert s["profit_given_up_usd"] >= 0
     assert 0 < s["profit_given_up_usd_per_t"] <= 80 + 1e-6  # never more than the price that caused it
     assert result.seconds < 60

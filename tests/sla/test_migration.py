@@ -188,8 +188,9 @@ def test_placement_on_a_site_that_becomes_expensive_moves_to_a_cheaper_one(marke
     assert moved.reason.startswith("migration oslo -> dublin: saves ") and " > cost " in moved.reason
     [decision] = run.details["migrations"]["decisions"]
     assert decision["moved"] and decision["kind"] == "migration" and decision["hours"] == 6.0
-    # The engine's saving is the energy gap: 200 kW x PUE x (2,000 - 40) USD/MWh per hour.
-    pue = run.inputs["sites"]["oslo"]["pue"]
+    # The engine's saving is the energy gap: 200 kW x PUE x (2,000 - 40) USD/MWh per hour, at the PUE of the hall
+    # the GPU nodes run in (Oslo's own cooling is a liquid loop: its GPU nodes sit in a chilled hall).
+    (pue,) = {value for code, value in run.inputs["sites"]["oslo"]["hall_pue"].items() if "gpu" in code}
     assert decision["saving_usd_per_h"] == pytest.approx(200 * pue * 1960 / 1000, rel=1e-3)
     assert decision["saving_usd"] > decision["cost"]["total_usd"] > 0
     cutover = Downtime.objects.get(contract=standard)
