@@ -447,16 +447,16 @@ def _running_kw(problem: Problem) -> np.ndarray | None:
     return running
 
 
-def event_caps_it_kw(problem: Problem) -> np.ndarray:
-    """[S, T] IT kW the events allow each site (infinite outside events), for rounding units to whole ones."""
-    caps = np.full((len(problem.sites), problem.period_hours.shape[0]), np.inf)
-    # Rounding counts a unit in the site's IT kW (kW x hall PUE / site PUE, halls.py); an IT-kW cap is scaled by the
-    # smallest of those ratios, so whole units that pass it never exceed the cap in IT kW.
-    ratio = halls.unit_pue(problem) / problem.pue[:, None, :]  # [S, H, T]
+def event_caps_it_kw(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """For rounding units to whole ones: ([S, T] the caps of facility-kW events in the site's IT kW, [S, T] the
+    caps of IT-kW events in IT kW); infinite outside events."""
+    shape = (len(problem.sites), problem.period_hours.shape[0])
+    facility_caps, it_caps = np.full(shape, np.inf), np.full(shape, np.inf)
     for event in _inputs(problem).events:
         s = problem.site_codes.index(event.site)
         mask = np.asarray(event.periods, dtype=bool)
-        per_site_it = ratio[s][:, mask].min(axis=0) if event.it_kw else 1.0 / problem.pue[s, mask]
-        cap = event.cap_kw * per_site_it
-        caps[s, mask] = np.minimum(caps[s, mask], cap)
-    return caps
+        if event.it_kw:
+            it_caps[s, mask] = np.minimum(it_caps[s, mask], event.cap_kw)
+        else:
+            facility_caps[s, mask] = np.minimum(facility_caps[s, mask], event.cap_kw / problem.pue[s, mask])
+    return facility_caps, it_caps

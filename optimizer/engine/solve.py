@@ -199,8 +199,11 @@ def round_units(problem: Problem, units: np.ndarray) -> np.ndarray:
     available = np.array([s.available for s in problem.sites])
     inventory = problem.inventory_units * available[:, None]
     capacity_it = np.array([s.power_capacity_kw for s in problem.sites])[:, None] / problem.pue  # [S, T]
+    it_cap = np.full(capacity_it.shape, np.inf)  # [S, T] IT kW, counted at each machine's own kW
     if problem.grid is not None:  # whole units never round a site above a grid event's cap
-        capacity_it = np.minimum(capacity_it, grid.event_caps_it_kw(problem))
+        facility_caps, it_cap = grid.event_caps_it_kw(problem)
+        capacity_it = np.minimum(capacity_it, facility_caps)
+    own_kw = np.array([h.power_kw for h in problem.hardware])
     limits = starts.start_limits(problem)  # [T, S, H] or None
     before = problem.previous_units
     out = np.zeros((n_sites, n_hw, n_t))
@@ -213,19 +216,24 @@ def round_units(problem: Problem, units: np.ndarray) -> np.ndarray:
         if limit is not None and before is not None:
             x = np.minimum(x, np.floor(before + limit + 1e-9))
         x = np.minimum(x, inventory)
-        # Whole units can overshoot the power row by the LP's tolerance: drop the largest unit where they do.
-        for s in np.flatnonzero((x * kw).sum(axis=1) > capacity_it[:, t] + 1e-9):
-            while x[s] @ kw[s] > capacity_it[s, t] + 1e-9:
+        # Whole units can overshoot the power row (or an IT-kW event cap) by the LP's tolerance: drop the largest
+        # unit where they do.
+        over = ((x * kw).sum(axis=1) > capacity_it[:, t] + 1e-9) | (x @ own_kw > it_cap[:, t] + 1e-9)
+        for s in np.flatnonzero(over):
+            while x[s] @ kw[s] > capacity_it[s, t] + 1e-9 or x[s] @ own_kw > it_cap[s, t] + 1e-9:
                 running = np.flatnonzero(x[s] > 0)
                 x[s, running[np.argmax(kw[s, running])]] -= 1
         frac = lp - x
         slack = capacity_it[:, t] - (x * kw).sum(axis=1)
+        it_slack = it_cap[:, t] - x @ own_kw
         for h in np.argsort(-frac, axis=1).T:  # k-th largest fraction of every site at once
             room = (frac[sites, h] > 1e-6) & (x[sites, h] + 1 <= inventory[sites, h]) & (slack >= kw[sites, h] - 1e-9)
+            room &= it_slack >= own_kw[h] - 1e-9
             if limit is not None and before is not None:
                 room &= x[sites, h] + 1 <= before[sites, h] + limit[sites, h] + 1e-9
             x[sites[room], h[room]] += 1
             slack[room] -= kw[sites[room], h[room]]
+            it_slack[room] -= own_kw[h[room]]
         out[:, :, t] = x
         before = x
     return out

@@ -181,3 +181,16 @@ def test_an_it_kw_cap_holds_whatever_each_halls_pue():
     np.testing.assert_allclose(solution.first_period_units, [[50, 300]], atol=1e-6)
     assert solution.grid_books["event_penalty_usd"] == pytest.approx(0.0, abs=1e-6)
     assert any("load 0.40 MW, cap 0.40 MW; shed 0.10 MW" in line for line in solution.explanation)
+
+
+def test_whole_units_round_within_an_it_kw_cap_without_branch_and_bound():
+    # The same halls with an IT cap of 401 kW and whole units: the LP's rounded plan already keeps IT <= 401 kW
+    # (rounding counts each machine at its own kW against the cap) and is within the gap, so no branch and bound.
+    cap = EventCap("dr-1", "T", np.array([True]), 401.0, 1.0, it_kw=True)
+    base = problem(GridInputs(events=(cap,), allowance_kwh=ALLOWANCE))
+    halls = replace(base, pue=[[1.2]], hall_pue=[[[1.5], [1.0]]], settings=replace(base.settings, integer=True))
+    solution = solve(halls)
+    units = solution.first_period_units[0]
+    assert units @ np.array([2.0, 1.0]) <= 401.0 + 1e-9
+    np.testing.assert_allclose(units, [50, 300], atol=1e-6)
+    assert "MILP by LP rounding" in solution.explanation[0]
