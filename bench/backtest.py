@@ -59,6 +59,9 @@ def main() -> None:
     print(f"simulate prices, weather, demand (and {args.train_days:g} days before): {seconds:6.2f} s")
     bound = backtest.perfect_bound(world, history)
     print(f"perfect bound (one MILP):         {bound.seconds:6.2f} s   profit ${bound.score.profit:,.0f}")
+    if bound.baseline is not None:
+        margin = bound.ceiling - bound.baseline.profit
+        print(f"do-nothing baseline: profit ${bound.baseline.profit:,.0f}; controllable margin ${margin:,.0f}")
     for note in bound.notes:
         print(f"  note: {note}")
 
@@ -70,7 +73,7 @@ def main() -> None:
         runs += [("lp", LIVE_HORIZON, "persistence"), ("lp", LIVE_HORIZON, "ridge")]
     print()
     print(f"{'strategy':<8} {'forecast':<11} {'horizon':<54} {'plan s':>7} {'cpu s':>6} {'score s':>7} "
-          f"{'profit $':>12} {'gap $':>10} {'capture':>8} {'switch $':>8} {'short kWh':>9}")  # fmt: skip
+          f"{'profit $':>12} {'gap $':>10} {'capture':>8} {'margin':>7} {'switch $':>8} {'short kWh':>9}")  # fmt: skip
     errors = []
     for strategy, horizon, name in runs:
         forecast = RidgeForecast(prior=prior if train else None) if name == "ridge" else backtest.persistence_forecast
@@ -83,6 +86,7 @@ def main() -> None:
             f"{strategy:<8} {name or '-':<11} {horizon.describe() if horizon else '-':<54} "
             f"{result.solve_seconds:7.1f} {cpu:6.1f} {scoring:7.1f} {result.score.profit:12,.0f} "
             f"{bound.score.profit - result.score.profit:10,.0f} {'n/a' if ratio is None else f'{ratio:.4f}':>8} "
+            f"{'n/a' if result.margin_capture is None else f'{result.margin_capture:.3f}':>7} "
             f"{result.score.switching_cost:8,.0f} {result.score.sla_shortfall_kwh:9,.0f}"
         )
         if result.forecast_errors:

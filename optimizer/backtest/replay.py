@@ -288,6 +288,7 @@ class Bound:
     seconds: float
     notes: tuple[str, ...] = ()
     upper_profit: float | None = None  # proven: no allocation of the window earns more (None: score.profit)
+    baseline: Score | None = None  # the do-nothing allocation of the window (``do_nothing_baseline``)
 
     @property
     def ceiling(self) -> float:
@@ -319,6 +320,22 @@ class BacktestResult:
         bound = self.bound.ceiling
         return self.score.profit / bound if bound > 0 else None
 
+    @property
+    def controllable_margin(self) -> float | None:
+        """What decisions can earn in this window: the proven upper bound less the do-nothing baseline's profit."""
+        baseline = self.bound.baseline
+        return None if baseline is None else self.bound.ceiling - baseline.profit
+
+    @property
+    def margin_capture(self) -> float | None:
+        """(profit - baseline) / controllable margin: the share of what perfect foresight earns above doing nothing
+        that the strategy earned (1 = all of it, 0 = no better than doing nothing, negative = worse); None without a
+        margin. Revenue every strategy earns alike (the SLA book, demand-bound inference) cancels out of it."""
+        margin, baseline = self.controllable_margin, self.bound.baseline
+        if margin is None or baseline is None or margin <= 1e-9:
+            return None
+        return (self.score.profit - baseline.profit) / margin
+
     def summary(self) -> dict:
         """summary.json: the figures the issue asks for first, then the breakdown and how the run was made."""
         score, bound = self.score, self.bound.score
@@ -329,6 +346,9 @@ class BacktestResult:
             "perfect_profit": bound.profit,
             "perfect_upper_bound": self.bound.ceiling,
             "capture_ratio": self.capture_ratio,
+            "baseline_profit": None if self.bound.baseline is None else self.bound.baseline.profit,
+            "controllable_margin": self.controllable_margin,
+            "margin_capture": self.margin_capture,
             "sla_shortfall_kwh": score.sla_shortfall_kwh,
             "streams": score.streams(),
             "cp_charge_avoided": score.cp_avoided,
@@ -450,8 +470,26 @@ def perfect_bound(world: World, history: History) -> Bound:
     else:
         score = score_units(world, history, units)
     upper = _proven_upper_profit(problem, settings, score.profit, notes)
+    baseline = do_nothing_baseline(world, history)
     seconds = time.perf_counter() - started
-    return Bound(units=units, score=score, seconds=seconds, notes=tuple(notes), upper_profit=upper)
+    return Bound(units=units, score=score, seconds=seconds, notes=tuple(notes), upper_profit=upper, baseline=baseline)
+
+
+def do_nothing_baseline(world: World, history: History) -> Score:
+    """The do-nothing baseline: the allocation the engine picks for the window's first interval on that interval's
+    own values (what one live tick would apply), then held unchanged for the whole window whatever happens:
+    no reaction to prices, weather or demand. It is dispatched like any plan (whole units, power at the realized
+    PUE, offline sites) and scored like any strategy; the controllable margin is the bound above it."""
+    first = realized_outlook(history.window(0, 1)).problem(
+        world, np.array([INTERVAL_HOURS]), None, history.interval_starts[:1]
+    )
+    solution = engine.solve(first, explain=False)
+    held = (
+        np.repeat(solution.units[:, :, :1], len(history), axis=2)
+        if solution.ok
+        else np.zeros((*world.inventory_units.shape, len(history)))
+    )
+    return score_units(world, history, _apply(world, history, held))
 
 
 def _proven_upper_profit(problem: engine.Problem, settings: engine.Settings, profit: float, notes: list[str]) -> float:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from optimizer import backtest
+from optimizer import backtest, engine
 from optimizer.engine import evaluate, mara
 from optimizer.forecast import RidgeForecast
 from sites.bulk import bulk_load_energy_prices, bulk_load_market_prices, simulate_price_history
@@ -195,6 +195,36 @@ def test_no_strategy_beats_the_perfect_foresight_bound(ten_site_window):
     assert results["lp"].score.sla_shortfall_kwh == 0.0  # the contracts are served, Premium with N-1
     assert results["lp"].score.n_minus_1_shortfall_kwh == 0.0
     assert results["lp"].score.switching_cost > 0
+
+
+def test_the_controllable_margin_is_the_bound_above_doing_nothing_and_shows_the_decisions(ten_site_window):
+    world, history, bound = ten_site_window
+    baseline = bound.baseline
+    # Doing nothing: the first interval's allocation on its own values, held for the whole window.
+    first = backtest.realized_outlook(history.window(0, 1)).problem(
+        world, np.array([5 / 60]), None, history.interval_starts[:1]
+    )
+    planned = engine.solve(first).units[:, :, 0]
+    held, previous = np.zeros((*planned.shape, len(history))), None
+    for t in range(len(history)):  # dispatched like any plan: power at each interval's realized PUE
+        held[:, :, t] = previous = backtest.dispatch(world, history, t, previous, planned)
+    assert baseline.profit == pytest.approx(backtest.score_units(world, history, held).profit)
+    results = {
+        name: backtest.run_backtest(world, history, name, bound=bound, horizon=backtest.Horizon(fine_steps=3, hours=1))
+        for name in ("greedy", "lp", "perfect")
+    }
+    margin = bound.ceiling - baseline.profit
+    assert margin > 0
+    for name, result in results.items():
+        summary = result.summary()
+        assert summary["controllable_margin"] == pytest.approx(margin), name
+        assert summary["baseline_profit"] == pytest.approx(baseline.profit), name
+        assert result.margin_capture == pytest.approx((result.score.profit - baseline.profit) / margin), name
+        assert result.margin_capture <= 1.0, name
+    # Total capture hides the decisions (the SLA book is most of the profit of every strategy); the margin does not.
+    assert min(r.capture_ratio for r in results.values()) > 0.9
+    assert results["perfect"].margin_capture > results["lp"].margin_capture > results["greedy"].margin_capture
+    assert results["lp"].margin_capture > 0  # lp earns more than doing nothing
 
 
 def test_no_capture_ratio_exceeds_one_where_lp_beats_the_integer_perfect_plan():

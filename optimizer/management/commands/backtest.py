@@ -144,10 +144,12 @@ class Command(BaseCommand):
             backtest.write_prices_csv(history, world, paths["summary"].parent / "prices.csv")
         if verbose:
             summary = result.summary()
-            ratio = summary["capture_ratio"]
+            ratio, margin = summary["capture_ratio"], summary["margin_capture"]
             self.stdout.write(
                 f"{strategy}: profit {summary['profit']:,.2f} of {summary['perfect_profit']:,.2f} "
                 f"({world.money_unit}); capture ratio {'n/a' if ratio is None else f'{ratio:.4f}'}; "
+                f"controllable margin {_number(summary['controllable_margin'])} above doing nothing "
+                f"({_number(summary['baseline_profit'])}), captured {'n/a' if margin is None else f'{margin:.3f}'}; "
                 f"SLA shortfall {summary['sla_shortfall_kwh']:,.1f} kWh; planned in {summary['solve_seconds']:.1f} s "
                 f"(bound {summary['perfect_solve_seconds']:.1f} s)"
             )
@@ -250,3 +252,7 @@ def _non_negative(value: float | None, flag: str) -> float | None:
 
 def _with_notes(result: backtest.BacktestResult, notes: list[str]) -> backtest.BacktestResult:
     return replace(result, notes=(*notes, *result.notes))
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f}"
