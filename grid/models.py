@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
+from core.lifecycle import LifecycleMixin
 from sites.models import Site
 
 from .choices import (
@@ -142,8 +143,10 @@ class Enrollment(models.Model):
         return self.starts_at <= start and end <= self.ends_at
 
 
-class GridEvent(models.Model):
+class GridEvent(LifecycleMixin, models.Model):
     """A call to reduce load at some sites over [starts_at, ends_at), from staff, the predictor or a VTN."""
+
+    TRANSITIONS = EVENT_TRANSITIONS  # its lifecycle (core.lifecycle)
 
     program = models.ForeignKey(GridProgram, on_delete=models.PROTECT, related_name="events")
     sites = models.ManyToManyField(Site, related_name="grid_events", through="EventPerformance")
@@ -204,10 +207,6 @@ class GridEvent(models.Model):
 
     def __str__(self) -> str:
         return f"Event {self.pk} ({self.program_id}, {self.starts_at:%Y-%m-%d %H:%M})"
-
-    def can_transition_to(self, status: str) -> bool:
-        """Whether the lifecycle allows moving from the current status to `status` (pure)."""
-        return status in EVENT_TRANSITIONS.get(self.status, frozenset())
 
     @property
     def duration_hours(self) -> Decimal:

@@ -23,9 +23,10 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
-from simple_history.utils import update_change_reason
 
+from core import lifecycle
 from core.auth import signed_in
+from core.lifecycle import record_transition
 from sites.models import Site
 
 from .baselines import LOOKBACK_DAYS, BaselineUnavailable, high_5_of_10, load_source, measured_mean_kw
@@ -46,7 +47,7 @@ class GridRefused(ValueError):
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items()))
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(lifecycle.IllegalTransition):
     """The grid-event state machine does not allow this move."""
 
 
@@ -235,12 +236,8 @@ def transition_event(*, event: GridEvent, to_status: str, reason: str = "", acto
     if not locked.can_transition_to(to_status):
         now_status = locked.get_status_display().lower()
         raise IllegalTransition(f"Event {locked.pk} cannot go from {now_status} to {to_status}.")
-    locked.status = to_status
-    locked.status_changed_at = timezone.now()
-    locked.status_reason = reason[:200]
     locked._history_user = signed_in(actor)
-    locked.save(update_fields=["status", "status_changed_at", "status_reason"])
-    update_change_reason(locked, reason or f"status -> {to_status}")
+    record_transition(locked, to_status=to_status, reason=reason)
     if to_status == EventStatus.COMPLETED:
         settle_event(event=locked)
     _announce(locked)

@@ -12,6 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from core.lifecycle import LifecycleMixin
 from sites.choices import MarketRegion
 from sites.models import Site
 
@@ -219,8 +220,10 @@ class Quote(models.Model):
         return Decimal((self.ends_at - self.starts_at).total_seconds()) / 3600
 
 
-class Contract(models.Model):
+class Contract(LifecycleMixin, models.Model):
     """A customer's commitment: this much inference capacity, under this tier, for this window."""
+
+    TRANSITIONS = CONTRACT_TRANSITIONS  # its lifecycle (core.lifecycle)
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="contracts")
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="contracts")
@@ -287,10 +290,6 @@ class Contract(models.Model):
 
     def __str__(self) -> str:
         return f"Contract {self.pk} ({self.tier_id and self.tier.code}, {self.capacity_kw} kW)"
-
-    def can_transition_to(self, status: str) -> bool:
-        """Whether the lifecycle allows moving from the current status to `status` (pure)."""
-        return status in CONTRACT_TRANSITIONS.get(self.status, frozenset())
 
     @property
     def duration_hours(self) -> Decimal:

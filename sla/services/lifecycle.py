@@ -18,8 +18,9 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
-from django.utils import timezone
-from simple_history.utils import update_change_reason
+
+from core import lifecycle
+from core.lifecycle import record_transition
 
 from ..choices import ContractStatus
 from ..models import (
@@ -34,7 +35,7 @@ ENDED = (
 )  # statuses in which a contract holds no capacity
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(lifecycle.IllegalTransition):
     """The contract state machine does not allow this move."""
 
 
@@ -50,14 +51,9 @@ def transition_contract(*, contract: Contract, to_status: str, reason: str = "",
         raise IllegalTransition(
             f"Contract {locked.pk} cannot go from {locked.get_status_display().lower()} to {to_status}."
         )
-    now = timezone.now()
-    locked.status = to_status
-    locked.status_changed_at = now
-    locked.status_reason = reason[:200]
     if actor is not None and getattr(actor, "is_authenticated", False):
         locked._history_user = actor  # type: ignore[attr-defined]  # simple-history reads the change's author here
-    locked.save(update_fields=["status", "status_changed_at", "status_reason"])
-    update_change_reason(locked, reason or f"status -> {to_status}")
+    now = record_transition(locked, to_status=to_status, reason=reason)
     if to_status in ENDED:
         # A contract that stops running stops occupying capacity: close the placements that ran, and drop
         # those that never started (nothing ran there, so there is no history to keep). Placements end at the

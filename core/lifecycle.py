@@ -1,0 +1,44 @@
+"""The status lifecycle the apps' state machines share (a contract in `sla`, a grid event in `grid`).
+
+A model with a lifecycle has `status`, `status_changed_at` and `status_reason` columns, simple-history's
+`history`, and a table of the moves its statuses allow (`<app>.choices`). `LifecycleMixin` answers whether a move is
+allowed from that table; `record_transition` writes one on the locked row, the way every app records it: the
+status, when and why, and the reason in the row's history. No fields here: a mixin adds no column and no migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from django.utils import timezone
+from simple_history.utils import update_change_reason
+
+
+class IllegalTransition(ValueError):
+    """A state machine does not allow this move (each app names its own subclass)."""
+
+
+class LifecycleMixin:
+    """``can_transition_to`` from the model's ``TRANSITIONS`` (status -> the statuses it may move to)."""
+
+    TRANSITIONS: ClassVar[Mapping[str, frozenset[str]]] = {}
+    status: Any
+
+    def can_transition_to(self, status: str) -> bool:
+        """Whether the lifecycle allows moving from the current status to `status` (pure)."""
+        return status in self.TRANSITIONS.get(self.status, frozenset())
+
+
+def record_transition(instance: Any, *, to_status: str, reason: str) -> datetime:
+    """Write a move on a locked row: status, `status_changed_at` (now, returned), `status_reason` (first 200
+    characters), and the change reason in its history (``status -> <to_status>`` without a reason). Set the
+    history's author (``instance._history_user``) before, if there is one."""
+    now = timezone.now()
+    instance.status = to_status
+    instance.status_changed_at = now
+    instance.status_reason = reason[:200]
+    instance.save(update_fields=["status", "status_changed_at", "status_reason"])
+    update_change_reason(instance, reason or f"status -> {to_status}")
+    return now
