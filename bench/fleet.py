@@ -10,10 +10,13 @@ real machines would be elsewhere; this process is the dispatcher.
 1. Dispatch rounds (setpoints + read-back, the whole fleet switching): the plan alternates between every unit
    running and half of them, so each round commands ~5,000-10,000 devices. The ramp limit is lifted for the
    measurement (with the default 2,000 kW/min per site a full start is spread over several rounds by design).
-   Prints each round's seconds, p50 / p99 (p99 of a handful of rounds is their maximum), commands per second.
+   The dispatcher splits a large round over FLEET_WORKERS worker processes (default: the CPUs, at most 4); its CPU
+   is this process's plus its workers'. Prints each round's seconds, p50 / p99 (p99 of a handful of rounds is
+   their maximum), commands per second, and CPU milliseconds per command (dispatcher; simulator apart): on a
+   shared machine the seconds depend on the load, the CPU per command does not.
 2. Telemetry ingestion: 10,000-reading batches (one poll of the fleet) stored by COPY, sustained readings/s;
    then one real poll of the simulated fleet (network + store + rollups + measured uptime).
-3. Dispatcher memory: peak Python allocations of a round (tracemalloc) and the process's peak RSS.
+3. Dispatcher memory: the peak RSS of this process and of each worker process (VmHWM).
 Targets (issue #19): a round p50 and p99 <= 60 s; >= 10,000 readings/s into PostgreSQL.
 """
 
@@ -26,7 +29,6 @@ import resource
 import statistics
 import sys
 import time
-import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
@@ -115,43 +117,66 @@ def set_plan(share: float) -> None:
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """CPU time (user + system) of this process, or of process `pid` from /proc."""
+    """CPU time (user + system) of this process, or of process `pid` from /proc (0 once it is gone)."""
     if pid is None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def dispatch_rounds(rounds: int, child_pid: int) -> list[float]:
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker_pids() -> list[int]:
+    from fleet import dispatcher
+
+    return [pid for pool in dispatcher._pools for pid in (pool._processes or {})]
+
+
+def dispatcher_cpu(pids: list[int]) -> float:
+    return cpu_seconds() + sum(cpu_seconds(pid) for pid in pids)
+
+
+def dispatch_rounds(rounds: int, child_pid: int) -> tuple[list[float], list[float]]:
     from django.utils import timezone
 
     from fleet.models import DeviceCommand
     from fleet.services import dispatch_round
 
-    seconds = []
+    seconds, cpu_per_command = [], []
     for n in range(rounds):
         set_plan(1.0 if n % 2 == 0 else 0.5)
-        tracemalloc.start()
-        started, cpu, sim_cpu, load = time.perf_counter(), cpu_seconds(), cpu_seconds(child_pid), os.getloadavg()[0]
+        own, cpu, sim_cpu = cpu_seconds(), dispatcher_cpu(worker_pids()), cpu_seconds(child_pid)
+        load = os.getloadavg()[0]
+        started = time.perf_counter()
         round_ = dispatch_round(trigger="manual")
         elapsed = time.perf_counter() - started
-        cpu, sim_cpu = cpu_seconds() - cpu, cpu_seconds(child_pid) - sim_cpu
-        _current, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        own, cpu, sim_cpu = cpu_seconds() - own, dispatcher_cpu(worker_pids()) - cpu, cpu_seconds(child_pid) - sim_cpu
         commands = DeviceCommand.objects.filter(round=round_)
         sent = commands.filter(sent=True).count()
         ok = commands.filter(outcome="ok").count()
         print(
             f"round {n + 1}: {elapsed:6.1f} s  {sent:6,} commands sent, {ok:6,} read back as desired,"
-            f" {sent / elapsed:5.0f} commands/s; CPU: dispatcher {cpu:5.1f} s, simulator {sim_cpu:5.1f} s;"
-            f" load average {load:.1f} on {os.cpu_count()} CPUs; peak Python allocations {peak / 2**20:5.1f} MiB",
+            f" {sent / elapsed:5.0f} commands/s; CPU: dispatcher {cpu:5.1f} s ({1000 * cpu / max(sent, 1):4.1f} ms"
+            f" per command; {own:4.1f} s in this process, the rest in {len(worker_pids())} workers),"
+            f" simulator {sim_cpu:5.1f} s"
+            f" ({1000 * sim_cpu / max(sent, 1):4.1f} ms); CPU use {(cpu + sim_cpu) / elapsed:.2f} of"
+            f" {os.cpu_count()} CPUs, load average {load:.1f} at the start",
             flush=True,
         )
         seconds.append(elapsed)
+        cpu_per_command.append(cpu / max(sent, 1))
         # Later rounds must not see the earlier starts as "in the last minute" or "today" (ramp and cap lifted).
         DeviceCommand.objects.update(created_at=timezone.now() - timedelta(days=2))
-    return seconds
+    return seconds, cpu_per_command
 
 
 def ingestion(batches: int) -> float:
@@ -189,6 +214,12 @@ def real_poll() -> None:
           f"{elapsed:.1f} s ({result['readings'] / elapsed:,.0f} readings/s end to end, network included)")  # fmt: skip
 
 
+def settings_knob(name: str):
+    from django.conf import settings
+
+    return settings.FLEET[name]
+
+
 def main() -> None:
     args = parse_args()
     ensure_database(args.database_url)
@@ -204,19 +235,27 @@ def main() -> None:
     if not ready.wait(timeout=600):
         raise SystemExit("the simulator did not start")
     try:
-        seconds = dispatch_rounds(args.rounds, child.pid)
+        seconds, cpu_per_command = dispatch_rounds(args.rounds, child.pid)
         rate = ingestion(args.batches)
         real_poll()
+        workers_rss = [peak_rss_mib(pid) for pid in worker_pids()]
     finally:
         stop.set()
         child.join(timeout=60)
+        from fleet.dispatcher import shutdown_workers
+
+        shutdown_workers()
     p50 = statistics.median(seconds)
     p99 = max(seconds) if len(seconds) < 100 else statistics.quantiles(seconds, n=100)[98]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\ndispatch round ({args.devices:,} devices): p50 {p50:.1f} s, p99 {p99:.1f} s (target <= 60 s: "
           f"p50 ratio {p50 / 60:.2f}, p99 ratio {p99 / 60:.2f})")  # fmt: skip
     print(f"telemetry ingestion: {rate:,.0f} readings/s (target >= 10,000: ratio {rate / 10_000:.1f})")
-    print(f"dispatcher process peak RSS: {rss:,.0f} MiB")
+    reads = settings_knob("READBACK_CONFIRMATIONS")
+    print(f"dispatcher CPU per command: median {1000 * statistics.median(cpu_per_command):.1f} ms (send + {reads}"
+          " read-backs; a round's seconds follow from it, the commands and the CPUs it is given)")  # fmt: skip
+    workers = ", ".join(f"{m:,.0f}" for m in workers_rss) or "-"
+    print(f"dispatcher memory: peak RSS {rss:,.0f} MiB, worker processes {workers} MiB")
 
 
 if __name__ == "__main__":

@@ -438,7 +438,11 @@ FLEET: dict[str, Any] = {
     "BACKOFF_S": env_float("FLEET_BACKOFF_S", 0.5),  # doubled on each retry
     "SETTLE_S": env_float("FLEET_SETTLE_S", 0.2),  # wait between a command and its read-back
     "READBACK_CONFIRMATIONS": env_int("FLEET_READBACK_CONFIRMATIONS", 2),  # reads that must agree (flapping)
-    "CONCURRENCY": env_int("FLEET_CONCURRENCY", 100),  # devices spoken to at once
+    "CONCURRENCY": env_int("FLEET_CONCURRENCY", 100),  # devices spoken to at once, per process
+    # A round or poll of many devices is split over this many worker processes (pyasic costs CPU per command),
+    # each given at least MIN_SHARD devices; a smaller one runs in the dispatcher's own process.
+    "WORKERS": env_int("FLEET_WORKERS", min(os.cpu_count() or 1, 4)),
+    "MIN_SHARD": env_int("FLEET_MIN_SHARD", 500),
     "TELEMETRY_RETENTION_HOURS": env_int("FLEET_TELEMETRY_RETENTION_HOURS", 48),  # raw reads; rollups: RETENTION_DAYS
     "SECRETS_FILE": env_str("FLEET_SECRETS_FILE", ""),  # NAME=value lines; the environment wins
     "DISPATCH_ON_PLAN": env_bool("FLEET_DISPATCH_ON_PLAN", True),

@@ -5,12 +5,24 @@ job sends its setpoint, waits `settle_s`, reads the device back `confirmations` 
 follow the setpoint (or no answer) is retried after `backoff_s * 2**attempt`, up to `retries` times. Then the
 verdict: ok, faulted (its reads answered but never showed the setpoint: acknowledged without a change,
 flapping) or unreachable (no read answered; pyasic reports a refused connection as a command not acknowledged).
+
+Worker processes: speaking to a miner costs CPU in pyasic (building and parsing each RPC exchange, a few ms per
+command with its read-back), so one event loop is bound to one core. A large round (or poll) is split into
+shards by device id, `Tuning.workers` at most and no shard under `Tuning.min_shard` devices; each shard runs on
+its own worker process (one single-process pool per shard index, kept for the life of the dispatcher), so a
+device always meets the same process and its pyasic session. A small round runs in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .drivers import DriverError, DriverSession, Endpoint, Reading, Setpoint, prepare
 
@@ -42,7 +54,9 @@ class Tuning:
     backoff_s: float = 0.5
     settle_s: float = 0.2
     confirmations: int = 2
-    concurrency: int = 500
+    concurrency: int = 500  # devices spoken to at once, per process
+    workers: int = 1  # processes a large round is split over
+    min_shard: int = 500  # devices per worker process at least
 
 
 async def _read_back(session: DriverSession, job: Job, result: Result, tuning: Tuning) -> bool:
@@ -79,18 +93,83 @@ async def _run(session: DriverSession, job: Job, tuning: Tuning, gate: asyncio.S
     return result
 
 
-def run_jobs(jobs: list[Job], tuning: Tuning) -> list[Result]:
-    """`execute` on a fresh event loop, drivers imported first."""
+T = TypeVar("T")
+R = TypeVar("R")
+_pools: list[ProcessPoolExecutor] = []
+
+
+def shards(items: Sequence[T], key: Callable[[T], int], tuning: Tuning) -> list[list[T]]:
+    """`items` split by `key(item) % n` into n shards: n = workers at most, min_shard items per shard at least."""
+    n = max(1, min(tuning.workers, len(items) // max(tuning.min_shard, 1)))
+    parts: list[list[T]] = [[] for _ in range(n)]
+    for item in items:
+        parts[key(item) % n].append(item)
+    return parts
+
+
+def _new_pool() -> ProcessPoolExecutor:
+    """One worker process, spawned (the dispatcher may run threads, which a fork would copy half-way)."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _submit(index: int, run: Callable, part: list, tuning: Tuning) -> Future:
+    """`run(part)` on the worker process of shard `index`, started (or replaced, if it died) as needed."""
+    while len(_pools) <= index:
+        _pools.append(_new_pool())
+    try:
+        return _pools[index].submit(run, part, tuning)
+    except BrokenProcessPool:
+        _pools[index] = _new_pool()
+        return _pools[index].submit(run, part, tuning)
+
+
+@atexit.register
+def shutdown_workers() -> None:
+    """Stop the worker processes (they are started again when needed)."""
+    while _pools:
+        _pools.pop().shutdown(wait=True, cancel_futures=True)
+
+
+def _spread(run: Callable[[list[T], Tuning], list[R]], parts: list[list[T]], tuning: Tuning) -> list[R]:
+    """`run` on each part: here when there is one part, else part i on worker process i; results in part order.
+    A worker that dies meanwhile (killed, out of memory) is replaced, and its part is run here."""
+    if len(parts) == 1:
+        return run(parts[0], tuning)
+    futures = [_submit(i, run, part, tuning) for i, part in enumerate(parts)]
+    results: list[R] = []
+    for i, (future, part) in enumerate(zip(futures, parts, strict=True)):
+        try:
+            results.extend(future.result())
+        except BrokenProcessPool:
+            _pools[i] = _new_pool()
+            results.extend(run(part, tuning))
+    return results
+
+
+def _execute_here(jobs: list[Job], tuning: Tuning) -> list[Result]:
     prepare({job.endpoint.driver for job in jobs})
     return asyncio.run(execute(jobs, tuning))
+
+
+def run_jobs(jobs: list[Job], tuning: Tuning) -> list[Result]:
+    """`execute` on fresh event loops, split over worker processes when large (results in no particular order)."""
+    return _spread(_execute_here, shards(jobs, lambda job: job.endpoint.device_id, tuning), tuning)
+
+
+def _read_here(endpoints: list[tuple[Endpoint, float]], tuning: Tuning) -> list[Reading | DriverError]:
+    prepare({endpoint.driver for endpoint, _ in endpoints})
+    return asyncio.run(read_all(endpoints, [], tuning))[0]
 
 
 def poll(
     endpoints: list[tuple[Endpoint, float]], meters: list[tuple[str, str, int, str | None]], tuning: Tuning
 ) -> tuple[list[Reading | DriverError], list[float | DriverError]]:
-    """`read_all` on a fresh event loop, drivers imported first."""
-    prepare({endpoint.driver for endpoint, _ in endpoints})
-    return asyncio.run(read_all(endpoints, meters, tuning))
+    """Every device and meter read once (devices over worker processes when many); results in input order."""
+    parts = shards(list(enumerate(endpoints)), lambda item: item[1][0].device_id, tuning)
+    flat = _spread(_read_here, [[endpoint for _i, endpoint in part] for part in parts], tuning)
+    by_index = dict(zip((i for part in parts for i, _endpoint in part), flat, strict=True))
+    meter_reads = asyncio.run(read_all([], meters, tuning))[1] if meters else []
+    return [by_index[i] for i in range(len(endpoints))], meter_reads
 
 
 async def execute(jobs: list[Job], tuning: Tuning) -> list[Result]:

@@ -9,6 +9,11 @@ Firmwares and what we use of each (`FIRMWARES` in `__init__.py` is the table):
   target, so we never send one: such a miner is switched on or off. Reads by `devs+estats`.
 
 A miner object (with its LuxOS session) is kept per endpoint for the life of the process.
+
+CPU: pyasic 0.79 lists an RPC class's commands with `dir()` and `getattr` on every `multicommand` (to drop the
+commands a firmware lacks), about a millisecond of CPU per read, most of a read's cost. The list depends on the
+class only, so each miner's RPC object is given a subclass that computes it once (`_cached_commands`); what is
+sent and parsed is pyasic's own.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ READS = {
 RUNNING_SHARE = 0.05  # a miner drawing under 5 % of its nominal power and hashing nothing is stopped
 
 _miners: dict[tuple[str, int], AnyMiner] = {}
+_rpc_classes: dict[type, type] = {}
 _targets: dict[tuple[str, int], int] = {}  # the power target each miner last acknowledged (not sent again)
 
 
@@ -46,10 +52,28 @@ async def _miner(endpoint: Endpoint) -> AnyMiner:
             if miner is None:
                 raise DriverError(f"{endpoint.address}: no miner answered")
         miner.rpc.port = endpoint.port
+        miner.rpc.__class__ = _cached_commands(miner.rpc)
         if endpoint.secret is not None:
             miner.pwd = endpoint.secret  # web/SSH password where the firmware needs one
         _miners[key] = miner
     return miner
+
+
+def _cached_commands(rpc) -> type:
+    """The class of `rpc` with `get_commands` (pyasic's `dir()` walk, the same for every object of a class)
+    computed once."""
+    rpc_class = type(rpc)
+    cached = _rpc_classes.get(rpc_class)
+    if cached is None:
+        names = tuple(rpc.get_commands())
+
+        def get_commands(self) -> list[str]:
+            return list(names)
+
+        cached = type(rpc_class.__name__, (rpc_class,), {"get_commands": get_commands, "__module__": __name__})
+        _rpc_classes[rpc_class] = cached
+        _rpc_classes[cached] = cached
+    return cached
 
 
 def forget(endpoint: Endpoint) -> None:

@@ -27,6 +27,7 @@ from ..drivers import Endpoint, Setpoint
 from ..models import Device, DeviceCommand, DispatchRound, SiteFleet
 from ..planning import Decision, DeviceState, PlacementDemand, SiteRules, plan_site
 from ..signals import capacity_lost
+from .registry import save_device_states, sync_inventory
 
 logger = logging.getLogger(__name__)
 ACTIONS = {"start": Action.START, "stop": Action.STOP, "serve": Action.SERVE}
@@ -41,6 +42,8 @@ def tuning_from_settings() -> Tuning:
         settle_s=knobs["SETTLE_S"],
         confirmations=knobs["READBACK_CONFIRMATIONS"],
         concurrency=knobs["CONCURRENCY"],
+        workers=knobs["WORKERS"],
+        min_shard=knobs["MIN_SHARD"],
     )
 
 
@@ -228,16 +231,10 @@ def _record(trigger, run_id, planned_at, now, dry_run, by_id, results: list[Resu
             lost_sites.add(device.site_id)
         changed.append(device)
     DeviceCommand.objects.bulk_create(commands, batch_size=2000)
-    Device.objects.bulk_update(
-        changed,
-        ["status", "status_reason", "is_running", "running_changed_at", "power_w", "last_seen_at", "placements"],
-        batch_size=1000,
-    )
+    save_device_states(changed)
     round_.summary = _summary(summary, shortfalls, by_id)
     round_.save(update_fields=["summary"])
     if lost_sites:
-        from .registry import sync_inventory
-
         sync_inventory(site_ids=lost_sites)
         codes = sorted(_site_codes(by_id, lost_sites))
         transaction.on_commit(

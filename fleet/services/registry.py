@@ -14,6 +14,8 @@ from sites.models import HardwareModel, Site, SiteInventory
 from ..choices import DeviceStatus, Driver
 from ..models import DEFAULT_PORTS, Device, SiteFleet
 
+# What a dispatch round or a poll learns of a device (`save_device_states`).
+STATE_FIELDS = ("status", "status_reason", "is_running", "running_changed_at", "power_w", "last_seen_at", "placements")
 CSV_COLUMNS = ("name", "site", "hardware_model", "driver", "address", "port", "firmware_model", "credentials_ref")
 REQUIRED_COLUMNS = ("name", "site", "hardware_model", "driver", "address")
 
@@ -160,6 +162,20 @@ def sync_inventory(*, site_ids: Iterable[int]) -> int:
         update_fields=("units_installed", "units_available"),
     )
     return len(lines)
+
+
+@transaction.atomic
+def save_device_states(devices: list[Device]) -> int:
+    """Store what a round or a poll observed of these devices (STATE_FIELDS) in a few statements: an upsert on
+    the primary key (bulk_update's CASE WHEN per row costs the square of its batch, seconds at 10,000 devices).
+    The rows are locked first, and a device deleted meanwhile is not created again. Returns the rows written."""
+    locked = Device.objects.select_for_update().filter(pk__in=[d.pk for d in devices])
+    present = set(locked.values_list("pk", flat=True))
+    rows = [d for d in devices if d.pk in present]
+    Device.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=("id",), update_fields=STATE_FIELDS, batch_size=2000
+    )
+    return len(rows)
 
 
 @transaction.atomic

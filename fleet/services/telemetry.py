@@ -33,6 +33,7 @@ from ..drivers import DriverError, Reading
 from ..models import Device, MeterReading, SiteFleet, SiteTelemetryRollup, TelemetryReading
 from ..signals import capacity_lost
 from .dispatch import endpoint_of, tuning_from_settings
+from .registry import save_device_states, sync_inventory
 
 BUCKET_MINUTES = 5
 MEASURED = "Measured:"
@@ -108,11 +109,7 @@ def _store_poll(now, devices, readings, meters, meter_reads) -> dict:
             if not isinstance(kw, DriverError)
         ]
     )
-    Device.objects.bulk_update(
-        changed,
-        ["status", "status_reason", "is_running", "running_changed_at", "power_w", "last_seen_at", "placements"],
-        batch_size=1000,
-    )
+    save_device_states(changed)
     site_ids = {d.site_id for d in devices}
     rolled = rollup_sites(site_ids=site_ids, bucket_start=floor_to_step(now, BUCKET_MINUTES))
     tokens = {
@@ -123,7 +120,6 @@ def _store_poll(now, devices, readings, meters, meter_reads) -> dict:
     measured = measure_deliveries(now=now, nodes=[d for d in devices if not d.is_miner], tokens=tokens)
     if lost_sites:
         from ..tasks import dispatch_fleet
-        from .registry import sync_inventory
 
         sync_inventory(site_ids=lost_sites)
         codes = sorted(Site.objects.filter(pk__in=lost_sites).values_list("code", flat=True))
