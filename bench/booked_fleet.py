@@ -63,6 +63,7 @@ def book_running_contracts(
     """Replace the benchmark customer's book with ``contracts`` requests of ``kw_range`` kW (whole kW, uniform)
     and random tiers, each running from ``start`` for ``hours``; a progress bar on stderr. ``reuse``: keep a book of
     exactly ``contracts`` contracts still running at ``start`` (booking 3,000 takes minutes)."""
+    from django.conf import settings
     from django.db.models import Sum
 
     from sla.models import Contract, Customer, Tier
@@ -80,6 +81,8 @@ def book_running_contracts(
         committed = running.aggregate(kw=Sum("capacity_kw"))["kw"]
         return Book(contracts, 0, float(committed), 0.0)
     delete_book(username)
+    # One benchmark customer stands for the operator's whole book: the per-customer cap does not apply to it.
+    settings.ENERGYARB = {**settings.ENERGYARB, "SLA_CUSTOMER_SHARE_PCT": 100.0, "SLA_CUSTOMER_SHARE_PCT_BY_TIER": {}}
     ensure_user(username=username, password=None, staff=False, customer_name="Benchmark book")
     customer = Customer.objects.get(user__username=username)
     tiers = {tier.code: tier for tier in Tier.objects.all()}

@@ -8,7 +8,7 @@ status, when and why, and the reason in the row's history. No fields here: a mix
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -31,14 +31,17 @@ class LifecycleMixin:
         return status in self.TRANSITIONS.get(self.status, frozenset())
 
 
-def record_transition(instance: Any, *, to_status: str, reason: str) -> datetime:
-    """Write a move on a locked row: status, `status_changed_at` (now, returned), `status_reason` (first 200
-    characters), and the change reason in its history (``status -> <to_status>`` without a reason). Set the
-    history's author (``instance._history_user``) before, if there is one."""
-    now = timezone.now()
+def record_transition(
+    instance: Any, *, to_status: str, reason: str, now: datetime | None = None, also: Sequence[str] = ()
+) -> datetime:
+    """Write a move on a locked row: status, `status_changed_at` (`now`, by default the present; returned),
+    `status_reason` (first 200 characters), the fields named in `also` (set by the caller for this move, in the
+    same write and history record), and the change reason in its history (``status -> <to_status>`` without a
+    reason). Set the history's author (``instance._history_user``) before, if there is one."""
+    now = now or timezone.now()
     instance.status = to_status
     instance.status_changed_at = now
     instance.status_reason = reason[:200]
-    instance.save(update_fields=["status", "status_changed_at", "status_reason"])
+    instance.save(update_fields=["status", "status_changed_at", "status_reason", *also])
     update_change_reason(instance, reason or f"status -> {to_status}")
     return now

@@ -59,6 +59,29 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}.") from exc
 
 
+def env_pct(name: str, default: float) -> float:
+    """A percentage in [0, 100]."""
+    value = env_float(name, default)
+    if not 0 <= value <= 100:
+        raise ImproperlyConfigured(f"{name} must be a percentage from 0 to 100, not {value!r}.")
+    return value
+
+
+def env_pct_by_tier(name: str) -> dict[str, float]:
+    """`tier=pct` pairs, comma-separated (`premium=25,spot=50`); tier codes are checked by `manage.py check`."""
+    shares = {}
+    for item in env_list(name):
+        tier, _, raw = item.partition("=")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not tier.strip() or not 0 <= value <= 100:
+            raise ImproperlyConfigured(f"{name} must list tier=percentage pairs (0 to 100), not {item!r}.")
+        shares[tier.strip().lower()] = value
+    return shares
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -404,6 +427,13 @@ ENERGYARB: dict[str, Any] = {
     ),
     # SLA rate card (docs/economics.md): USD per kW-month at 1.0x; a tier sells at its multiplier times this.
     "SLA_BASE_RATE_USD_PER_KW_MONTH": env_float("SLA_BASE_RATE_USD_PER_KW_MONTH", 415.0),
+    # Per-customer cap (sla.services.caps): at no moment may one customer's admitted contracts hold more than this
+    # share of the fleet's SLA capacity (100: no cap); per tier optionally tighter, e.g. "premium=25,spot=50".
+    "SLA_CUSTOMER_SHARE_PCT": env_pct("SLA_CUSTOMER_SHARE_PCT", 50.0),
+    "SLA_CUSTOMER_SHARE_PCT_BY_TIER": env_pct_by_tier("SLA_CUSTOMER_SHARE_PCT_BY_TIER"),
+    # Cancellation policy, part of each quote's terms: cancelling costs this share of the quoted total of the part
+    # of the window not yet served (docs/economics.md).
+    "SLA_CANCELLATION_FEE_PCT": env_pct("SLA_CANCELLATION_FEE_PCT", 25.0),
     "CARBON_PRICE_USD_PER_T": env_float("CARBON_PRICE_USD_PER_T", 0.0),
     "SOLVER_TIME_LIMIT_S": env_float("SOLVER_TIME_LIMIT_S", 30.0),
     "HORIZON_HOURS": env_float("HORIZON_HOURS", 6.0),

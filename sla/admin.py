@@ -37,6 +37,7 @@ from .services import (
     PlacementRefused,
     approve_contract,
     check_placement,
+    contract_cap_refusal,
     reject_contract,
     terminate_contract,
 )
@@ -154,8 +155,40 @@ class PlacementInline(admin.TabularInline):
         return super().get_queryset(request).select_related("site", "moved_from", "contract__tier")
 
 
+class ContractForm(forms.ModelForm):
+    """A contract typed in (or changed) by staff is bound by its customer's cap like a purchase (sla.services.caps):
+    the customer's row is locked in the change form's transaction, so the check holds until the row is saved."""
+
+    class Meta:
+        model = Contract
+        fields = (
+            "customer",
+            "tier",
+            "capacity_kw",
+            "starts_at",
+            "ends_at",
+            "region_preference",
+            "quoted_price_usd_per_kwh",
+            "quoted_total_usd",
+        )
+
+    def clean(self):
+        data = super().clean()
+        needed = ("customer", "tier", "capacity_kw", "starts_at", "ends_at")
+        if self.errors or any(data.get(name) is None for name in needed) or data["ends_at"] <= data["starts_at"]:
+            return data  # the field errors (or the window constraint) speak first
+        if self.instance.status not in OPEN_CONTRACT_STATUSES:
+            return data  # an ended contract holds nothing
+        candidate = Contract(pk=self.instance.pk, **{name: data[name] for name in needed})
+        refusal = contract_cap_refusal(candidate)
+        if refusal:
+            raise forms.ValidationError({"capacity_kw": refusal})
+        return data
+
+
 @admin.register(Contract)
 class ContractAdmin(AuditHistoryAdmin):
+    form = ContractForm
     list_display = (
         "__str__",
         "customer",
@@ -173,7 +206,15 @@ class ContractAdmin(AuditHistoryAdmin):
     search_fields = ("=id", "customer__name", "customer__company", "customer__user__username")
     autocomplete_fields = ("customer", "tier")
     # Status changes only through the actions below, so the state machine (sla.services) is always enforced.
-    readonly_fields = ("status", "status_changed_at", "status_reason", "created_at")
+    # The cancellation terms are the policy's when the contract is written (SLA_CANCELLATION_FEE_PCT) or its quote's.
+    readonly_fields = (
+        "status",
+        "status_changed_at",
+        "status_reason",
+        "cancellation_fee_pct",
+        "cancellation_fee_usd",
+        "created_at",
+    )
     date_hierarchy = "starts_at"
     inlines = (PlacementInline,)
     actions = ("approve", "reject", "terminate")

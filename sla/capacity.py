@@ -392,3 +392,19 @@ def uptime_pct(*, delivered_kw_minutes: Decimal, committed_kw_minutes: Decimal) 
     return (Decimal(delivered_kw_minutes) / Decimal(committed_kw_minutes) * 100).quantize(
         Decimal("0.001"), rounding=ROUND_DOWN
     )
+
+
+def cancellation_fee_usd(
+    *, quoted_total_usd: Decimal, fee_pct: Decimal, starts_at: datetime, ends_at: datetime, at: datetime
+) -> Decimal:
+    """The fee for cancelling at `at`: `fee_pct` % of the quoted total of the part of [starts_at, ends_at) not yet
+    served (all of it before the start, none after the end), to the cent."""
+    window = (ends_at - starts_at).total_seconds()
+    unserved = (ends_at - max(at, starts_at)).total_seconds()
+    share = min(max(Decimal(unserved) / Decimal(window), ZERO), Decimal(1)) if window > 0 else ZERO
+    return (quoted_total_usd * fee_pct / 100 * share).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def customer_peak_kw(held: Iterable[tuple[Decimal, datetime, datetime]], start: datetime, end: datetime) -> Decimal:
+    """Peak kW over [start, end) of a customer's contracts, each (kW, starts_at, ends_at): what its cap bounds."""
+    return peak_kw((Booking(0, kw, since, until) for kw, since, until in held), start, end)

@@ -24,6 +24,22 @@ ZERO = Decimal("0")
 HUNDRED = Decimal("100")
 
 
+def cancellation_fee_pct_now() -> Decimal:
+    """The cancellation fee a quote or contract written now carries in its terms (SLA_CANCELLATION_FEE_PCT)."""
+    return Decimal(str(settings.ENERGYARB["SLA_CANCELLATION_FEE_PCT"])).quantize(Decimal("0.01"))
+
+
+def _cancellation_fee_pct(**kwargs) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=cancellation_fee_pct_now,
+        validators=[MinValueValidator(ZERO), MaxValueValidator(HUNDRED)],
+        help_text="Cancelling costs this % of the quoted total of the part of the window not yet served.",
+        **kwargs,
+    )
+
+
 class Tier(models.Model):
     """An SLA tier: its uptime promise, price multiplier, priority and redundancy rules."""
 
@@ -183,6 +199,7 @@ class Quote(models.Model):
     sites = models.JSONField(
         default=list, help_text="The placement it was priced on: [{site, name, market_region, capacity_kw}]."
     )
+    cancellation_fee_pct = _cancellation_fee_pct()
     valid_until = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -252,6 +269,16 @@ class Contract(LifecycleMixin, models.Model):
         blank=True,
         editable=False,
         help_text="When admission control placed it; a contract is only started once admitted.",
+    )
+    cancellation_fee_pct = _cancellation_fee_pct()
+    cancellation_fee_usd = models.DecimalField(
+        max_digits=16,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        editable=False,
+        validators=[MinValueValidator(ZERO)],
+        help_text="What cancelling cost, set when the contract is cancelled (sla.capacity.cancellation_fee_usd).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()

@@ -24,6 +24,14 @@ def _fast_and_isolated(settings):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_customer_cap(settings):
+    """Tests of site limits, failover, migration and the optimizer fill the fleet as one customer: the per-customer
+    cap (SLA_CUSTOMER_SHARE_PCT, 50 % by default) is off for them, and set by the tests of the cap itself
+    (tests/sla/test_customer_cap.py, the race in tests/sla/test_race.py and the query counts of admission)."""
+    settings.ENERGYARB = {**settings.ENERGYARB, "SLA_CUSTOMER_SHARE_PCT": 100.0, "SLA_CUSTOMER_SHARE_PCT_BY_TIER": {}}
+
+
 @pytest.fixture
 def staff_user(db):
     return UserFactory(username="staff", is_staff=True, is_superuser=True)

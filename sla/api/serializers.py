@@ -322,6 +322,30 @@ class PriceBreakdownSerializer(SharedFieldsMixin, serializers.Serializer):
     utilization_factor = serializers.DecimalField(max_digits=6, decimal_places=4, read_only=True)
 
 
+class TermsSerializer(SharedFieldsMixin, serializers.Serializer):
+    """The terms a quote is bought on (a contract keeps its quote's)."""
+
+    cancellation_fee_pct = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        read_only=True,
+        help_text="Cancelling costs this % of the quoted total of the part of the window not yet served "
+        "(all of it before the start, none after the end). Setting SLA_CANCELLATION_FEE_PCT.",
+    )
+    cancellation_policy = serializers.SerializerMethodField()
+
+    def get_cancellation_policy(self, quote: Quote) -> str:
+        return cancellation_policy(quote.cancellation_fee_pct)
+
+
+def cancellation_policy(fee_pct) -> str:
+    """The cancellation policy in words, as a quote's terms state it."""
+    return (
+        f"Cancelling costs {fee_pct} % of the quoted total of the part of the window not yet served: all of it "
+        "before the start, none after the end. The fee is set when the contract is cancelled."
+    )
+
+
 class QuoteSerializer(SharedFieldsMixin, serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     tier = serializers.CharField(source="tier.code", read_only=True)
@@ -334,6 +358,7 @@ class QuoteSerializer(SharedFieldsMixin, serializers.Serializer):
     total_usd = _usd()
     breakdown = PriceBreakdownSerializer(source="*", read_only=True)
     sites = QuoteSiteSerializer(many=True, read_only=True, help_text="Where it would be placed now.")
+    terms = TermsSerializer(source="*", read_only=True)
     valid_until = serializers.DateTimeField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
 
@@ -398,6 +423,16 @@ class ContractSerializer(SharedFieldsMixin, serializers.Serializer):
     quoted_price_usd_per_kwh = _usd_per_kwh()
     quoted_total_usd = _usd()
     admitted_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    cancellation_fee_pct = serializers.DecimalField(
+        max_digits=5, decimal_places=2, read_only=True, help_text="Its terms' cancellation fee (see a quote's terms)."
+    )
+    cancellation_fee_usd = serializers.DecimalField(
+        max_digits=16,
+        decimal_places=2,
+        read_only=True,
+        allow_null=True,
+        help_text="What cancelling cost; null unless cancelled.",
+    )
     status_changed_at = serializers.DateTimeField(read_only=True, allow_null=True)
     status_reason = serializers.CharField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)

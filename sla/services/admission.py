@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -54,6 +54,7 @@ from ..models import (
     Tier,
 )
 from ..querysets import KW
+from .caps import check_customer_cap, lock_customer
 from .lifecycle import IllegalTransition
 
 logger = logging.getLogger(__name__)
@@ -410,10 +411,12 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
     """Price a request on the placement it would get now, and keep the offer for QUOTE_VALIDITY.
 
     Reads without locks (a quote reserves nothing) and raises AdmissionRefused when no placement exists.
+    Refused too (AdmissionRefused) when it would take the customer past its cap (sla.services.caps).
     Cost: the peaks committed on the sites (1; the sites, their limits and the token price are kept a few seconds
-    per process), one insert.
+    per process), the customer's contracts for its cap (1), one insert.
     """
     plan, price = _plan_without_locks(request)
+    _refuse_over_cap(customer.pk, request)
     quote = Quote(
         customer=customer,
         tier=request.tier,
@@ -437,6 +440,52 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
     )
     quote.save(force_insert=True)  # one INSERT ... RETURNING, without the BEGIN and COMMIT of a bulk_create
     return quote
+
+
+def fleet_sla_kw(fleet: Fleet) -> Decimal:
+    """The fleet's SLA capacity: the sum of its online sites' SLA limits (what the per-customer cap is a share of)."""
+    return sum((room.limit_kw for room in fleet.rooms), ZERO)
+
+
+def _recent_fleet_kw() -> Decimal:
+    return fleet_sla_kw(read_fleet(lock=False, recent=True))
+
+
+def _refuse_over_cap(
+    customer_id: int,
+    request: CapacityRequest,
+    *,
+    fleet_kw: Callable[[], Decimal] = _recent_fleet_kw,
+    contract_id: int | None = None,
+) -> None:
+    """AdmissionRefused when `request` would take the customer past its cap (sla.services.caps); the fleet's SLA
+    capacity is what `fleet_kw` gives (by default its online sites' limits, kept a few seconds per process)."""
+    refusal = check_customer_cap(
+        customer_id=customer_id,
+        tier=request.tier,
+        capacity_kw=request.capacity_kw,
+        start=request.starts_at,
+        end=request.ends_at,
+        fleet_kw=fleet_kw,
+        exclude_contract=contract_id,
+    )
+    if refusal:
+        raise AdmissionRefused(refusal)
+
+
+def contract_cap_refusal(contract: Contract) -> str | None:
+    """For an open contract written outside admission (staff in the admin): lock its customer and check its cap in
+    the caller's transaction (sla.services.caps); why it is refused, or None."""
+    lock_customer(contract.customer_id, contract.tier)
+    return check_customer_cap(
+        customer_id=contract.customer_id,
+        tier=contract.tier,
+        capacity_kw=contract.capacity_kw,
+        start=contract.starts_at,
+        end=contract.ends_at,
+        fleet_kw=_recent_fleet_kw,
+        exclude_contract=contract.pk,
+    )
 
 
 def _plan_without_locks(request: CapacityRequest) -> tuple[list[capacity.Share], capacity.Price]:
@@ -490,6 +539,7 @@ def create_contract_from_quote(*, quote: Quote, actor=None) -> Contract:
         quote=quote,
         quoted_price_usd_per_kwh=quote.price_usd_per_kwh,
         quoted_total_usd=quote.total_usd,
+        cancellation_fee_pct=quote.cancellation_fee_pct,  # the quote's terms
     )
     planned = PlannedShare.from_quote(quote.sites)
     reason = f"admitted (quote {quote.pk})"
@@ -607,13 +657,18 @@ def _admit_planned(
     the commit. That is enough: every admission checks, under the locks of its sites, everything committed on
     them before it, and commits before it releases them, so each committed placement was checked against all the
     others on its site.
-    Query cost: contract and its history row (2), placements (1 bulk insert), lock + limits (1), peaks (1).
+    The customer's row is locked before the sites and its cap checked (sla.services.caps): purchases of one
+    customer serialize there, so parallel ones cannot take it past its cap.
+    Query cost: contract and its history row (2), placements (1 bulk insert), customer lock (1), the customer's
+    contracts (1), lock + limits (1), peaks (1).
     """
     now = timezone.now()
     _stamp(contract, request, now=now, reason=reason)
     _insert(contract, actor=actor, reason=reason)
     placements = _placements(contract, request, [(share.site_id, share.capacity_kw) for share in plan], reason)
     Placement.objects.bulk_create(placements)
+    lock_customer(contract.customer_id, request.tier)
+    _refuse_over_cap(contract.customer_id, request, contract_id=contract.pk)
     rooms = {room.site_id: room for room in read_fleet(lock=True, only=[share.site_id for share in plan]).rooms}
     load_window_peaks(rooms.values(), start=request.starts_at, end=request.ends_at)
     for share in plan:
@@ -627,10 +682,13 @@ def _admit_planned(
 def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: str) -> Contract:
     """One admission attempt under the locks: lock sites, read overlapping placements, plan, write.
 
-    Query cost: lock + limits + token price (1), overlapping placements (1), contract insert and its history row
-    (2), placements (1 bulk insert); displacing Spot adds a few.
+    Query cost: customer lock (1), lock + limits + token price (1), the customer's contracts for its cap (1),
+    overlapping placements (1), contract insert and its history row (2), placements (1 bulk insert); displacing
+    Spot adds a few.
     """
+    lock_customer(contract.customer_id, request.tier)
     fleet = read_fleet(lock=True)
+    _refuse_over_cap(contract.customer_id, request, fleet_kw=lambda: fleet_sla_kw(fleet), contract_id=contract.pk)
     load_bookings(fleet.rooms, start=request.starts_at, end=request.ends_at)
     plan = _plan(fleet.rooms, request)
     if contract.quote_id is None and contract.admitted_at is None and contract.pk is None:

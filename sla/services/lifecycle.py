@@ -5,8 +5,9 @@ How a contract lives (requested -> active -> completed, with rejected / cancelle
   and sets `admitted_at`. It is ACTIVE immediately when its window has begun, otherwise REQUESTED (admitted,
   capacity held) until `start_due_contracts` (task `start_contracts`) activates it at `starts_at`.
 - `complete_due_contracts` (task `expire_contracts`) completes it at `ends_at`.
-- Staff may reject a request or terminate an active contract; the customer may cancel. Any ending releases the
-  capacity: running placements are closed at that moment, future ones dropped, open downtime closed.
+- Staff may reject a request or terminate an active contract; the customer may cancel, at the fee its terms set
+  (`cancellation_fee_pct` of the quoted total of the unserved part, kept in `cancellation_fee_usd`). Any ending
+  releases the capacity: running placements are closed at that moment, future ones dropped, open downtime closed.
 - A request typed in by staff has no placements until `admit_contract` places it. `approve_contract` is a plain
   state change (a staff override that reserves nothing), kept for the admin's approve action.
 """
@@ -18,10 +19,12 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from core import lifecycle
 from core.lifecycle import record_transition
 
+from ..capacity import cancellation_fee_usd
 from ..choices import ContractStatus
 from ..models import (
     Contract,
@@ -53,7 +56,18 @@ def transition_contract(*, contract: Contract, to_status: str, reason: str = "",
         )
     if actor is not None and getattr(actor, "is_authenticated", False):
         locked._history_user = actor  # type: ignore[attr-defined]  # simple-history reads the change's author here
-    now = record_transition(locked, to_status=to_status, reason=reason)
+    now = timezone.now()
+    also: tuple[str, ...] = ()
+    if to_status == ContractStatus.CANCELLED:  # the cancellation policy of its terms (quote or admission)
+        locked.cancellation_fee_usd = cancellation_fee_usd(
+            quoted_total_usd=locked.quoted_total_usd,
+            fee_pct=locked.cancellation_fee_pct,
+            starts_at=locked.starts_at,
+            ends_at=locked.ends_at,
+            at=now,
+        )
+        also = ("cancellation_fee_usd",)
+    record_transition(locked, to_status=to_status, reason=reason, now=now, also=also)
     if to_status in ENDED:
         # A contract that stops running stops occupying capacity: close the placements that ran, and drop
         # those that never started (nothing ran there, so there is no history to keep). Placements end at the

@@ -267,16 +267,22 @@ def test_quote_bought_after_its_start_runs_for_its_full_duration_from_now(fleet,
 
 
 def test_a_quote_still_fitting_is_written_first_and_locks_the_sites_only_to_check_it(
-    fleet, frozen, customer, django_assert_num_queries
+    fleet, frozen, customer, django_assert_num_queries, settings
 ):
+    settings.ENERGYARB = {**settings.ENERGYARB, "SLA_CUSTOMER_SHARE_PCT": 50.0}  # the default cap
     quote = create_quote(customer=customer, request=ask(fleet.premium, "100"))
 
-    with django_assert_num_queries(7) as queries:  # BEGIN, 3 inserts, lock, peaks, COMMIT
+    # BEGIN, 3 inserts, the customer's lock, its contracts and the fleet's SLA capacity (its cap), the plan's
+    # sites locked, peaks, COMMIT
+    with django_assert_num_queries(10) as queries:
         contract = create_contract_from_quote(quote=quote)
 
     statements = [query["sql"] for query in queries.captured_queries]
-    lock = next(i for i, sql in enumerate(statements) if 'FROM "sites_site"' in sql)
-    assert all(sql.startswith("INSERT") for sql in statements[1:lock]) and lock == 4  # the writes come first
+    assert all(sql.startswith("INSERT") for sql in statements[1:4])  # the writes come first
+    assert 'FROM "sla_customer"' in statements[4] and 'FROM "sla_contract"' in statements[5]
+    assert "FOR NO KEY UPDATE" in statements[4] or connection.vendor == "sqlite"
+    lock = 7
+    assert 'FROM "sites_site"' in statements[lock] and "FOR UPDATE" not in statements[6]
     assert "FOR UPDATE" in statements[lock] or connection.vendor == "sqlite"  # SQLite locks the whole database
     assert placed(contract) == {site["site"]: Decimal(site["capacity_kw"]) for site in quote.sites}
     assert contract.history.get().history_change_reason == f"admitted (quote {quote.pk})"

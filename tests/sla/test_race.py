@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
 from sites.choices import SiteStatus
-from sla.capacity import peak_kw
+from sla.capacity import customer_peak_kw, peak_kw
 from sla.models import Contract, Placement
 from sla.services import (
     CapacityRequest,
@@ -214,3 +214,23 @@ def test_an_admission_on_its_quote_locks_only_the_sites_of_its_plan():
         holder.close()
         with connection.cursor() as cursor:
             cursor.execute("RESET lock_timeout")
+
+
+def test_parallel_purchases_of_one_customer_never_exceed_its_cap(settings):
+    """Twenty purchases of 100 kW by one customer at once, all planned on Oslo, which has room for eight: its row
+    lock serializes them, each reads the others' contracts, and exactly its 25 % of 1,600 kW is sold."""
+    settings.ENERGYARB = {**settings.ENERGYARB, "SLA_CUSTOMER_SHARE_PCT": 25.0, "SLA_CUSTOMER_SHARE_PCT_BY_TIER": {}}
+    build_fleet()
+    buyer = CustomerFactory(user=UserFactory(username="hoarder"))
+    token = Token.objects.create(user=buyer.user).key
+    start = (T0 + 24 * H).isoformat()
+    inline = {"tier": "standard", "capacity_kw": "100", "starts_at": start, "duration_hours": "2"}
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    with time_machine.travel(T0, tick=False):
+        quotes = [client.post(reverse("quote-list"), inline, format="json").json()["id"] for _ in range(10)]
+        statuses = race([inline] * 10 + [{"quote": quote} for quote in quotes], tokens=[token])
+
+    assert sorted(statuses) == [201] * 4 + [409] * 16
+    held = Contract.objects.filter(customer=buyer).values_list("capacity_kw", "starts_at", "ends_at")
+    assert customer_peak_kw(held, T0 + 24 * H, T0 + 26 * H) == Decimal("400")
