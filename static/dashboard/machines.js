@@ -30,10 +30,11 @@
         (round.lag_seconds !== null ? `, ${round.lag_seconds} s after its plan` : "")
       : "no dispatch round yet";
     if (typeof Chart === "undefined") return;
+    // Colours of the dashboard's palette: Chart.js's default grey is invisible on the dark panels.
     const datasets = [
-      { label: "Planned IT kW", data: sites.map((s) => s.planned_it_kw) },
-      { label: "Measured IT kW", data: sites.map((s) => s.measured_it_kw) },
-      { label: "Meter kW", data: sites.map((s) => s.meter_kw) },
+      { label: "Planned IT kW", data: sites.map((s) => s.planned_it_kw), backgroundColor: "#38bdf8" },
+      { label: "Measured IT kW", data: sites.map((s) => s.measured_it_kw), backgroundColor: "#34d399" },
+      { label: "Meter kW", data: sites.map((s) => s.meter_kw), backgroundColor: "#fbbf24" },
     ];
     const box = document.getElementById("machines-chart");
     box.hidden = sites.length === 0;

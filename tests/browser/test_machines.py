@@ -57,6 +57,9 @@ def test_machines_panel_shows_the_simulated_fleet_following_the_plan(session, fo
     rows = page.locator("#machines-rows tr")
     assert rows.count() == 10
     assert page.locator("#machines-chart canvas").evaluate(CANVAS_HAS_PIXELS)
+    # Planned, measured and metered bars each in a colour of their own (the default grey vanished on dark panels).
+    colours = page.evaluate("Chart.getChart('chart-machines').data.datasets.map((d) => d.backgroundColor)")
+    assert len(set(colours)) == 3 and "rgba(0,0,0,0.1)" not in colours
     assert "after its plan" in page.inner_text("#machines-round")
     page.locator("#machines-title").scroll_into_view_if_needed()
     session.screenshot("dashboard-machines.png")
