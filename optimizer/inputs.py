@@ -661,6 +661,12 @@ def _forecast_window(
     return paths
 
 
+# A kWh short of N-1 costs this share of what an unserved kWh costs (price + penalty): far above what a standby's
+# energy costs (the standby is kept), and low enough that serving a contract whose N-1 cannot be had (its other site
+# offline) still beats leaving it unserved, as long as energy costs under half the kWh's value.
+N_MINUS_1_SHARE = 0.5
+
+
 def commitments_at(*, at: datetime, site_codes: set[str]) -> tuple[tuple[Contract, ...], tuple[engine.Commitment, ...]]:
     """Active contracts running now, as engine commitments served on the sites they are placed on, each shortfall
     priced from its month so far (optimizer.credit_pricing)."""
@@ -688,6 +694,9 @@ def commitments_at(*, at: datetime, site_codes: set[str]) -> tuple[tuple[Contrac
                 n_minus_1=contract.tier.requires_n_minus_1,
                 allowed_sites=placed if contract.current_placements else None,
                 min_sites=contract.tier.min_sites,
+                # N-1 is a term of the tier (docs/economics.md): a kWh short of it costs half of what an unserved
+                # kWh costs, whatever the month's credits so far.
+                n_minus_1_usd_per_kwh=N_MINUS_1_SHARE * (float(contract.quoted_price_usd_per_kwh) + price.penalty),
             )
         )
     return contracts, tuple(commitments)

@@ -249,6 +249,9 @@ class Score:
     event_penalty: float = 0.0
     cp_charge: float = 0.0
     cp_avoided: float = 0.0
+    # Of sla_penalty: the steering price of kWh short of N-1. The customer was served and is owed nothing: it is
+    # what the plan was charged for its exposure, not a credit (docs/economics.md, "N-1").
+    n_minus_1_exposure: float = 0.0
 
     @property
     def revenue(self) -> float:
@@ -350,6 +353,8 @@ class BacktestResult:
             "controllable_margin": self.controllable_margin,
             "margin_capture": self.margin_capture,
             "sla_shortfall_kwh": score.sla_shortfall_kwh,
+            "sla_credits": score.sla_penalty - score.n_minus_1_exposure,
+            "n_minus_1_exposure": score.n_minus_1_exposure,
             "streams": score.streams(),
             "cp_charge_avoided": score.cp_avoided,
             "solve_seconds": round(self.solve_seconds, 3),
@@ -662,6 +667,7 @@ def _score_solution(solution: engine.Solution) -> Score:
         event_penalty=float(penalty.sum()),
         cp_charge=float(cp_charge.sum()),
         cp_avoided=float(grid.get("cp_charge_avoided_usd", zero).sum()),
+        n_minus_1_exposure=float(sum(c.n_minus_1_usd for c in solution.commitments)),
     )
 
 

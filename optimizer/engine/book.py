@@ -65,6 +65,7 @@ def aggregate_commitments(commitments: tuple[Commitment, ...]) -> Book:
         weights = share[members]
         prices = np.array([commitments[i].price_usd_per_kwh for i in members])
         penalties = np.array([commitments[i].penalty_usd_per_kwh for i in members])
+        n1_prices = np.array([commitments[i].n_minus_1_price for i in members])
         label = f"{members.size} {first.tier} contracts ({_where(first)})"
         label = label if label not in used else f"{label} #{g}"
         used.add(label)
@@ -75,6 +76,7 @@ def aggregate_commitments(commitments: tuple[Commitment, ...]) -> Book:
                 capacity_kw=float(group_cap[g]),
                 price_usd_per_kwh=float(prices @ weights),
                 penalty_usd_per_kwh=float(penalties @ weights),
+                n_minus_1_usd_per_kwh=float(n1_prices @ weights),
             )
         )
     return Book(groups=tuple(groups), group_of=group_of, share=share, size=size)

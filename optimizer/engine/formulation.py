@@ -338,7 +338,8 @@ def commitment_columns(b: Builder) -> None:
     b.columns("u", (n_t, len(groups)), cost=ht * (price + penalty)[None, :], upper=cap)
     if groups:
         b.offset += float(problem.period_hours.sum() * (price * cap).sum())
-    b.columns("v", (n_t, d.n1_com.size), cost=ht * penalty[d.n1_com][None, :], upper=cap[d.n1_com])
+    n1_price = np.array([g.n_minus_1_price for g in groups])  # a kWh short of N-1: a steering price, not a credit
+    b.columns("v", (n_t, d.n1_com.size), cost=ht * n1_price[d.n1_com][None, :], upper=cap[d.n1_com])
     b.columns("tot", (n_t, d.n1_com.size))
 
 

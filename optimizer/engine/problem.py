@@ -69,6 +69,15 @@ class Commitment:
     n_minus_1: bool = False
     allowed_sites: tuple[str, ...] | None = None  # None = any site
     min_sites: int = 1
+    # What a kWh short of N-1 costs in the objective (a steering price: the customer is served and owed nothing).
+    # None = penalty_usd_per_kwh. The live optimizer holds N-1 as a term of Premium: half of what an unserved kWh
+    # costs (price + penalty), far above a standby's energy, yet low enough that a contract whose N-1 cannot be
+    # had is still served (docs/economics.md, "N-1").
+    n_minus_1_usd_per_kwh: float | None = None
+
+    @property
+    def n_minus_1_price(self) -> float:
+        return self.penalty_usd_per_kwh if self.n_minus_1_usd_per_kwh is None else self.n_minus_1_usd_per_kwh
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,7 +193,11 @@ class Problem:
         if len(set(ids)) != len(ids):
             raise ValueError("commitment ids must be unique")
         for c in self.commitments:
-            if c.capacity_kw < 0 or c.price_usd_per_kwh < 0 or c.penalty_usd_per_kwh < 0 or c.min_sites < 1:
+            if (
+                c.capacity_kw < 0
+                or min(c.price_usd_per_kwh, c.penalty_usd_per_kwh, c.n_minus_1_price) < 0
+                or c.min_sites < 1
+            ):
                 raise ValueError(f"commitment {c.id}: capacity, price, penalty must be >= 0 and min_sites >= 1")
             unknown = set(c.allowed_sites or ()) - set(codes)
             if unknown:

@@ -74,7 +74,8 @@ class CommitmentResult:
     n_minus_1_shortfall_kw: float  # first period: kW not covered if the largest site is lost
     unserved_kwh: float  # horizon
     revenue_usd: float  # horizon
-    penalty_usd: float  # horizon
+    penalty_usd: float  # horizon: credits for kWh not served (a kWh short of N-1 is served: no credit)
+    n_minus_1_usd: float = 0.0  # horizon: the steering price of kWh short of N-1 (owed to nobody)
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,8 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
         penalty = (unserved * pen).sum(axis=1) * problem.period_hours
         if form.n1_commitments.size:
             short = np.clip(cols["v"].take(col), 0.0, None)
-            penalty = penalty + (short * pen[form.n1_commitments]).sum(axis=1) * problem.period_hours
+            n1_price = np.array([g.n_minus_1_price for g in groups])[form.n1_commitments]
+            penalty = penalty + (short * n1_price).sum(axis=1) * problem.period_hours
     return Ledger(
         mining_revenue_usd=mining,
         inference_revenue_usd=inference,
@@ -336,7 +338,8 @@ def commitment_results(
                 n_minus_1_shortfall_kw=float(n1_short[0, ci]),
                 unserved_kwh=float(unserved_kwh[ci]),
                 revenue_usd=float((c.capacity_kw * hours.sum() - unserved_kwh[ci]) * c.price_usd_per_kwh),
-                penalty_usd=float((unserved_kwh[ci] + n1_kwh[ci]) * c.penalty_usd_per_kwh),
+                penalty_usd=float(unserved_kwh[ci] * c.penalty_usd_per_kwh),
+                n_minus_1_usd=float(n1_kwh[ci] * c.n_minus_1_price),
             )
         )
         for t in np.flatnonzero(unserved[:, ci] > tol):

@@ -5,10 +5,22 @@ Each expected number is worked out in the comment next to it from the problem's 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from optimizer.engine import HardwareModel, Market, Problem, Settings, Site, allocation_violations, greedy, solve
+from optimizer.engine import (
+    Commitment,
+    HardwareModel,
+    Market,
+    Problem,
+    Settings,
+    Site,
+    allocation_violations,
+    greedy,
+    solve,
+)
 from optimizer.engine.formulation import build_formulation
 from optimizer.engine.starts import start_cost_usd_per_unit, start_limits
 
@@ -151,3 +163,42 @@ def test_the_ramp_limit_counts_per_hour_not_per_period():
     np.testing.assert_allclose(solution.units[0, 0], [5, 10, 15, 75, 120])
     assert not allocation_violations(problem, solution.units)
     assert allocation_violations(problem, np.array([[[5, 10, 30, 75, 120]]]))
+
+
+def standby(n_minus_1_usd_per_kwh: float | None) -> Problem:
+    """A Premium N-1 contract of 100 kW over two sites whose month is already credited in full (penalty 0): the spread
+    needs 100 kW running on each site (200 kW x 100 USD/MWh = 20 USD/h) where one site serves it for 10 USD/h."""
+    gpu = HardwareModel("H100", "inference", power_kw=1.0, tokens_per_s=1.0)
+    premium = Commitment(
+        "P", "premium", 100.0, 1.99, 0.0, n_minus_1=True, min_sites=2, n_minus_1_usd_per_kwh=n_minus_1_usd_per_kwh
+    )
+    return Problem(
+        sites=(Site("A", 200.0, "europe"), Site("B", 200.0, "europe")),
+        hardware=(gpu,),
+        inventory_units=[[200], [200]],
+        period_hours=[1.0],
+        pue=[[1.0], [1.0]],
+        energy_price_usd_per_mwh=[[100.0], [100.0]],
+        market=Market(hashprice_usd_per_ph_day=[0.0], inference_price_usd_per_mtok=[0.0]),
+        commitments=(premium,),
+    )
+
+
+def test_n_minus_1_held_as_a_hard_term_keeps_the_standby_a_credit_price_would_drop():
+    # Priced at the month's marginal credit (0 here) the standby saves 10 USD/h by going: the spread is dropped.
+    (risk,) = solve(standby(None)).commitments
+    assert risk.n_minus_1_shortfall_kw == pytest.approx(100.0)
+    # Held as a term of the contract (half of what an unserved kWh costs: 0.995): 100 kW x 0.995 > 10 USD/h, the
+    # standby stays.
+    hard = solve(standby(0.5 * 1.99))
+    (kept,) = hard.commitments
+    assert kept.n_minus_1_shortfall_kw == pytest.approx(0.0, abs=1e-9)
+    assert kept.placements_kw == pytest.approx({"A": 100.0, "B": 100.0})
+    # A lost spread is no credit: the customer is served. It is reported as exposure, not as a penalty owed.
+    assert risk.penalty_usd == 0.0 and risk.unserved_kwh == pytest.approx(0.0, abs=1e-9)
+    # With no room on B, N-1 cannot be had: serving alone (10 + 99.5 USD) still beats leaving it unserved (199 USD).
+    exposed = solve(replace(standby(0.5 * 1.99), inventory_units=[[200], [0]]))
+    (alone,) = exposed.commitments
+    assert alone.n_minus_1_shortfall_kw == pytest.approx(100.0)
+    assert alone.unserved_kwh == pytest.approx(0.0, abs=1e-9)  # served: no credit, whatever the N-1 price
+    assert (alone.penalty_usd, alone.n_minus_1_usd) == (0.0, pytest.approx(100 * 0.5 * 1.99))
