@@ -138,7 +138,7 @@ def peak_rss_mib(pid: int) -> float:
 def worker_pids() -> list[int]:
     from fleet import dispatcher
 
-    return [pid for pool in dispatcher._pools for pid in (pool._processes or {})]
+    return [worker.pid for worker in dispatcher._workers]
 
 
 def dispatcher_cpu(pids: list[int]) -> float:

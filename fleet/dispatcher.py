@@ -9,22 +9,20 @@ flapping) or unreachable (no read answered; pyasic reports a refused connection 
 Worker processes: speaking to a miner costs CPU in pyasic (building and parsing each RPC exchange, a few ms per
 command with its read-back), so one event loop is bound to one core. A large round (or poll) is split into
 shards by device id, `Tuning.workers` at most and no shard under `Tuning.min_shard` devices; each shard runs on
-its own worker process (one single-process pool per shard index, kept for the life of the dispatcher), so a
-device always meets the same process and its pyasic session. A small round runs in this process.
+its own worker process (`fleet.workers`, one per shard index, kept for the life of the dispatcher), so a device
+always meets the same process and its pyasic session. A small round runs in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TypeVar
 
 from .drivers import DriverError, DriverSession, Endpoint, Reading, Setpoint, prepare
+from .workers import Worker, WorkerDied
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ async def _run(session: DriverSession, job: Job, tuning: Tuning, gate: asyncio.S
 
 T = TypeVar("T")
 R = TypeVar("R")
-_pools: list[ProcessPoolExecutor] = []
+_workers: list[Worker] = []
 
 
 def shards(items: Sequence[T], key: Callable[[T], int], tuning: Tuning) -> list[list[T]]:
@@ -107,42 +105,48 @@ def shards(items: Sequence[T], key: Callable[[T], int], tuning: Tuning) -> list[
     return parts
 
 
-def _new_pool() -> ProcessPoolExecutor:
-    """One worker process, spawned (the dispatcher may run threads, which a fork would copy half-way)."""
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-
-
-def _submit(index: int, run: Callable, part: list, tuning: Tuning) -> Future:
-    """`run(part)` on the worker process of shard `index`, started (or replaced, if it died) as needed."""
-    while len(_pools) <= index:
-        _pools.append(_new_pool())
-    try:
-        return _pools[index].submit(run, part, tuning)
-    except BrokenProcessPool:
-        _pools[index] = _new_pool()
-        return _pools[index].submit(run, part, tuning)
+def _worker(index: int) -> Worker:
+    """The worker process of shard `index`, started (or replaced, if it ended) as needed."""
+    while len(_workers) <= index:
+        _workers.append(Worker())
+    if not _workers[index].alive():
+        _workers[index].stop()
+        _workers[index] = Worker()
+    return _workers[index]
 
 
 @atexit.register
 def shutdown_workers() -> None:
     """Stop the worker processes (they are started again when needed)."""
-    while _pools:
-        _pools.pop().shutdown(wait=True, cancel_futures=True)
+    while _workers:
+        _workers.pop().stop()
 
 
 def _spread(run: Callable[[list[T], Tuning], list[R]], parts: list[list[T]], tuning: Tuning) -> list[R]:
     """`run` on each part: here when there is one part, else part i on worker process i; results in part order.
-    A worker that dies meanwhile (killed, out of memory) is replaced, and its part is run here."""
+    A worker that dies meanwhile (killed, out of memory) is replaced next time, and its part is run here."""
     if len(parts) == 1:
         return run(parts[0], tuning)
-    futures = [_submit(i, run, part, tuning) for i, part in enumerate(parts)]
-    results: list[R] = []
-    for i, (future, part) in enumerate(zip(futures, parts, strict=True)):
+    started = []
+    for i, part in enumerate(parts):
         try:
-            results.extend(future.result())
-        except BrokenProcessPool:
-            _pools[i] = _new_pool()
+            _worker(i).send(run, part, tuning)
+            started.append(True)
+        except WorkerDied:
+            started.append(False)
+    results: list[R] = []
+    failure: Exception | None = None
+    for i, part in enumerate(parts):  # every started worker is read, even after a failure: no stale answer waits
+        try:
+            if not started[i]:
+                raise WorkerDied(f"worker {i} did not start")
+            results.extend(_workers[i].receive())
+        except WorkerDied:
             results.extend(run(part, tuning))
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
     return results
 
 

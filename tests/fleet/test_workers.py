@@ -28,7 +28,7 @@ def workers():
 
 
 def _worker_pids() -> set[int]:
-    return {pid for pool in dispatcher._pools for pid in (pool._processes or {})}
+    return {worker.pid for worker in dispatcher._workers if worker.alive()}
 
 
 def test_shards_split_by_device_id_within_the_bounds():
@@ -122,3 +122,21 @@ def test_pyasic_lists_an_rpc_class_commands_once_not_on_every_read(simulator, fl
 
     asyncio.run(read_all_twice())
     assert calls == ["LUXMinerRPCAPI"]  # six multicommand reads of three miners, one listing
+
+
+def _spread_in_a_daemon(_):
+    from fleet.dispatcher import _read_here, _spread
+
+    try:
+        return _spread(_read_here, [[], []], Tuning(workers=2, min_shard=1)), sorted(_worker_pids()), os.getpid()
+    finally:
+        dispatcher.shutdown_workers()
+
+
+def test_worker_processes_start_from_a_celery_prefork_child():
+    """A Celery prefork child is a daemonic process, from which multiprocessing refuses to start children."""
+    import billiard
+
+    with billiard.Pool(1) as pool:
+        results, pids, child = pool.map(_spread_in_a_daemon, [0])[0]
+    assert results == [] and len(pids) == 2 and child not in pids
