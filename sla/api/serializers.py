@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from decimal import Decimal
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
@@ -104,10 +106,32 @@ class StrictFieldsMixin:
         return value
 
 
+class StrictSchema(OpenApiSerializerExtension):
+    """The schema of a strict serializer's body says what it refuses: no other property (additionalProperties
+    false), so a client, and the fuzzer generating bodies from it, sends only the declared fields."""
+
+    target_class = StrictFieldsMixin
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if direction == "request":
+            schema["additionalProperties"] = False
+            for name, field in self.target.fields.items():  # the decimals a number may have
+                if isinstance(field, NumberField) and name in schema["properties"]:
+                    schema["properties"][name]["multipleOf"] = float(Decimal(1).scaleb(-field.decimal_places))
+        return schema
+
+
 class NumberField(serializers.DecimalField):
-    """A Decimal that refuses booleans (JSON true would otherwise read as the string "True" or 1)."""
+    """A Decimal that refuses booleans (JSON true would otherwise read as the string "True" or 1).
+
+    Input only: documented as a JSON number with its bounds (a string of digits is accepted too)."""
 
     default_error_messages = {"boolean": "A number is required, not true or false."}
+
+    def __init__(self, **kwargs):
+        super().__init__(coerce_to_string=False, **kwargs)
 
     def to_internal_value(self, data):
         if isinstance(data, bool):

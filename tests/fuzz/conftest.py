@@ -34,6 +34,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         f"operation runs; 5xx answers: {stats['5xx']}; by role: staff {stats['role:staff']}, "
         f"customer {stats['role:customer']}"
     )
+    for operation in ("POST /api/sla/quotes/", "POST /api/contracts/"):
+        reached, refused = stats[f"{operation} 2xx"], stats[f"{operation} refused"]
+        terminalreporter.write_line(f"{operation}: {reached} cases answered 2xx, {refused} refused (4xx)")
     if stats["cases"] < MIN_CASES:
         terminalreporter.write_line(f"FAIL: fewer than {MIN_CASES} cases were generated.")
 

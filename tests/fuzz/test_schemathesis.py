@@ -117,6 +117,8 @@ FUZZ_SETTINGS = hypothesis_settings(
 # Every check schemathesis has, but one: "schema-valid input must be accepted" cannot hold for business rules the
 # schema cannot state (a start in the past, a quote already used, capacity that is short answer 400/409 by design).
 EXCLUDED_CHECKS = [positive_data_acceptance]
+# The buying operations, whose cases reaching a 2xx (a priced quote, an admitted contract) are counted and printed.
+PURCHASES = ("POST /api/sla/quotes/", "POST /api/contracts/")
 
 
 def _call(case, token: str, role: str, stats) -> None:
@@ -128,6 +130,9 @@ def _call(case, token: str, role: str, stats) -> None:
     response = case.call(headers=headers)
     if response.status_code >= 500:
         stats["5xx"] += 1
+    operation = f"{case.method.upper()} {case.operation.path}"
+    if operation in PURCHASES:  # how deep the fuzz reaches: the cases admitted vs refused
+        stats[f"{operation} {'2xx' if response.status_code < 300 else 'refused'}"] += 1
     case.validate_response(response, headers=headers, excluded_checks=EXCLUDED_CHECKS)
 
 
