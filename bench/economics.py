@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sites import catalogue
 from sites.simulation import (
+    pue,
     simulate_fleet_prices,
     simulate_hashprice,
     simulate_inference_demand,
@@ -130,6 +131,30 @@ def rate_card_table() -> list[str]:
     return rows
 
 
+def hall_table(means: dict[str, float]) -> list[str]:
+    """PUE by hall at a mild (20 degC) and the Texas design day (40 degC), and an S21's margin per IT kWh at the mean
+    energy price when its hall is counted, against the site's chilled-air curve it was charged before."""
+    energy = means["energy_usd_per_kwh"]
+    s21 = next(h for h in catalogue.HARDWARE if h.code == "miner_air")
+    earns = float(s21.hashrate_th_per_s) / 1000 * means["hashprice"] / 24 / float(s21.power_kw_per_unit)
+    rows = [
+        "| hall | who runs in it | PUE at 20 degC | PUE at 40 degC | S21 margin per IT kWh at 40 degC |",
+        "|---|---|---:|---:|---:|",
+    ]
+    halls = (
+        ("mining_air", "air-cooled miners (fans, no chillers)"),
+        ("air", "air-cooled GPU nodes (chillers); before: every machine at an air site"),
+        ("hydro", "hydro miners (dry coolers)"),
+        ("immersion", "immersion tanks"),
+    )
+    for hall, who in halls:
+        at_40 = float(pue(hall, 40.0))
+        rows.append(
+            f"| {hall} | {who} | {float(pue(hall, 20.0)):.2f} | {at_40:.2f} | {earns - at_40 * energy:.3f} USD |"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=2025)
@@ -142,7 +167,7 @@ def main() -> None:
         f"demand {means['sell_through'] * 100:.1f} % of the GPU fleet's tokens, energy "
         f"{means['energy_usd_per_kwh'] * 1000:.1f} USD/MWh (mean of the ten sites).\n"
     )
-    for table in (hardware_table(means), class_table(means), rate_card_table()):
+    for table in (hardware_table(means), class_table(means), rate_card_table(), hall_table(means)):
         print("\n".join(table), end="\n\n")
 
 
