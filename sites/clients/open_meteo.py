@@ -129,7 +129,7 @@ class OpenMeteoClient:
         if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
             raise ValueError(f"({latitude}, {longitude}) is not a point on Earth")
         url = f"{self.base_url}{FORECAST_PATH}"
-        params = {
+        params: dict[str, str | int | float] = {
             "latitude": f"{latitude:.4f}",
             "longitude": f"{longitude:.4f}",
             "hourly": VARIABLE,

@@ -6,6 +6,8 @@ settings.REST_FRAMEWORK. Time windows are half-open, [after, before).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import django_filters as filters
 from rest_framework import serializers, viewsets
 
@@ -13,9 +15,14 @@ from sites.api.filters import _after, _before
 
 from .models import AncillaryPrice, FxRate, PriceNode, SystemLoad
 
+if TYPE_CHECKING:
+    from sites.models import Site
+
 
 class PriceNodeSerializer(serializers.ModelSerializer):
-    sites = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    sites: serializers.SlugRelatedField[Site] = serializers.SlugRelatedField(
+        slug_field="code", many=True, read_only=True
+    )
 
     class Meta:
         model = PriceNode
