@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -120,7 +121,7 @@ class World:
 
 def with_settings(world: World, **changes: float | None) -> World:
     """The world with some engine settings replaced (None leaves a setting as the world has it)."""
-    wanted = {key: value for key, value in changes.items() if value is not None}
+    wanted: dict[str, Any] = {key: value for key, value in changes.items() if value is not None}
     if not wanted:
         return world
     if world.format == "mara" and any(wanted.get(k) for k in ("switching_cost_usd_per_unit", "carbon_price_usd_per_t")):
@@ -436,9 +437,9 @@ def catalogue_world() -> dict:
     for seed in catalogue.HARDWARE:
         item = {"code": seed.code, "name": seed.name, "kind": seed.kind, "power_kw": float(seed.power_kw_per_unit)}
         if seed.kind == "miner":
-            item["hashrate_th_s"] = float(seed.hashrate_th_per_s)
+            item["hashrate_th_s"] = float(cast(str, seed.hashrate_th_per_s))  # every miner has one
         else:
-            item["tokens_per_s"] = float(seed.tokens_per_s)
+            item["tokens_per_s"] = float(cast(str, seed.tokens_per_s))  # every inference model has one
         hardware.append(item)
     sites = [
         {
