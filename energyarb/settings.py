@@ -378,6 +378,9 @@ CELERY_TASK_ACKS_LATE = True
 # once it expires (optimizer.services.fail_abandoned_runs), so the next period's run proceeds.
 OPTIMIZER_RUN_LEASE_S = env_float("OPTIMIZER_RUN_LEASE_S", 60.0)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A broker that refuses a command (Redis at its maxmemory answers OOM, docs/deployment.md) is retried like a lost
+# connection: the worker reconnects until the command passes, instead of exiting ("Unrecoverable error").
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

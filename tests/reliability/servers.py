@@ -243,9 +243,10 @@ class PrivateRedis:
     """redis-server on a free port, as a child process. Append-only with fsync on every write, as a broker
     should be configured (docs/deployment.md): a crash (SIGKILL) then loses no queued message."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *extra: str) -> None:
         if shutil.which("redis-server") is None:
             pytest.fail("redis-server is missing (apt-get install redis-server).")
+        self.extra = extra  # more redis-server options, e.g. ("--maxmemory", "2mb")
         self.port = free_port()
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -270,6 +271,7 @@ class PrivateRedis:
             "always",
             "--dir",
             str(self.root),
+            *self.extra,
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -595,3 +595,58 @@ def test_postgres_restart_under_load_answers_503_then_recovers(private_postgres,
         f"PostgreSQL restart: {len(log)} requests, {sum(1 for e in log if e[2] == 503)} answered 503, "
         f"recovered {recovered:.1f} s after the restart"
     )
+
+
+def fill(client) -> None:
+    """Fill Redis to its maxmemory: large values, then small ones (a large command's own buffer is freed when it
+    is refused), until even a small write is refused."""
+    import redis
+
+    for size in (256 * 1024, 1024):
+        for n in itertools.count():
+            try:
+                client.set(f"filler:{size}:{n}", b"x" * size)
+            except redis.exceptions.OutOfMemoryError:
+                break
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_meeting_a_broker_at_its_memory_limit_waits_and_resumes(tmp_path):
+    """Redis at its maxmemory with `noeviction` (the broker's policy, docs/deployment.md) refuses writes with
+    OOM. A bare `celery worker` took that for an unrecoverable error and exited ("Unrecoverable error:
+    OutOfMemoryError"). Now it retries like on a lost connection, and runs the waiting task once memory is freed."""
+    require_postgresql()
+    broker = PrivateRedis(tmp_path / "redis", "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
+    broker.start()
+    try:
+        import redis
+
+        SiteFactory(code="a_oslo")
+        env = server_environment(
+            tmp_path / "var", REDIS_URL=broker.url(0), DATABASE_URL=postgres_url(connection.settings_dict)
+        )
+        publisher(broker.url(0)).send_task("sites.tasks.refresh_weather", queue="data")
+        client = redis.Redis.from_url(broker.url(0))
+        fill(client)
+        log = tmp_path / "worker.log"
+        worker = start_worker(env, log, "data")
+        try:
+            wait_for(
+                lambda: b"maxmemory" in log.read_bytes() or worker.poll() is not None,
+                timeout_s=TASK_TIMEOUT_S,
+                what="the worker to meet the memory limit",
+                log=log,
+            )
+            time.sleep(3)  # a worker that takes it for an unrecoverable error has exited by now
+            assert worker.poll() is None, log_tail(log)
+            assert WeatherReading.objects.count() == 0
+
+            client.delete(*client.keys("filler:*"))
+            wait_for(
+                lambda: WeatherReading.objects.exists(), timeout_s=TASK_TIMEOUT_S, what="the waiting task", log=log
+            )
+            assert worker.poll() is None
+        finally:
+            stop_process(worker)
+    finally:
+        broker.stop()
