@@ -1,12 +1,28 @@
 # The per-customer cap needs no schema. The cancellation policy is part of a quote's and a contract's terms:
 # contracts and quotes written before it carry no fee (0 %), new ones the setting's (sla.models.cancellation_fee_pct_now).
 
+import importlib
 from decimal import Decimal
 
 import django.core.validators
 from django.db import migrations, models
 
 import sla.models
+
+# SQLite adds these NOT NULL columns by rebuilding sla_contract, which sla_placement's triggers (0007) name: they are
+# dropped around the rebuild and created again.
+TRIGGERS = importlib.import_module("sla.migrations.0007_placement_within_contract")
+
+
+def drop_sqlite_triggers(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        TRIGGERS.drop(apps, schema_editor)
+
+
+def create_sqlite_triggers(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        TRIGGERS.create(apps, schema_editor)
+
 
 PCT_HELP = "Cancelling costs this % of the quoted total of the part of the window not yet served."
 FEE_HELP = "What cancelling cost, set when the contract is cancelled (sla.capacity.cancellation_fee_usd)."
@@ -40,6 +56,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(drop_sqlite_triggers, create_sqlite_triggers, elidable=False),
         *(
             operation
             for model in ("contract", "historicalcontract", "quote")
@@ -54,4 +71,5 @@ class Migration(migrations.Migration):
             migrations.AddField(model_name=model, name="cancellation_fee_usd", field=fee_usd())
             for model in ("contract", "historicalcontract")
         ),
+        migrations.RunPython(create_sqlite_triggers, drop_sqlite_triggers, elidable=False),
     ]
