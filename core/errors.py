@@ -43,13 +43,16 @@ def bad_request(request, exception=None):
 def api_exception_handler(exc, context):
     """DRF's handler, plus: a failed or missing authentication counts as an anonymous request of its address, so
     a client guessing tokens or API keys is throttled like anonymous traffic (each guess costs a database read);
-    and no input is echoed that cannot be encoded (a lone surrogate becomes U+FFFD)."""
+    no input is echoed that cannot be encoded (a lone surrogate becomes U+FFFD); and a list of messages becomes
+    `{"non_field_errors": [...]}`, the object every 400 is documented as."""
     request = context.get("request")
     if isinstance(exc, exceptions.AuthenticationFailed | exceptions.NotAuthenticated) and request is not None:
         exc = throttle_failed_authentication(request) or exc
     response = exception_handler(exc, context)
     if response is not None and response.data is not None:
         response.data = _encodable(response.data)
+        if isinstance(response.data, list):  # a ValidationError of messages alone (DRF's search filter on a NUL)
+            response.data = {"non_field_errors": response.data}  # the documented shape: an object of messages
     return response
 
 

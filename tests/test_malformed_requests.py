@@ -134,3 +134,10 @@ def test_an_outage_is_logged_once_at_warning_with_a_count(staff_api, monkeypatch
     assert len(outage) == 2 and all(r.levelno == logging.WARNING for r in caplog.records if r.name == "core.middleware")
     assert outage[0].startswith("database unavailable (OperationalError")
     assert outage[1].startswith("database is back after") and outage[1].endswith("20 requests answered 503")
+
+
+def test_a_nul_in_a_search_answers_a_400_object_as_documented(customer_api):
+    response = customer_api.get("/api/sla/quotes/", {"search": "a\x00b"})
+
+    assert response.status_code == 400
+    assert response.json() == {"non_field_errors": ["Null characters are not allowed."]}
