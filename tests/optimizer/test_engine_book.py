@@ -114,3 +114,30 @@ def test_a_large_book_is_solved_as_an_integer_plan_within_the_gap():
     assert solution.status == "optimal"
     assert solution.mip_gap <= problem.settings.mip_rel_gap
     assert len(solution.commitments) == 3000
+
+
+def test_a_fraction_of_a_gpu_serving_a_contract_on_a_full_site_is_not_rounded_away():
+    # A 10 MW site full of 3.5 kW miners, and a 20 kW contract on 8 kW GPUs: the LP runs 2.5 GPUs and 2,851.43
+    # miners. Rounding keeps 2 GPUs and a third does not fit beside the miners: 4 kW of the contract are unserved
+    # (a Premium credit of 200 USD/kWh) and the plan misses the gap. The small MILP around the LP plan drops two
+    # more miners for a third GPU and proves the plan within the gap without branching the whole MILP.
+    gpu = HardwareModel("G", "inference", power_kw=8.0, tokens_per_s=100.0)
+    miner = HardwareModel("M", "miner", power_kw=3.5, hashrate_th_s=200.0)
+    problem = Problem(
+        sites=(Site("A", 10_000.0, "americas"),),
+        hardware=(miner, gpu),
+        inventory_units=[[3000, 10]],
+        period_hours=[1.0, 1.0],
+        pue=[[1.0, 1.0]],
+        energy_price_usd_per_mwh=[[50.0, 50.0]],
+        market=Market(hashprice_usd_per_ph_day=[48.0, 48.0], inference_price_usd_per_mtok=[0.1, 0.1]),
+        commitments=(Commitment(1, "premium", 20.0, 2.0, 200.0, allowed_sites=("A",)),),
+        settings=Settings(integer=True),
+    )
+    solution = solve(problem)
+    assert "MILP around the LP rounding" in solution.explanation[0]
+    assert solution.status == "optimal"
+    assert solution.units[0, :, 0].tolist() == [2850.0, 3.0]  # three GPUs carry the contract, miners the rest
+    assert solution.commitments[0].unserved_kw == pytest.approx(0.0, abs=1e-6)
+    exact = solve(replace(problem, settings=Settings(integer=True, mip_rel_gap=0.0)))
+    assert solution.objective_usd == pytest.approx(exact.objective_usd, rel=1e-9)
