@@ -190,7 +190,7 @@ def _read_sites(at: datetime) -> tuple[Site, ...]:
     """Every site with its latest energy price and temperature and its inventory (two queries), by code."""
     inventories = SiteInventory.objects.select_related("hardware_model").order_by("hardware_model__code")
     sites = tuple(
-        Site.objects.with_latest_energy_price()
+        Site.objects.with_latest_energy_price(at)
         .with_latest_temperature(at)
         .prefetch_related(Prefetch("inventories", queryset=inventories))
         .order_by("code")

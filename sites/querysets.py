@@ -31,11 +31,15 @@ class SiteQuerySet(models.QuerySet):
             ),
         )
 
-    def with_latest_energy_price(self) -> SiteQuerySet:
-        """Annotate the newest stored energy price (USD/MWh) and its interval start."""
+    def with_latest_energy_price(self, at: datetime | None = None) -> SiteQuerySet:
+        """Annotate the newest stored energy price (USD/MWh) whose interval starts at or before `at` (default: the
+        database's now, read when the query runs, so a view's class-level queryset stays current) and its interval
+        start: a stored day-ahead price for a later interval is not the price now."""
         from .models import EnergyPrice
 
-        newest = EnergyPrice.objects.filter(site=OuterRef("pk")).order_by("-interval_start")
+        newest = EnergyPrice.objects.filter(site=OuterRef("pk"), interval_start__lte=at or Now()).order_by(
+            "-interval_start"
+        )
         return self.annotate(
             latest_price_usd_per_mwh=Subquery(newest.values("price_usd_per_mwh")[:1]),
             latest_price_at=Subquery(newest.values("interval_start")[:1]),

@@ -8,9 +8,12 @@ import pytest
 import time_machine
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from sites.choices import CoolingType, DataSource, HardwareKind, MarketRegion, SiteStatus
+from sites.models import Site
+from sites.simulation import floor_to_step
 from tests.factories import (
     T0,
     EnergyPriceFactory,
@@ -135,6 +138,22 @@ def test_site_detail_has_inventory_power_summary_and_latest_price(customer_api, 
     assert body["latest_price_usd_per_mwh"] == "31.50"
     assert body["latest_price_at"] == "2026-06-01T00:00:00Z"
     assert body["latest_price_age_seconds"] == 120
+
+
+def test_a_stored_day_ahead_price_for_tomorrow_is_not_the_latest_price(customer_api, norway):
+    # The database's clock decides "now" (the API's queryset is built once, at import): prices around real time.
+    now = floor_to_step(timezone.now())
+    EnergyPriceFactory(site=norway, interval_start=now, price_usd_per_mwh=Decimal("31.50"))
+    EnergyPriceFactory(site=norway, interval_start=now + timedelta(days=1), price_usd_per_mwh=Decimal("250.00"))
+
+    body = customer_api.get(reverse("site-detail", args=["site_3_norway"])).json()
+    tomorrow = Site.objects.with_latest_energy_price(now + timedelta(days=1)).get(code="site_3_norway")
+    before = Site.objects.with_latest_energy_price(now - timedelta(minutes=5)).get(code="site_3_norway")
+
+    assert body["latest_price_usd_per_mwh"] == "31.50"
+    assert body["latest_price_at"] == now.isoformat().replace("+00:00", "Z")
+    assert tomorrow.latest_price_usd_per_mwh == Decimal("250.00")  # at or before the moment: its own interval
+    assert before.latest_price_usd_per_mwh is None
 
 
 def test_site_without_inventory_or_prices_reports_zeros_and_nulls(customer_api):
