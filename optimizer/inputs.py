@@ -16,6 +16,9 @@ price. Later periods are forecasts (settings ENERGYARB["FORECAST"], env OPTIMIZE
   Fits are kept per worker process and refitted hourly (``FITS``), so a tick reads about a day of history, not
   four weeks: see ``_forecast_series``.
 - ``persistence``: the latest prices and PUE held over the horizon, demand on the simulator's daily pattern.
+
+Either way, energy prices stored for intervals ahead of the current one (a market's cleared day-ahead prices)
+replace the forecast for the periods they cover (``stored_ahead``, one query): they are known, not forecast.
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
         method=forecast_setting(),
         machines=tuple((hw.cooling_type, hw.kind) for hw in hardware),
     )
+    outlook = stored_ahead(outlook, interval=interval, bounds=bounds, sites=sites)
     contracts, commitments = commitments_at(at=at, site_codes={site.code for site in sites if site.is_available})
     problem = engine.Problem(
         sites=tuple(engine_site(site) for site in sites),
@@ -343,6 +347,10 @@ class HorizonValues:
         weather = sorted(key for key, model in self.models.items() if model == "weather forecast")
         if weather:
             note += f" PUE from stored weather forecasts for {forecast.describe_series(weather)}."
+        ahead = sorted(key for key, model in self.models.items() if model == STORED_AHEAD)
+        if ahead:
+            series = forecast.describe_series(ahead)
+            note += f" Stored prices ahead (cleared day-ahead) where they cover a period for {series}."
         codes = [site.code for site in sites]
         return {
             "setting": self.method,
@@ -442,6 +450,49 @@ class _Horizon:
         self, keys: list[str], load: Callable[[Ranges], Mapping[str, tuple[np.ndarray, np.ndarray]]]
     ) -> dict[str, np.ndarray | None]:
         return _forecast_series(keys, load, self.at, self.interval, self.steps, self.models)
+
+
+STORED_AHEAD = "stored prices ahead"
+
+
+def stored_ahead(
+    outlook: HorizonValues, *, interval: datetime, bounds: np.ndarray, sites: tuple[Site, ...]
+) -> HorizonValues:
+    """Energy prices stored for intervals after the current one (a market's cleared day-ahead prices) replace the
+    forecast, whatever its method, for the 5-minute steps they cover; a period partly covered mixes the two by
+    steps. A stored row holds for its ``interval_minutes`` (an hourly day-ahead price: twelve steps).
+    Period 0 stays the observed price. One query.
+    """
+    steps = int(bounds[-1])
+    rows = EnergyPrice.objects.filter(
+        site_id__in=[site.pk for site in sites],
+        interval_start__gte=interval + STEP * int(bounds[1]),
+        interval_start__lt=interval + STEP * steps,
+    )
+    offsets, site_ids, values, minutes = _offset_columns(
+        rows, "interval_start", interval, "site_id", "price_usd_per_mwh", "interval_minutes"
+    )
+    if not len(offsets):
+        return outlook
+    energy, models = outlook.energy_price.copy(), dict(outlook.models)
+    for s, site in enumerate(sites):
+        mine = site_ids == site.pk
+        if not mine.any():
+            continue
+        order = np.argsort(offsets[mine], kind="stable")
+        starts, prices = offsets[mine][order], values[mine][order]
+        lengths = np.maximum(minutes[mine][order] // STEP_MINUTES, 1).astype(np.int64)
+        ends = np.minimum(np.append(starts[1:], steps), starts + lengths)
+        path = np.full(steps, np.nan)
+        for start, end, value in zip(starts, ends, prices, strict=True):
+            path[start:end] = value
+        for t in range(1, len(bounds) - 1):
+            window = path[bounds[t] : bounds[t + 1]]
+            covered = ~np.isnan(window)
+            if covered.any():
+                energy[s, t] = (window[covered].sum() + (~covered).sum() * energy[s, t]) / window.size
+        models[f"energy_price_usd_per_mwh.{site.code}"] = STORED_AHEAD
+    return replace(outlook, energy_price=energy, models=models)
 
 
 def _energy_periods(horizon: _Horizon, sites: tuple[Site, ...], prices: np.ndarray) -> np.ndarray:

@@ -145,12 +145,13 @@ def test_under_a_day_of_history_falls_back_to_persistence_and_says_so(fleet):
 
 def test_queries_are_bounded_when_fitting_and_when_reusing_the_fit(fleet, refits, django_assert_max_num_queries):
     store_history(fleet, days=7, at=BEFORE_PEAK)
-    with django_assert_max_num_queries(12):  # four weeks, one query per table; grid events and enrollments
+    # four weeks, one query per table; grid events and enrollments; +1 stored prices ahead (cleared day-ahead)
+    with django_assert_max_num_queries(13):
         fitted = build_inputs(at=BEFORE_PEAK)
     fitted_series = len(refits)
     # five minutes on: the kept fits read their lags and the last hours; +1 the fleet's devices (engine bounds);
-    # +2 open grid events and enrollments in force
-    with django_assert_max_num_queries(10):
+    # +2 open grid events and enrollments in force; +1 stored prices ahead
+    with django_assert_max_num_queries(11):
         kept = build_inputs(at=BEFORE_PEAK + timedelta(minutes=5))
     assert fitted_series >= len(fleet) + 1 and len(refits) == fitted_series  # nothing fitted anew
     for result in (fitted, kept):
@@ -190,6 +191,31 @@ def test_pue_follows_a_stored_weather_forecast(fleet):
     np.testing.assert_allclose(mild_pue, pue(CoolingType.AIR, 15.0))  # no forecast: the current PUE held
     assert result.snapshot["forecast"]["models"][f"pue.{hot.code}"] == "weather forecast"
     assert result.snapshot["sites"][hot.code]["temperature_c"] == 15.0
+
+
+@pytest.mark.parametrize("method", ["ridge", "persistence"])
+def test_stored_day_ahead_prices_replace_the_forecast_for_the_periods_they_cover(fleet, settings, method):
+    settings.ENERGYARB = {**settings.ENERGYARB, "FORECAST": method}
+    store_history(fleet, days=7, at=BEFORE_PEAK)
+    cleared, other = fleet
+    ahead = floor_to_step(BEFORE_PEAK, 60) + timedelta(hours=3)  # 18:00: one hourly price, cleared yesterday
+    EnergyPrice.objects.create(
+        site=cleared, interval_start=ahead, interval_minutes=60, price_usd_per_mwh=Decimal("400"), source="manual"
+    )
+
+    result = build_inputs(at=BEFORE_PEAK)
+    problem, codes = result.problem, list(result.problem.site_codes)
+    prices = problem.energy_price_usd_per_mwh
+    starts = np.array([t.replace(tzinfo=UTC) if t.tzinfo is None else t for t in problem.period_starts])
+    covered = np.array([start >= ahead and start + timedelta(hours=h) <= ahead + timedelta(hours=1)
+                        for start, h in zip(starts, problem.period_hours, strict=True)])  # fmt: skip
+    assert covered.sum() >= 1
+    np.testing.assert_allclose(prices[codes.index(cleared.code), covered], 400.0)
+    assert (prices[codes.index(other.code), covered] < 400.0).all()  # no stored price ahead: its forecast
+    assert prices[codes.index(cleared.code), 0] == OFF_PEAK  # the interval in progress: the observed price
+    others = ~covered & (starts >= ahead + timedelta(hours=1))
+    assert (prices[codes.index(cleared.code), others] < 400.0).all()  # after the hour: the forecast again
+    assert result.snapshot["forecast"]["models"][f"energy_price_usd_per_mwh.{cleared.code}"] == "stored prices ahead"
 
 
 def test_an_unknown_forecast_setting_is_refused(fleet, settings):
