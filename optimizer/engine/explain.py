@@ -8,6 +8,7 @@ period is explained: it is the allocation applied now; later periods are a forec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -148,26 +149,18 @@ def _power_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
 def _inventory_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
     """Every installed unit runs and one more would pay (and, in whole units, would fit in power)."""
     problem, inventory, unit_value = period.problem, period.inventory, period.unit_value
-    sites, hws = problem.site_codes, problem.hardware_codes
     at_cap = (period.x0 >= inventory - 1e-6) & (inventory > 0)
     if period.integer:
         at_cap &= period.facility_slack_kw[:, None] >= period.unit_facility_kw - 1e-9
-    found = []
-    for s, h in zip(*np.nonzero(at_cap & (unit_value > TOL_USD_PER_H)), strict=True):
-        value = float(unit_value[s, h])
-        found.append(
-            BindingConstraint(
-                name=f"inventory[site={sites[s]},hardware={hws[h]},period=0]",
-                kind="inventory",
-                shadow_price_usd_per_h=value,
-                per="unit",
-                text=f"all {problem.inventory_units[s, h]:g} {hws[h]} units at {sites[s]} run: "
-                f"one more unit is worth {_money(value)}/h",
-                site=sites[s],
-                hardware=hws[h],
-            )
-        )
-    return found
+    return _per_unit_bindings(
+        problem,
+        "inventory",
+        at_cap & (unit_value > TOL_USD_PER_H),
+        unit_value,
+        lambda site, hw, s, h, value: (
+            f"all {problem.inventory_units[s, h]:g} {hw} units at {site} run: one more unit is worth {_money(value)}/h"
+        ),
+    )
 
 
 def _demand_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
@@ -248,21 +241,40 @@ def _ramp_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
     problem, form = period.problem, period.form
     if not (form.switching and starts.has_start_limits(problem) and problem.previous_units is not None):
         return []
-    sites, hws, cols = problem.site_codes, problem.hardware_codes, form.cols
+    cols = form.cols
     dp0 = cols["dp"].take(period.col)[0]
     ramp_value = -cols["dp"].take(period.col_dual)[0] / period.hours0
     limit = cols["dp"].take(form.col_upper)[0]
+    return _per_unit_bindings(
+        problem,
+        "ramp",
+        (dp0 >= limit - 1e-6) & (ramp_value > TOL_USD_PER_H),
+        ramp_value,
+        lambda site, hw, s, h, value: (
+            f"ramp limit on {hw} at {site} binds: starting one more unit now would be worth {_money(value)}/h"
+        ),
+    )
+
+
+def _per_unit_bindings(
+    problem: Problem,
+    kind: str,
+    binding: np.ndarray,
+    value_usd_per_h: np.ndarray,
+    text: Callable[[str, str, int, int, float], str],
+) -> list[BindingConstraint]:
+    """One binding row per (site, hardware) where ``binding`` holds, priced per unit at ``value_usd_per_h``."""
+    sites, hws = problem.site_codes, problem.hardware_codes
     found = []
-    for s, h in zip(*np.nonzero((dp0 >= limit - 1e-6) & (ramp_value > TOL_USD_PER_H)), strict=True):
-        value = float(ramp_value[s, h])
+    for s, h in zip(*np.nonzero(binding), strict=True):
+        value = float(value_usd_per_h[s, h])
         found.append(
             BindingConstraint(
-                name=f"ramp[site={sites[s]},hardware={hws[h]},period=0]",
-                kind="ramp",
+                name=f"{kind}[site={sites[s]},hardware={hws[h]},period=0]",
+                kind=kind,
                 shadow_price_usd_per_h=value,
                 per="unit",
-                text=f"ramp limit on {hws[h]} at {sites[s]} binds: starting one more unit now would be "
-                f"worth {_money(value)}/h",
+                text=text(sites[s], hws[h], int(s), int(h), value),
                 site=sites[s],
                 hardware=hws[h],
             )
