@@ -10,17 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.utils import timezone
 from simple_history.utils import update_change_reason
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
 
 
 class IllegalTransition(ValueError):
     """A state machine does not allow this move (each app names its own subclass)."""
 
 
-class LifecycleMixin:
+class HistoryAuthorMixin:
+    """A model whose simple-history records may name their author: simple-history's documented hook, the user set
+    in ``_history_user`` (None: nobody) is recorded as the author of the instance's next history row; unset, the
+    request's user from its middleware. Declared only (no class attribute, no column)."""
+
+    _history_user: AbstractBaseUser | None
+
+
+class LifecycleMixin(HistoryAuthorMixin):
     """``can_transition_to`` from the model's ``TRANSITIONS`` (status -> the statuses it may move to)."""
 
     TRANSITIONS: ClassVar[Mapping[str, frozenset[str]]] = {}

@@ -4,15 +4,19 @@ device counts) plus the newest round."""
 
 from __future__ import annotations
 
-from django.db.models import F, Sum
+from typing import TypeVar
+
+from django.db.models import F, QuerySet, Sum
 
 from sites.models import SiteInventory
 
 from .models import Device, DispatchRound, MeterReading, SiteTelemetryRollup
 
+_PerSite = TypeVar("_PerSite", SiteTelemetryRollup, MeterReading)
 
-def _latest_per_site(queryset, order: str) -> dict[int, object]:
-    latest: dict[int, object] = {}
+
+def _latest_per_site(queryset: QuerySet[_PerSite], order: str) -> dict[int, _PerSite]:
+    latest: dict[int, _PerSite] = {}
     for row in queryset.order_by("site_id", order).distinct("site_id") if _postgres() else queryset.order_by(order):
         latest.setdefault(row.site_id, row)
     return latest

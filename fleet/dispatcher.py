@@ -160,13 +160,17 @@ def run_jobs(jobs: list[Job], tuning: Tuning) -> list[Result]:
     return _spread(_execute_here, shards(jobs, lambda job: job.endpoint.device_id, tuning), tuning)
 
 
+# A site's revenue meter to read: (site id, address, port, secret).
+MeterTarget = tuple[int, str, int, str | None]
+
+
 def _read_here(endpoints: list[tuple[Endpoint, float]], tuning: Tuning) -> list[Reading | DriverError]:
     prepare({endpoint.driver for endpoint, _ in endpoints})
     return asyncio.run(read_all(endpoints, [], tuning))[0]
 
 
 def poll(
-    endpoints: list[tuple[Endpoint, float]], meters: list[tuple[str, str, int, str | None]], tuning: Tuning
+    endpoints: list[tuple[Endpoint, float]], meters: list[MeterTarget], tuning: Tuning
 ) -> tuple[list[Reading | DriverError], list[float | DriverError]]:
     """Every device and meter read once (devices over worker processes when many); results in input order."""
     parts = shards(list(enumerate(endpoints)), lambda item: item[1][0].device_id, tuning)
@@ -183,7 +187,7 @@ async def execute(jobs: list[Job], tuning: Tuning) -> list[Result]:
 
 
 async def read_all(
-    endpoints: list[tuple[Endpoint, float]], meters: list[tuple[str, str, int, str | None]], tuning: Tuning
+    endpoints: list[tuple[Endpoint, float]], meters: list[MeterTarget], tuning: Tuning
 ) -> tuple[list[Reading | DriverError], list[float | DriverError]]:
     """Poll every device and meter once; an error is returned in place of its reading."""
     gate = asyncio.Semaphore(tuning.concurrency)

@@ -103,14 +103,16 @@ def build_simulator(*, network: str = DEFAULT_NETWORK, pue: float = 1.15) -> Fle
     token = os.environ.get(TOKEN_ENV, "")
     meters: dict[int, SimMeter] = {}
     for fleet in SiteFleet.objects.filter(meter_address__isnull=False).select_related("site"):
-        if ipaddress.IPv4Address(fleet.meter_address) in net:
+        address = fleet.meter_address
+        if address is not None and ipaddress.IPv4Address(address) in net:  # never None, by the filter
             meters[fleet.site_id] = sim.add_meter(
-                SimMeter(site=fleet.site.code, address=fleet.meter_address, port=fleet.meter_port, pue=pue)
+                SimMeter(site=fleet.site.code, address=address, port=fleet.meter_port, pue=pue)
             )
     for device in Device.objects.select_related("hardware_model").order_by("pk"):
         if ipaddress.IPv4Address(device.address) not in net:
             continue
         hw = device.hardware_model
+        sim_device: SimMiner | SimNode
         if device.is_miner:
             sim_device = sim.add_miner(
                 SimMiner(

@@ -3,6 +3,9 @@ and each site's performance in an event."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -16,6 +19,17 @@ from sites.models import Site
 from . import services
 from .choices import EventSource, EventStatus
 from .models import Enrollment, EventPerformance, GridEvent, GridProgram
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _EventTotals(TypedDict):
+    """The totals `GridEventAdmin.get_queryset` annotates on each event."""
+
+    n_sites: int
+    paid: Decimal | None
+    owed: Decimal | None
 
 
 @admin.register(GridProgram)
@@ -194,15 +208,15 @@ class GridEventAdmin(AuditHistoryAdmin):
         """The sites were stored with their baselines by the service."""
 
     @admin.display(description="sites", ordering="n_sites")
-    def site_count(self, obj: GridEvent) -> int:
+    def site_count(self, obj: WithAnnotations[GridEvent, _EventTotals]) -> int:
         return obj.n_sites
 
     @admin.display(description="payment USD", ordering="paid")
-    def payment(self, obj: GridEvent):
+    def payment(self, obj: WithAnnotations[GridEvent, _EventTotals]) -> Decimal | None:
         return obj.paid
 
     @admin.display(description="penalty USD", ordering="owed")
-    def penalty(self, obj: GridEvent):
+    def penalty(self, obj: WithAnnotations[GridEvent, _EventTotals]) -> Decimal | None:
         return obj.owed
 
     def _move(self, request, queryset, to_status: str, verb: str) -> None:

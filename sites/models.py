@@ -17,6 +17,8 @@ from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
+from core.lifecycle import HistoryAuthorMixin
+
 from .choices import ClimateZone, CoolingType, DataSource, HardwareKind, MarketRegion, SiteStatus
 from .markets.models import AncillaryPrice, FxRate, PriceNode, SystemLoad  # noqa: F401 (models of this app)
 from .querysets import EnergyPriceQuerySet, MarketPriceQuerySet, SiteQuerySet, WeatherReadingQuerySet
@@ -26,7 +28,7 @@ ZERO = Decimal("0")
 ONE = Decimal("1")
 
 
-class Site(models.Model):
+class Site(HistoryAuthorMixin, models.Model):
     """A data center that splits its power between Bitcoin mining and AI inference."""
 
     code = models.SlugField(max_length=40, unique=True, help_text="Stable identifier, e.g. site_3_norway.")

@@ -1,13 +1,19 @@
 """Serializers of the fleet API (read-only; credentials are never exposed, only the reference's name)."""
 
+from __future__ import annotations
+
 from rest_framework import serializers
+
+from sites.models import HardwareModel, Site
 
 from ..models import Device, DeviceCommand, DispatchRound, SiteTelemetryRollup
 
 
 class DeviceSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    hardware_model = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    site: serializers.SlugRelatedField[Site] = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    hardware_model: serializers.SlugRelatedField[HardwareModel] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
 
     class Meta:
         model = Device
@@ -36,7 +42,7 @@ class DeviceCommandSerializer(serializers.ModelSerializer):
 
 
 class RollupSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    site: serializers.SlugRelatedField[Site] = serializers.SlugRelatedField(slug_field="code", read_only=True)
 
     class Meta:
         model = SiteTelemetryRollup

@@ -80,6 +80,13 @@ class DriverSession:
         if self._client is not None:
             await self._client.aclose()
 
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client of an open session (`async with`)."""
+        if self._client is None:
+            raise RuntimeError("DriverSession used outside `async with`")
+        return self._client
+
     async def _bounded(self, awaitable, endpoint: Endpoint):
         try:
             return await asyncio.wait_for(awaitable, timeout=self.timeout_s)
@@ -97,7 +104,7 @@ class DriverSession:
 
     async def read(self, endpoint: Endpoint, *, nominal_w: float) -> Reading:
         if endpoint.driver == "node_agent":
-            return await self._bounded(node_agent.read(self._client, endpoint), endpoint)
+            return await self._bounded(node_agent.read(self.client, endpoint), endpoint)
         return await self._bounded(_asic().read(endpoint, nominal_w=nominal_w), endpoint)
 
     async def send(self, endpoint: Endpoint, setpoint: Setpoint) -> bool:
@@ -105,13 +112,13 @@ class DriverSession:
         if not capabilities.power_target:
             setpoint = Setpoint(running=setpoint.running, placements=setpoint.placements)
         if endpoint.driver == "node_agent":
-            return await self._bounded(node_agent.command(self._client, endpoint, setpoint), endpoint)
+            return await self._bounded(node_agent.command(self.client, endpoint, setpoint), endpoint)
         return await self._bounded(
             _asic().command(endpoint, setpoint, power_target=capabilities.power_target), endpoint
         )
 
     async def read_meter(self, address: str, port: int, secret: str | None) -> float:
         try:
-            return await asyncio.wait_for(node_agent.read_meter(self._client, address, port, secret), self.timeout_s)
+            return await asyncio.wait_for(node_agent.read_meter(self.client, address, port, secret), self.timeout_s)
         except TimeoutError as exc:
             raise DriverError(f"meter {address}: no answer within {self.timeout_s:g} s") from exc

@@ -28,7 +28,7 @@ from sla.services.uptime import DeliveryRow, record_deliveries
 
 from .. import credentials
 from ..choices import PLANNABLE_STATUSES, DeviceStatus
-from ..dispatcher import poll
+from ..dispatcher import MeterTarget, poll
 from ..drivers import DriverError, Reading
 from ..models import Device, MeterReading, SiteFleet, SiteTelemetryRollup, TelemetryReading
 from ..signals import capacity_lost
@@ -69,7 +69,11 @@ def poll_telemetry(*, now: datetime | None = None) -> dict:
     now = now or timezone.now()
     devices = list(Device.objects.exclude(status=DeviceStatus.DISABLED).select_related("hardware_model", "site"))
     fleets = list(SiteFleet.objects.filter(meter_address__isnull=False).select_related("site"))
-    meters = [(f.site_id, f.meter_address, f.meter_port, credentials.resolve(f.meter_credentials_ref)) for f in fleets]
+    meters: list[MeterTarget] = [
+        (f.site_id, f.meter_address, f.meter_port, credentials.resolve(f.meter_credentials_ref))
+        for f in fleets
+        if f.meter_address is not None  # always, by the filter; narrows the nullable field
+    ]
     endpoints = [(endpoint_of(d), d.nominal_w) for d in devices]
     readings, meter_reads = poll(endpoints, meters, tuning_from_settings())
     return _store_poll(now, devices, readings, meters, meter_reads)

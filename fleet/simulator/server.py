@@ -82,20 +82,20 @@ class FleetSimulator:
 
     def start(self) -> None:
         raise_open_files_limit(len(self.miners) + len(self.nodes) + len(self.meters) + 4096)
-        self._loop = asyncio.new_event_loop()
+        loop = self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         errors: list[BaseException] = []
 
         def run() -> None:
-            asyncio.set_event_loop(self._loop)
+            asyncio.set_event_loop(loop)
             try:
-                self._loop.run_until_complete(self._listen_all())
+                loop.run_until_complete(self._listen_all())
             except BaseException as exc:  # reported to the starting thread
                 errors.append(exc)
                 ready.set()
                 return
             ready.set()
-            self._loop.run_forever()
+            loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="fleet-simulator", daemon=True)
         self._thread.start()

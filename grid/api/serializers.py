@@ -37,8 +37,8 @@ class GridProgramSerializer(serializers.ModelSerializer):
 
 
 class EnrollmentSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    program = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    site: serializers.SlugRelatedField[Site] = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    program: serializers.SlugRelatedField[GridProgram] = serializers.SlugRelatedField(slug_field="code", read_only=True)
 
     class Meta:
         model = Enrollment
@@ -47,7 +47,7 @@ class EnrollmentSerializer(serializers.ModelSerializer):
 
 
 class EventPerformanceSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    site: serializers.SlugRelatedField[Site] = serializers.SlugRelatedField(slug_field="code", read_only=True)
 
     class Meta:
         model = EventPerformance
@@ -65,7 +65,7 @@ class EventPerformanceSerializer(serializers.ModelSerializer):
 
 
 class GridEventSerializer(serializers.ModelSerializer):
-    program = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    program: serializers.SlugRelatedField[GridProgram] = serializers.SlugRelatedField(slug_field="code", read_only=True)
     performances = EventPerformanceSerializer(many=True, read_only=True)
 
     class Meta:

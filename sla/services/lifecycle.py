@@ -55,7 +55,7 @@ def transition_contract(*, contract: Contract, to_status: str, reason: str = "",
             f"Contract {locked.pk} cannot go from {locked.get_status_display().lower()} to {to_status}."
         )
     if actor is not None and getattr(actor, "is_authenticated", False):
-        locked._history_user = actor  # type: ignore[attr-defined]  # simple-history reads the change's author here
+        locked._history_user = actor
     now = timezone.now()
     also: tuple[str, ...] = ()
     if to_status == ContractStatus.CANCELLED:  # the cancellation policy of its terms (quote or admission)
