@@ -1,38 +1,39 @@
-"""The books by stream: what a run (or backtest) earns and pays, split the way the business is run.
+"""The books by stream: what a run earns and pays over its horizon, USD per hour, split by the streams of
+`optimizer/streams.py` (the backtest's scores use the same split), so they add up to the run's profit.
 
-Streams, USD per hour of the run's horizon: mining, spot inference, SLA contracts, ancillary-service capacity,
-event payments, coincident-peak charges avoided, penalties (credits owed beyond a tier's allowance and event
-shortfalls; negative). Event payments are what the plan earns for the reduction it delivers against each event's
-baseline at the program's rate (engine/grid.py); completing the event settles it again on the load it drew
-(`grid.EventPerformance`).
+Event payments are what the plan earns for the reduction it delivers against each event's baseline at the
+program's rate (engine/grid.py); completing the event settles it again on the load it drew
+(`grid.EventPerformance`). Penalties are credits owed beyond a tier's allowance and event shortfalls; the
+coincident-peak charge is the expected charge of the load planned in likely peaks, and the charge avoided is the
+memo beside the streams.
 """
 
 from __future__ import annotations
 
 from .engine import Solution
+from .streams import MEMO, by_stream
 
-STREAMS = (
-    "mining",
-    "spot_inference",
-    "sla_contracts",
-    "as_capacity",
-    "event_payments",
-    "cp_charges_avoided",
-    "penalties",
-)
+
+def solution_streams(solution: Solution, hours: float = 1.0, digits: int | None = None) -> dict[str, float]:
+    """USD per stream of one solution (per hour over a horizon of `hours`; over its whole horizon by default)."""
+    totals, grid = solution.totals, solution.grid_books
+    return by_stream(
+        mining=totals.mining_revenue_usd,
+        spot_inference=totals.inference_revenue_usd,
+        sla_contracts=totals.contract_revenue_usd,
+        as_capacity=grid.get("as_capacity_usd", 0.0),
+        event_payments=grid.get("event_payment_usd", 0.0),
+        penalties=totals.penalty_usd - grid.get("sla_credit_waived_usd", 0.0) + grid.get("event_penalty_usd", 0.0),
+        energy_cost=totals.energy_cost_usd,
+        cp_charge=grid.get("cp_expected_charge_usd", 0.0),
+        other_costs=totals.carbon_cost_usd + totals.switching_cost_usd,
+        per=max(hours, 1e-9),
+        digits=digits,
+    )
 
 
 def run_books(solution: Solution, hours: float) -> dict[str, float]:
-    """USD/h per stream of one solution over a horizon of `hours`."""
-    totals, grid = solution.totals, solution.grid_books
-    penalty = totals.penalty_usd - grid.get("sla_credit_waived_usd", 0.0) + grid.get("event_penalty_usd", 0.0)
-    values = {
-        "mining": totals.mining_revenue_usd,
-        "spot_inference": totals.inference_revenue_usd,
-        "sla_contracts": totals.contract_revenue_usd,
-        "as_capacity": grid.get("as_capacity_usd", 0.0),
-        "event_payments": grid.get("event_payment_usd", 0.0),
-        "cp_charges_avoided": grid.get("cp_charge_avoided_usd", 0.0),
-        "penalties": -penalty,
-    }
-    return {name: round(values[name] / max(hours, 1e-9), 2) for name in STREAMS}
+    """USD/h per stream of one solution over a horizon of `hours`, and the memo (`cp_charges_avoided`) beside
+    them: the streams add up to the run's profit per hour, the memo is not one of them."""
+    avoided = solution.grid_books.get("cp_charge_avoided_usd", 0.0)
+    return {**solution_streams(solution, hours, 2), MEMO.key: round(avoided / max(hours, 1e-9), 2)}

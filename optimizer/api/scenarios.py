@@ -50,6 +50,12 @@ class ScenarioResultSerializer(serializers.Serializer):
     summary = serializers.DictField(read_only=True)
     chart = serializers.DictField(read_only=True)
     notes = serializers.ListField(child=serializers.CharField(), read_only=True)
+    streams = serializers.DictField(
+        child=serializers.DictField(child=serializers.FloatField()),
+        read_only=True,
+        help_text="USD over the window by stream (optimizer/streams.py) of each plan compared; they add up to its "
+        "profit.",
+    )
     applied = serializers.BooleanField(read_only=True)
     seconds = serializers.FloatField(read_only=True)
 

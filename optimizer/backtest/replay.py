@@ -13,6 +13,7 @@ import numpy as np
 from .. import engine
 from ..engine import mara
 from ..forecast import mape, pinball_loss
+from ..streams import by_stream
 from .day_ahead import with_day_ahead_known
 from .history import INTERVAL_HOURS, STEP_MINUTES, History, iso
 from .worlds import BacktestInputError, World
@@ -267,19 +268,19 @@ class Score:
         return self.revenue - costs + self.grid_net
 
     def streams(self) -> dict[str, float]:
-        """Profit by revenue stream (they add up to ``profit``): energy arbitrage (the energy bill, negative prices
-        earn), mining, inference and SLA contracts net of their credits, ancillary-service capacity, demand
-        response (event payments net of penalties), the coincident-peak charge paid, other costs (carbon,
-        switching). The charge avoided is beside them, not in them: it is money not paid."""
-        return {
-            "energy_arbitrage": -self.energy_cost,
-            "mining": self.mining_revenue,
-            "inference_sla": self.inference_revenue + self.contract_revenue - self.sla_penalty,
-            "ancillary_services": self.as_capacity,
-            "demand_response": self.event_payments - self.event_penalty,
-            "cp_charge": -self.cp_charge,
-            "other_costs": -(self.carbon_cost + self.switching_cost),
-        }
+        """Profit by stream (optimizer/streams.py; they add up to ``profit``). The coincident-peak charge avoided is
+        beside them (summary.json ``cp_charge_avoided``), not in them: it is money not paid."""
+        return by_stream(
+            mining=self.mining_revenue,
+            spot_inference=self.inference_revenue,
+            sla_contracts=self.contract_revenue,
+            as_capacity=self.as_capacity,
+            event_payments=self.event_payments,
+            penalties=self.sla_penalty + self.event_penalty,
+            energy_cost=self.energy_cost,
+            cp_charge=self.cp_charge,
+            other_costs=self.carbon_cost + self.switching_cost,
+        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,6 +8,7 @@ from datetime import datetime
 import numpy as np
 
 from .. import engine
+from ..books import solution_streams
 from .world import ScenarioError, ScenarioResult, _checked, _start, build_world, co2_t, facility_mwh
 
 HIGH_RENEWABLE_SHARE = 0.7  # a site at or above this renewable share counts as high-renewable
@@ -76,6 +77,7 @@ def renewable(
         hours=hours,
         rows=rows,
         summary=summary,
+        streams={"no carbon price": solution_streams(before), "carbon price": solution_streams(after)},
         chart={
             "title": f"CO2 by site, without and with {carbon_price_usd_per_t:g} USD/t",
             "x_label": "site",

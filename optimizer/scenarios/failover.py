@@ -17,6 +17,7 @@ from sites.choices import SiteStatus
 from sites.models import Site
 
 from .. import engine
+from ..books import solution_streams
 from .world import ScenarioError, ScenarioResult, _checked, _start, build_world
 
 
@@ -363,6 +364,7 @@ def maintenance(
         hours=hours,
         rows=contract_rows or [{"contract": "-", "tier": "-", "moved_kw": 0.0}],
         summary=summary,
+        streams={"before maintenance": solution_streams(m.before), "in maintenance": solution_streams(m.after)},
         chart=_chart(m),
         notes=notes,
         applied=apply,

@@ -11,6 +11,7 @@ import numpy as np
 from sites.simulation import HeatWave
 
 from .. import engine
+from ..books import solution_streams
 from ..engine.halls import facility_kw, site_it_kw_per_unit
 from .world import ScenarioResult, World, _checked, _hour_labels, _start, build_world, kw_by_kind
 
@@ -98,6 +99,7 @@ def heat_wave(
             "before = heat-blind plan (made at normal PUE, curtailed evenly to the grid connection at the heat PUE); "
             "after = heat-aware plan.",
         ],
+        streams={"heat-blind": solution_streams(plans.blind), "heat-aware": solution_streams(plans.aware)},
         seconds=time.perf_counter() - began,
     )
 

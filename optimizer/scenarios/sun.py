@@ -8,6 +8,7 @@ from datetime import datetime
 import numpy as np
 
 from .. import engine
+from ..books import solution_streams
 from .world import ScenarioResult, _checked, _hour_labels, _start, build_world, sold_by_region
 
 
@@ -75,6 +76,7 @@ def follow_the_sun(*, hours: int = 24, start: datetime | None = None) -> Scenari
         hours=hours,
         rows=rows,
         summary=summary,
+        streams={"time-blind": solution_streams(blind), "time-aware": solution_streams(aware)},
         chart={
             "title": "Spot inference sold by region (time-aware plan)",
             "x_label": "hour (UTC)",

@@ -46,6 +46,8 @@ class ScenarioResult:
     summary: dict[str, float | int | str]
     chart: dict = field(default_factory=dict)  # {"title", "x_label", "y_label", "x": [...], "lines": {label: [...]}}
     notes: list[str] = field(default_factory=list)
+    # USD over the window by stream (optimizer/streams.py) of the plans compared: {plan: {stream: USD}}
+    streams: dict[str, dict[str, float]] = field(default_factory=dict)
     applied: bool = False
     seconds: float = 0.0
 

@@ -1,19 +1,11 @@
-/* The Books panel: each applied run's USD/h by stream (mining, spot inference, SLA contracts, ancillary-service
- * capacity, event payments, coincident-peak charges avoided, penalties) as stacked bars, from
- * GET /api/dashboard/books/ (staff session), refreshed every 60 s. */
+/* The Books panel: each applied run's USD/h by stream (optimizer/streams.py: mining, spot inference, SLA contracts,
+ * ancillary-service capacity, event payments as revenue; penalties, energy cost, the coincident-peak charge and
+ * other costs below zero: the stack's net is the run's profit) as stacked bars, from GET /api/dashboard/books/
+ * (staff session, which names the streams), refreshed every 60 s. */
 (function () {
   "use strict";
   const REFRESH_MS = 60000;
-  const LABELS = {
-    mining: "Mining",
-    spot_inference: "Spot inference",
-    sla_contracts: "SLA contracts",
-    as_capacity: "Ancillary capacity",
-    event_payments: "Event payments",
-    cp_charges_avoided: "CP charges avoided",
-    penalties: "Penalties",
-  };
-  const COLOURS = ["#f59e0b", "#38bdf8", "#818cf8", "#34d399", "#a3e635", "#f472b6", "#ef4444"];
+  const COLOURS = ["#f59e0b", "#38bdf8", "#818cf8", "#34d399", "#a3e635", "#ef4444", "#f472b6", "#fb923c", "#94a3b8"];
   let chart = null;
 
   function render(data) {
@@ -21,7 +13,7 @@
     document.getElementById("books-empty").hidden = runs.length > 0;
     const labels = runs.map((r) => `#${r.id} ${r.finished_at.slice(11, 16)}`);
     const datasets = (data.streams || []).map((name, i) => ({
-      label: LABELS[name] || name,
+      label: (data.labels || {})[name] || name,
       data: runs.map((r) => r.books[name]),
       backgroundColor: COLOURS[i % COLOURS.length],
       stack: "books",

@@ -14,6 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from optimizer import backtest
+from optimizer.streams import MEMO, STREAM_KEYS, STREAMS
 
 START = datetime(2025, 7, 15, 20, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -87,29 +88,24 @@ def test_every_strategy_is_split_by_stream_and_the_streams_add_up_to_its_profit(
     for strategy, result in results.items():
         summary = result.summary()
         streams = summary["streams"]
-        assert set(streams) == {
-            "energy_arbitrage",
-            "mining",
-            "inference_sla",
-            "ancillary_services",
-            "demand_response",
-            "cp_charge",
-            "other_costs",
-        }
+        # The one taxonomy (optimizer/streams.py), the run books' too.
+        assert tuple(streams) == STREAM_KEYS
         assert sum(streams.values()) == pytest.approx(summary["profit"], abs=1e-6), strategy
         assert sum(summary["perfect_streams"].values()) == pytest.approx(summary["perfect_profit"], abs=1e-6)
         assert summary["profit"] == pytest.approx(float(result.score.profit_per_interval.sum()), abs=1e-6)
-        assert streams["mining"] > 0 and streams["energy_arbitrage"] < 0 and streams["inference_sla"] > 0
+        assert streams["mining"] > 0 and streams["energy_cost"] < 0 and streams["sla_contracts"] > 0
+        assert streams["spot_inference"] == 0  # no Spot market in this world
 
 
 def test_the_plan_that_knows_the_programs_earns_them(results):
     lp = results["lp"].summary()
     # ECRS held on the running miners (20 USD/MW-h) in every interval.
-    assert lp["streams"]["ancillary_services"] > 0
+    assert lp["streams"]["as_capacity"] > 0
     # The event: 300 kW below the 700 kW baseline for 30 minutes at 200 USD/MWh = 30 USD, no shortfall.
     assert lp["event_payments"] == pytest.approx(30.0, abs=1e-6)
     assert lp["event_penalty"] == pytest.approx(0.0, abs=1e-6)
-    assert lp["streams"]["demand_response"] == pytest.approx(30.0, abs=1e-6)
+    assert lp["streams"]["event_payments"] == pytest.approx(30.0, abs=1e-6)
+    assert lp["streams"]["penalties"] == pytest.approx(-lp["sla_penalty"], abs=1e-6)  # no event shortfall
     # The likely peak: 0.1 x 60 / 4 = 1.50 USD per kW drawn in each of 3 intervals, more than any margin: all
     # load is shed (the Standard contract too: its credit for 5 minutes is 0.05 USD/kW), so no charge is paid and
     # the charge of the 700 kW drawn before is avoided: 700 x 1.50 x 3 = 3,150 USD.
@@ -122,6 +118,7 @@ def test_a_strategy_blind_to_the_programs_pays_for_them(results):
     # greedy keeps its 700 kW through the event (400 kW cap: 300 kW short at 1,000 USD/MWh for 30 min = 150 USD)
     # and through the likely peak (700 x 1.50 x 3 = 3,150 USD).
     assert greedy["event_penalty"] == pytest.approx(150.0, rel=1e-6)
+    assert greedy["streams"]["penalties"] == pytest.approx(-(150.0 + greedy["sla_penalty"]), rel=1e-6)
     assert greedy["streams"]["cp_charge"] == pytest.approx(-3150.0, rel=1e-6)
     assert greedy["profit"] < lp["profit"] <= lp["perfect_upper_bound"] + 1e-6
 
@@ -135,11 +132,13 @@ def test_the_command_prints_the_streams_and_writes_them_to_summary_json(tmp_path
     call_command("backtest", *args, "--fine-steps", "12", "--horizon-hours", "1", stdout=out, stderr=io.StringIO())
     text = out.getvalue()
     summary = json.loads((tmp_path / "bt" / "summary.json").read_text())
-    for label in ("energy arbitrage", "mining", "inference and SLA", "ancillary services", "demand response"):
-        assert label in text
-    assert "coincident-peak charge" in text and "4CP charge avoided" in text
-    assert f"{summary['streams']['demand_response']:,.2f}" in text
-    assert summary["streams"]["demand_response"] == pytest.approx(30.0, abs=1e-6)
+    # label (52 characters), then the strategy's figure and the bound's
+    lines = {line[2:54].strip(): line[54:].split() for line in text.splitlines() if line.startswith("  ")}
+    for stream in STREAMS:  # every stream under its one label
+        mine, bound = summary["streams"][stream.key], summary["perfect_streams"][stream.key]
+        assert lines[stream.label] == [f"{mine:,.2f}", f"{bound:,.2f}"]
+    assert lines[MEMO.label] == [f"{summary['cp_charge_avoided']:,.2f}"]
+    assert summary["streams"]["event_payments"] == pytest.approx(30.0, abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from grid.services import (
 from optimizer.choices import RunStatus, RunTrigger
 from optimizer.models import OptimizationRun
 from optimizer.services import optimize_now
+from optimizer.streams import MEMO, STREAM_KEYS, STREAMS, profit
 from optimizer.tasks import replan_for_grid_event
 from sites.models import Site
 from sites.services import refresh_market_prices, refresh_weather
@@ -124,23 +125,30 @@ def test_grid_replan_waits_for_a_running_run_instead_of_skipping(texas):
 def test_every_applied_run_keeps_its_books_by_stream_and_the_dashboard_stacks_them(texas, staff_api, admin_client):
     run = OptimizationRun.objects.filter(status=RunStatus.SUCCEEDED).latest("finished_at")
     books = run.details["books"]
-    assert set(books) == {
-        "mining",
-        "spot_inference",
-        "sla_contracts",
-        "as_capacity",
-        "event_payments",
-        "cp_charges_avoided",
-        "penalties",
-    }
+    # The one taxonomy (optimizer/streams.py, the backtest's too), the charge avoided beside it.
+    assert set(books) == {*STREAM_KEYS, MEMO.key}
     hours = run.details["horizon_hours"]
     assert books["mining"] > 0
     assert books["mining"] + books["spot_inference"] + books["sla_contracts"] == pytest.approx(
         float(run.revenue_usd_per_h), abs=0.05
     )
+    assert books["energy_cost"] == pytest.approx(-float(run.energy_cost_usd_per_h), abs=0.01)
+    # The streams add up to the run's profit per hour: revenue, grid money, less every cost.
+    switching = sum(site["switching_cost_usd"] for site in run.details["sites"]) / hours
+    expected = (
+        float(run.revenue_usd_per_h - run.energy_cost_usd_per_h - run.carbon_cost_usd_per_h)
+        - switching
+        + books["as_capacity"]
+        + books["event_payments"]
+        + books["penalties"]
+        + books["cp_charge"]
+    )
+    assert books["other_costs"] == pytest.approx(-float(run.carbon_cost_usd_per_h) - switching, abs=0.02)
+    assert profit(books) == pytest.approx(expected, abs=0.1)
     data = staff_api.get("/api/dashboard/books/").json()
-    assert data["runs"][-1]["id"] == run.pk and data["runs"][-1]["books"]["mining"] == books["mining"]
-    assert hours > 0
+    assert data["runs"][-1]["id"] == run.pk and data["runs"][-1]["books"] == books
+    assert data["streams"] == list(STREAM_KEYS) and data["memo"] == MEMO.key
+    assert data["labels"] == {stream.key: stream.label for stream in (*STREAMS, MEMO)}
     page = admin_client.get("/").content.decode()
     assert 'id="chart-books"' in page and "dashboard/books.js" in page
 

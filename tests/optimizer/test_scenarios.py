@@ -21,6 +21,7 @@ from optimizer.scenarios import (
     renewable,
     run_scenario,
 )
+from optimizer.streams import STREAM_KEYS, STREAMS, profit
 from sites.choices import SiteStatus
 from sites.models import Site
 from sla.models import Customer, Downtime, Placement, Tier
@@ -54,6 +55,11 @@ def test_heat_wave_moves_load_off_the_hot_site_and_beats_the_heat_blind_plan(see
     assert s["profit_heat_aware_usd"] > s["profit_heat_blind_usd"]
     assert s["profit_kept_usd"] > 0.005 * s["profit_heat_blind_usd"]  # more than half a percent of the day
     assert s["profit_heat_aware_usd"] <= s["profit_no_heat_usd"] + 1e-6  # heat never helps
+    # Both plans by stream (optimizer/streams.py), adding up to their profit.
+    assert list(result.streams) == ["heat-blind", "heat-aware"]
+    assert profit(result.streams["heat-blind"]) == pytest.approx(s["profit_heat_blind_usd"], abs=0.01)
+    assert profit(result.streams["heat-aware"]) == pytest.approx(s["profit_heat_aware_usd"], abs=0.01)
+    assert result.streams["heat-aware"]["energy_cost"] < 0 < result.streams["heat-aware"]["mining"]
     assert result.seconds < 60
 
 
@@ -66,6 +72,10 @@ def test_follow_the_sun_peaks_move_west_and_beat_a_time_blind_allocation(seeded)
     assert len(result.rows) == 24
     assert s["revenue_time_aware_usd"] > s["revenue_time_blind_usd"]
     assert s["profit_time_aware_usd"] > s["profit_time_blind_usd"]
+    aware, blind = result.streams["time-aware"], result.streams["time-blind"]
+    assert tuple(aware) == STREAM_KEYS and profit(aware) == pytest.approx(s["profit_time_aware_usd"], abs=0.01)
+    assert aware["spot_inference"] == pytest.approx(s["inference_revenue_time_aware_usd"], abs=0.01)
+    assert profit(blind) == pytest.approx(s["profit_time_blind_usd"], abs=0.01)
     assert result.seconds < 60
 
 
@@ -158,6 +168,21 @@ def test_results_are_json_ready(seeded):
     data = run_scenario("renewable", carbon_price_usd_per_t=50, hours=6).to_dict()
 
     assert json.loads(json.dumps(data))["summary"]["carbon_price_usd_per_t"] == 50
+    # The operating profit leaves the carbon price out (it steers, it is not paid); the streams count it.
+    before, after = data["streams"]["no carbon price"], data["streams"]["carbon price"]
+    assert profit(before) == pytest.approx(data["summary"]["profit_before_usd"], abs=0.01)
+    assert profit(after) < data["summary"]["profit_after_usd"] - 1.0
+
+
+def test_the_command_prints_each_plan_by_stream(seeded, tmp_path):
+    out = io.StringIO()
+    call_command("scenario", "follow-the-sun", "--hours", "3", "--out", str(tmp_path), stdout=out)
+    lines = {line[2:54].strip(): line[54:].split() for line in out.getvalue().splitlines() if line.startswith("  ")}
+    result = ScenarioRun.objects.get(scenario="follow-the-sun").result
+    assert lines["USD by stream"] == ["time-blind", "time-aware"]
+    for stream in STREAMS:
+        assert lines[stream.label] == [f"{result['streams'][plan][stream.key]:,.2f}" for plan in lines["USD by stream"]]
+    assert lines["= profit"] == [f"{profit(result['streams'][plan]):,.2f}" for plan in ("time-blind", "time-aware")]
 
 
 @pytest.mark.parametrize(
@@ -178,6 +203,8 @@ def test_api_runs_a_scenario_for_staff_only(seeded, staff_api, customer_api, ano
     data = response.json()
     assert data["scenario"] == "follow-the-sun" and len(data["rows"]) == 24
     assert data["summary"]["profit_time_aware_usd"] > data["summary"]["profit_time_blind_usd"]
+    assert set(data["streams"]) == {"time-blind", "time-aware"}
+    assert tuple(data["streams"]["time-aware"]) == STREAM_KEYS
     assert customer_api.post("/api/scenarios/", body, format="json").status_code == 403
     assert anon_api.post("/api/scenarios/", body, format="json").status_code in (401, 403)
 

@@ -29,16 +29,7 @@ from optimizer.backtest import database
 from optimizer.backtest.history import to_utc
 from optimizer.forecast import FORECASTS, RIDGE, RidgeForecast
 from optimizer.inputs import forecast_setting
-
-STREAM_LABELS = {
-    "energy_arbitrage": "energy arbitrage (energy bill)",
-    "mining": "mining",
-    "inference_sla": "inference and SLA contracts",
-    "ancillary_services": "ancillary services",
-    "demand_response": "demand response",
-    "cp_charge": "coincident-peak charge",
-    "other_costs": "other costs (carbon, switching)",
-}
+from optimizer.streams import MEMO, STREAMS
 
 
 class Command(BaseCommand):
@@ -168,12 +159,12 @@ class Command(BaseCommand):
 
     def _print_streams(self, summary: dict, unit: str) -> None:
         """Profit by revenue stream, the strategy's next to the perfect-foresight bound's."""
-        self.stdout.write(f"{'by stream (' + unit + ')':<34}{summary['strategy']:>16}{'perfect':>16}")
-        for name, label in STREAM_LABELS.items():
-            mine, bound = summary["streams"][name], summary["perfect_streams"][name]
-            self.stdout.write(f"  {label:<32}{mine:>16,.2f}{bound:>16,.2f}")
-        self.stdout.write(f"  {'= profit':<32}{summary['profit']:>16,.2f}{summary['perfect_profit']:>16,.2f}")
-        self.stdout.write(f"  {'4CP charge avoided (not paid)':<32}{summary['cp_charge_avoided']:>16,.2f}")
+        self.stdout.write(f"{'by stream (' + unit + ')':<54}{summary['strategy']:>16}{'perfect':>16}")
+        for stream in STREAMS:
+            mine, bound = summary["streams"][stream.key], summary["perfect_streams"][stream.key]
+            self.stdout.write(f"  {stream.label:<52}{mine:>16,.2f}{bound:>16,.2f}")
+        self.stdout.write(f"  {'= profit':<52}{summary['profit']:>16,.2f}{summary['perfect_profit']:>16,.2f}")
+        self.stdout.write(f"  {MEMO.label:<52}{summary['cp_charge_avoided']:>16,.2f}")
 
     def _world(self, options) -> backtest.World:
         fmt = options["format"]

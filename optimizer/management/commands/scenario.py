@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from optimizer.scenarios import SCENARIOS, ScenarioError, ScenarioResult, run_and_record
+from optimizer.streams import STREAMS, profit
 
 
 def format_table(result: ScenarioResult) -> str:
@@ -94,7 +95,20 @@ class Command(BaseCommand):
         for key, value in result.summary.items():
             shown = f"{value:,.2f}" if isinstance(value, float) else value
             self.stdout.write(f"  {key:<36} {shown}")
+        self._write_streams(result)
         for note in result.notes:
             self.stdout.write(f"  note: {note}")
         path = write_chart(result, options["out"] or Path(settings.VAR_DIR) / "scenarios")
         self.stdout.write(self.style.SUCCESS(f"Chart: {path}  ({result.seconds:.1f} s)"))
+
+    def _write_streams(self, result: ScenarioResult) -> None:
+        """USD over the window by stream (optimizer/streams.py), one column per plan compared."""
+        if not result.streams:
+            return
+        plans = list(result.streams)
+        self.stdout.write(f"  {'USD by stream':<52}" + "".join(f"{plan:>20}" for plan in plans))
+        for stream in STREAMS:
+            values = "".join(f"{result.streams[plan][stream.key]:>20,.2f}" for plan in plans)
+            self.stdout.write(f"  {stream.label:<52}{values}")
+        totals = "".join(f"{profit(result.streams[plan]):>20,.2f}" for plan in plans)
+        self.stdout.write(f"  {'= profit':<52}{totals}")
