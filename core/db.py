@@ -14,7 +14,7 @@ PostgreSQL hands back Decimals and aware datetimes).
 
 Why they are kept: `bench/api_load.py` with `DB_PREPARED_READS=0` (each read built and compiled per call, as the
 ORM does) costs more server CPU per decision than with them (figures in docs/api-performance.md). Writes use the
-ORM's public API (`save`, `bulk_create`, simple-history's `bulk_create_with_history`).
+ORM's public API (`save`, `bulk_create`, simple-history's `bulk_history_create`).
 
 Django internals relied on, checked against CHECKED_WITH_DJANGO by tests/test_db.py (which compares every
 prepared read of the app with its queryset run by the ORM, and fails on another Django version until re-checked):
