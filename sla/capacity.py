@@ -190,6 +190,26 @@ def spot_to_displace(site: SiteRoom, start: datetime, end: datetime, *, capacity
     return displaced
 
 
+def hall_limit_kw(power_kw: Decimal, halls: Iterable[tuple[Decimal, Decimal]]) -> Decimal:
+    """The inference IT kW a site can promise: its inference hardware, each hall's `(IT kW, PUE)`, bounded by the
+    facility power `power_kw` at each hall's PUE (``sum IT_h x PUE_h <= power``, the engine's power row).
+
+    The halls are filled from the lowest PUE up (the best split the engine can serve), rounded down to the watt."""
+    left = power_kw
+    total = ZERO
+    for it_kw, pue in sorted(halls, key=lambda hall: hall[1]):
+        if it_kw <= 0:
+            continue
+        if pue < 1:
+            raise ValueError("a hall's PUE is at least 1")
+        taken = min(it_kw, left / pue)
+        total += taken
+        left -= taken * pue
+        if left <= 0:
+            break
+    return max(_round_down(total), ZERO)
+
+
 def room_kw(site: SiteRoom, start: datetime, end: datetime, *, preemptible: bool) -> Decimal:
     """kW a new request can take on `site` for the whole window; Spot bookings do not count against firm tiers."""
     return max(site.limit_kw - site.peak_kw(start, end, firm_only=not preemptible), ZERO)

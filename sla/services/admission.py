@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
@@ -40,7 +40,7 @@ from core.db import LocalReadCache, PreparedRead, aware, decimal
 from sites.choices import HardwareKind
 from sites.models import HardwareModel, MarketPrice, Site, SiteInventory
 from sites.simulation import derive_climate_profile
-from sites.simulation.cooling import pue
+from sites.simulation.cooling import LIQUID_TYPES, hall_cooling, pue
 
 from .. import capacity
 from ..capacity import Booking, NoPlacement, SiteRoom, WindowLoad
@@ -136,6 +136,17 @@ def _fleet_queryset(*, lock: bool) -> QuerySet:
     power = ExpressionWrapper(F("units_available") * F("hardware_model__power_kw_per_unit"), output_field=KW)
     tokens = ExpressionWrapper(F("units_available") * F("hardware_model__tokens_per_s"), output_field=TOKENS)
     newest_price = MarketPrice.objects.order_by("-interval_start").values("inference_price_usd_per_mtok")[:1]
+    # Liquid-cooled inference hardware runs in its own loop's hall; the rest in the site's air hall (hall_cooling).
+    liquid_kw = {
+        f"inference_kw_{loop}": Coalesce(
+            Subquery(
+                inference.filter(hardware_model__cooling_type=loop).annotate(total=Sum(power)).values("total"),
+                output_field=KW,
+            ),
+            Value(ZERO, KW),
+        )
+        for loop in LIQUID_TYPES
+    }
     sites = (
         Site.objects.online()
         .annotate(
@@ -147,6 +158,7 @@ def _fleet_queryset(*, lock: bool) -> QuerySet:
                 Value(ZERO, TOKENS),
             ),
             token_price=Subquery(newest_price, output_field=TOKENS),
+            **liquid_kw,
         )
         .order_by("pk")
         .values_list(
@@ -163,6 +175,7 @@ def _fleet_queryset(*, lock: bool) -> QuerySet:
             "inference_kw",
             "inference_tokens_per_s",
             "token_price",
+            *liquid_kw,
         )
     )
     return sites.select_for_update(of=("self",)) if lock else sites
@@ -197,8 +210,10 @@ def read_fleet(*, lock: bool, only: Sequence[int] = (), recent: bool = False) ->
     """Online sites able to run inference with their SLA limit, plus the newest token price; one query.
 
     A site's SLA limit is what its available inference hardware can carry (sum of units_available x kW per unit
-    over inference models), bounded by the IT power its facility power leaves at the PUE of its climate's hot
-    design day (`design_pue`): a promise must hold on a summer afternoon too, not only at tonight's PUE.
+    over inference models), bounded by the IT power its facility power leaves at the PUE of the hall that hardware
+    runs in (`sites.simulation.hall_cooling`: GPU nodes at a liquid-cooled site sit in a chilled air hall) on its
+    climate's hot design day (`design_pue`): a promise must hold on a summer afternoon too, not only at tonight's
+    PUE (`capacity.hall_limit_kw`).
     With `lock`, the Site rows are locked FOR UPDATE in pk order: every admission and failover takes the same
     locks in the same order, so they serialize without deadlocking each other, and the placements summed
     afterwards cannot change under the caller.
@@ -219,11 +234,10 @@ def read_fleet(*, lock: bool, only: Sequence[int] = (), recent: bool = False) ->
     rooms = []
     token_price = None
     for row in rows:
-        pk, code, name, region, cost, power_kw, cooling, latitude, zone, tz, inference_kw, tokens_per_s, price = row
+        pk, code, name, region, cost, power_kw, cooling, lat, zone, tz, inference_kw, tokens_per_s, price, *liquid = row
         token_price = None if price is None else decimal(price)
         inference_kw = decimal(inference_kw).quantize(capacity.KW_STEP)
-        it_power_kw = decimal(power_kw) / design_pue(cooling, float(latitude), zone, tz)
-        limit = min(it_power_kw.quantize(capacity.KW_STEP, rounding=ROUND_DOWN), inference_kw)
+        limit = capacity.hall_limit_kw(decimal(power_kw), _halls(liquid, inference_kw, cooling, float(lat), zone, tz))
         if limit <= 0:
             continue
         rooms.append(
@@ -240,6 +254,17 @@ def read_fleet(*, lock: bool, only: Sequence[int] = (), recent: bool = False) ->
     if not rows:
         token_price = newest_token_price()
     return Fleet(rooms=rooms, token_price_usd_per_mtok=token_price)
+
+
+def _halls(
+    liquid_kw: Sequence, inference_kw: Decimal, cooling: str, latitude: float, zone: str, tz: str
+) -> list[tuple[Decimal, Decimal]]:
+    """`(IT kW, design PUE)` of each hall holding a site's inference hardware: the kW in each liquid loop
+    (`liquid_kw`, in LIQUID_TYPES' order), the rest in the site's air hall."""
+    liquid = dict(zip(LIQUID_TYPES, (decimal(kw) for kw in liquid_kw), strict=True))
+    by_hall = {loop: kw for loop, kw in liquid.items() if kw > 0}
+    by_hall[hall_cooling(cooling, "air", HardwareKind.INFERENCE)] = inference_kw - sum(liquid.values(), ZERO)
+    return [(kw, design_pue(hall, float(latitude), zone, tz)) for hall, kw in by_hall.items()]
 
 
 @functools.cache

@@ -1,10 +1,11 @@
 """A small hand-made fleet for SLA tests: three online sites with round SLA limits, and the four seeded tiers.
 
-    oslo    europe    energy x 0.5  limit  800 kW (80 GPU x 10 kW; 1,000 kW of power, 956 kW of IT at design PUE)
+    oslo    europe    energy x 0.5  limit  800 kW (80 GPU x 10 kW; 1,000 kW of power, 967 kW of IT at design PUE)
     dublin  europe    energy x 0.9  limit  500 kW (50 GPU, 2,000 kW of power)
     texas   americas  energy x 0.8  limit  300 kW (30 GPU, 3,000 kW of power)
 
-All three are immersion-cooled (PUE 1.046 at the 35 degC design temperature), so their hardware binds.
+All three are immersion-cooled and so are their GPU nodes (tanks, PUE 1.034 on the 28.9 degC design day), so their
+hardware binds.
 
 Oslo also has miners, which never count toward SLA capacity.
 """
@@ -17,7 +18,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from sites.choices import MarketRegion
+from sites.choices import CoolingType, MarketRegion
 from sites.models import Site
 from sla.models import Tier
 from sla.services import seed_tiers
@@ -37,7 +38,11 @@ class Fleet:
 
 def build_fleet() -> Fleet:
     gpu = HardwareModelFactory(
-        inference=True, code="gpu_node", power_kw_per_unit=Decimal("10"), tokens_per_s=Decimal("12000")
+        inference=True,
+        code="gpu_node",
+        power_kw_per_unit=Decimal("10"),
+        tokens_per_s=Decimal("12000"),
+        cooling_type=CoolingType.IMMERSION,
     )
     miner = HardwareModelFactory(code="miner_air")
     oslo = SiteFactory(

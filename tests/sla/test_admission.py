@@ -10,7 +10,7 @@ import time_machine
 from django.db import connection
 
 from sites.choices import ClimateZone, CoolingType, SiteStatus
-from sites.models import SiteInventory
+from sites.models import HardwareModel, SiteInventory
 from sla.capacity import peak_kw
 from sla.choices import ContractStatus
 from sla.models import Contract, Placement, PreemptionNotice
@@ -28,7 +28,14 @@ from sla.services import (
     reject_contract,
 )
 from sla.tasks import expire_contracts, start_contracts
-from tests.factories import T0, ContractFactory, MarketPriceFactory, UserFactory
+from tests.factories import (
+    T0,
+    ContractFactory,
+    HardwareModelFactory,
+    MarketPriceFactory,
+    SiteInventoryFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +76,7 @@ def test_sla_limit_counts_facility_power_at_the_pue_of_a_hot_design_day(fleet, f
     fleet.texas.cooling_type, fleet.texas.climate_zone = CoolingType.AIR, ClimateZone.HUMID_SUBTROPICAL
     fleet.texas.latitude, fleet.texas.power_capacity_kw = Decimal("32.7767"), Decimal("400")
     fleet.texas.save()
+    HardwareModel.objects.filter(code="gpu_node").update(cooling_type=CoolingType.AIR)
     fleet.oslo.delete(), fleet.dublin.delete()
 
     (room,) = candidate_sites(lock=False)
@@ -77,6 +85,34 @@ def test_sla_limit_counts_facility_power_at_the_pue_of_a_hot_design_day(fleet, f
     create_contract(customer=customer, request=ask(fleet.standard, "229.286"))
     with pytest.raises(AdmissionRefused):
         create_contract(customer=customer, request=ask(fleet.spot, "0.001"))
+
+
+def test_sla_limit_counts_the_pue_of_the_hall_the_gpu_nodes_run_in(fleet, customer):
+    """Air-cooled GPU nodes at an immersion site sit in its chilled air hall, not in the tanks: on Oslo's design
+    day (28.9 degC) that hall runs at PUE 1.329489 (the tanks at 1.034018), so 700 kW of facility power carries
+    526.518 kW of them, not all 800 (nor the 676.970 the site's own PUE would let through). Half the nodes in the
+    tanks (400 kW at 1.034018 = 413.607 kW of power) leave 286.393 kW for the air hall: 215.415 kW more."""
+    gpu = HardwareModel.objects.get(code="gpu_node")
+    air_gpu = HardwareModelFactory(
+        inference=True, code="gpu_air", power_kw_per_unit=Decimal("10"), cooling_type=CoolingType.AIR
+    )
+    SiteInventory.objects.filter(site=fleet.oslo, hardware_model=gpu).update(hardware_model=air_gpu)
+    fleet.oslo.power_capacity_kw = Decimal("700")
+    fleet.oslo.save()
+    fleet.dublin.delete(), fleet.texas.delete()
+
+    assert limits_by_code() == {"oslo": Decimal("526.518")}
+    create_contract(customer=customer, request=ask(fleet.standard, "526.518"))
+    with pytest.raises(AdmissionRefused):
+        create_contract(customer=customer, request=ask(fleet.spot, "0.001"))
+
+    SiteInventory.objects.filter(site=fleet.oslo, hardware_model=air_gpu).update(units_available=40)
+    SiteInventoryFactory(site=fleet.oslo, hardware_model=gpu, units_installed=40)
+    assert limits_by_code() == {"oslo": Decimal("615.415")}
+
+
+def limits_by_code() -> dict[str, Decimal]:
+    return {room.code: room.limit_kw for room in candidate_sites(lock=False)}
 
 
 def test_unavailable_units_and_offline_sites_carry_nothing(fleet):

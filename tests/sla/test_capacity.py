@@ -12,6 +12,7 @@ from sla.capacity import (
     Booking,
     NoPlacement,
     SiteRoom,
+    hall_limit_kw,
     peak_kw,
     plan_placement,
     price_for,
@@ -261,3 +262,16 @@ def test_min_sites_without_n_minus_1_spreads_evenly_and_never_places_zero():
     ]
     with pytest.raises(NoPlacement, match="spread over 2 sites"):
         plan(sites, "0.001", min_sites=2)
+
+
+def test_hall_limit_fills_the_halls_from_the_lowest_pue_up():
+    """1,000 kW of facility power: 400 kW of tanks at PUE 1.25 take 500 kW, the 500 left carry 250 kW of a 2.0
+    air hall (of its 600); one hall alone is min(its kW, power / PUE); an empty hall or no hall carries nothing."""
+    tanks, air = (Decimal("400"), Decimal("1.25")), (Decimal("600"), Decimal("2.0"))
+
+    assert hall_limit_kw(Decimal("1000"), [air, tanks]) == Decimal("650")
+    assert hall_limit_kw(Decimal("1000"), [air]) == Decimal("500")
+    assert hall_limit_kw(Decimal("1000"), [tanks]) == Decimal("400")
+    assert hall_limit_kw(Decimal("1000"), [(Decimal("0"), Decimal("1.03"))]) == Decimal("0")
+    assert hall_limit_kw(Decimal("1000"), []) == Decimal("0")
+    assert hall_limit_kw(Decimal("1000"), [(Decimal("700"), Decimal("3"))]) == Decimal("333.333")
