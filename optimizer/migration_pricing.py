@@ -35,6 +35,7 @@ from sla.services import (
 )
 
 from . import engine
+from .engine.halls import inference_pue
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +109,12 @@ class MigrationDecision:
 
 
 def site_energy_usd_per_it_kwh(problem: engine.Problem) -> np.ndarray:
-    """What one IT kWh costs at each site over the horizon, ``[S]`` USD/kWh: the hour-weighted mean of
-    ``PUE x (energy + carbon) / 1000``. It screens destinations; the engine re-solve decides."""
+    """What one IT kWh of inference costs at each site over the horizon, ``[S]`` USD/kWh: the hour-weighted mean of
+    ``PUE x (energy + carbon) / 1000`` at the PUE of the halls its inference hardware runs in
+    (``engine.halls.inference_pue``). It screens destinations; the engine re-solve decides."""
     hours = problem.period_hours
-    per_kwh = problem.pue * (problem.energy_price_usd_per_mwh + _carbon_usd_per_mwh(problem)[:, None]) / 1000.0
+    per_kwh = inference_pue(problem) * (problem.energy_price_usd_per_mwh + _carbon_usd_per_mwh(problem)[:, None])
+    per_kwh = per_kwh / 1000.0
     return (per_kwh * hours[None, :]).sum(axis=1) / hours.sum()
 
 
@@ -135,12 +138,14 @@ class _Pricing:
     site_of: dict[str, int] = dataclasses.field(init=False)
     unit: np.ndarray = dataclasses.field(init=False)
     energy_now: np.ndarray = dataclasses.field(init=False)
+    pue_now: np.ndarray = dataclasses.field(init=False)
     horizon_h: float = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.site_of = {code: s for s, code in enumerate(self.lp.site_codes)}
         self.unit = site_energy_usd_per_it_kwh(self.lp)
         self.energy_now = self.lp.energy_price_usd_per_mwh[:, 0] + _carbon_usd_per_mwh(self.lp)
+        self.pue_now = inference_pue(self.lp)[:, 0]  # a moved contract's kW at its inference hall's PUE
         self.horizon_h = float(self.lp.period_hours.sum())
 
 
@@ -328,7 +333,7 @@ def _price_move(
             capacity_kw=float(placement.capacity_kw),
             price_usd_per_kwh=commitment.price_usd_per_kwh,
             penalty_usd_per_kwh=commitment.penalty_usd_per_kwh,
-            destination_pue=float(lp.pue[d, 0]),
+            destination_pue=float(pricing.pue_now[d]),
             destination_energy_usd_per_mwh=float(pricing.energy_now[d]),
             unserved_kw=unserved_kw,
         ),

@@ -51,3 +51,16 @@ def facility_kw(problem: Problem, units: np.ndarray) -> np.ndarray:
     kw = np.array([h.power_kw for h in problem.hardware])
     drawn: np.ndarray = np.einsum("sht,h,sht->st", units, kw, unit_pue(problem))
     return drawn
+
+
+def inference_pue(problem: Problem) -> np.ndarray:
+    """``[S, T]`` facility kW per IT kW of a commitment at each site: the PUE of the halls its inference hardware
+    runs in, weighted by the inference kW installed there (the site's PUE at a site without inference hardware).
+    A contract moved to a site pays this, not the site's own PUE: GPU nodes at an immersion site sit in a chilled
+    hall."""
+    kw = np.array([h.power_kw if h.kind == "inference" else 0.0 for h in problem.hardware])
+    weight = problem.inventory_units * kw[None, :]  # [S, H] inference kW installed
+    total = weight.sum(axis=1)
+    weighted = np.einsum("sh,sht->st", weight, unit_pue(problem))
+    result: np.ndarray = np.where(total[:, None] > 0, weighted / np.where(total > 0, total, 1.0)[:, None], problem.pue)
+    return result

@@ -18,6 +18,7 @@ from sites.models import Site
 
 from .. import engine
 from ..books import solution_streams
+from ..engine.halls import inference_pue
 from .world import ScenarioError, ScenarioResult, _checked, _start, build_world
 
 
@@ -186,7 +187,7 @@ def _failover_costs(m: _Maintenance, contract, penalty: float, held: Decimal) ->
     nothing and owes the credit (saving = kW x (price + penalty) per hour); the cost is a voluntary move's."""
     from sla.services import migration_cost, migration_worth_it
 
-    pue0 = m.after_problem.pue[:, 0]
+    pue0 = inference_pue(m.after_problem)[:, 0]  # the moved kW at its inference hall's PUE
     price0 = m.after_problem.energy_price_usd_per_mwh[:, 0]
     price = float(contract.quoted_price_usd_per_kwh)
     moves = [(to, kw) for c, to, kw in m.report.moved if c == contract.pk]

@@ -47,7 +47,8 @@ ZERO = Decimal("0")
 class MigrationCost:
     """What moving `capacity_kw` of a running placement costs, in USD, and why.
 
-    energy: the destination powers the moved IT kW for the warm-up (model load) before the cut-over, at its PUE:
+    energy: the destination powers the moved IT kW for the warm-up (model load) before the cut-over, at the PUE of
+    the hall its inference hardware runs in (the caller's `destination_pue`):
     `warmup_kwh = kW x warmup_h x PUE`, paid at `max(energy + carbon price, 0)` USD/MWh (a negative price never
     makes a move pay by itself). downtime: during the cut-over the moved kW serves nothing; what the contract's
     other placements cannot cover (`unserved_kw`: all of it for a single placement, none for one site of an N-1

@@ -22,6 +22,7 @@ from optimizer.engine import (
     solve,
 )
 from optimizer.engine.formulation import build_formulation
+from optimizer.engine.halls import inference_pue
 from optimizer.engine.starts import start_cost_usd_per_unit, start_limits
 
 # Miner: 3.5 kW, 200 TH/s = 0.2 PH/s; at 50 USD per PH-day it earns 0.2 x 50 / 24 = 0.41667 USD per unit-hour.
@@ -202,3 +203,23 @@ def test_n_minus_1_held_as_a_hard_term_keeps_the_standby_a_credit_price_would_dr
     assert alone.n_minus_1_shortfall_kw == pytest.approx(100.0)
     assert alone.unserved_kwh == pytest.approx(0.0, abs=1e-9)  # served: no credit, whatever the N-1 price
     assert (alone.penalty_usd, alone.n_minus_1_usd) == (0.0, pytest.approx(100 * 0.5 * 1.99))
+
+
+def test_a_commitments_kw_costs_the_pue_of_the_halls_its_inference_hardware_runs_in():
+    from optimizer.migration_pricing import site_energy_usd_per_it_kwh  # a Django module: imported here only
+
+    # Site 0: tanks at 1.03 for the site, its 2 GPU nodes in a 1.5 chilled hall and 2 more in a 1.2 one (16 kW
+    # each): the inference kW pay (1.5 + 1.2) / 2 = 1.35, the miners' 1.05 hall does not count. Site 1 holds no GPU:
+    # its own 1.2. At 40 USD/MWh one IT kWh of inference costs 1.35 x 0.04 = 0.054 and 1.2 x 0.04 = 0.048 USD: site 1
+    # is the cheaper destination, though site 0's own PUE (1.03) would have ranked it first.
+    gpu2 = HardwareModel("H100b", "inference", power_kw=8.0, tokens_per_s=12_000.0)
+    problem = hall_site(
+        sites=(Site("IS", 100.0, "europe"), Site("TX", 100.0, "americas")),
+        hardware=(MINER, GPU, gpu2),
+        inventory_units=[[50, 2, 2], [50, 0, 0]],
+        pue=[[1.03], [1.2]],
+        energy_price_usd_per_mwh=[[40.0], [40.0]],
+        hall_pue=[[[1.05], [1.5], [1.2]], [[1.05], [1.2], [1.2]]],
+    )
+    np.testing.assert_allclose(inference_pue(problem), [[1.35], [1.2]])
+    np.testing.assert_allclose(site_energy_usd_per_it_kwh(problem), [0.054, 0.048])

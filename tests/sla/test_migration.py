@@ -17,7 +17,8 @@ import time_machine
 
 from optimizer.choices import RunStatus, RunTrigger
 from optimizer.services import optimize_now
-from sites.choices import SiteStatus
+from sites.choices import CoolingType, SiteStatus
+from sites.models import HardwareModel
 from sites.services import set_site_status
 from sla.capacity import peak_kw
 from sla.choices import ContractStatus, PlacementKind
@@ -196,6 +197,23 @@ def test_placement_on_a_site_that_becomes_expensive_moves_to_a_cheaper_one(marke
     cutover = Downtime.objects.get(contract=standard)
     assert (cutover.unserved_kw, cutover.started_at, cutover.ended_at) == (Decimal("200"), NOW, NOW + 2 * H / 60)
     assert "Contract placement: migration oslo -> dublin" in run.explanation
+
+
+def test_a_move_to_a_chilled_gpu_hall_pays_that_halls_pue_for_its_warm_up(market, customer):
+    # Air-cooled GPU nodes at the immersion sites sit in their chilled air hall: the warm-up at the destination
+    # draws 200 kW x 10 min x that hall's PUE, not the tanks' (the site's own PUE).
+    HardwareModel.objects.filter(code="gpu_node").update(cooling_type=CoolingType.AIR)
+    standard = admit(customer, market.standard, "200")
+    price(market, NOW, oslo=2000, dublin=40, texas=45)
+
+    run = run_at(NOW)
+
+    assert sites_now(standard, NOW) == {"dublin": Decimal("200")}
+    [decision] = run.details["migrations"]["decisions"]
+    dublin = run.inputs["sites"]["dublin"]
+    (hall,) = {value for code, value in dublin["hall_pue"].items() if "gpu" in code}
+    assert hall > dublin["pue"] + 0.1  # the chilled hall, well above the tanks
+    assert decision["cost"]["warmup_kwh"] == pytest.approx(200 * 10 / 60 * hall, abs=1e-3)
 
 
 def test_saving_just_below_the_cost_stays_and_just_above_moves(market, customer, settings):
