@@ -14,7 +14,9 @@ from sla.api.urls import extra_urlpatterns as sla_urlpatterns
 from sla.api.urls import routes as sla_routes
 
 router = DefaultRouter()
-for prefix, viewset, basename in (*sites_routes, *sla_routes, *grid_routes, *fleet_routes, *optimizer_routes):
+# The SLA routes first: quoting and buying are the hot path (bench/api_load.py), and resolving a URL tries the
+# patterns in order, a few µs each; behind the other apps' ~70 patterns it cost ~4 % of a quote's CPU.
+for prefix, viewset, basename in (*sla_routes, *sites_routes, *grid_routes, *fleet_routes, *optimizer_routes):
     router.register(prefix, viewset, basename=basename)
 
 urlpatterns = [
