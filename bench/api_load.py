@@ -68,11 +68,14 @@ def server_environment(args) -> dict[str, str]:
 
 
 def ensure_database(url: str) -> None:
-    """Create the database if it does not exist (never drops: other benchmarks share it)."""
+    """Create the PostgreSQL database if it does not exist (never drops: other benchmarks share it); SQLite creates
+    its file itself."""
     import psycopg
     from psycopg import sql
 
     parsed = urlparse(url)
+    if not parsed.scheme.startswith("postgres"):
+        return
     name = parsed.path.lstrip("/")
     admin = parsed._replace(path="/postgres").geturl()
     with psycopg.connect(admin, autocommit=True) as conn:

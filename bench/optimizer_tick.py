@@ -1,8 +1,9 @@
 """One live optimization tick end to end on the ten seeded sites: read the database, build, solve, store, apply.
 
 Prints the median and p90 over N ticks (target: median <= 150 ms) and how the time splits between building
-inputs and the rest. Uses DATABASE_URL (default: PostgreSQL database energyarb_tick_bench). The live optimizer
-plans on the ridge forecast of stored history (settings FORECAST), so the database first gets ``--history-days``
+inputs and the rest. Uses DATABASE_URL (default: PostgreSQL database energyarb_tick_bench, created when missing
+and migrated). The live optimizer plans on the ridge forecast of stored history (settings FORECAST), so the
+database first gets ``--history-days``
 of simulated 5-minute prices (bulk-loaded; intervals already stored are kept). The forecast's fits are kept
 between ticks and refitted hourly: the ticks measured reuse them, and the refit tick is measured on its own.
 
@@ -45,7 +46,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.forecast:
         os.environ["OPTIMIZER_FORECAST"] = args.forecast
+    from api_load import ensure_database
 
+    ensure_database(os.environ["DATABASE_URL"])  # created when missing, then migrated below
     import django
 
     django.setup()
