@@ -230,8 +230,12 @@ class EventPerformance(models.Model):
     event = models.ForeignKey(GridEvent, on_delete=models.CASCADE, related_name="performances")
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="event_performances")
     baseline_kw = models.DecimalField(**KW, validators=[MinValueValidator(ZERO)])
-    planned_kw = models.DecimalField(**KW, null=True, blank=True, help_text="Site load of the applied plan.")
-    metered_kw = models.DecimalField(**KW, null=True, blank=True, help_text="Measured site load, when metered.")
+    planned_kw = models.DecimalField(
+        **KW, null=True, blank=True, help_text="IT kW the applied plan draws at the site in the event's first period."
+    )
+    metered_kw = models.DecimalField(
+        **KW, null=True, blank=True, help_text="Measured IT kW at the site, mean over the event, when metered."
+    )
     delivered_reduction_kw = models.DecimalField(**KW, null=True, blank=True)
     payment_usd = models.DecimalField(**MONEY, null=True, blank=True)
     penalty_usd = models.DecimalField(**MONEY, null=True, blank=True)

@@ -67,3 +67,19 @@ def test_programs_and_enrollments_are_listed(ercot, staff_api):
     programs = staff_api.get("/api/grid/programs/").json()
     assert {"ercot-4cp", "ercot-ecrs", "ercot-ers10"} <= {p["code"] for p in programs["results"]}
     assert staff_api.get("/api/grid/enrollments/?program=ercot-dr").json()["count"] == 2
+
+
+def test_the_loads_of_a_performance_are_documented_as_it_kw():
+    """planned_kw and metered_kw hold IT kW (the plan's IT draw, the measured IT load), as the baseline does, not
+    the site's load with cooling: the model, the admin and the API schema say so."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    from grid.models import EventPerformance
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    documented = schema["components"]["schemas"]["EventPerformance"]["properties"]
+    for name in ("planned_kw", "metered_kw"):
+        help_text = str(EventPerformance._meta.get_field(name).help_text)
+        assert help_text.startswith(("IT kW", "Measured IT kW")), help_text
+        assert "site load" not in help_text
+        assert documented[name]["description"] == help_text
