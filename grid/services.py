@@ -29,7 +29,14 @@ from core.auth import signed_in
 from core.lifecycle import record_transition
 from sites.models import Site
 
-from .baselines import LOOKBACK_DAYS, BaselineUnavailable, high_5_of_10, load_source, measured_mean_kw
+from .baselines import (
+    LOOKBACK_DAYS,
+    BaselineUnavailable,
+    high_5_of_10,
+    load_source,
+    measured_mean_kw,
+    public_holidays,
+)
 from .choices import BaselineMethod, EventSource, EventStatus, PaymentBasis, ReductionMode
 from .models import Enrollment, EventPerformance, GridEvent, GridProgram
 from .signals import grid_event_changed
@@ -133,8 +140,8 @@ def check_event_request(request: EventRequest, *, now: datetime | None = None) -
 
 def high_5_of_10_kw(site: Site, starts_at: datetime, ends_at: datetime) -> Decimal:
     """The site's high-5-of-10 baseline for an event over [starts_at, ends_at) (grid/baselines.py), from the
-    registered load history; days of the site's other (not cancelled) events are not eligible. Raises
-    BaselineUnavailable with too little history."""
+    registered load history; days of the site's other (not cancelled) events are not eligible, the public holidays
+    of the site's country count as days off (like weekends). Raises BaselineUnavailable with too little history."""
     since = starts_at - timedelta(days=LOOKBACK_DAYS + 1)
     loads = load_source()(site, since, starts_at)
     tz = ZoneInfo(site.time_zone)
@@ -144,7 +151,8 @@ def high_5_of_10_kw(site: Site, starts_at: datetime, ends_at: datetime) -> Decim
         .exclude(status=EventStatus.CANCELLED)
         .values_list("starts_at", flat=True)
     }
-    baseline = high_5_of_10(loads, starts_at=starts_at, ends_at=ends_at, tz=tz, skip_days=event_days)
+    off = public_holidays(site.country, since.astimezone(tz).date(), starts_at.astimezone(tz).date())
+    baseline = high_5_of_10(loads, starts_at=starts_at, ends_at=ends_at, tz=tz, skip_days=event_days, holidays_off=off)
     return Decimal(repr(round(baseline.kw, 3)))
 
 

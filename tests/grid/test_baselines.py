@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fleet.models import SiteTelemetryRollup
-from grid.baselines import BaselineUnavailable, high_5_of_10
+from grid.baselines import BaselineUnavailable, high_5_of_10, public_holidays
 from grid.choices import BaselineMethod
 from grid.models import GridEvent
 from grid.services import EventRequest, GridRefused, create_grid_event, record_event_loads, transition_event
@@ -103,6 +103,46 @@ def test_a_weekend_event_is_measured_against_weekend_days():
     assert baseline.kw == pytest.approx((140 + 140 + 130 + 130 + 120) / 5)
 
 
+def test_a_public_holiday_is_a_day_off_like_a_weekend_day():
+    """June 4 (400 kW) made a holiday: a weekday event no longer counts it (May 27, 1,000 kW, becomes the 10th like
+    day), and an event on a holiday is measured against weekend days and holidays."""
+    loads = _loads()
+    baseline = high_5_of_10(
+        loads,
+        starts_at=EVENT_START,
+        ends_at=EVENT_START + timedelta(hours=1),
+        tz=CT,
+        skip_days={date(2026, 6, 10)},
+        holidays_off={date(2026, 6, 4)},
+    )
+    assert date(2026, 6, 4) not in baseline.eligible and baseline.eligible[-1] == date(2026, 5, 27)
+    assert baseline.kw == pytest.approx((1000 + 900 + 600 + 500 + 300) / 5)
+
+    holiday = datetime(2026, 6, 12, 15, tzinfo=CT).astimezone(UTC)  # a Friday made a holiday
+    weekend = {date(2026, 6, 7) - timedelta(days=7 * w + d): 100.0 + 10 * w for w in range(6) for d in (0, 1)}
+    baseline = high_5_of_10(
+        _window_loads({**DAYS, **weekend}),
+        starts_at=holiday,
+        ends_at=holiday + timedelta(hours=1),
+        tz=CT,
+        holidays_off={date(2026, 6, 12), date(2026, 6, 4)},
+    )
+    assert baseline.eligible[:3] == (date(2026, 6, 7), date(2026, 6, 6), date(2026, 6, 4))
+    assert all(day.weekday() >= 5 or day == date(2026, 6, 4) for day in baseline.eligible)
+
+
+def test_public_holidays_are_the_countrys():
+    assert public_holidays("US", date(2026, 5, 1), date(2026, 7, 31)) == {
+        date(2026, 5, 25),  # Memorial Day
+        date(2026, 6, 19),  # Juneteenth
+        date(2026, 7, 3),  # Independence Day (a Saturday) observed on the Friday
+        date(2026, 7, 4),
+    }
+    assert date(2026, 5, 25) in public_holidays("no", date(2026, 5, 25), date(2026, 5, 25))  # Whit Monday
+    assert public_holidays("US", date(2026, 12, 20), date(2027, 1, 5)) == {date(2026, 12, 25), date(2027, 1, 1)}
+    assert public_holidays("XX", date(2026, 1, 1), date(2026, 12, 31)) == frozenset()  # no calendar: none
+
+
 def test_too_little_history_is_refused():
     few = {day: kw for day, kw in DAYS.items() if day >= date(2026, 6, 11)}  # two weekdays and a weekend
     with pytest.raises(BaselineUnavailable, match="2 like days"):
@@ -153,6 +193,18 @@ def test_an_event_of_a_high_5_of_10_program_reads_telemetry_then_applied_plans(h
     # Last 10 weekdays before June 2: Jun 1, May 29, 28 (600), 27 (450), 26, 25, 22 (300), 21, 20, 19 (200).
     event = create_grid_event(request=_request(high_5))
     assert event.performances.get().baseline_kw == Decimal("510.000")  # (600 x 3 + 450 + 300) / 5
+
+
+def test_the_public_holidays_of_the_sites_country_are_not_like_days(high_5):
+    """Memorial Day (Monday May 25) drew 5,000 kW; every other day the applied plan's 200 kW. A Tuesday event in the
+    US leaves the holiday out of its like days."""
+    texas = high_5["texas"]
+    texas.country = "US"
+    texas.save(update_fields=["country"])
+    _applied_run(texas, T0 - timedelta(days=40), "200")
+    _measured(texas, date(2026, 5, 25), 5000.0)
+    event = create_grid_event(request=_request(high_5))
+    assert event.performances.get().baseline_kw == Decimal("200.000")
 
 
 def test_a_site_without_load_history_is_refused_and_nothing_is_stored(high_5, staff_api):
