@@ -25,14 +25,15 @@ COPY package.json package-lock.json ./
 RUN --mount=type=secret,id=cacert \
     if [ -s /run/secrets/cacert ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/cacert; fi \
     && /opt/node/bin/npm ci --no-audit --no-fund --omit=dev
-COPY requirements.txt ./
-# Wheels into a virtual environment that the runtime stage copies whole (same base, same interpreter path).
+COPY requirements.txt requirements.lock ./
+# Wheels into a virtual environment that the runtime stage copies whole (same base, same interpreter path); the
+# lock constrains every transitive dependency to the version the suite ran against.
 RUN --mount=type=secret,id=cacert --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
     && python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --prefer-binary \
         ${PIP_INDEX_URL:+--index-url "$PIP_INDEX_URL"} ${PIP_EXTRA_INDEX_URL:+--extra-index-url "$PIP_EXTRA_INDEX_URL"} \
-        -r requirements.txt
+        -r requirements.txt -c requirements.lock
 COPY . .
 # Static files at build time (manifest + compressed copies served by WhiteNoise); node_modules stays here.
 RUN DEBUG=0 SECRET_KEY=collectstatic-only /opt/venv/bin/python manage.py collectstatic --noinput -v 0 \
