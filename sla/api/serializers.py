@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerExtension
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
@@ -240,12 +240,24 @@ class CapacityRequestSerializer(StrictFieldsMixin, SharedFieldsMixin, serializer
         )
 
 
+def _quote_field(**kwargs) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, help_text="Id of your own unexpired quote.", **kwargs
+    )
+
+
+class QuotePurchaseSerializer(StrictFieldsMixin, SharedFieldsMixin, serializers.Serializer):
+    """Buy a quote: `{"quote": id}` alone (staff may name the customer); the quote fixes everything else."""
+
+    # Documents this form of the body only: ContractCreateSerializer validates both forms (CONTRACT_CREATE_BODY).
+    quote = _quote_field()
+    customer = _customer_field()
+
+
 class ContractCreateSerializer(CapacityRequestSerializer):
     """Buy capacity from a quote (`{"quote": id}` alone) or inline with the quote's fields."""
 
-    quote = serializers.IntegerField(
-        required=False, min_value=1, max_value=MAX_ID, help_text="Id of your own unexpired quote."
-    )
+    quote = _quote_field(required=False)
     tier = TierCodeField(required=False, help_text="Tier code (inline).")
     capacity_kw = _capacity_field(required=False, help_text="Inference IT power in kW (inline).")
     duration_hours = _duration_field(required=False, help_text="Length of the window in hours (inline).")
@@ -277,6 +289,15 @@ class ContractCreateSerializer(CapacityRequestSerializer):
         if missing:
             raise serializers.ValidationError({name: ["This field is required."] for name in missing})
         return attrs
+
+
+# The body of POST /api/contracts/ as documented: exactly one of the two forms ContractCreateSerializer accepts
+# (oneOf, each form closed by additionalProperties false), so a client, and the fuzzer, sends one or the other.
+CONTRACT_CREATE_BODY = PolymorphicProxySerializer(
+    component_name="ContractCreate",
+    serializers=[QuotePurchaseSerializer, CapacityRequestSerializer],
+    resource_type_field_name=None,
+)
 
 
 class CancelSerializer(StrictFieldsMixin, SharedFieldsMixin, serializers.Serializer):

@@ -32,6 +32,7 @@ from sla.models import (
 from .filters import ContractFilterSet, QuoteFilterSet, TierFilterSet
 from .parsers import CustomerTokenAuthentication
 from .serializers import (
+    CONTRACT_CREATE_BODY,
     CancelSerializer,
     CapacityRequestSerializer,
     ContractCreateSerializer,
@@ -179,7 +180,7 @@ class ContractViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.Rea
 
     @extend_schema(
         summary="Buy capacity (from a quote, or inline)",
-        request=ContractCreateSerializer,
+        request=CONTRACT_CREATE_BODY,
         responses={201: ContractSerializer, 400: BAD_INPUT, 409: REFUSED},
     )
     def create(self, request: Request, *args, **kwargs) -> Response:
