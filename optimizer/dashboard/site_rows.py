@@ -10,7 +10,7 @@ from django.db.models import OuterRef, QuerySet, Subquery, Sum
 
 from sites.choices import CoolingType, HardwareKind
 from sites.models import Site
-from sites.simulation import pue
+from sites.simulation import hall_pue, pue
 
 from ..models import Allocation, OptimizationRun
 from .formatting import _f, _iso
@@ -20,11 +20,11 @@ DEFAULT_TEMPERATURE_C = 20.0  # PUE of a site that never reported weather (flagg
 HARDWARE_ORDER = ("miner_air", "miner_hydro", "miner_immersion", "inference_gpu", "inference_asic")
 
 
-def _site_pue(site: Site) -> tuple[float, bool]:
-    """(PUE at the latest temperature, whether that temperature was measured)."""
+def _site_temperature(site: Site) -> tuple[float, bool]:
+    """(The latest temperature, degC, whether it was measured: DEFAULT_TEMPERATURE_C when none was)."""
     if site.latest_temperature_c is None:
-        return float(pue(site.cooling_type, DEFAULT_TEMPERATURE_C)), False
-    return float(pue(site.cooling_type, float(site.latest_temperature_c))), True
+        return DEFAULT_TEMPERATURE_C, False
+    return float(site.latest_temperature_c), True
 
 
 def _hardware_sort_key(code: str) -> tuple[int, str]:
@@ -66,13 +66,17 @@ INVENTORY_COLUMNS = (
     "hardware_model__power_kw_per_unit",
     "hardware_model__hashrate_th_per_s",
     "hardware_model__tokens_per_s",
+    "hardware_model__cooling_type",
 )
 
 
 def _site_row(site: Site, inventories: list[tuple], placements: list[dict], now: datetime) -> dict:
-    site_pue, measured = _site_pue(site)
+    """The site's row; its facility kW is each machine's running kW at the PUE of the hall it runs in
+    (`sites.simulation.hall_pue`, the engine's halls), at the latest temperature like the site's own `pue`."""
+    temperature, measured = _site_temperature(site)
+    site_pue = float(pue(site.cooling_type, temperature))
     allocation = []
-    it_kw = mining_kw = inference_kw = 0.0
+    it_kw = facility_kw = mining_kw = inference_kw = 0.0
     for (
         _,
         units_running,
@@ -82,10 +86,14 @@ def _site_row(site: Site, inventories: list[tuple], placements: list[dict], now:
         name,
         kind,
         power_kw_per_unit,
-        *_,
+        _hashrate,
+        _tokens,
+        cooling,
     ) in sorted(inventories, key=lambda row: _hardware_sort_key(row[4])):
         running_kw = float(units_running * power_kw_per_unit)  # SiteInventory.running_power_kw
+        machine_pue = float(hall_pue(site.cooling_type, cooling, kind, temperature))
         it_kw += running_kw
+        facility_kw += running_kw * machine_pue
         if kind == HardwareKind.MINER:
             mining_kw += running_kw
         else:
@@ -99,9 +107,10 @@ def _site_row(site: Site, inventories: list[tuple], placements: list[dict], now:
                 "units_available": units_available,
                 "units_installed": units_installed,
                 "it_kw": round(running_kw, 3),
+                "pue": round(machine_pue, 3),
+                "facility_kw": round(running_kw * machine_pue, 3),
             }
         )
-    facility_kw = it_kw * site_pue
     capacity_kw = float(site.power_capacity_kw)
     local = now.astimezone(ZoneInfo(site.time_zone))
     offset = local.strftime("%z")
@@ -166,11 +175,12 @@ def _current_placements(now: datetime) -> dict[int, list[dict]]:
     return by_site
 
 
-def _hardware_row(code, name, kind, power_kw_per_unit, hashrate_th_per_s, tokens_per_s) -> dict:
+def _hardware_row(code, name, kind, power_kw_per_unit, hashrate_th_per_s, tokens_per_s, cooling_type) -> dict:
     return {
         "code": code,
         "name": name,
         "kind": kind,
+        "cooling_type": cooling_type,
         "power_kw_per_unit": _f(power_kw_per_unit, 3),
         "hashrate_th_per_s": _f(hashrate_th_per_s, 3),
         "tokens_per_s": _f(tokens_per_s, 2),

@@ -123,7 +123,9 @@ def binding_constraints(
 
 
 def _power_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
-    """Site power: the row is in IT kW (capacity / PUE), so one more facility kW is worth dual / PUE."""
+    """Site power, per MW of facility power (the grid connection), not per site IT kW: the row is in the site's
+    IT kW (capacity / site PUE on the right, each machine at its hall's PUE on the left), so one more facility kW
+    is worth dual / site PUE, whatever hall the extra power would feed."""
     problem, form = period.problem, period.form
     sites = problem.site_codes
     power = -form.rows["power"].take(period.row_dual)[0]  # [S] USD per IT kW over period 0
@@ -139,7 +141,7 @@ def _power_bindings(period: _FirstPeriod) -> list[BindingConstraint]:
             kind="power",
             shadow_price_usd_per_h=float(per_mw_h[s]),
             per="MW",
-            text=f"site {sites[s]} is power-bound: one more MW is worth {_money(float(per_mw_h[s]))}/h",
+            text=f"site {sites[s]} is power-bound: one more MW of facility power is worth {_money(per_mw_h[s])}/h",
             site=sites[s],
         )
         for s in np.flatnonzero(per_mw_h > TOL_USD_PER_H)

@@ -131,6 +131,27 @@ def test_facility_power_is_it_power_times_pue_in_mw_against_capacity(staff_clien
     assert metrics["pue_average"] == pytest.approx(metrics["facility_power_mw"] / metrics["it_power_mw"], abs=1e-3)
 
 
+def test_facility_power_counts_each_machine_at_the_pue_of_its_hall(staff_client, applied_run, world):
+    # Norway's own cooling is immersion: its miners run in the tanks, but its GPU nodes (air-cooled) sit in a
+    # chilled air hall, so 10 of them (80 kW) draw 80 x air PUE, not 80 x the tanks' PUE.
+    gpu = HardwareModel.objects.get(code="inference_gpu")
+    SiteInventory.objects.filter(site=world["site_3_norway"], hardware_model=gpu).update(units_running=10)
+    body = get_data(staff_client)
+    norway = {row["code"]: row for row in body["sites"]}["site_3_norway"]
+    temperature = norway["temperature_c"]
+
+    assert norway["it_kw"] == 780.0
+    assert norway["facility_kw"] == pytest.approx(
+        700.0 * pue("immersion", temperature) + 80.0 * pue("air", temperature), abs=0.01
+    )
+    assert norway["facility_kw"] > 780.0 * norway["pue"] + 80.0 * 0.1  # the tanks' PUE alone is short of it
+    by_hardware = {row["hardware"]: row for row in norway["allocation"]}
+    assert by_hardware["inference_gpu"]["pue"] == pytest.approx(pue("air", temperature), abs=1e-3)
+    assert body["metrics"]["pue_average"] == pytest.approx(
+        body["metrics"]["facility_power_mw"] / body["metrics"]["it_power_mw"], abs=1e-3
+    )
+
+
 def test_renewable_share_is_weighted_by_the_energy_drawn(staff_client, applied_run):
     body = get_data(staff_client)
     sites = {row["code"]: row for row in body["sites"]}

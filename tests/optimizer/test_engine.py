@@ -81,7 +81,7 @@ def test_two_sites_two_models_reach_the_hand_computed_optimum():
     # A is power-bound: one more kW runs half a miner more, $0.05/h -> $50 per MW-hour. B is not.
     (power_a,) = binding_of(solution, "power", site="A")
     assert power_a.shadow_price_usd_per_h == pytest.approx(50.0, abs=1e-6)
-    assert power_a.text == "site A is power-bound: one more MW is worth $50.00/h"
+    assert power_a.text == "site A is power-bound: one more MW of facility power is worth $50.00/h"
     assert not binding_of(solution, "power", site="B")
     # One more Mtok/h of americas demand: 1/3.6 GPU more ($1.75) displacing 1/7.2 miner ($0.10) -> 1.70/3.6.
     (americas,) = binding_of(solution, "demand", region="americas")

@@ -223,3 +223,14 @@ def test_a_commitments_kw_costs_the_pue_of_the_halls_its_inference_hardware_runs
     )
     np.testing.assert_allclose(inference_pue(problem), [[1.35], [1.2]])
     np.testing.assert_allclose(site_energy_usd_per_it_kwh(problem), [0.054, 0.048])
+
+
+def test_the_power_shadow_price_is_per_facility_mw_whatever_hall_the_power_feeds():
+    # LP, miners in a 1.05 hall at a 1.8 site, 100 kW full (27.2 of 50 miners). One more facility kW runs
+    # 1 / (3.5 x 1.05) more miners, each earning 0.41667 - 3.5 x 1.05 x 0.04 = 0.26967 USD/h: 73.38 USD per MW-h.
+    # Per site IT kW (the row's own unit) it would read 1.8 x as much: 132.08.
+    solution = solve(hall_site(hall_pue=[[[1.05]]], settings=Settings(integer=False)))
+    (power,) = [b for b in solution.binding if b.kind == "power"]
+    per_facility_mw = (0.2 * 50 / 24 / (3.5 * 1.05) - 0.04) * 1000
+    assert power.shadow_price_usd_per_h == pytest.approx(per_facility_mw, rel=1e-6)
+    assert power.text == "site TX is power-bound: one more MW of facility power is worth $73.38/h"
