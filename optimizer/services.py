@@ -40,7 +40,7 @@ from sla.services import (
 )
 
 from . import engine
-from .books import run_books
+from .books import run_books, site_books
 from .choices import RunStatus, RunTrigger, Strategy
 from .engine.halls import unit_pue
 from .grid_inputs import record_event_plans
@@ -419,8 +419,13 @@ def _finish_applied(run_id: int, inputs: Inputs, solution: engine.Solution, seco
         penalty_usd_per_h=_usd(totals.penalty_usd / hours),
         is_applied=True,
         inputs=inputs.snapshot,
-        # USD/h by stream (optimizer/books.py)
-        details={**details, "horizon_hours": hours, "books": run_books(solution, hours)},
+        # USD/h by stream (optimizer/books.py): over the horizon, and per site in the first period (the dashboard)
+        details={
+            **details,
+            "horizon_hours": hours,
+            "books": run_books(solution, hours),
+            "site_books": site_books(solution, float(inputs.problem.period_hours[0])),
+        },
         explanation="\n".join(
             [
                 # The engine's status and profit over the horizon, then what that horizon was planned on.

@@ -24,7 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .dashboard import build_dashboard, run_summary
-from .dashboard.books import books_by_run
+from .dashboard.books import books_by_run, revenue_by_site
 from .models import OptimizationRun
 
 REFRESH_SECONDS = 30
@@ -115,10 +115,14 @@ class DashboardRunView(APIView):
 
 @method_decorator(never_cache, name="dispatch")
 class DashboardBooksView(APIView):
-    """The books by stream (USD/h) of the latest applied runs, oldest first, for the stacked chart."""
+    """The books by stream (USD/h) of the latest applied runs, oldest first, for the stacked chart, and each site's
+    revenue by stream over the last 24 h as applied (``by_site``)."""
 
     permission_classes = (permissions.IsAuthenticated, permissions.IsAdminUser)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Books by stream of the latest applied runs")
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT},
+        summary="Books by stream of the latest applied runs, and per site over the last 24 h",
+    )
     def get(self, request):
-        return Response(books_by_run(limit=48))
+        return Response({**books_by_run(limit=48), "by_site": revenue_by_site(now=timezone.now())})

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from optimizer.choices import RunStatus
 from optimizer.models import OptimizationRun
+from optimizer.streams import profit
 from sites.models import Site
 from sites.seeding import seed_physical_world
 from sites.services import refresh_market_prices, refresh_weather
@@ -160,7 +161,15 @@ def session(browser, live_server):
     assert tracked.errors == [], f"console errors: {tracked.errors}"
 
 
-FLEET_CHARTS = ("chart-revenue", "chart-prices", "chart-pue", "chart-allocation", "chart-sla", "chart-books")
+FLEET_CHARTS = (
+    "chart-revenue",
+    "chart-prices",
+    "chart-pue",
+    "chart-allocation",
+    "chart-sla",
+    "chart-books",
+    "chart-site-revenue",
+)
 
 CANVAS_HAS_PIXELS = """(canvas) => {
   const { width, height } = canvas;
@@ -181,7 +190,7 @@ def test_signed_in_staff_sees_ten_markers_and_every_chart_drawn(session, world, 
     page.wait_for_selector(".leaflet-overlay-pane path.leaflet-interactive >> nth=0")
     page.wait_for_function("document.querySelectorAll('.leaflet-overlay-pane path').length > 100")  # outlines
     canvases = page.locator("canvas")
-    # The fleet's charts, the books by stream and the chart of the one scenario that has run.
+    # The fleet's charts, the books by stream, revenue by site and the chart of the one scenario that has run.
     ids = sorted(canvases.evaluate_all("(all) => all.map((c) => c.id)"))
     assert ids == sorted([*FLEET_CHARTS, "chart-scenario-renewable"])
     assert page.locator("#chart-scenario-renewable").count() == 1
@@ -297,3 +306,75 @@ def test_phone_viewport_has_no_horizontal_scroll(browser, live_server, world, st
     assert client_width == 390
     assert scroll_width <= client_width and body_width <= client_width, (widths, too_wide)
     assert session.foreign == [] and session.errors == []
+
+
+@pytest.fixture
+def applied_three_hours_ago(world):
+    """One applied run whose plan has been in force for the last three hours."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from optimizer.choices import RunTrigger
+    from optimizer.services import optimize_now
+
+    run = optimize_now(trigger=RunTrigger.MANUAL)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    shift = timedelta(hours=3)
+    fields = ("queued_at", "started_at", "finished_at", "lease_expires_at")
+    OptimizationRun.objects.filter(pk=run.pk).update(**{name: F(name) - shift for name in fields})
+    return OptimizationRun.objects.get(pk=run.pk)
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(cell.replace(",", "")) for cell in text.split("\t")[1:] if cell.strip()]
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1400, "height": 1000}, {"width": 390, "height": 844}])
+def test_revenue_by_site_shows_each_sites_money_over_the_last_day(
+    browser, live_server, applied_three_hours_ago, staff, viewport
+):
+    phone = viewport["width"] == 390
+    context = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone)
+    context.set_default_timeout(TIMEOUT_MS)
+    session = Session(context.new_page(), live_server.url)
+    try:
+        session.sign_in()
+        page = session.page
+        page.wait_for_selector("#site-revenue-rows tr >> nth=9")
+        rows = page.locator("#site-revenue-rows tr")
+        books = applied_three_hours_ago.details["site_books"]
+        names = dict(Site.objects.values_list("code", "name"))
+        # USD over the 3 h the plan was in force (USD/h x 3), its starts and stops paid once.
+        expected = {
+            names[code]: (
+                3 * (rates["mining"] + rates["spot_inference"] + rates["sla_contracts"]),
+                -3 * rates["energy_cost"],
+                3 * profit(rates) - books["switching_usd"][code],
+            )
+            for code, rates in books["sites"].items()
+        }
+        shown = {}
+        for index in range(rows.count()):
+            cells = rows.nth(index).locator("td").all_inner_texts()
+            shown[cells[0]] = tuple(float(cell.replace(",", "")) for cell in cells[1:])
+        assert set(shown) == set(expected)
+        for name, figures in shown.items():
+            assert figures == pytest.approx(expected[name], rel=0.01, abs=1.0), name
+        assert sum(revenue for revenue, _, _ in shown.values()) > 0
+        assert "in force 3.0 h" in page.inner_text("#site-revenue-window")
+        assert "Total" in page.inner_text("#site-revenue-foot")
+        assert page.locator("#chart-site-revenue").evaluate(CANVAS_HAS_PIXELS)
+        widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        too_wide = page.evaluate(TOO_WIDE)
+        page.locator("#site-revenue").scroll_into_view_if_needed()
+        page.locator("#site-revenue").screenshot(path=str(_screenshot_path(f"site-revenue-{viewport['width']}.png")))
+    finally:
+        context.close()
+    assert widths[0] <= widths[1], (widths, too_wide)  # no horizontal scroll, on the phone too
+    assert session.foreign == [] and session.errors == []
+
+
+def _screenshot_path(name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS / name
