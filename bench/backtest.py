@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from optimizer import backtest
 from optimizer.forecast import RidgeForecast
+from optimizer.streams import STREAMS
 
 WORLD = Path(__file__).resolve().parents[1] / "optimizer" / "worlds" / "ten-sites-sla.json"
 START = datetime(2025, 6, 16, tzinfo=UTC)  # a Monday: five business days and a weekend
@@ -75,6 +76,7 @@ def main() -> None:
     print(f"{'strategy':<8} {'forecast':<11} {'horizon':<54} {'plan s':>7} {'cpu s':>6} {'score s':>7} "
           f"{'profit $':>12} {'gap $':>10} {'capture':>8} {'margin':>7} {'switch $':>8} {'short kWh':>9}")  # fmt: skip
     errors = []
+    by_stream = {"do nothing": bound.baseline.streams()} if bound.baseline is not None else {}
     for strategy, horizon, name in runs:
         forecast = RidgeForecast(prior=prior if train else None) if name == "ridge" else backtest.persistence_forecast
         started, cpu = time.perf_counter(), time.process_time()
@@ -89,6 +91,8 @@ def main() -> None:
             f"{'n/a' if result.margin_capture is None else f'{result.margin_capture:.3f}':>7} "
             f"{result.score.switching_cost:8,.0f} {result.score.sla_shortfall_kwh:9,.0f}"
         )
+        label = f"{strategy} {name or ''} {'live' if horizon is LIVE_HORIZON else ''}".strip()
+        by_stream[label] = result.score.streams()
         if result.forecast_errors:
             errors.append((f"{name}, {horizon.describe()}", result.forecast_errors))
         if strategy == "lp" and horizon is BENCH_HORIZON and name == "persistence" and periods == 2016:
@@ -96,6 +100,8 @@ def main() -> None:
                 "meets" if result.solve_seconds <= TARGET_S else f"misses by {result.solve_seconds - TARGET_S:.1f} s"
             )
             print(f"  lp over the week: {result.solve_seconds:.1f} s wall, target <= {TARGET_S:.0f} s: {verdict}")
+    by_stream["perfect"] = bound.score.streams()
+    _print_streams(by_stream)
     for label, summary in errors:
         print(f"\nforecast errors ({label}), per planning period after the first:")
         print(f"  {'series':<30} {'MAPE %':>8} {'pinball q0.5':>13} {'MAE':>10} {'points':>8}")
@@ -104,6 +110,15 @@ def main() -> None:
             print(
                 f"  {series:<30} {mape:>8} {error['pinball_loss_q50']:13.4g} {error['mae']:10.4g} {error['points']:8,d}"
             )
+
+
+def _print_streams(by_stream: dict[str, dict[str, float]]) -> None:
+    """Profit by stream (optimizer/streams.py), USD over the window, one column per strategy."""
+    names = list(by_stream)
+    print(f"\nby stream, USD over the window:\n  {'stream':<52}" + "".join(f"{n:>20}" for n in names))
+    for stream in STREAMS:
+        print(f"  {stream.label:<52}" + "".join(f"{by_stream[n][stream.key]:>20,.0f}" for n in names))
+    print(f"  {'= profit':<52}" + "".join(f"{sum(by_stream[n].values()):>20,.0f}" for n in names))
 
 
 if __name__ == "__main__":
