@@ -63,6 +63,7 @@ from .worlds import (
     load_world,
     parse_world,
     with_settings,
+    with_warmups,
 )
 
 __all__ = [
@@ -101,6 +102,7 @@ __all__ = [
     "score_units",
     "simulate_history",
     "with_settings",
+    "with_warmups",
     "write_outputs",
     "write_prices_csv",
 ]

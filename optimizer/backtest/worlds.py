@@ -66,6 +66,9 @@ class World:
     mara_inventory: Mapping | None = None  # GET /inventory of a mara world
     mara_power_w: int | None = None
     grid: WorldGrid | None = None  # grid programs (optimizer/backtest/grid.py)
+    # hardware whose warm-up per start the JSON gave; the others have none until `with_warmups` gives them the
+    # live plan's (the `backtest` command does)
+    warmups_given: frozenset[str] = frozenset()
 
     @property
     def site_codes(self) -> tuple[str, ...]:
@@ -127,6 +130,23 @@ def with_settings(world: World, **changes: float | None) -> World:
     if world.format == "mara" and any(wanted.get(k) for k in ("switching_cost_usd_per_unit", "carbon_price_usd_per_t")):
         raise BacktestInputError("the hackathon API charges neither switching nor carbon: not with --format mara")
     return replace(world, settings=replace(world.settings, **wanted))
+
+
+def with_warmups(world: World, *, miner_minutes: float, inference_minutes: float) -> World:
+    """The world with each machine's warm-up per start as the live plan has it (``MINER_WARMUP_MINUTES``,
+    ``INFERENCE_WARMUP_MINUTES``, ``optimizer.inputs.engine_hardware``), except where the JSON gave its own
+    ``warmup_minutes``. A mara world keeps none: its objective is the hackathon API's profit, which has none."""
+    if world.format == "mara":
+        return world
+    by_kind = {"miner": miner_minutes, "inference": inference_minutes}
+    for kind, minutes in by_kind.items():
+        if not (math.isfinite(minutes) and minutes >= 0):
+            raise BacktestInputError(f"warm-up of a {kind}: must be a finite number >= 0 minutes, got {minutes!r}")
+    hardware = tuple(
+        h if h.code in world.warmups_given else replace(h, warmup_minutes=float(by_kind[h.kind]))
+        for h in world.hardware
+    )
+    return replace(world, hardware=hardware)
 
 
 def load_world(path: str | Path) -> World:
@@ -217,6 +237,7 @@ def _parse_energyarb_world(root: dict, name: str) -> World:
             raise BacktestInputError(f"$.{key}: required in an energyarb world")
     hardware = [_hardware(item, f"$.hardware[{h}]") for h, item in enumerate(_array(root["hardware"], "$.hardware", 1))]
     _unique([h.code for h in hardware], "$.hardware", "code")
+    given = frozenset(item["code"] for item in root["hardware"] if isinstance(item, dict) and "warmup_minutes" in item)
     hw_index = {h.code: i for i, h in enumerate(hardware)}
     sites, cooling, locations, inventory = [], [], [], []
     for s, item in enumerate(_array(root["sites"], "$.sites", 1)):
@@ -261,12 +282,16 @@ def _parse_energyarb_world(root: dict, name: str) -> World:
         settings=_settings(root.get("settings", {})),
         locations=tuple(locations),
         grid=parse_grid(root["grid"], codes) if "grid" in root else None,
+        warmups_given=given,
     )
 
 
 def _hardware(item: object, where: str) -> engine.HardwareModel:
     spec = _object(
-        item, where, required=("code", "kind", "power_kw"), optional=("name", "hashrate_th_s", "tokens_per_s")
+        item,
+        where,
+        required=("code", "kind", "power_kw"),
+        optional=("name", "hashrate_th_s", "tokens_per_s", "warmup_minutes"),
     )
     kind = _choice(spec["kind"], f"{where}.kind", ("miner", "inference"))
     output, other = ("hashrate_th_s", "tokens_per_s") if kind == "miner" else ("tokens_per_s", "hashrate_th_s")
@@ -278,6 +303,7 @@ def _hardware(item: object, where: str) -> engine.HardwareModel:
         code=_code(spec["code"], f"{where}.code"),
         kind=kind,
         power_kw=_number(spec["power_kw"], f"{where}.power_kw", minimum=0, exclusive=True),
+        warmup_minutes=_number(spec.get("warmup_minutes", 0), f"{where}.warmup_minutes", minimum=0),
         **{output: _number(spec[output], f"{where}.{output}", minimum=0)},
     )
 

@@ -227,6 +227,43 @@ def test_the_controllable_margin_is_the_bound_above_doing_nothing_and_shows_the_
     assert results["lp"].margin_capture > 0  # lp earns more than doing nothing
 
 
+def test_worlds_get_the_live_plans_warm_up_per_start_and_the_score_charges_it():
+    """Ten GPU nodes started at Singapore in the second interval: with the live warm-ups (a GPU node loads its
+    model for INFERENCE_WARMUP_MINUTES = 10) each start loses 10 minutes of what it earns, 12,000 tokens/s =
+    43.2 Mtok/h at that interval's token price; miners keep the warm-up the JSON gave them."""
+    data = json.loads(TEN_SITES.read_text())
+    data["hardware"][0]["warmup_minutes"] = 1.5  # miner_air: the JSON's own figure wins
+    world = backtest.parse_world(data)
+    history = backtest.simulate_history(world, start=WEEK_START, periods=2)
+    warm = backtest.with_warmups(world, miner_minutes=3.0, inference_minutes=10.0)
+
+    assert {h.code: h.warmup_minutes for h in world.hardware}["inference_gpu"] == 0.0
+    assert {h.code: h.warmup_minutes for h in warm.hardware} == {
+        "miner_air": 1.5,
+        "miner_hydro": 3.0,
+        "miner_immersion": 3.0,
+        "inference_gpu": 10.0,
+    }
+    units = np.zeros((len(world.sites), len(world.hardware), 2))
+    units[world.site_codes.index("site_4_singapore"), world.hardware_codes.index("inference_gpu"), 1] = 10
+    lost = 10 * 10 / 60 * 43.2 * history.inference_price_usd_per_mtok[1]
+    cold, hot = backtest.score_units(world, history, units), backtest.score_units(warm, history, units)
+    assert hot.switching_cost - cold.switching_cost == pytest.approx(lost, rel=1e-9)
+    assert hot.profit == pytest.approx(cold.profit - lost, rel=1e-9)
+
+
+def test_the_backtest_command_plans_and_scores_with_the_warm_up_knobs(tmp_path, settings):
+    args = ["--world", str(TEN_SITES), "--simulate-prices", "--start", "2025-06-16T12:00Z"]
+    args += ["--end", "2025-06-16T13:00Z", "--strategy", "greedy"]
+    settings.ENERGYARB = {**settings.ENERGYARB, "MINER_WARMUP_MINUTES": 0.0, "INFERENCE_WARMUP_MINUTES": 0.0}
+    run(*args, "--out", str(tmp_path / "cold"))
+    settings.ENERGYARB = {**settings.ENERGYARB, "MINER_WARMUP_MINUTES": 3.0, "INFERENCE_WARMUP_MINUTES": 10.0}
+    run(*args, "--out", str(tmp_path / "warm"))
+    cold, warm = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("cold", "warm"))
+
+    assert warm["switching_cost"] > cold["switching_cost"]
+
+
 def test_no_capture_ratio_exceeds_one_where_lp_beats_the_integer_perfect_plan():
     """Two hours of the ten sites (WEEK_START + 3 h on the catalogue of docs/economics.md): solved to the default
     0.1 % MILP gap, the integer perfect plan earns less than `lp` (by about 1 USD; the probe saw 1.000089

@@ -179,6 +179,10 @@ class Command(BaseCommand):
             if start is None:
                 raise CommandError("without --world the database's sites are used: give --start (and --end)")
             world = database.world_from_database(at=start)
+        knobs = settings.ENERGYARB  # warm-ups per start as the live plan has them (optimizer.inputs)
+        world = backtest.with_warmups(
+            world, miner_minutes=knobs["MINER_WARMUP_MINUTES"], inference_minutes=knobs["INFERENCE_WARMUP_MINUTES"]
+        )
         return backtest.with_settings(
             world,
             switching_cost_usd_per_unit=_non_negative(options["switching_cost"], "--switching-cost"),
