@@ -4,7 +4,11 @@ import os
 
 from celery import Celery
 
+from core import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "energyarb.settings")
+# redis:// brokers through core/broker.py: a message taken while Redis is at its memory limit is not lost.
+broker.install()
 
 app = Celery("energyarb")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -6,6 +6,8 @@ Fault -> where it is proven (each test bounded by FAULT_TEST_LIMIT_S):
   test_redis_crash_while_serving_then_tasks_resume_and_nothing_is_lost
 - a Redis that refuses connections (in process): test_cache_falls_back_to_local_memory_and_throttles_still_hold
 - the broker refuses a message a request enqueues: test_broker_down_answers_503_not_500
+- the broker at its memory limit: test_a_worker_meeting_a_broker_at_its_memory_limit_waits_and_resumes, and a
+  message taken there: test_a_message_taken_while_the_broker_is_at_its_memory_limit_is_kept_until_recorded
 - a worker's pool process SIGKILLed mid price refresh:
   test_worker_killed_mid_price_refresh_leaves_no_gap_and_no_duplicate
 - a whole worker SIGKILLed mid optimization, then restarted:
@@ -642,5 +644,60 @@ def test_a_worker_meeting_a_broker_at_its_memory_limit_waits_and_resumes(tmp_pat
             assert worker.poll() is None
         finally:
             stop_process(worker)
+    finally:
+        broker.stop()
+
+
+def test_a_message_taken_while_the_broker_is_at_its_memory_limit_is_kept_until_recorded(tmp_path):
+    """A worker takes a message off its queue (BRPOP, which Redis allows at its maxmemory) and then records it as
+    unacknowledged (ZADD + HSET, which Redis refuses with OOM there): kombu's Redis transport dropped the message
+    when that record was refused, so a task sent before the broker filled up was lost for good, despite acks_late.
+    Now the record is retried until the broker has room, and the message is delivered (at least once)."""
+    import redis
+    from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+    from energyarb.celery import app as celery_app
+
+    broker = PrivateRedis(tmp_path / "redis", "--maxmemory-policy", "noeviction")
+    broker.start()
+    try:
+        client = redis.Redis.from_url(broker.url(0))
+        queue = Queue("optimizer", Exchange("optimizer", type="direct"), routing_key="optimizer")
+        received: list = []
+        failures: list[BaseException] = []
+        # The app's own connection (energyarb/celery.py picks the transport of redis:// URLs), as a worker opens it.
+        with Connection(broker.url(0)) as producing, celery_app.connection_for_read(broker.url(0)) as consuming:
+            Producer(producing.channel()).publish(
+                {"run": 7}, exchange=queue.exchange, routing_key="optimizer", declare=[queue], serializer="json"
+            )
+            channel = consuming.channel()
+            consumer = Consumer(
+                channel,
+                queues=[queue],
+                accept=["json"],
+                auto_declare=False,
+                callbacks=[lambda body, message: received.append((body, message))],
+            )
+            consumer.consume()
+            hold_at_limit(client)
+
+            def drain() -> None:
+                try:
+                    consuming.drain_events(timeout=TASK_TIMEOUT_S)
+                except BaseException as error:  # reported by the assertions below
+                    failures.append(error)
+
+            thread = threading.Thread(target=drain, daemon=True)
+            thread.start()
+            wait_for(lambda: client.llen("optimizer") == 0, timeout_s=10, what="the message to be taken")
+            time.sleep(1)  # the record of the message is refused meanwhile
+            assert received == []
+            client.config_set("maxmemory", 0)  # room again
+            thread.join(timeout=TASK_TIMEOUT_S)
+
+            assert failures == [] and [body for body, _ in received] == [{"run": 7}]
+            assert client.hlen("unacked") == 1  # recorded: a worker dying now leaves it to be redelivered
+            received[0][1].ack()
+            assert client.hlen("unacked") == 0
     finally:
         broker.stop()
