@@ -4,8 +4,9 @@ Pure functions over plain dataclasses (no Django, no I/O), so the rules are test
 - running devices are kept running first (fewest restarts), stopped ones are started in id order;
 - a device started less than `min_on_minutes` ago is not stopped, one stopped less than `min_off_minutes` ago is
   not started, nor one already started `max_restarts_per_day` times in 24 h (held);
-- starts at a site add at most `ramp_kw_per_min` kW per rolling minute; the rest wait for the next round
-  (deferred); stops are never ramp-limited (miners must be able to shed load in seconds);
+- starts at a site add at most `ramp_kw_per_min` kW per rolling minute and, with `hourly_starts_left` (the
+  engine's RAMP_LIMIT_FRACTION_PER_HOUR), at most that many units of a hardware model per rolling hour; the rest
+  wait for a later round (deferred); stops are never ramp-limited (miners must be able to shed load in seconds);
 - the kill switch stops every device of the site and starts none;
 - running inference nodes are given the site's contract placements, Premium first, a node serving one placement,
   keeping a node on the placement it already serves.
@@ -14,7 +15,7 @@ Pure functions over plain dataclasses (no Django, no I/O), so the rules are test
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,6 +41,8 @@ class SiteRules:
     min_off_minutes: int = 5
     max_restarts_per_day: int = 12
     started_kw_last_minute: float = 0.0
+    # hardware id -> units that may still start in the rolling hour (RAMP_LIMIT_FRACTION_PER_HOUR); None: no limit
+    hourly_starts_left: Mapping[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ def _plan_group(plan, group, wanted, rules, now, ramp_left_kw, running_nodes) ->
     )
     on_count = len(keep)
     running_nodes.extend(d for d in keep if d.is_node)
+    hourly = rules.hourly_starts_left
+    starts_left = None if hourly is None else hourly.get(group[0].hardware_id, 0)
     for device in sorted((d for d in group if not d.running), key=lambda d: d.id):
         if on_count >= wanted:
             break
@@ -131,11 +136,12 @@ def _plan_group(plan, group, wanted, rules, now, ramp_left_kw, running_nodes) ->
                 plan.decisions.append(Decision(device.id, "start", True, held=reason))
             continue
         kw = device.nominal_w / 1000
-        if kw > ramp_left_kw + 1e-9:
+        if kw > ramp_left_kw + 1e-9 or (starts_left is not None and starts_left <= 0):
             plan.decisions.append(Decision(device.id, "start", True, held="ramp", power_w=device.nominal_w))
             on_count += 1  # it will start in a later round: it is not a shortfall
             continue
         ramp_left_kw -= kw
+        starts_left = None if starts_left is None else starts_left - 1
         on_count += 1
         decision = Decision(device.id, "start", True, power_w=device.nominal_w)
         plan.decisions.append(decision)

@@ -58,7 +58,7 @@ def endpoint_of(device: Device) -> Endpoint:
     )
 
 
-def _rules(fleet: SiteFleet, started_kw: float) -> SiteRules:
+def _rules(fleet: SiteFleet, started_kw: float, hourly_starts_left: dict[int, int] | None) -> SiteRules:
     return SiteRules(
         kill_switch=fleet.kill_switch,
         ramp_kw_per_min=float(fleet.ramp_kw_per_min),
@@ -66,6 +66,7 @@ def _rules(fleet: SiteFleet, started_kw: float) -> SiteRules:
         min_off_minutes=fleet.min_off_minutes,
         max_restarts_per_day=fleet.max_restarts_per_day,
         started_kw_last_minute=started_kw,
+        hourly_starts_left=hourly_starts_left,
     )
 
 
@@ -115,14 +116,39 @@ def _recent_starts(now: datetime) -> tuple[dict[int, int], dict[int, float]]:
     return per_device, per_site
 
 
+def _hourly_starts_left(now: datetime, available: dict[int, dict[int, int]]) -> dict[int, dict[int, int]] | None:
+    """Per site and hardware model, the units that may still start in the rolling hour under the engine's
+    RAMP_LIMIT_FRACTION_PER_HOUR: `max(floor(fraction x units available), 1)` less the starts sent in the last
+    60 minutes; None when the knob is not set (no per-hour limit)."""
+    fraction = settings.ENERGYARB.get("RAMP_LIMIT_FRACTION_PER_HOUR")
+    if fraction is None:
+        return None
+    sent: dict[tuple[int, int], int] = {
+        (site_id, hw_id): n
+        for site_id, hw_id, n in DeviceCommand.objects.filter(
+            action=Action.START, sent=True, created_at__gte=now - timedelta(hours=1)
+        )
+        .order_by()
+        .values_list("device__site_id", "device__hardware_model_id")
+        .annotate(n=Count("id"))
+    }
+    return {
+        site_id: {hw: max(int(fraction * units + 1e-9), 1) - sent.get((site_id, hw), 0) for hw, units in by_hw.items()}
+        for site_id, by_hw in available.items()
+    }
+
+
 def _decide(
     now: datetime, devices: list[Device], fleets: dict[int, SiteFleet]
 ) -> tuple[dict[int, list[Decision]], dict]:
     wanted: dict[int, dict[int, int]] = defaultdict(dict)
-    for site_id, hw_id, units in SiteInventory.objects.filter(site_id__in=fleets).values_list(
-        "site_id", "hardware_model_id", "units_running"
+    available: dict[int, dict[int, int]] = defaultdict(dict)
+    for site_id, hw_id, units, units_available in SiteInventory.objects.filter(site_id__in=fleets).values_list(
+        "site_id", "hardware_model_id", "units_running", "units_available"
     ):
         wanted[site_id][hw_id] = units
+        available[site_id][hw_id] = units_available
+    hourly = _hourly_starts_left(now, available)
     starts, started_kw = _recent_starts(now)
     placements = _placements_by_site(now)
     by_site: dict[int, list[Device]] = defaultdict(list)
@@ -133,7 +159,7 @@ def _decide(
         plan = plan_site(
             [_state(d, starts) for d in site_devices],
             wanted[site_id],
-            _rules(fleets[site_id], started_kw.get(site_id, 0.0)),
+            _rules(fleets[site_id], started_kw.get(site_id, 0.0), None if hourly is None else hourly.get(site_id, {})),
             now,
             placements.get(site_id, ()),
         )

@@ -76,6 +76,22 @@ def test_ramp_limit_defers_starts_beyond_the_site_kw_per_minute(simulator, fleet
     assert _running(simulator, north, "miner_air") == 4
 
 
+def test_hourly_ramp_limit_defers_starts_beyond_the_engines_fraction_per_hour(simulator, fleet_sites, settings):
+    # RAMP_LIMIT_FRACTION_PER_HOUR 0.5 of north's 4 air miners: 2 may start per rolling hour, whatever the rounds.
+    settings.ENERGYARB = {**settings.ENERGYARB, "RAMP_LIMIT_FRACTION_PER_HOUR": 0.5}
+    north = fleet_sites["north"]
+    want(north, "miner_air", 4)
+    want(north, "miner_hydro", 2)  # its own budget: max(0.5 x 2, 1) = 1 an hour
+    round_ = dispatch_round(trigger="manual")
+    assert (_running(simulator, north, "miner_air"), _running(simulator, north, "miner_hydro")) == (2, 1)
+    assert round_.summary["north"]["deferred"] == 3
+    DeviceCommand.objects.update(created_at=timezone.now() - timedelta(minutes=30))  # the kW ramp is long reset
+    assert dispatch_round(trigger="manual").summary["north"]["sent"] == 0
+    DeviceCommand.objects.update(created_at=timezone.now() - timedelta(minutes=61))
+    dispatch_round(trigger="manual")
+    assert (_running(simulator, north, "miner_air"), _running(simulator, north, "miner_hydro")) == (4, 2)
+
+
 def test_minimum_on_time_holds_a_stop_until_it_has_passed(simulator, fleet_sites):
     north = fleet_sites["north"]
     SiteFleet.objects.filter(site=north).update(min_on_minutes=15)
