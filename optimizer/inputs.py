@@ -453,6 +453,7 @@ class _Horizon:
 
 
 STORED_AHEAD = "stored prices ahead"
+STORED_AHEAD_LOOKBACK = timedelta(days=1)  # the longest stored row that may still cover the next step
 
 
 def stored_ahead(
@@ -460,13 +461,17 @@ def stored_ahead(
 ) -> HorizonValues:
     """Energy prices stored for intervals after the current one (a market's cleared day-ahead prices) replace the
     forecast, whatever its method, for the 5-minute steps they cover; a period partly covered mixes the two by
-    steps. A stored row holds for its ``interval_minutes`` (an hourly day-ahead price: twelve steps).
-    Period 0 stays the observed price. One query.
+    steps. A stored row covers ``[interval_start, interval_start + interval_minutes)`` (an hourly day-ahead
+    price: twelve steps), also when it started before the next step (the hour in progress: up to
+    ``STORED_AHEAD_LOOKBACK`` before); where rows overlap, the one that started last holds. Period 0 stays the
+    observed price. One query.
     """
-    steps = int(bounds[-1])
+    steps, first = int(bounds[-1]), int(bounds[1])
+    next_step = interval + STEP * first
     rows = EnergyPrice.objects.filter(
+        Q(interval_start__gte=next_step)
+        | Q(interval_start__gte=next_step - STORED_AHEAD_LOOKBACK, interval_minutes__gt=STEP_MINUTES),
         site_id__in=[site.pk for site in sites],
-        interval_start__gte=interval + STEP * int(bounds[1]),
         interval_start__lt=interval + STEP * steps,
     )
     offsets, site_ids, values, minutes = _offset_columns(
@@ -481,11 +486,10 @@ def stored_ahead(
             continue
         order = np.argsort(offsets[mine], kind="stable")
         starts, prices = offsets[mine][order], values[mine][order]
-        lengths = np.maximum(minutes[mine][order] // STEP_MINUTES, 1).astype(np.int64)
-        ends = np.minimum(np.append(starts[1:], steps), starts + lengths)
+        lengths = np.maximum(-(-minutes[mine][order] // STEP_MINUTES), 1).astype(np.int64)  # whole steps, up
         path = np.full(steps, np.nan)
-        for start, end, value in zip(starts, ends, prices, strict=True):
-            path[start:end] = value
+        for start, length, value in zip(starts, lengths, prices, strict=True):  # a later start paints over
+            path[max(start, first) : min(start + length, steps)] = value
         for t in range(1, len(bounds) - 1):
             window = path[bounds[t] : bounds[t + 1]]
             covered = ~np.isnan(window)

@@ -218,6 +218,28 @@ def test_stored_day_ahead_prices_replace_the_forecast_for_the_periods_they_cover
     assert result.snapshot["forecast"]["models"][f"energy_price_usd_per_mwh.{cleared.code}"] == "stored prices ahead"
 
 
+def test_a_day_ahead_row_that_started_before_the_next_step_covers_the_rest_of_its_hour(fleet):
+    # The interval in progress is 15:00 and its price is the day-ahead market's hourly row for 15:00-16:00: the
+    # steps 15:05 to 15:55 lie in that row (interval_start <= step < its end), so they take its price, not a
+    # forecast; from 16:00 on the forecast holds again.
+    store_history(fleet, days=7, at=BEFORE_PEAK)
+    cleared, other = fleet
+    hour = floor_to_step(BEFORE_PEAK, 60)
+    EnergyPrice.objects.filter(site=cleared, interval_start=hour).update(
+        interval_minutes=60, price_usd_per_mwh=Decimal("400")
+    )
+
+    problem = build_inputs(at=BEFORE_PEAK).problem
+    codes = list(problem.site_codes)
+    starts = np.array([t.replace(tzinfo=UTC) if t.tzinfo is None else t for t in problem.period_starts])
+    in_hour = (starts > hour) & (starts < hour + timedelta(hours=1))
+    assert in_hour.sum() == 11  # 15:05 ... 15:55
+    np.testing.assert_allclose(problem.energy_price_usd_per_mwh[codes.index(cleared.code), in_hour], 400.0)
+    assert (problem.energy_price_usd_per_mwh[codes.index(other.code), in_hour] < 400.0).all()
+    later = starts >= hour + timedelta(hours=1)
+    assert (problem.energy_price_usd_per_mwh[codes.index(cleared.code), later] < 400.0).all()
+
+
 def test_an_unknown_forecast_setting_is_refused(fleet, settings):
     settings.ENERGYARB = {**settings.ENERGYARB, "FORECAST": "crystal-ball"}
     store_history(fleet, days=1, at=BEFORE_PEAK)
