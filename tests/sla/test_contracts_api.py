@@ -327,3 +327,23 @@ def test_only_staff_may_name_a_customer_and_only_a_real_one(fleet, frozen, staff
         refused = staff_api.post(QUOTES, {**body, "customer": bad}, format="json")
         assert refused.status_code == 400 and "customer" in refused.json(), bad
     assert not Quote.objects.exists()
+
+
+def test_buying_a_quote_through_the_api_costs_a_fixed_number_of_queries(
+    fleet, frozen, customer_api, settings, django_assert_num_queries
+):
+    """The hot path's purchase (bench/api_load.py), pinned so that a query cannot creep back: the quote, then
+    admission's BEGIN (a savepoint here), contract + history row + placements, the customer's lock, its contracts
+    and the fleet's SLA capacity (its cap), the plan's sites locked with their limits, the peaks on them, COMMIT.
+    Plus the token: inside the test's transaction nothing is kept per process (core.db.LocalReadCache keeps rows
+    read outside transactions only), so the token and the fleet are read here and kept in production."""
+    settings.API_READ_CACHE_SECONDS = 60
+    settings.ENERGYARB = {**settings.ENERGYARB, "SLA_CUSTOMER_SHARE_PCT": 50.0}  # the deployed default: a cap binds
+    body = {"tier": "standard", "capacity_kw": "5", "duration_hours": "1"}
+    quote = customer_api.post(QUOTES, body, format="json").json()["id"]
+
+    with django_assert_num_queries(12):
+        response = customer_api.post(CONTRACTS, {"quote": quote}, format="json")
+
+    assert response.status_code == 201
+    assert Contract.objects.get(pk=response.json()["id"]).quote_id == quote
