@@ -16,7 +16,11 @@ The site: Texas as seeded (1,500 kW facility, 200 air miners of 3.5 kW / 200 TH/
 ancillary service. Assumptions, not data (set below): hashprice 45 USD/PH/day (summer 2024 hovered around it
 after the halving), Spot-market tokens at 0.03 USD/Mtok with demand of 2,000 Mtok/h, contract prices per kWh.
 
-    .venv/bin/python bench/grid_summer.py [--year 2024] [--markdown]
+    .venv/bin/python bench/grid_summer.py [--year 2024] [--markdown] [--strategy lp|greedy]
+
+``--strategy greedy`` plans each hour with the greedy heuristic instead (``optimizer.engine.greedy``, which follows
+the programs by the fixed rules of ``optimizer/engine/heuristic_grid.py``), scored like the backtest scores it
+(``evaluate``: units pinned, contracts and reserves held on them optimized).
 
 Prints profit with and without the programs by stream, capacity sold per product, and the peaks caught.
 """
@@ -37,7 +41,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grid.peaks import CP_MONTHS, ERCOT_TZ, PeakPredictor, monthly_peaks, read_load_csv  # noqa: E402
-from optimizer.engine import Commitment, HardwareModel, Market, Problem, Settings, Site, solve  # noqa: E402
+from optimizer.engine import (  # noqa: E402
+    Commitment,
+    HardwareModel,
+    Market,
+    Problem,
+    Settings,
+    Site,
+    evaluate,
+    greedy,
+    solve,
+)
 from optimizer.engine.grid import CoincidentPeak, GridInputs, ReserveOffer  # noqa: E402
 
 DATA = ROOT / "data"
@@ -112,7 +126,7 @@ def hour_problem(row: dict[str, float], *, probability: float, programs: bool, a
     )
 
 
-def run_summer(year: int, *, programs: bool, prices, probability) -> dict:
+def run_summer(year: int, *, programs: bool, prices, probability, strategy: str = "lp") -> dict:
     books: dict[str, float] = defaultdict(float)
     capacity_mwh: dict[str, float] = defaultdict(float)
     load_at: dict[datetime, float] = {}
@@ -121,9 +135,8 @@ def run_summer(year: int, *, programs: bool, prices, probability) -> dict:
     for start, row in prices.items():
         month = start.astimezone(ERCOT_TZ).month
         budget = allowance.setdefault(month, (1 - STANDARD_UPTIME) * CONTRACTS[1].capacity_kw * 24 * 30)
-        solution = solve(
-            hour_problem(row, probability=probability.get(start, 0.0), programs=programs, allowance=budget)
-        )
+        problem = hour_problem(row, probability=probability.get(start, 0.0), programs=programs, allowance=budget)
+        solution = solve(problem) if strategy == "lp" else evaluate(problem, greedy(problem))
         assert solution.ok, solution.status
         totals = solution.totals
         facility_kw = float(solution.ledger.facility_kw[0, 0])
@@ -151,6 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--year", type=int, default=2024)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--strategy", choices=("lp", "greedy"), default="lp")
     args = parser.parse_args()
     started = time.perf_counter()
     prices = read_prices(args.year)
@@ -160,7 +174,9 @@ def main() -> None:
     peaks = [series.starts[t] for t in monthly_peaks(series, args.year).values()]
     results = {}
     for programs in (False, True):
-        result = run_summer(args.year, programs=programs, prices=prices, probability=probability)
+        result = run_summer(
+            args.year, programs=programs, prices=prices, probability=probability, strategy=args.strategy
+        )
         peak_kw = [result["load_at"].get(p, float("nan")) for p in peaks]
         result["peak_kw"] = peak_kw
         result["books"]["CP transmission charge"] = -RATE * float(np.nanmean(peak_kw))
@@ -175,7 +191,7 @@ def main() -> None:
         "CP transmission charge",
         "penalties",
     ]
-    print(f"Texas site, ERCOT summer {args.year} (June-September, {len(prices)} hours with data), USD")
+    print(f"Texas site, ERCOT summer {args.year} (June-September, {len(prices)} hours with data), {args.strategy}, USD")
     print(f"{'stream':<28}{'without programs':>18}{'with programs':>16}{'difference':>14}")
     for name in streams:
         a, b = base["books"].get(name, 0.0), grid["books"].get(name, 0.0)

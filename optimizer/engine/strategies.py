@@ -8,10 +8,11 @@ same accounting. ``perfect`` is the engine run on realized prices: the upper bou
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import halls, starts
+from . import halls, heuristic_grid, starts
 from .formulation import SECONDS_PER_HOUR, TOKENS_PER_MTOK
 from .problem import Problem
 from .solution import Solution
@@ -53,8 +54,8 @@ def seed(problem: Problem, profiles: Mapping[str, tuple[float, float]] | None = 
 
     Per site: ``gpu = int(50 x cooling_efficiency / energy_multiplier)``, ``asic = int(30 x (1 -
     cooling_efficiency))``, ``immersion = 10 if cooling_efficiency > 0.7 else 5``, nothing else, whatever the
-    prices. Made feasible only as far as it must be: clipped to inventory, scaled down to the site's power,
-    zero at offline sites, and started no faster than the ramp limit.
+    prices. Made feasible only as far as it must be: clipped to inventory, scaled down to the site's power (and
+    to a grid event's cap while it lasts), zero at offline sites, and started no faster than the ramp limit.
     """
     n_sites, n_hw, n_t = problem.shape
     codes = [h.code.lower() for h in problem.hardware]
@@ -70,10 +71,14 @@ def seed(problem: Problem, profiles: Mapping[str, tuple[float, float]] | None = 
     units = np.zeros((n_sites, n_hw, n_t))
     capacity_it = np.array([s.power_capacity_kw for s in problem.sites])[:, None] / problem.pue  # [S, T] IT kW
     unit_kw = halls.site_it_kw_per_unit(problem)  # [S, H, T] in the site's IT kW (each machine at its hall's PUE)
+    lim = heuristic_grid.limits(problem)  # an event's cap is a lower power limit while it lasts
+    room = np.minimum(capacity_it, lim.facility_cap)  # [S, T] site IT kW
+    kw = np.array([h.power_kw for h in problem.hardware])
     for t in range(n_t):
-        load = (target * unit_kw[:, :, t]).sum(axis=1)
-        scale = np.minimum(1.0, np.divide(capacity_it[:, t], load, out=np.ones(n_sites), where=load > 0))
-        units[:, :, t] = np.floor(target * scale[:, None] + 1e-9)
+        load, it_load = (target * unit_kw[:, :, t]).sum(axis=1), target @ kw
+        scale = np.minimum(1.0, np.divide(room[:, t], load, out=np.ones(n_sites), where=load > 0))
+        it_scale = np.divide(lim.it_cap[:, t], it_load, out=np.ones(n_sites), where=it_load > 0)
+        units[:, :, t] = np.floor(target * np.minimum(scale, it_scale)[:, None] + 1e-9)
     return _ramp_and_offline(problem, units)
 
 
@@ -92,14 +97,14 @@ def _ramp_and_offline(problem: Problem, units: np.ndarray) -> np.ndarray:
     return units
 
 
-def _commitment_reserve_kw(problem: Problem) -> np.ndarray:
-    """``[S]`` inference kW greedy keeps running for contracts: evenly over the first eligible sites."""
-    reserve = np.zeros(len(problem.sites))
+def _commitment_shares(problem: Problem) -> list[heuristic_grid.Share]:
+    """Where greedy keeps each contract's inference kW: evenly over the first eligible sites (N-1 by doubling up)."""
+    shares: list[heuristic_grid.Share] = []
     inference = [h for h, hw in enumerate(problem.hardware) if hw.kind == "inference"]
     eligible_site = [
         site.available and problem.inventory_units[s, inference].sum() > 0 for s, site in enumerate(problem.sites)
     ]
-    for c in problem.commitments:
+    for i, c in enumerate(problem.commitments):
         allowed = set(c.allowed_sites) if c.allowed_sites is not None else set(problem.site_codes)
         candidates = [s for s, site in enumerate(problem.sites) if site.code in allowed and eligible_site[s]]
         want = max(c.min_sites, 2 if c.n_minus_1 else 1)
@@ -108,8 +113,37 @@ def _commitment_reserve_kw(problem: Problem) -> np.ndarray:
             continue
         # N-1 over k sites needs capacity / (k - 1) at each; otherwise an even split.
         share = c.capacity_kw / (len(chosen) - 1) if c.n_minus_1 and len(chosen) > 1 else c.capacity_kw / len(chosen)
-        reserve[chosen] += share
-    return reserve
+        shares.append((i, chosen, share))
+    return shares
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    """Per-unit figures greedy reads every period (``[H]``, or ``[S, H, T]`` where the hall's PUE matters)."""
+
+    kw: np.ndarray
+    is_inf: np.ndarray
+    tokens: np.ndarray  # Mtok per unit-hour (inference)
+    hash_ph: np.ndarray  # PH/s per unit (miners)
+    unit_kw: np.ndarray  # [S, H, T] site IT kW per unit
+    facility_kw: np.ndarray  # [S, H, T] facility kW per unit
+    reserve_order: list[int]  # commitment hardware: the fewest tokens per kW first (committed kW sell no tokens)
+
+    @classmethod
+    def of(cls, problem: Problem) -> _Fleet:
+        kw = np.array([h.power_kw for h in problem.hardware])
+        is_inf = np.array([h.kind == "inference" for h in problem.hardware])
+        tokens = np.array([h.tokens_per_s for h in problem.hardware]) * SECONDS_PER_HOUR / TOKENS_PER_MTOK * is_inf
+        order = [int(h) for h in np.argsort(tokens / kw, kind="stable") if is_inf[h]]
+        return cls(
+            kw=kw,
+            is_inf=is_inf,
+            tokens=tokens,
+            hash_ph=np.array([h.hashrate_th_s for h in problem.hardware]) / 1000.0 * ~is_inf,
+            unit_kw=halls.site_it_kw_per_unit(problem),
+            facility_kw=kw[None, :, None] * halls.unit_pue(problem),
+            reserve_order=order,
+        )
 
 
 def greedy(problem: Problem) -> np.ndarray:
@@ -119,61 +153,80 @@ def greedy(problem: Problem) -> np.ndarray:
     eligible sites, N-1 by doubling up), then fill the remaining IT kW with the model that earns the most per kW
     at that period's prices, as long as it earns anything, within inventory, the ramp limit and what is left of
     the region's inference demand. No look-ahead, no switching cost, no contract placement beyond the first sites.
+    Grid programs by the rules of ``heuristic_grid``: event caps (miners curtailed first, then Spot inference,
+    contracts only as their tier allows) and the expected coincident-peak charge counted as a cost.
     """
     n_sites, n_hw, n_t = problem.shape
-    kw = np.array([h.power_kw for h in problem.hardware])
-    is_inf = np.array([h.kind == "inference" for h in problem.hardware])
-    tokens = np.array([h.tokens_per_s for h in problem.hardware]) * SECONDS_PER_HOUR / TOKENS_PER_MTOK * is_inf
-    hash_ph = np.array([h.hashrate_th_s for h in problem.hardware]) / 1000.0 * ~is_inf
-    carbon = problem.carbon_t_per_mwh * problem.settings.carbon_price_usd_per_t
-    capacity = np.array([s.power_capacity_kw for s in problem.sites])
-    reserve_kw = _commitment_reserve_kw(problem)
+    fleet = _Fleet.of(problem)
+    lim = heuristic_grid.limits(problem)
+    kept_kw = heuristic_grid.contract_kw(problem, lim, _commitment_shares(problem))
     limits = starts.start_limits(problem)
     ramp = limits if limits is not None else np.full((n_t, n_sites, n_hw), np.inf)  # [T, S, H]
-    unit_kw = halls.site_it_kw_per_unit(problem)  # [S, H, T] site IT kW per unit
-    facility_kw_unit = kw[None, :, None] * halls.unit_pue(problem)  # [S, H, T]
-    # Commitment hardware: the fewest tokens per kW first, since committed kW sell no spot tokens.
-    reserve_order = [h for h in np.argsort(tokens / kw, kind="stable") if is_inf[h]]
     units = np.zeros((n_sites, n_hw, n_t))
     prev = problem.previous_units
     demand = problem.market.inference_demand_mtok_per_h
     for t in range(n_t):
         left = {r: float(v[t]) for r, v in demand.items()}
-        token_usd = tokens * problem.market.inference_price_usd_per_mtok[t]
-        mining_usd = hash_ph * problem.market.hashprice_usd_per_ph_day[t] / 24.0
+        earns = fleet.tokens * problem.market.inference_price_usd_per_mtok[t]
+        earns = earns + fleet.hash_ph * problem.market.hashprice_usd_per_ph_day[t] / 24.0  # USD per unit-hour
         for s, site in enumerate(problem.sites):
             if not site.available:
                 continue
             limit = problem.inventory_units[s].copy()
             if prev is not None:
                 limit = np.minimum(limit, np.floor(prev[s] + ramp[t, s] + 1e-9))
-            power_left = capacity[s] / problem.pue[s, t]  # site IT kW
-            site_kw = unit_kw[s, :, t]
-            row = np.zeros(n_hw)
-            need = reserve_kw[s]
-            for h in reserve_order:
-                if need <= 1e-9:
-                    break
-                n = min(limit[h], np.ceil(need / kw[h] - 1e-9), np.floor(power_left / site_kw[h] + 1e-9))
-                row[h] += n
-                power_left -= n * site_kw[h]
-                need -= n * kw[h]
-            energy_usd = facility_kw_unit[s, :, t] / 1000.0 * (problem.energy_price_usd_per_mwh[s, t] + carbon[s])
-            margin = mining_usd + token_usd - energy_usd  # USD per unit-hour
-            for h in np.argsort(-margin / site_kw, kind="stable"):
-                if margin[h] <= 0:
-                    break
-                n = min(limit[h] - row[h], np.floor(power_left / site_kw[h] + 1e-9))
-                if is_inf[h] and tokens[h] > 0 and site.region in left:
-                    with np.errstate(over="ignore"):  # a vanishing token rate just means "no demand limit"
-                        n = min(n, np.floor(left[site.region] / tokens[h] + 1e-9))
-                    left[site.region] -= max(n, 0) * tokens[h]
-                n = max(n, 0.0)
-                row[h] += n
-                power_left -= n * site_kw[h]
-            units[s, :, t] = row
+            units[s, :, t] = _greedy_site(problem, fleet, lim, (s, t), limit, kept_kw[s, t], earns, left)
         prev = units[:, :, t]
     return units
+
+
+def _greedy_site(
+    problem: Problem,
+    fleet: _Fleet,
+    lim: heuristic_grid.Limits,
+    at: tuple[int, int],
+    limit: np.ndarray,
+    need: float,
+    earns: np.ndarray,
+    left: dict[str, float],
+) -> np.ndarray:
+    """Site s's units in period t: ``need`` IT kW of contract inference, then the best margin per kW within the
+    site's power and any event cap (``left``, the region's token demand still unsold, is consumed)."""
+    s, t = at
+    site = problem.sites[s]
+    site_kw, kw = fleet.unit_kw[s, :, t], fleet.kw
+    power_left = problem.sites[s].power_capacity_kw / problem.pue[s, t]  # site IT kW
+    row = np.zeros(len(kw))
+    for h in fleet.reserve_order:  # contracts first, above an event's cap only as far as their tier allows
+        if need <= 1e-9:
+            break
+        n = min(limit[h], np.ceil(need / kw[h] - 1e-9), np.floor(power_left / site_kw[h] + 1e-9))
+        row[h] += n
+        power_left -= n * site_kw[h]
+        need -= n * kw[h]
+    facility_left = lim.facility_cap[s, t] - float(row @ site_kw)  # within the event's cap (inf outside events)
+    it_left = lim.it_cap[s, t] - float(row @ kw)
+    carbon = problem.carbon_t_per_mwh[s] * problem.settings.carbon_price_usd_per_t
+    energy_usd = fleet.facility_kw[s, :, t] / 1000.0 * (problem.energy_price_usd_per_mwh[s, t] + carbon)
+    peak_usd = fleet.facility_kw[s, :, t] * lim.cp_usd_per_kw[s, t] / problem.period_hours[t]  # per unit-hour
+    margin = earns - energy_usd - peak_usd  # USD per unit-hour
+    # In an event, what the cap leaves goes to inference first: miners are curtailed first.
+    shed_first = ~fleet.is_inf if lim.event[s, t] else np.zeros(len(kw), dtype=bool)
+    for h in np.lexsort((-margin / site_kw, shed_first)):
+        if margin[h] <= 0:
+            continue
+        n = min(limit[h] - row[h], np.floor(power_left / site_kw[h] + 1e-9))
+        n = min(n, np.floor(max(facility_left, 0.0) / site_kw[h] + 1e-9), np.floor(max(it_left, 0.0) / kw[h] + 1e-9))
+        if fleet.is_inf[h] and fleet.tokens[h] > 0 and site.region in left:
+            with np.errstate(over="ignore"):  # a vanishing token rate just means "no demand limit"
+                n = min(n, np.floor(left[site.region] / fleet.tokens[h] + 1e-9))
+            left[site.region] -= max(n, 0) * fleet.tokens[h]
+        n = max(n, 0.0)
+        row[h] += n
+        power_left -= n * site_kw[h]
+        facility_left -= n * site_kw[h]
+        it_left -= n * kw[h]
+    return row
 
 
 def perfect(problem: Problem) -> Solution:

@@ -113,13 +113,20 @@ def test_the_plan_that_knows_the_programs_earns_them(results):
     assert lp["cp_charge_avoided"] == pytest.approx(3150.0, rel=1e-6)
 
 
-def test_a_strategy_blind_to_the_programs_pays_for_them(results):
+def test_greedy_follows_the_programs_by_its_rules_and_lp_still_beats_it(results):
     greedy, lp = results["greedy"].summary(), results["lp"].summary()
-    # greedy keeps its 700 kW through the event (400 kW cap: 300 kW short at 1,000 USD/MWh for 30 min = 150 USD)
-    # and through the likely peak (700 x 1.50 x 3 = 3,150 USD).
-    assert greedy["event_penalty"] == pytest.approx(150.0, rel=1e-6)
-    assert greedy["streams"]["penalties"] == pytest.approx(-(150.0 + greedy["sla_penalty"]), rel=1e-6)
-    assert greedy["streams"]["cp_charge"] == pytest.approx(-3150.0, rel=1e-6)
+    # The event (400 kW cap): greedy keeps the Standard contract's 100 kW and 150 miners (300 kW), so it is not
+    # short and is paid its 300 kW below the 700 kW baseline for 30 min at 200 USD/MWh = 30 USD (before this rule:
+    # 700 kW, 300 kW short, 150 USD of penalty, nothing paid).
+    assert greedy["event_penalty"] == pytest.approx(0.0, abs=1e-6)
+    assert greedy["event_payments"] == pytest.approx(30.0, abs=1e-6)
+    # The likely peak: 1.50 USD per kW drawn exceeds every miner's margin, so they stop; the Standard contract has
+    # no downtime allowance in this world, so greedy keeps it (lp pays its credit instead): 100 x 1.50 x 3 = 450 USD
+    # (before: 700 x 1.50 x 3 = 3,150 USD).
+    assert greedy["streams"]["cp_charge"] == pytest.approx(-450.0, rel=1e-6)
+    assert greedy["streams"]["penalties"] == pytest.approx(-greedy["sla_penalty"], abs=1e-6)
+    # Reserve capacity sold only on the miners it runs: less than lp's, never more than the load it holds.
+    assert 0 < greedy["streams"]["as_capacity"] <= lp["streams"]["as_capacity"] + 1e-6
     assert greedy["profit"] < lp["profit"] <= lp["perfect_upper_bound"] + 1e-6
 
 
