@@ -1,8 +1,10 @@
 """A bench that needs its own PostgreSQL database creates it when it is missing, before anything connects to it
-(bench/optimizer_tick.py told the reader to create it by hand)."""
+(bench/optimizer_tick.py told the reader to create it by hand; bench/api_during_runs.py does it through
+api_load.prepare, which calls api_load.ensure_database)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -66,6 +68,36 @@ def test_the_optimizer_tick_bench_creates_its_missing_database(monkeypatch):
         assert _exists(admin_url, name)
         with pytest.raises(Connecting):  # a second run finds it and goes on
             optimizer_tick.main()
+        assert _exists(admin_url, name)
+    finally:
+        _drop(admin_url, name)
+
+
+def test_the_api_during_runs_bench_creates_its_missing_database(monkeypatch):
+    import django
+
+    admin_url = _admin_url()
+    name = f"test_ea_bench_{uuid.uuid4().hex[:12]}"
+    url = urlparse(admin_url)._replace(path=f"/{name}").geturl()
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.setattr(sys, "argv", ["api_during_runs.py", "--database-url", url, "--windows", "1"])
+    # api_load.prepare sets the server's environment in this process (os.environ.update): kept off the test run's.
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+
+    def connecting() -> None:
+        raise Connecting
+
+    monkeypatch.setattr(django, "setup", connecting)
+    import api_during_runs
+
+    assert not _exists(admin_url, name)
+    try:
+        with pytest.raises(Connecting):
+            api_during_runs.main()
+
+        assert _exists(admin_url, name)
+        with pytest.raises(Connecting):  # a second run finds it and goes on
+            api_during_runs.main()
         assert _exists(admin_url, name)
     finally:
         _drop(admin_url, name)
