@@ -29,14 +29,16 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import TypeVar, overload
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.db.models.expressions import Col
 from django.db.models.signals import post_delete, post_migrate, post_save
 
+_M = TypeVar("_M", bound=Model)
 CHECKED_WITH_DJANGO = (5, 2)  # the Django (major, minor) whose internals this module was checked against
 _SENTINEL_BASE_DATETIME = datetime(1901, 1, 1, tzinfo=UTC)
 _SENTINEL_BASE_INT = -(2**62)
@@ -172,6 +174,14 @@ class LocalReadCache:
         self._entries.clear()
 
 
+def column_field(model: type[Model], name: str) -> Field:
+    """The model's field `name` that has a column (validators, places); a reverse relation is refused."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field):
+        raise TypeError(f"{model.__name__}.{name} is a reverse relation, not a column")
+    return field
+
+
 def attnames(model: type[Model]) -> list[str]:
     """The model's concrete column attributes, in the order `from_row` reads them."""
     return [field.attname for field in model._meta.concrete_fields]
@@ -201,7 +211,7 @@ def _converters(model: type[Model]) -> list[tuple[int, Col, list]]:
     return _CONVERTERS[key]
 
 
-def from_row(model: type[Model], row: Sequence, start: int = 0) -> tuple[Model, int]:
+def from_row(model: type[_M], row: Sequence, start: int = 0) -> tuple[_M, int]:
     """An instance of `model` from `row[start:]` (columns as `attnames(model)`), and the index after it.
 
     Values pass the same database converters the ORM applies (JSON decoded, SQLite's floats made Decimals and its
@@ -219,7 +229,11 @@ def decimal(value) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value or 0))
 
 
-def aware(value) -> datetime | None:
+@overload
+def aware(value: None) -> None: ...
+@overload
+def aware(value: datetime | str) -> datetime: ...
+def aware(value: datetime | str | None) -> datetime | None:
     if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
         return value
     if isinstance(value, str):

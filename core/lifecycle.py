@@ -23,15 +23,16 @@ class IllegalTransition(ValueError):
     """A state machine does not allow this move (each app names its own subclass)."""
 
 
-class HistoryAuthorMixin:
-    """A model whose simple-history records may name their author: simple-history's documented hook, the user set
-    in ``_history_user`` (None: nobody) is recorded as the author of the instance's next history row; unset, the
-    request's user from its middleware. Declared only (no class attribute, no column)."""
+class HistoryHooksMixin:
+    """simple-history's documented hooks on an instance, read when it writes the next history row: the user in
+    ``_history_user`` is its author (None: nobody; unset: the request's user from its middleware), the text in
+    ``_change_reason`` its reason. Declared only (no class attribute, no column)."""
 
     _history_user: AbstractBaseUser | None
+    _change_reason: str
 
 
-class LifecycleMixin(HistoryAuthorMixin):
+class LifecycleMixin(HistoryHooksMixin):
     """``can_transition_to`` from the model's ``TRANSITIONS`` (status -> the statuses it may move to)."""
 
     TRANSITIONS: ClassVar[Mapping[str, frozenset[str]]] = {}

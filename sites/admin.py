@@ -8,6 +8,7 @@ records who, when and why in the site's history.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
@@ -28,7 +29,31 @@ from .models import (
     SourceFetch,
     WeatherReading,
 )
+from .querysets import SiteSummary
 from .services import set_site_status
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _SiteRow(SiteSummary):
+    """What `SiteAdmin.get_queryset` annotates on each site."""
+
+    utilization_pct: Decimal | None
+
+
+class _HardwareRow(TypedDict):
+    """What `HardwareModelAdmin.get_queryset` annotates on each hardware model."""
+
+    units_installed_total: int
+
+
+class _InventoryRow(TypedDict):
+    """What `SiteInventoryAdmin.get_queryset` annotates on each inventory row."""
+
+    installed_kw: Decimal
+    running_kw: Decimal
+
 
 HUNDRED = Decimal("100")
 ZERO_KW = Decimal("0")
@@ -43,7 +68,7 @@ class AuditHistoryAdmin(SimpleHistoryAdmin):
     (and the constraints on fields the form leaves out), so reverting is refused here, including a crafted POST.
     """
 
-    history_list_display = ()
+    history_list_display: tuple[str, ...] = ()
 
     def has_change_history_permission(self, request, obj=None) -> bool:
         return False
@@ -150,28 +175,28 @@ class SiteAdmin(AuditHistoryAdmin):
 
     @admin.display(description="Price source", ordering="price_node__node")
     def price_source(self, obj: Site) -> str:
-        return obj.price_node.label if obj.price_node_id else "simulator"
+        return obj.price_node.label if obj.price_node is not None else "simulator"
 
     @admin.display(description="Capacity MW", ordering="power_capacity_kw")
     def capacity_mw(self, obj: Site):
         return f"{obj.power_capacity_mw:,.2f}"
 
     @admin.display(description="Installed IT kW", ordering="installed_kw")
-    def installed_kw(self, obj: Site):
+    def installed_kw(self, obj: WithAnnotations[Site, _SiteRow]):
         return f"{obj.installed_kw:,.1f}"
 
     @admin.display(description="Running kW", ordering="running_kw")
-    def running_kw(self, obj: Site):
+    def running_kw(self, obj: WithAnnotations[Site, _SiteRow]):
         return f"{obj.running_kw:,.1f}"
 
     @admin.display(description="Utilization % of capacity", ordering="utilization_pct")
-    def utilization_pct(self, obj: Site):
+    def utilization_pct(self, obj: WithAnnotations[Site, _SiteRow]):
         if obj.utilization_pct is None:
             return None
         return f"{obj.utilization_pct:.1f} %"
 
     @admin.display(description="Latest energy price USD/MWh", ordering="latest_price_usd_per_mwh")
-    def latest_price(self, obj: Site):
+    def latest_price(self, obj: WithAnnotations[Site, _SiteRow]):
         if obj.latest_price_usd_per_mwh is None:
             return None
         return f"{obj.latest_price_usd_per_mwh:.2f} ({obj.latest_price_at:%Y-%m-%d %H:%M} UTC)"
@@ -248,7 +273,7 @@ class HardwareModelAdmin(AuditHistoryAdmin):
         return None if value is None else f"{value:.1f}"
 
     @admin.display(description="Fleet units installed", ordering="units_installed_total")
-    def fleet_units_installed(self, obj: HardwareModel):
+    def fleet_units_installed(self, obj: WithAnnotations[HardwareModel, _HardwareRow]) -> int:
         return obj.units_installed_total
 
 
@@ -282,11 +307,11 @@ class SiteInventoryAdmin(AuditHistoryAdmin):
         )
 
     @admin.display(description="Installed IT kW", ordering="installed_kw")
-    def installed_kw(self, obj: SiteInventory):
+    def installed_kw(self, obj: WithAnnotations[SiteInventory, _InventoryRow]):
         return f"{obj.installed_kw:,.1f}"
 
     @admin.display(description="Running kW", ordering="running_kw")
-    def running_kw(self, obj: SiteInventory):
+    def running_kw(self, obj: WithAnnotations[SiteInventory, _InventoryRow]):
         return f"{obj.running_kw:,.1f}"
 
 
@@ -322,7 +347,7 @@ class EnergyPriceAdmin(BigTableAdmin):
 
     @admin.display(description="Site or grid region", ordering="site__code")
     def owner(self, obj: EnergyPrice) -> str:
-        return obj.site.code if obj.site_id else obj.grid_region
+        return obj.site.code if obj.site is not None else obj.grid_region
 
 
 @admin.register(MarketPrice)

@@ -29,7 +29,9 @@ from decimal import Decimal
 import numpy as np
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import connection, transaction
+from django.db import connection, models, transaction
+
+from core.db import column_field
 
 from .models import EnergyPrice, MarketPrice, Site
 from .services import (
@@ -118,9 +120,9 @@ def _check_range(model: type, field: str, values: np.ndarray) -> None:
         )
 
 
-def _field_bounds(model: type, field: str) -> tuple[float, float]:
+def _field_bounds(model: type[models.Model], field: str) -> tuple[float, float]:
     low, high = -np.inf, np.inf
-    for validator in model._meta.get_field(field).validators:
+    for validator in column_field(model, field).validators:
         if isinstance(validator, MinValueValidator):
             low = float(validator.limit_value)
         elif isinstance(validator, MaxValueValidator):
@@ -181,8 +183,8 @@ def _copy_rows(cursor, table: str, columns: Sequence[tuple[str, str]], chunks) -
     cursor.execute(f"CREATE TEMPORARY TABLE {table} ({', '.join(f'{n} {t}' for n, t in columns)}) ON COMMIT DROP")
     with cursor.copy(f"COPY pg_temp.{table} ({names}) FROM STDIN WITH (FORMAT BINARY)") as copy:
         copy.write(PGCOPY_HEADER)
-        for columns in chunks:
-            copy.write(_binary_rows(columns))
+        for chunk in chunks:
+            copy.write(_binary_rows(chunk))
         copy.write(PGCOPY_TRAILER)
 
 

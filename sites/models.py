@@ -17,7 +17,7 @@ from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
-from core.lifecycle import HistoryAuthorMixin
+from core.lifecycle import HistoryHooksMixin
 
 from .choices import ClimateZone, CoolingType, DataSource, HardwareKind, MarketRegion, SiteStatus
 from .markets.models import AncillaryPrice, FxRate, PriceNode, SystemLoad  # noqa: F401 (models of this app)
@@ -28,7 +28,7 @@ ZERO = Decimal("0")
 ONE = Decimal("1")
 
 
-class Site(HistoryAuthorMixin, models.Model):
+class Site(HistoryHooksMixin, models.Model):
     """A data center that splits its power between Bitcoin mining and AI inference."""
 
     code = models.SlugField(max_length=40, unique=True, help_text="Stable identifier, e.g. site_3_norway.")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
+from typing import TypedDict
 
 from django.db import models
 from django.db.models import Case, CharField, DecimalField, ExpressionWrapper, F, OuterRef, Subquery, Sum, Value, When
@@ -11,6 +13,37 @@ from django.db.models.functions import Cast, Coalesce, Concat, Now, Upper
 from .choices import SiteStatus
 
 KW = DecimalField(max_digits=14, decimal_places=3)
+
+
+class PowerSummary(TypedDict):
+    """What `SiteQuerySet.with_power_summary` annotates on each site (kW of IT load)."""
+
+    installed_kw: Decimal
+    running_kw: Decimal
+
+
+class LatestEnergyPrice(TypedDict):
+    """What `SiteQuerySet.with_latest_energy_price` annotates on each site (None: no price yet)."""
+
+    latest_price_usd_per_mwh: Decimal | None
+    latest_price_at: datetime | None
+
+
+class LatestTemperature(TypedDict):
+    """What `SiteQuerySet.with_latest_temperature` annotates on each site (None: no reading yet)."""
+
+    latest_temperature_c: Decimal | None
+    latest_temperature_at: datetime | None
+
+
+class PriceSource(TypedDict):
+    """What `SiteQuerySet.with_price_source` annotates on each site."""
+
+    price_source: str
+
+
+class SiteSummary(PowerSummary, LatestEnergyPrice):
+    """A site read with both `with_power_summary` and `with_latest_energy_price`."""
 
 
 class SiteQuerySet(models.QuerySet):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TypeVar
 
 from django.db import models, transaction
 
@@ -18,16 +19,19 @@ from .catalogue import (
 from .markets.seeding import seed_price_nodes
 from .models import HardwareModel, Site, SiteInventory
 
+_Row = TypeVar("_Row", bound=models.Model)
 
-def sync_row(model: type[models.Model], *, lookup: dict, values: dict) -> tuple[models.Model, str]:
+
+def sync_row(model: type[_Row], *, lookup: dict, values: dict) -> tuple[_Row, str]:
     """Create the row, or bring it to `values`; returns (row, "created" | "updated" | "unchanged").
 
     Unlike update_or_create this writes nothing when every value already matches, so a second seeding run
     leaves timestamps and history untouched and can say that nothing changed.
     """
-    row = model.objects.filter(**lookup).first()
+    rows = model._default_manager
+    row = rows.filter(**lookup).first()
     if row is None:
-        return model.objects.create(**lookup, **values), "created"
+        return rows.create(**lookup, **values), "created"
     changed = [name for name, value in values.items() if getattr(row, name) != value]
     if not changed:
         return row, "unchanged"
@@ -46,10 +50,13 @@ def seed_physical_world() -> Counter:
     installed but none is available, so nothing plans or sells on them.
     """
     outcomes: Counter = Counter()
-    hardware, sites = {}, {}
-    for seed in HARDWARE:
-        row, outcome = sync_row(HardwareModel, lookup={"code": seed.code}, values=hardware_defaults(seed))
-        hardware[seed.code] = row
+    hardware: dict[str, HardwareModel] = {}
+    sites: dict[str, Site] = {}
+    for hardware_seed in HARDWARE:
+        row, outcome = sync_row(
+            HardwareModel, lookup={"code": hardware_seed.code}, values=hardware_defaults(hardware_seed)
+        )
+        hardware[hardware_seed.code] = row
         outcomes["hardware models", outcome] += 1
     for seed in SITES:
         site, outcome = sync_row(Site, lookup={"code": seed.code}, values=site_defaults(seed))

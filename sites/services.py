@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -17,6 +17,8 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from simple_history.utils import update_change_reason
+
+from core.db import column_field
 
 from .choices import DataSource, SiteStatus
 from .models import EnergyPrice, HackathonPrice, MarketPrice, Site, SourceFetch, WeatherReading
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
     from .clients.hackathon import HackathonPriceRow
 
 logger = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=models.Model)  # the model a `store_*` writes
+_R = TypeVar("_R")  # its incoming rows
+_K = TypeVar("_K")  # a row's key
 
 
 class SiteStatusError(ValueError):
@@ -118,21 +124,21 @@ def _check_field(model: type[models.Model], name: str, value: Decimal) -> None:
     if not value.is_finite():
         raise PriceRowError(f"{model.__name__}.{name} {value} is not finite.")
     try:
-        model._meta.get_field(name).run_validators(value)
+        column_field(model, name).run_validators(value)
     except ValidationError as exc:
         raise PriceRowError(f"{model.__name__}.{name} {value}: {' '.join(exc.messages)}") from None
 
 
 def _store_new(
-    model: type[models.Model],
-    rows: Iterable,
+    model: type[_M],
+    rows: Iterable[_R],
     *,
     source: str,
     what: str,
-    key: Callable,
-    check: Callable,
-    stored: Callable[[list, list], Iterable],
-    build: Callable[[object, object], models.Model],
+    key: Callable[[_R], _K],
+    check: Callable[[_R], None],
+    stored: Callable[[list[_R], list[_K]], Iterable[_K]],
+    build: Callable[[_R, _K], _M],
 ) -> int:
     """What every `store_*` does: check the source and each row (`check` raises PriceRowError), refuse a batch that
     repeats a key (`key(row)`), then insert the rows whose key is not stored yet; returns how many were new.
@@ -150,19 +156,27 @@ def _store_new(
     _check_unique(keys, what)
     existing = set(stored(rows, keys))
     new = [build(row, k) for row, k in zip(rows, keys, strict=True) if k not in existing]
-    model.objects.bulk_create(new, batch_size=STORE_BATCH_SIZE, ignore_conflicts=True)
+    model._default_manager.bulk_create(new, batch_size=STORE_BATCH_SIZE, ignore_conflicts=True)
     return len(new)
 
 
-def _store_new_intervals(model: type[models.Model], rows: Iterable, *, source: str, what: str, check, build) -> int:
+def _store_new_intervals(
+    model: type[_M],
+    rows: Iterable[_R],
+    *,
+    source: str,
+    what: str,
+    check: Callable[[_R], None],
+    build: Callable[[_R, datetime], _M],
+) -> int:
     """`_store_new` for the global series, keyed by interval start alone."""
 
-    def stored(rows: list, starts: list[datetime]) -> Iterable[datetime]:
-        return model.objects.filter(interval_start__range=(min(starts), max(starts))).values_list(
+    def stored(rows: list[_R], starts: list[datetime]) -> Iterable[datetime]:
+        return model._default_manager.filter(interval_start__range=(min(starts), max(starts))).values_list(
             "interval_start", flat=True
         )
 
-    key = attrgetter("interval_start")
+    key: Callable[[_R], datetime] = attrgetter("interval_start")
     return _store_new(model, rows, source=source, what=what, key=key, check=check, stored=stored, build=build)
 
 
@@ -418,7 +432,8 @@ def store_hackathon_market(*, rows: list[HackathonPriceRow]) -> int:
     source = DataSource.HACKATHON_API
     written = store_hackathon_prices(rows=rows, source=source)
     sites = list(Site.objects.order_by("pk"))
-    market_rows, energy_rows = [], []
+    market_rows: list[MarketPriceRow] = []
+    energy_rows: list[EnergyPriceRow] = []
     for row in rows:
         real = row.to_real()
         market_rows.append(

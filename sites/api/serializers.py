@@ -5,8 +5,10 @@ Decimals render as strings (COERCE_DECIMAL_TO_STRING), so no money or power valu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -15,6 +17,10 @@ from rest_framework import serializers
 
 from sites.choices import DataSource, SiteStatus
 from sites.models import EnergyPrice, HardwareModel, MarketPrice, PriceNode, Site, SiteInventory, WeatherReading
+from sites.querysets import SiteSummary
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 UTILIZATION_PLACES = Decimal("0.0001")
 
@@ -31,7 +37,7 @@ def is_stale(age_seconds: int | None) -> bool:
     return age_seconds is None or age_seconds > settings.ENERGYARB["MAX_DATA_AGE_MINUTES"] * 60
 
 
-def _now(context: dict) -> datetime:
+def _now(context: Mapping[str, Any]) -> datetime:
     """One `now` per request (the view puts it in the context) so every row of a page ages alike."""
     return context.get("now") or timezone.now()
 
@@ -64,7 +70,9 @@ class HardwareModelSerializer(serializers.ModelSerializer):
 class SiteInventorySerializer(serializers.ModelSerializer):
     """One inventory line, flattened with the hardware facts a client needs to reason about power."""
 
-    hardware_model = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    hardware_model: serializers.SlugRelatedField[HardwareModel] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
     kind = serializers.CharField(source="hardware_model.kind", read_only=True)
     power_kw_per_unit = serializers.DecimalField(
         source="hardware_model.power_kw_per_unit", max_digits=8, decimal_places=3, read_only=True
@@ -141,21 +149,23 @@ class SiteSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_price_source(self, site: Site) -> str:
-        return site.price_node.label if site.price_node_id else "simulator"
+        return site.price_node.label if site.price_node is not None else "simulator"
 
     @extend_schema_field(serializers.DecimalField(max_digits=9, decimal_places=4))
-    def get_utilization(self, site: Site) -> str:
+    def get_utilization(self, site: WithAnnotations[Site, SiteSummary]) -> str:
         if not site.power_capacity_kw:
             return str(Decimal(0).quantize(UTILIZATION_PLACES))
         return str((site.running_kw / site.power_capacity_kw).quantize(UTILIZATION_PLACES))
 
     @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=0))
-    def get_latest_price_age_seconds(self, site: Site) -> int | None:
+    def get_latest_price_age_seconds(self, site: WithAnnotations[Site, SiteSummary]) -> int | None:
         return data_age_seconds(site.latest_price_at, _now(self.context))
 
 
 class EnergyPriceSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    site: serializers.SlugRelatedField[Site] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = EnergyPrice
@@ -174,7 +184,7 @@ class MarketPriceSerializer(serializers.ModelSerializer):
 
 
 class WeatherReadingSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    site: serializers.SlugRelatedField[Site] = serializers.SlugRelatedField(slug_field="code", read_only=True)
 
     class Meta:
         model = WeatherReading
@@ -188,7 +198,8 @@ class LatestMarketPriceSerializer(serializers.Serializer):
     interval_start = serializers.DateTimeField()
     hashprice_usd_per_ph_day = serializers.DecimalField(max_digits=10, decimal_places=4)
     inference_price_usd_per_mtok = serializers.DecimalField(max_digits=10, decimal_places=4)
-    source = serializers.ChoiceField(choices=DataSource.choices)
+    # DRF's serializer metaclass takes declared fields out of the class, so this never shadows `Field.source`.
+    source = serializers.ChoiceField(choices=DataSource.choices)  # type: ignore[assignment]
     age_seconds = serializers.IntegerField(min_value=0)
     stale = serializers.BooleanField()
 

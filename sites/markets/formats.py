@@ -97,11 +97,18 @@ def number(text: str | None, column: str) -> Decimal | None:
     return value
 
 
+def surplus_count(raw: Mapping[str, str]) -> int:
+    """How many values a csv.DictReader row has beyond its header (it puts them, as a list, under the key None)."""
+    if None not in raw:
+        return 0
+    return len(raw[None])  # type: ignore[index]  # the key None lies outside the declared str keys of a row
+
+
 def collect(rows: Rows, parse_row, result: MarketFile) -> MarketFile:
     for line, raw in rows:
         try:
-            if None in raw:  # csv.DictReader puts surplus values under the key None
-                raise RowError(f"{len(raw) - 1 + len(raw[None])} values for {len(raw) - 1} columns")
+            if extra := surplus_count(raw):
+                raise RowError(f"{len(raw) - 1 + extra} values for {len(raw) - 1} columns")
             parse_row(line, raw)
         except RowError as exc:
             result.errors.append((line, str(exc)))
@@ -329,7 +336,7 @@ def _child(element: ET.Element, name: str) -> ET.Element | None:
 
 
 def _text(element: ET.Element, path: str) -> str:
-    node = element
+    node: ET.Element | None = element
     for name in path.split("/"):
         node = _child(node, name) if node is not None else None
     if node is None or node.text is None:
@@ -367,7 +374,8 @@ def _read_xml_series(series: ET.Element, node: str | None, zones: Mapping[str, s
     if node and node not in (zone, eic):
         return
     currency = _text(series, "currency_Unit.name")
-    curve = (_child(series, "curveType").text or "A01").strip() if _child(series, "curveType") is not None else "A01"
+    curve_type = _child(series, "curveType")
+    curve = (curve_type.text or "A01").strip() if curve_type is not None else "A01"
     key = SeriesKey("price", Market.ENTSOE, zone, currency)
     for period in (c for c in series if _local(c.tag) == "Period"):
         start, end = _utc(_text(period, "timeInterval/start")), _utc(_text(period, "timeInterval/end"))
@@ -376,13 +384,13 @@ def _read_xml_series(series: ET.Element, node: str | None, zones: Mapping[str, s
             raise RowError(f"unknown resolution {resolution!r}")
         minutes = RESOLUTION_MINUTES[resolution]
         count = int((end - start).total_seconds() // 60 // minutes)
-        values: dict[int, Decimal] = {}
+        values: dict[int, Decimal | None] = {}  # None: the point's amount is empty
         for point in (c for c in period if _local(c.tag) == "Point"):
             position = int(_text(point, "position"))
             if not 1 <= position <= count:
                 raise RowError(f"position {position} outside 1..{count}")
             values[position] = number(_text(point, "price.amount"), "price.amount")
-        last = None
+        last: Decimal | None = None
         for position in range(1, count + 1):
             last = values.get(position, last if curve == "A03" else None)
             if last is not None:

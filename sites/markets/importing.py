@@ -83,7 +83,7 @@ def select_tidy_columns(header: Sequence[str], node: str | None, series: Sequenc
             selection.columns[column] = key
     if prices and not node:
         selection.skipped.append(f"{len(prices)} price column(s), give --node ({', '.join(k.column for k in prices)})")
-    elif prices:
+    elif prices and node:  # a node is given (checked above)
         chosen = prices if len(prices) == 1 else [k for k in prices if node.lower() in k.column]
         if len(chosen) != 1:
             names = ", ".join(k.column for k in (chosen or prices))
@@ -111,6 +111,8 @@ def read(
         if file_format == "entsoe-xml":
             return formats.read_entsoe_xml(text or "", node, ENTSOE_ZONES)
         check_header(file_format, header)
+        if rows is None:
+            raise TypeError(f"reading {file_format} needs its rows")
         if file_format == "tidy":
             selection = select_tidy_columns(header, node, series)
             result = formats.read_tidy(rows, selection.columns)
@@ -162,10 +164,10 @@ def store(result: MarketFile, file_format: str, write: Callable[[list, Callable,
             )
             continue
         if key.kind == "ancillary":
-            rows = [AncillaryRow(key.market, key.name, p.start, p.minutes, p.value) for p in points]
-            new = write(rows, store_ancillary_prices, source, key.describe())
+            ancillary = [AncillaryRow(key.market, key.name, p.start, p.minutes, p.value) for p in points]
+            new = write(ancillary, store_ancillary_prices, source, key.describe())
         else:
-            rows = [LoadRow(key.market, key.name, key.load_kind, p.start, p.minutes, p.value) for p in points]
-            new = write(rows, store_system_load, source, key.describe())
-        phrases.append(f"{key.describe()}: {new} new, {len(rows) - new} already present")
+            loads = [LoadRow(key.market, key.name, key.load_kind, p.start, p.minutes, p.value) for p in points]
+            new = write(loads, store_system_load, source, key.describe())
+        phrases.append(f"{key.describe()}: {new} new, {len(points) - new} already present")
     return phrases

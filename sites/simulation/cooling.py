@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -82,6 +83,10 @@ def cooling_parameters(cooling_type: str) -> CoolingParameters:
         raise ValueError(f"unknown cooling type {cooling_type!r}; expected one of {', '.join(COOLING_TYPES)}") from None
 
 
+@overload
+def pue(cooling_type: str, temperature_c: float) -> float: ...
+@overload
+def pue(cooling_type: str, temperature_c: np.ndarray) -> np.ndarray: ...
 def pue(cooling_type: str, temperature_c: float | np.ndarray) -> float | np.ndarray:
     """PUE (dimensionless, >= 1) of ``cooling_type`` at outdoor ``temperature_c`` (degC).
 

@@ -44,7 +44,7 @@ def read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8-sig")
 
 
-def _decimal(text: str, what: str) -> Decimal | None:
+def _decimal(text: str | None, what: str) -> Decimal | None:
     text = (text or "").strip()
     if text in ("", "N/A"):
         return None

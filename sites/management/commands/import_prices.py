@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -37,10 +37,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from tqdm import tqdm
 
+from core.db import column_field
 from sites.choices import DataSource
 from sites.clients.errors import SourceDataError
 from sites.clients.hackathon import HackathonPriceRow, parse_decimal, parse_price_row, parse_timestamp
 from sites.markets import importing
+from sites.markets.formats import surplus_count
 from sites.models import EnergyPrice, MarketPrice, Site
 from sites.services import (
     EnergyPriceRow,
@@ -75,7 +77,9 @@ class Parsed:
 
 def _field_spec(model: type[models.Model], name: str) -> dict[str, Any]:
     """Bounds and decimal places of a model field, so the file is checked by the same rule the model declares."""
-    model_field = model._meta.get_field(name)
+    model_field = column_field(model, name)
+    if not isinstance(model_field, models.DecimalField):
+        raise TypeError(f"{model.__name__}.{name} is not a decimal field")
     spec: dict[str, Any] = {"places": model_field.decimal_places}
     for validator in model_field.validators:
         if isinstance(validator, MinValueValidator):
@@ -218,7 +222,7 @@ class Command(BaseCommand):
             except csv.Error as exc:
                 raise CommandError(f"{path}, line {reader.line_num}: unreadable CSV ({exc}).") from None
 
-    def _check_header(self, path: Path, header: list[str], file_format: str, default_site: str | None) -> None:
+    def _check_header(self, path: Path, header: Sequence[str], file_format: str, default_site: str | None) -> None:
         repeated = sorted({name for name in header if header.count(name) > 1})
         if repeated:
             raise CommandError(f"{path}, line 1: repeated column(s) {', '.join(repeated)}.")
@@ -248,8 +252,8 @@ class Command(BaseCommand):
         errors = []
         for line, raw in records:
             try:
-                if None in raw:  # DictReader puts surplus values under the key None
-                    raise RowError(f"{len(raw) - 1 + len(raw[None])} values for {len(raw) - 1} columns")
+                if extra := surplus_count(raw):
+                    raise RowError(f"{len(raw) - 1 + extra} values for {len(raw) - 1} columns")
                 parse_row(line, raw)
             except (RowError, SourceDataError) as exc:
                 errors.append((line, exc.message if isinstance(exc, SourceDataError) else str(exc)))
@@ -278,7 +282,7 @@ class Command(BaseCommand):
             raise CommandError(f"--site {default_site!r}: no such site.")
         energy_spec = _field_spec(EnergyPrice, "price_usd_per_mwh")
         market_specs = {name: _field_spec(MarketPrice, name) for name in ENERGYARB_MARKET}
-        region_max = EnergyPrice._meta.get_field("grid_region").max_length
+        region_max = column_field(EnergyPrice, "grid_region").max_length or 0
         energy_lines: dict[tuple, int] = {}
         market_lines: dict[datetime, tuple[int, MarketPriceRow]] = {}
 
