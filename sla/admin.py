@@ -8,6 +8,8 @@ which call `sla.services` so the state machine is enforced and the history recor
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
@@ -41,6 +43,30 @@ from .services import (
     reject_contract,
     terminate_contract,
 )
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _TierRow(TypedDict):
+    """What `TierAdmin.get_queryset` annotates on each tier."""
+
+    active_contract_count: int
+    committed_kw: Decimal
+
+
+class _CustomerRow(TypedDict):
+    """What `CustomerAdmin.get_queryset` annotates on each customer."""
+
+    open_contract_count: int
+    committed_kw: Decimal
+
+
+class _DeliveryRow(TypedDict):
+    """What `ContractDeliveryAdmin.get_queryset` annotates on each delivery (None: nothing was committed)."""
+
+    served_pct: Decimal | None
+
 
 ZERO_KW = Value(0, output_field=KW)
 
@@ -89,11 +115,11 @@ class TierAdmin(AuditHistoryAdmin):
         )
 
     @admin.display(description="Active contracts", ordering="active_contract_count")
-    def active_contracts(self, obj: Tier) -> int:
+    def active_contracts(self, obj: WithAnnotations[Tier, _TierRow]) -> int:
         return obj.active_contract_count
 
     @admin.display(description="Committed kW (active)", ordering="committed_kw")
-    def committed_kw(self, obj: Tier) -> str:
+    def committed_kw(self, obj: WithAnnotations[Tier, _TierRow]) -> str:
         return f"{obj.committed_kw:,.1f}"
 
 
@@ -125,11 +151,11 @@ class CustomerAdmin(AuditHistoryAdmin):
         )
 
     @admin.display(description="Open contracts", ordering="open_contract_count")
-    def open_contracts(self, obj: Customer) -> int:
+    def open_contracts(self, obj: WithAnnotations[Customer, _CustomerRow]) -> int:
         return obj.open_contract_count
 
     @admin.display(description="Committed kW (active)", ordering="committed_kw")
-    def committed_kw(self, obj: Customer) -> str:
+    def committed_kw(self, obj: WithAnnotations[Customer, _CustomerRow]) -> str:
         return f"{obj.committed_kw:,.1f}"
 
 
@@ -426,7 +452,7 @@ class ContractDeliveryAdmin(ReadOnlyAdmin):
         return super().get_queryset(request).annotate(served_pct=served)
 
     @admin.display(description="Served %", ordering="served_pct")
-    def served(self, obj: ContractDelivery) -> str:
+    def served(self, obj: WithAnnotations[ContractDelivery, _DeliveryRow]) -> str:
         return "-" if obj.served_pct is None else f"{obj.served_pct:.1f}"
 
 

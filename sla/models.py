@@ -285,6 +285,17 @@ class Contract(LifecycleMixin, models.Model):
 
     objects = ContractQuerySet.as_manager()
 
+    # Read with a contract beyond its columns, set by `ContractQuerySet.with_details()` (prefetched lists),
+    # `with_uptime()` (kW-minutes) and `with_placed_kw()`, or by admission on a contract it has just written; absent
+    # otherwise. Declared for the type checker only: no column, no class attribute.
+    placement_list: list[Placement]
+    service_credit_list: list[ServiceCredit]
+    preemption_notice_list: list[PreemptionNotice]
+    downtime_list: list[Downtime]
+    delivered_kw_minutes: Decimal
+    committed_kw_minutes: Decimal
+    placed_kw_now: Decimal
+
     class Meta:
         ordering = ("-starts_at", "-id")
         indexes = [

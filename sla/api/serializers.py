@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
+from typing import ClassVar
 
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerExtension
@@ -62,8 +63,8 @@ class TierSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SharedFieldsMixin:
-    """Fields built and bound once per serializer class and shared by all its instances.
+class SharedFieldsMixin(serializers.Serializer):
+    """Fields built and bound once per serializer class and shared by all its instances (a base of a serializer).
 
     DRF deep-copies every declared field for each serializer instance (each nested one too): on a quote or an
     admission that cost more CPU than the rest of the (de)serialization. Sharing is safe for the serializers of
@@ -71,7 +72,7 @@ class SharedFieldsMixin:
     data; `validate_<field>` hooks and `self.context` live on the serializer instance, which stays per request.
     """
 
-    _shared_fields: dict[type, BindingDict] = {}
+    _shared_fields: ClassVar[dict[type, BindingDict]] = {}
 
     @property
     def fields(self) -> BindingDict:

@@ -46,7 +46,10 @@ from .serializers import (
 WRITE_SCOPE = "contracts"
 # The schema names the security schemes explicitly: CustomerTokenAuthentication is a TokenAuthentication that
 # saves a query, and left to discovery drf-spectacular would register it as a second, clashing "tokenAuth".
-AUTH_SCHEMES = [{"tokenAuth": []}, {"cookieAuth": []}]
+AUTH_SCHEMES: list[dict[str, list[str]]] = [{"tokenAuth": []}, {"cookieAuth": []}]
+# drf-spectacular puts `auth` in the operation's OpenAPI `security` as given: requirement objects like these, though
+# its signature annotates it as a sequence of names.
+with_auth_schemes = extend_schema(auth=AUTH_SCHEMES)  # type: ignore[arg-type]
 REFUSED = OpenApiResponse(description="Refused: capacity is short, or the contract cannot make this move.")
 BAD_INPUT = OpenApiResponse(description="Invalid input, with field-level messages.")
 
@@ -76,8 +79,9 @@ class TierViewSet(viewsets.ReadOnlyModelViewSet):
     ordering = ("priority", "code")
 
 
-class CustomerWritesMixin:
-    """Bounded JSON bodies, one-query token auth, and the per-user "contracts" throttle on writes."""
+class CustomerWritesMixin(APIView):
+    """Bounded JSON bodies, one-query token auth, and the per-user "contracts" throttle on writes (a base of a view,
+    before the viewset or view classes it is used with)."""
 
     parser_classes = (StrictJSONParser,)
     authentication_classes = (CustomerTokenAuthentication, SessionAuthentication)
@@ -108,13 +112,16 @@ class CustomerWritesMixin:
             if customer is None:
                 raise exceptions.ValidationError({"customer": ["No such customer."]})
             return customer
+        user = self.request.user
+        if not user.is_authenticated:  # never: the views require a signed-in caller (IsAuthenticated)
+            raise exceptions.NotAuthenticated()
         try:
-            return self.request.user.customer
+            return user.customer
         except Customer.DoesNotExist:
             raise exceptions.PermissionDenied("Only customer accounts can quote or buy capacity.") from None
 
 
-@extend_schema(auth=AUTH_SCHEMES)
+@with_auth_schemes
 @extend_schema_view(
     list=extend_schema(summary="Your quotes, newest first"),
     retrieve=extend_schema(summary="One of your quotes"),
@@ -153,7 +160,7 @@ class QuoteViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.ReadOn
         return Response(QuoteSerializer(quote).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(auth=AUTH_SCHEMES)
+@with_auth_schemes
 @extend_schema_view(
     list=extend_schema(summary="Your contracts"),
     retrieve=extend_schema(summary="One contract with placements, uptime to date and credits"),
@@ -221,7 +228,7 @@ class ContractViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.Rea
         return Response(ContractSerializer(self.get_object()).data)
 
 
-@extend_schema(auth=AUTH_SCHEMES)
+@with_auth_schemes
 class OriginalSlaRequestView(CustomerWritesMixin, APIView):
     """The original product's `POST /api/sla/request`, now admitted like any contract (starts now).
 

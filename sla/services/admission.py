@@ -193,7 +193,7 @@ def _some_sites_queryset(**site_ids: int) -> QuerySet:
 
 # Locking the sites of one plan (up to MAX_SITES_PER_CONTRACT of them), one compiled read per number of sites.
 SOME_SITES_READS = {
-    count: PreparedRead(_some_sites_queryset, **{f"site_{i}": int for i in range(count)})
+    count: PreparedRead(_some_sites_queryset, template="{query}", **{f"site_{i}": int for i in range(count)})
     for count in range(1, capacity.MAX_SITES_PER_CONTRACT + 1)
 }
 
@@ -779,6 +779,8 @@ def displace_spot(
     displaced = capacity.spot_to_displace(room, start, end, capacity_kw=capacity_kw)
     notices = []
     for booking in displaced:
+        if booking.placement_id is None or booking.contract_id is None:
+            raise ValueError(f"only a stored Spot placement can be displaced, not {booking}")
         effective = max(start, booking.starts_at, now)
         if booking.starts_at < effective:
             ends = effective if booking.ends_at is None else min(booking.ends_at, effective)

@@ -161,6 +161,8 @@ class MoveReport:
         """kW-minutes each contract went unserved during its cut-overs (what deliveries must not count)."""
         lost: dict[int, Decimal] = {}
         for downtime in self.cutovers:
+            if downtime.ended_at is None:  # never: a cut-over's downtime is written closed
+                continue
             minutes = Decimal((downtime.ended_at - downtime.started_at).total_seconds()) / 60
             lost[downtime.contract_id] = lost.get(downtime.contract_id, ZERO) + downtime.unserved_kw * minutes
         return lost
@@ -203,6 +205,9 @@ def move_placements(*, moves: Iterable[PlacementMove], now: datetime | None = No
     moved_contracts: set[int] = set()
     for move in moves:
         placement = by_id.get(move.placement_id)
+        if placement is None:
+            report.refused.append((move.placement_id, "placement is gone"))
+            continue
         why = _refusal(placement, move, rooms, now=now, earliest=earliest)
         if not why and placement.contract_id in moved_contracts:
             why = f"contract {placement.contract_id} already moves a placement now (cut-overs never overlap)"
@@ -263,7 +268,7 @@ def cutover_unserved_kw(contract: Contract, rooms: Iterable[SiteRoom], *, moving
 
 
 def _refusal(
-    placement: Placement | None,
+    placement: Placement,
     move: PlacementMove,
     rooms: Mapping[str, SiteRoom],
     *,
@@ -271,8 +276,6 @@ def _refusal(
     earliest: datetime,
 ) -> str:
     """Why `move` may not happen now (empty when it may)."""
-    if placement is None:
-        return "placement is gone"
     contract = placement.contract
     end = min(placement.valid_to or contract.ends_at, contract.ends_at)
     if contract.status != ContractStatus.ACTIVE or not placement.valid_from <= now < end:
@@ -302,10 +305,11 @@ def _refusal(
 
 def _rebook(source: SiteRoom | None, destination: SiteRoom, *, old: Placement, new: Placement, now: datetime) -> None:
     """Keep the in-memory bookings true after a move, so the next move of the batch is checked against it."""
-    for booking in list(source.bookings if source else ()):
-        if booking.placement_id == old.pk:
-            source.bookings.remove(booking)
-            source.bookings.append(replace(booking, ends_at=now))
+    if source is not None:
+        for booking in list(source.bookings):
+            if booking.placement_id == old.pk:
+                source.bookings.remove(booking)
+                source.bookings.append(replace(booking, ends_at=now))
     destination.bookings.append(
         Booking(
             site_id=new.site_id,
