@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -269,6 +269,8 @@ def _apply(run: OptimizationRun, rebuilt: RebuiltRun, judgement: Judgement, inve
     ``advisor_proposal``.
     """
     problem, solution, units = rebuilt.problem, judgement.solution, judgement.units_now
+    if solution is None or units is None:
+        raise ValueError("only an accepted judgement is applied")
     kw = np.array([hw.power_kw for hw in problem.hardware])
     pue0, price0, hours0 = problem.pue[:, 0], problem.energy_price_usd_per_mwh[:, 0], float(problem.period_hours[0])
     ledger = solution.ledger
@@ -330,6 +332,8 @@ class RebuiltRun:
 
 def rebuild_problem(run: OptimizationRun) -> RebuiltRun:
     """The engine problem of ``run`` (see the module docstring for what comes from where)."""
+    if run.started_at is None:
+        raise CannotRebuild("the run never started")
     try:
         inputs = build_inputs(at=run.started_at, strategy=run.strategy)
     except StaleInputs as exc:
@@ -385,7 +389,7 @@ class _Horizon:
     pue: np.ndarray
     hashprice: np.ndarray
     inference_price: np.ndarray
-    demand: dict[str, np.ndarray]
+    demand: Mapping[str, np.ndarray]
 
 
 def _planned_horizon(snapshot: dict, problem: engine.Problem, now: _Horizon) -> _Horizon:
@@ -572,7 +576,7 @@ def summarize_run(run: OptimizationRun, rebuilt: RebuiltRun) -> str:
     market = snapshot.get("market", {})
     gap = details.get("mip_gap")
     lines = [
-        f"Run {run.pk}, interval {snapshot.get('interval_start', run.started_at.isoformat())}, strategy "
+        f"Run {run.pk}, interval {_interval_start(snapshot, run)}, strategy "
         f"{run.strategy}, solver {details.get('status', '?')}" + (f" (gap {gap:.2%})" if gap else "") + ".",
         f"Horizon {horizon_h:g} h in {problem.shape[2]} periods; the first ({first_min:g} min) is applied now.",
         f"Plan, USD/h averaged over the horizon: profit {_usd(run.profit_usd_per_h)} = revenue "
@@ -650,6 +654,13 @@ def _commitment_lines(commitments: list[dict]) -> list[str]:
     if len(worst) > MAX_SHORT_CONTRACT_LINES:
         lines.append(f"- and {len(worst) - MAX_SHORT_CONTRACT_LINES} more contracts short.")
     return lines
+
+
+def _interval_start(snapshot: dict, run: OptimizationRun) -> str:
+    """The interval the run planned from: its snapshot's, else its start (unknown for a run that never started)."""
+    if "interval_start" in snapshot:
+        return snapshot["interval_start"]
+    return run.started_at.isoformat() if run.started_at else "unknown"
 
 
 def _usd(value: float | Decimal | None) -> str:

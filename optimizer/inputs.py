@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 from django.conf import settings
@@ -43,6 +44,7 @@ from django.db.models import (
 from fleet.hysteresis import unit_limits
 from sites.choices import HardwareKind
 from sites.models import EnergyPrice, HardwareModel, MarketPrice, Site, SiteInventory, WeatherReading
+from sites.querysets import LatestEnergyPrice, LatestTemperature
 from sites.simulation import INFERENCE_REGIONS, floor_to_step, hall_pue_grid, pue, simulate_inference_demand
 from sla.choices import ContractStatus
 from sla.models import Contract, Placement
@@ -62,6 +64,16 @@ TRAINING_WINDOW = timedelta(days=forecast.TRAINING_DAYS + 1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class SiteReadings(LatestEnergyPrice, LatestTemperature):
+    """What `_read_sites` annotates on each site: its latest energy price and temperature at the run's moment."""
+
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    ObservedSite: TypeAlias = WithAnnotations[Site, SiteReadings]
+
+
 class StaleInputs(Exception):
     """The inputs are too old (or missing) to act on; the run is skipped and says why."""
 
@@ -70,7 +82,7 @@ class StaleInputs(Exception):
 class Inputs:
     problem: engine.Problem
     snapshot: dict
-    sites: tuple[Site, ...]
+    sites: tuple[ObservedSite, ...]
     hardware: tuple  # sites.models.HardwareModel rows, in the problem's order
     contracts: tuple[Contract, ...]
 
@@ -190,7 +202,7 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
     return Inputs(problem=problem, snapshot=snapshot, sites=sites, hardware=hardware, contracts=contracts)
 
 
-def _read_sites(at: datetime) -> tuple[Site, ...]:
+def _read_sites(at: datetime) -> tuple[ObservedSite, ...]:
     """Every site with its latest energy price and temperature and its inventory (two queries), by code."""
     inventories = SiteInventory.objects.select_related("hardware_model").order_by("hardware_model__code")
     sites = tuple(
@@ -204,7 +216,7 @@ def _read_sites(at: datetime) -> tuple[Site, ...]:
     return sites
 
 
-def _fresh_market(sites: tuple[Site, ...], at: datetime) -> MarketPrice:
+def _fresh_market(sites: tuple[ObservedSite, ...], at: datetime) -> MarketPrice:
     """The market price in force at ``at``; StaleInputs when it, or an available site's energy price, is missing or
     older than MAX_DATA_AGE_MINUTES."""
     max_age = timedelta(minutes=settings.ENERGYARB["MAX_DATA_AGE_MINUTES"])
@@ -237,7 +249,7 @@ class _Observed:
     prices: list[float]
 
 
-def _observed(sites: tuple[Site, ...], hardware: tuple) -> _Observed:
+def _observed(sites: tuple[ObservedSite, ...], hardware: tuple) -> _Observed:
     hw_index = {hw.code: h for h, hw in enumerate(hardware)}
     inventory = np.zeros((len(sites), len(hardware)))
     previous = np.zeros((len(sites), len(hardware)))
@@ -260,7 +272,7 @@ def _snapshot(
     interval: datetime,
     strategy: str,
     market: MarketPrice,
-    sites: tuple[Site, ...],
+    sites: tuple[ObservedSite, ...],
     hardware: tuple,
     now: _Observed,
     outlook: HorizonValues,
@@ -326,7 +338,7 @@ class HorizonValues:
     demand: dict[str, np.ndarray]  # region -> [T] Mtok/h
     models: dict[str, str]  # series -> the model its later periods came from ("ridge", "persistence", ...)
 
-    def record(self, sites: tuple[Site, ...]) -> dict:
+    def record(self, sites: tuple[ObservedSite, ...]) -> dict:
         """The snapshot's "forecast": which model each series used, a sentence saying so, and the values."""
         held = sorted(key for key, model in self.models.items() if model == forecast.PERSISTENCE)
         learned = sorted(key for key, model in self.models.items() if model == forecast.RIDGE)
@@ -376,7 +388,7 @@ def plan_horizon(
     at: datetime,
     interval: datetime,
     bounds: np.ndarray,
-    sites: tuple[Site, ...],
+    sites: tuple[ObservedSite, ...],
     prices: np.ndarray,
     pues: np.ndarray,
     temperatures: list[float | None],
@@ -457,7 +469,7 @@ STORED_AHEAD_LOOKBACK = timedelta(days=1)  # the longest stored row that may sti
 
 
 def stored_ahead(
-    outlook: HorizonValues, *, interval: datetime, bounds: np.ndarray, sites: tuple[Site, ...]
+    outlook: HorizonValues, *, interval: datetime, bounds: np.ndarray, sites: tuple[ObservedSite, ...]
 ) -> HorizonValues:
     """Energy prices stored for intervals after the current one (a market's cleared day-ahead prices) replace the
     forecast, whatever its method, for the 5-minute steps they cover; a period partly covered mixes the two by
@@ -499,14 +511,16 @@ def stored_ahead(
     return replace(outlook, energy_price=energy, models=models)
 
 
-def _energy_periods(horizon: _Horizon, sites: tuple[Site, ...], prices: np.ndarray) -> np.ndarray:
+def _energy_periods(horizon: _Horizon, sites: tuple[ObservedSite, ...], prices: np.ndarray) -> np.ndarray:
     """Energy price per site and period ``[S, T]``: one query of stored 5-minute prices."""
     site_keys = {site.pk: f"energy_price_usd_per_mwh.{site.code}" for site in sites}
 
     def energy_rows(ranges: Ranges) -> Mapping[str, tuple[np.ndarray, np.ndarray]]:
         rows = EnergyPrice.objects.filter(_within("interval_start", ranges), site_id__in=list(site_keys))
-        columns = _offset_columns(rows, "interval_start", ranges[0][0], "site_id", "price_usd_per_mwh")
-        return _grouped(*columns, site_keys)
+        offsets, site_ids, values = _offset_columns(
+            rows, "interval_start", ranges[0][0], "site_id", "price_usd_per_mwh"
+        )
+        return _grouped(offsets, site_ids, values, site_keys)
 
     paths = horizon.series(list(site_keys.values()), energy_rows)
     return np.stack([horizon.periods(paths[site_keys[site.pk]], prices[s]) for s, site in enumerate(sites)])
@@ -541,11 +555,17 @@ def _demand_periods(horizon: _Horizon, *, seed: int) -> dict[str, np.ndarray]:
         return {key: (np.arange(count), simulated[region]) for key, region in demand_keys.items()}
 
     paths = horizon.series(list(demand_keys), demand_rows)
-    return {region: horizon.periods(paths[key], float(paths[key][0]), 0.0) for key, region in demand_keys.items()}
+    demand: dict[str, np.ndarray] = {}
+    for key, region in demand_keys.items():
+        path = paths[key]
+        if path is None:  # never: the simulator gives every region its whole span
+            raise RuntimeError(f"no simulated {key}")
+        demand[region] = horizon.periods(path, float(path[0]), 0.0)
+    return demand
 
 
 def _pue_periods(
-    horizon: _Horizon, sites: tuple[Site, ...], pues: np.ndarray, held: np.ndarray
+    horizon: _Horizon, sites: tuple[ObservedSite, ...], pues: np.ndarray, held: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """PUE per site and period ``[S, T]``: from stored weather forecasts (readings after `at`) where there are
     any, else the current PUE held; one query. Also the temperature path ``[S, steps]`` (degC) it came from."""
@@ -555,8 +575,8 @@ def _pue_periods(
     upcoming = WeatherReading.objects.filter(
         site_id__in=[site.pk for site in sites], observed_at__gt=horizon.at, observed_at__lt=interval + STEP * steps
     )
-    columns = _offset_columns(upcoming, "observed_at", interval, "site_id", "temperature_c")
-    readings = _grouped(*columns, {site.pk: site.pk for site in sites})
+    offsets, site_ids, temperatures = _offset_columns(upcoming, "observed_at", interval, "site_id", "temperature_c")
+    readings = _grouped(offsets, site_ids, temperatures, {site.pk: site.pk for site in sites})
     for s, site in enumerate(sites):
         if site.pk not in readings:
             continue
@@ -677,7 +697,10 @@ def _forecast_series(
         if paths is not None:
             return paths
     training = [(interval - TRAINING_WINDOW + STEP, at)]
-    return _forecast_window(keys, load, training, interval, steps, models, refit=True)
+    refitted = _forecast_window(keys, load, training, interval, steps, models, refit=True)
+    if refitted is None:  # never: a refit window gives up on nothing
+        raise RuntimeError("a refitted forecast window gave no series")
+    return refitted
 
 
 def _forecast_window(
@@ -767,6 +790,7 @@ def token_resale_usd_per_kwh(at: datetime) -> float:
         for tokens, kw in HardwareModel.objects.filter(kind=HardwareKind.INFERENCE, tokens_per_s__gt=0).values_list(
             "tokens_per_s", "power_kw_per_unit"
         )
+        if tokens is not None  # always, by the filter
     ]
     return float(market.inference_price_usd_per_mtok) * max(per_kw, default=0.0) * 3600 / 1e6
 

@@ -57,7 +57,8 @@ class PricingDataSerializer(serializers.Serializer):
     hash_price = serializers.FloatField(allow_null=True, help_text="Hackathon units.")
     token_price = serializers.FloatField(allow_null=True, help_text="Hackathon units.")
     timestamp = serializers.DateTimeField(allow_null=True, help_text="Start of the market interval.")
-    source = serializers.CharField(allow_null=True, help_text="simulator, hackathon_api, csv_mara, ...")
+    # DRF's serializer metaclass takes declared fields out of the class, so this never shadows `Field.source`.
+    source = serializers.CharField(allow_null=True, help_text="simulator, hackathon_api, csv_mara, ...")  # type: ignore[assignment]
 
 
 class MinerSpecSerializer(serializers.Serializer):
@@ -375,7 +376,10 @@ def _fleet_efficiency(state: dict) -> float | None:
 
 def mara_inventory(state: dict) -> dict:
     """The hardware catalogue in the hackathon's /inventory shape and units (W, hashrate units, tokens/interval)."""
-    body = {"inference": {"asic": None, "gpu": None}, "miners": {"air": None, "hydro": None, "immersion": None}}
+    body: dict[str, dict[str, dict[str, float] | None]] = {
+        "inference": {"asic": None, "gpu": None},
+        "miners": {"air": None, "hydro": None, "immersion": None},
+    }
     for model in state["hardware"]:
         if model["code"] not in ORIGINAL_HARDWARE:
             continue

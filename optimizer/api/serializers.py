@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rest_framework import serializers
 
 from optimizer.choices import Strategy
 from optimizer.models import Allocation, OptimizationRun
+from sites.models import HardwareModel, Site
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 class AllocationSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    hardware_model = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    site: serializers.SlugRelatedField[Site] = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    hardware_model: serializers.SlugRelatedField[HardwareModel] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
 
     class Meta:
         model = Allocation
@@ -29,7 +37,9 @@ class AllocationSerializer(serializers.ModelSerializer):
 class OptimizationRunSerializer(serializers.ModelSerializer):
     """A run's outcome and economics, without its (large) inputs and allocations."""
 
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    requested_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     profit_usd_per_h = serializers.DecimalField(
         max_digits=17,
         decimal_places=2,
@@ -41,7 +51,7 @@ class OptimizationRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OptimizationRun
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "trigger",
             "strategy",

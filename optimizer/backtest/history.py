@@ -102,9 +102,8 @@ def realized_pue(world: World, temperature_c: np.ndarray) -> np.ndarray:
 
 def mara_history(world: World, rows: Sequence[mara.PriceRow], starts: Sequence[datetime]) -> History:
     """The API's price rows in engine units, through ``mara.problem_for_prices`` (the one place with its factors)."""
-    problem = mara.problem_for_prices(
-        rows, inventory=world.mara_inventory, power_w=world.mara_power_w, site_code=world.sites[0].code
-    )
+    inventory, power_w = world.mara_api
+    problem = mara.problem_for_prices(rows, inventory=inventory, power_w=power_w, site_code=world.sites[0].code)
     return History(
         interval_starts=tuple(starts),
         energy_price_usd_per_mwh=np.array(problem.energy_price_usd_per_mwh),
@@ -281,7 +280,7 @@ def simulate_history(
             "simulated prices need each site's time_zone, latitude, climate_zone, grid_region and "
             f"energy_cost_multiplier; missing for {missing}"
         )
-    pairs = list(zip(world.sites, world.locations, strict=True))
+    pairs = [(site, loc) for site, loc in zip(world.sites, world.locations, strict=True) if loc is not None]  # all
     profiles = [
         derive_site_price_profile(
             code=site.code,

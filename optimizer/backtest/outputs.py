@@ -47,7 +47,8 @@ def plot_profit(result: BacktestResult, path: Path) -> None:
     matplotlib.use("Agg")  # no display, no GUI toolkit: this runs in commands, workers and CI
     from matplotlib import pyplot as plt
 
-    times = [moment.replace(tzinfo=None) for moment in result.interval_starts]
+    # An object array of datetimes: what matplotlib makes of a list, in the type its stubs take.
+    times = np.array([moment.replace(tzinfo=None) for moment in result.interval_starts], dtype=object)
     figure, axes = plt.subplots(figsize=(9, 4.5), dpi=100)
     try:
         if result.strategy != "perfect":

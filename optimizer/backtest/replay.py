@@ -675,12 +675,13 @@ def _score_solution(solution: engine.Solution) -> Score:
 def _score_mara(world: World, history: History, units: np.ndarray) -> Score:
     """GET /machines's arithmetic per interval, summed: revenue by machine type, cost = total watts x energy_price."""
     fields = [mara.API_FIELDS.get(code, code) for code in world.hardware_codes]
-    miners = {mara.API_FIELDS.get(code, code) for code in world.mara_inventory["miners"]}
+    inventory, power_w = world.mara_api
+    miners = {mara.API_FIELDS.get(code, code) for code in inventory["miners"]}
     mining = inference = energy = 0.0
     profit = np.zeros(len(history))
-    for t, row in enumerate(history.mara_rows):
+    for t, row in enumerate(history.mara_rows or ()):  # a mara history has its rows (`_check`)
         allocation = {name: int(n) for name, n in zip(fields, units[0, :, t], strict=True)}
-        report = mara.score_allocation(allocation, row, inventory=world.mara_inventory, power_w=world.mara_power_w)
+        report = mara.score_allocation(allocation, row, inventory=inventory, power_w=power_w)
         mining += sum(value for name, value in report.revenue.items() if name in miners)
         inference += sum(value for name, value in report.revenue.items() if name not in miners)
         energy += report.total_power_cost

@@ -79,6 +79,13 @@ class World:
         return tuple(h.code for h in self.hardware)
 
     @property
+    def mara_api(self) -> tuple[Mapping, int]:
+        """The GET /inventory and the machines' power of a mara world (BacktestInputError for another world)."""
+        if self.mara_inventory is None or self.mara_power_w is None:
+            raise BacktestInputError(f"world {self.name!r} has no hackathon API inventory")
+        return self.mara_inventory, self.mara_power_w
+
+    @property
     def money_unit(self) -> str:
         return "USD" if self.format == "energyarb" else "hackathon API units"
 

@@ -36,6 +36,7 @@ from django.conf import settings
 
 if TYPE_CHECKING:
     import anthropic
+    from anthropic.types import ToolParam
 
 TOOL_NAME = "propose_adjustments"
 MAX_RETRIES = 0  # SDK retries; the Celery task retries once instead (see the module docstring)
@@ -107,7 +108,7 @@ def request_seconds_at_most() -> float:
     return (MAX_RETRIES + 1) * float(settings.ANTHROPIC_TIMEOUT_S)
 
 
-def proposal_tool(site_codes: Sequence[str], hardware_codes: Sequence[str]) -> dict[str, Any]:
+def proposal_tool(site_codes: Sequence[str], hardware_codes: Sequence[str]) -> ToolParam:
     """The ``propose_adjustments`` tool: site and hardware codes as enums, integer deltas, a reason each."""
     return {
         "name": TOOL_NAME,

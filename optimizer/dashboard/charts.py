@@ -62,7 +62,7 @@ def _pue_temperature(site_rows: list[dict], rows: list[tuple[int, float, float]]
     readings: dict[int, list[float]] = defaultdict(list)
     for site_id, _, temperature in rows:
         readings[site_id].append(temperature)
-    history = []
+    history: list[list[float]] = []
     for row in site_rows:
         temperatures = np.array(readings.get(row["id"], []), dtype=float)
         if temperatures.size:

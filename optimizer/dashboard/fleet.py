@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from sites.choices import SiteStatus
 from sites.models import MarketPrice, Site, SiteInventory
+from sites.querysets import LatestEnergyPrice
 from sla.models import Tier
 
 from ..choices import RunStatus
@@ -19,12 +21,16 @@ from .formatting import _f, _iso
 from .reads import _static_models, _static_rows
 from .site_rows import (
     INVENTORY_COLUMNS,
+    DashboardSite,
     _current_placements,
     _hardware_row,
     _hardware_sort_key,
     _site_row,
     _sites_queryset,
 )
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 
 @dataclass(frozen=True)
@@ -37,16 +43,19 @@ class Freshness:
     data_age_minutes: float | None
 
 
-def assess_freshness(*, sites: list[Site], market: MarketPrice | None, now: datetime) -> Freshness:
+def assess_freshness(
+    *, sites: list[WithAnnotations[Site, LatestEnergyPrice]], market: MarketPrice | None, now: datetime
+) -> Freshness:
     """Online when sites exist and every available site's price and the market price are fresh (pure)."""
     max_age = settings.ENERGYARB["MAX_DATA_AGE_MINUTES"]
     if not sites:
         return Freshness("empty", "Not initialized", "No sites yet: press Initialize.", None)
-    moments = [site.latest_price_at for site in sites if site.is_available]  # type: ignore[attr-defined]  # annotated
+    moments = [site.latest_price_at for site in sites if site.is_available]
     moments.append(market.interval_start if market else None)
-    if any(moment is None for moment in moments):
+    known = [moment for moment in moments if moment is not None]
+    if len(known) < len(moments):
         return Freshness("stale", "Stale data", "No prices stored yet: refreshing takes a few minutes.", None)
-    age = max((now - moment).total_seconds() / 60 for moment in moments)
+    age = max((now - moment).total_seconds() / 60 for moment in known)
     if age > max_age:
         return Freshness(
             "stale", "Stale data", f"Newest prices are {_age_text(age)} old (limit {max_age} min).", round(age, 1)
@@ -115,7 +124,10 @@ def _inventory_by_site(inventories) -> tuple[dict[int, list[tuple]], dict[str, t
 
 
 def _site_rows_and_totals(
-    sites: list[Site], by_site_inventory: dict[int, list[tuple]], placements: dict, now: datetime
+    sites: list[WithAnnotations[Site, DashboardSite]],
+    by_site_inventory: dict[int, list[tuple]],
+    placements: dict,
+    now: datetime,
 ) -> tuple[list[dict], dict[str, float]]:
     """One row per site, and the fleet's sums over them (kW, PUE, renewable kW) for the metrics."""
     site_rows = []

@@ -14,6 +14,7 @@ from django.db.models.functions import Cast, Coalesce
 
 from core.db import PreparedRead
 from sites.models import EnergyPrice, WeatherReading
+from sites.querysets import EnergyPriceQuerySet, WeatherReadingQuerySet
 from sla.models import Placement
 
 from ..models import OptimizationRun
@@ -113,21 +114,25 @@ def _run_history_shape() -> QuerySet:
 
 
 @functools.cache
-def _price_chart_shape() -> QuerySet:
-    return (
+def _price_chart_shape() -> EnergyPriceQuerySet:
+    shape = (
         EnergyPrice.objects.filter(interval_start__minute__in=range(0, 60, PRICE_CHART_STEP_MINUTES))
         .order_by()
         .values_list("site_id", EpochSeconds("interval_start"), Cast("price_usd_per_mwh", FLOAT))
     )
+    # django-stubs types values_list() as a plain QuerySet; the custom class stays (its for_window is used).
+    return shape  # type: ignore[return-value]
 
 
 @functools.cache
-def _temperature_chart_shape() -> QuerySet:
-    return (
+def _temperature_chart_shape() -> WeatherReadingQuerySet:
+    shape = (
         WeatherReading.objects.filter(observed_at__minute=0)
         .order_by()
         .values_list("site_id", EpochSeconds("observed_at"), Cast("temperature_c", FLOAT))
     )
+    # django-stubs types values_list() as a plain QuerySet; the custom class stays (its for_window is used).
+    return shape  # type: ignore[return-value]
 
 
 def _json(value):

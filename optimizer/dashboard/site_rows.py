@@ -4,23 +4,38 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 
 from sites.choices import CoolingType, HardwareKind
 from sites.models import Site
+from sites.querysets import LatestEnergyPrice, LatestTemperature, PriceSource
 from sites.simulation import hall_pue, pue
 
 from ..models import Allocation, OptimizationRun
 from .formatting import _f, _iso
 from .reads import _placements_at, _static_rows
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class DashboardSite(LatestEnergyPrice, LatestTemperature, PriceSource):
+    """What `_sites_queryset` annotates on each site: its latest price and temperature, its price's source, and
+    the money of the newest applied run (None where that run allocated nothing there)."""
+
+    run_revenue_usd_per_h: Decimal | None
+    run_energy_cost_usd_per_h: Decimal | None
+
+
 DEFAULT_TEMPERATURE_C = 20.0  # PUE of a site that never reported weather (flagged as such)
 HARDWARE_ORDER = ("miner_air", "miner_hydro", "miner_immersion", "inference_gpu", "inference_asic")
 
 
-def _site_temperature(site: Site) -> tuple[float, bool]:
+def _site_temperature(site: WithAnnotations[Site, DashboardSite]) -> tuple[float, bool]:
     """(The latest temperature, degC, whether it was measured: DEFAULT_TEMPERATURE_C when none was)."""
     if site.latest_temperature_c is None:
         return DEFAULT_TEMPERATURE_C, False
@@ -70,7 +85,9 @@ INVENTORY_COLUMNS = (
 )
 
 
-def _site_row(site: Site, inventories: list[tuple], placements: list[dict], now: datetime) -> dict:
+def _site_row(
+    site: WithAnnotations[Site, DashboardSite], inventories: list[tuple], placements: list[dict], now: datetime
+) -> dict:
     """The site's row; its facility kW is each machine's running kW at the PUE of the hall it runs in
     (`sites.simulation.hall_pue`, the engine's halls), at the latest temperature like the site's own `pue`."""
     temperature, measured = _site_temperature(site)
@@ -114,10 +131,8 @@ def _site_row(site: Site, inventories: list[tuple], placements: list[dict], now:
     capacity_kw = float(site.power_capacity_kw)
     local = now.astimezone(ZoneInfo(site.time_zone))
     offset = local.strftime("%z")
-    money = site.run_revenue_usd_per_h is not None
-    revenue, energy_cost = (
-        (float(site.run_revenue_usd_per_h), float(site.run_energy_cost_usd_per_h)) if money else (None, None)
-    )
+    income, cost = site.run_revenue_usd_per_h, site.run_energy_cost_usd_per_h
+    revenue, energy_cost = (float(income), float(cost)) if income is not None and cost is not None else (None, None)
     return {
         "id": site.pk,
         "code": site.code,
@@ -151,7 +166,7 @@ def _site_row(site: Site, inventories: list[tuple], placements: list[dict], now:
         "price_source": site.price_source,
         "revenue_usd_per_h": _f(revenue),
         "energy_cost_usd_per_h": _f(energy_cost),
-        "profit_usd_per_h": _f(revenue - energy_cost) if money else None,
+        "profit_usd_per_h": _f(revenue - energy_cost) if revenue is not None and energy_cost is not None else None,
         "allocation": allocation,
         "contracts": placements,
         "committed_kw": round(sum(p["capacity_kw"] for p in placements), 3),

@@ -32,9 +32,11 @@ def follow_the_sun(*, hours: int = 24, start: datetime | None = None) -> Scenari
         hall_pue=None if problem.hall_pue is None else problem.hall_pue.max(axis=2, keepdims=True),
         energy_price_usd_per_mwh=problem.energy_price_usd_per_mwh.mean(axis=1, keepdims=True),
         market=engine.Market(
-            hashprice_usd_per_ph_day=[problem.market.hashprice_usd_per_ph_day.mean()],
-            inference_price_usd_per_mtok=[problem.market.inference_price_usd_per_mtok.mean()],
-            inference_demand_mtok_per_h={r: [v.mean()] for r, v in problem.market.inference_demand_mtok_per_h.items()},
+            hashprice_usd_per_ph_day=np.array([problem.market.hashprice_usd_per_ph_day.mean()]),
+            inference_price_usd_per_mtok=np.array([problem.market.inference_price_usd_per_mtok.mean()]),
+            inference_demand_mtok_per_h={
+                r: np.array([v.mean()]) for r, v in problem.market.inference_demand_mtok_per_h.items()
+            },
         ),
         commitments=problem.commitments,
         settings=problem.settings,
@@ -46,7 +48,7 @@ def follow_the_sun(*, hours: int = 24, start: datetime | None = None) -> Scenari
     labels = _hour_labels(world)
     rows = []
     for t, label in enumerate(labels):
-        row = {"hour_utc": label}
+        row: dict[str, str | float] = {"hour_utc": label}
         for r in engine.REGIONS:
             row[f"{r}_mtok_after"] = float(sold[r][t])
         for r in engine.REGIONS:
