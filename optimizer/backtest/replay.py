@@ -525,7 +525,8 @@ def _replay_lp(
     tick: Progress,
     errors: ForecastErrors | None = None,
 ) -> np.ndarray:
-    """The engine every interval on the forecast, warm-started, with the applied allocation as previous units.
+    """The engine every interval on the forecast, warm-started, with the applied allocation as previous units, as
+    the live plan: each warm-up charged on the stop that makes it necessary (``ROLLING_PLAN_STOP_WARMUP_SHARE``).
 
     ``errors`` (if given) scores every outlook against what then happened; it never feeds back into the plan.
     """
@@ -543,7 +544,8 @@ def _replay_lp(
             errors.add(t, bounds, outlook)
         starts = [history.interval_starts[t] + timedelta(minutes=STEP_MINUTES * int(b)) for b in bounds[:-1]]
         problem = outlook.problem(world, period_hours, previous, starts)
-        solution = engine.solve(problem, warm_start=warm, explain=False)
+        rolling = replace(problem.settings, stop_warmup_share=engine.ROLLING_PLAN_STOP_WARMUP_SHARE)
+        solution = engine.solve(replace(problem, settings=rolling), warm_start=warm, explain=False)
         statuses[solution.status] += 1
         if solution.ok:
             plan, warm, steps = solution.units, solution, min(horizon.replan_every, total - t)

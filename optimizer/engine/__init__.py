@@ -23,11 +23,13 @@ from .solution import (
     WarmStart,
 )
 from .solve import evaluate, solve, solve_with_scipy
+from .starts import ROLLING_PLAN_STOP_WARMUP_SHARE
 from .strategies import STRATEGIES, greedy, perfect, run_strategy, seed
 from .unit_commitment import UnitLimits
 
 __all__ = [
     "REGIONS",
+    "ROLLING_PLAN_STOP_WARMUP_SHARE",
     "STRATEGIES",
     "BindingConstraint",
     "Commitment",

@@ -107,6 +107,7 @@ class Formulation:
     tokens_mtok_per_unit_h: np.ndarray  # [H] million tokens per hour of one running unit
     switching_usd_per_unit: np.ndarray  # [T] cost per unit started or stopped (0 in period 0 without history)
     start_usd_per_unit: np.ndarray | None = None  # [T, H] warm-up lost per unit started (starts.py), None = none
+    stop_usd_per_unit: np.ndarray | None = None  # [T, H] the share of it a rolling plan charges per unit stopped
     signature: str = field(default="")
     grid_columns: grid.GridColumns | None = None  # when the problem has grid programs
 
@@ -241,6 +242,7 @@ class Builder:
         self.offset = 0.0
         self.switching_usd_per_unit = np.zeros(problem.period_hours.size)
         self.start_usd_per_unit: np.ndarray | None = None
+        self.stop_usd_per_unit: np.ndarray | None = None
 
     def columns(
         self,
@@ -360,12 +362,18 @@ def switching_costs(b: Builder) -> None:
     # stops need no column (they are the slack of the switch row). Cost: 2 sw on dp, -sw_t + sw_{t+1} on x_t,
     # and the constant sw_0 x previous units.
     b.cost["dp"] = np.broadcast_to(2.0 * sw[:, None, None], dp.shape).ravel().copy()
+    shift = np.broadcast_to((-sw + np.append(sw[1:], 0.0))[:, None, None], dp.shape)  # [T, S, H] on x
     if starts.has_start_costs(problem):
-        # A start also loses its warm-up: USD per unit started, by machine and period (starts.py).
-        b.start_usd_per_unit = starts.start_cost_usd_per_unit(problem)
-        b.cost["dp"] += np.broadcast_to(b.start_usd_per_unit[:, None, :], dp.shape).ravel()
-    shift = -sw + np.append(sw[1:], 0.0)  # [T]
-    b.cost["x"] = b.cost["x"] + np.broadcast_to(shift[:, None, None], dp.shape).ravel()
+        # A start loses its warm-up: USD per unit started, by machine and period (starts.py); a share of it may be
+        # charged on the stop that makes the restart necessary (stops = dp - x_t + x_{t-1}).
+        b.start_usd_per_unit, b.stop_usd_per_unit = starts.start_and_stop_costs(problem)
+        on_dp = b.start_usd_per_unit + b.stop_usd_per_unit
+        b.cost["dp"] += np.broadcast_to(on_dp[:, None, :], dp.shape).ravel()
+        stop = b.stop_usd_per_unit
+        shift = shift + (-stop + np.vstack([stop[1:], np.zeros((1, stop.shape[1]))]))[:, None, :]
+        if problem.previous_units is not None:
+            b.offset -= float((stop[0][None, :] * problem.previous_units).sum())
+    b.cost["x"] = b.cost["x"] + shift.ravel()
     if problem.previous_units is not None:
         b.offset -= sw[0] * float(problem.previous_units.sum())
     ramp_t = starts.start_limits(problem)
@@ -518,6 +526,7 @@ def build_formulation(problem: Problem, *, fixed_units: np.ndarray | None = None
         tokens_mtok_per_unit_h=data.tokens_mtok_h,
         switching_usd_per_unit=b.switching_usd_per_unit,
         start_usd_per_unit=b.start_usd_per_unit,
+        stop_usd_per_unit=b.stop_usd_per_unit,
     )
     if problem.grid is not None:
         form = grid.extend(problem, form)  # reserves, event caps, coincident peaks, SLA shedding order

@@ -102,6 +102,9 @@ class Settings:
     # max units started per hour, as a fraction of inventory: a period of h hours starts at most max(f x inv x h, 1)
     ramp_limit_fraction_per_hour: float | None = None
     time_limit_s: float = 60.0
+    # Share of each start's warm-up that a rolling plan charges when the unit stops instead (starts.py): a stop is
+    # what makes the next warm-up necessary, which a horizon of held forecasts never shows.
+    stop_warmup_share: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,6 +209,8 @@ class Problem:
         for ramp in (settings.ramp_limit_fraction, settings.ramp_limit_fraction_per_hour):
             if ramp is not None and ramp < 0:
                 raise ValueError("ramp_limit_fraction and ramp_limit_fraction_per_hour must be >= 0")
+        if not 0.0 <= settings.stop_warmup_share <= 1.0:
+            raise ValueError("stop_warmup_share must be between 0 and 1")
         if settings.switching_cost_usd_per_unit < 0 or settings.carbon_price_usd_per_t < 0:
             raise ValueError("switching cost and carbon price must be >= 0")
 

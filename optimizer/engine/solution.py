@@ -242,8 +242,10 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
         moved = np.abs(np.diff(np.concatenate([before, x]), axis=0)).sum(axis=2).T  # [S, T]
         switching = moved * form.switching_usd_per_unit[None, :]
         if form.start_usd_per_unit is not None:  # warm-up lost by every unit started (starts.py)
-            started = np.clip(np.diff(np.concatenate([before, x]), axis=0), 0.0, None)  # [T, S, H]
-            switching = switching + np.einsum("tsh,th->st", started, form.start_usd_per_unit)
+            change = np.diff(np.concatenate([before, x]), axis=0)  # [T, S, H]
+            switching = switching + np.einsum("tsh,th->st", np.clip(change, 0.0, None), form.start_usd_per_unit)
+            if form.stop_usd_per_unit is not None:  # the share of it charged on stops instead
+                switching = switching + np.einsum("tsh,th->st", np.clip(-change, 0.0, None), form.stop_usd_per_unit)
     contract = np.zeros((n_sites, n_t))
     penalty = np.zeros(n_t)
     groups = form.book.groups

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from optimizer.engine import (
+    ROLLING_PLAN_STOP_WARMUP_SHARE,
     Commitment,
     HardwareModel,
     Market,
@@ -146,6 +147,48 @@ def test_the_start_cost_is_the_warm_up_at_each_machine_s_own_earnings():
     np.testing.assert_allclose(solution.units[:, :, 0], [[10, 1]])
     assert solution.totals.switching_cost_usd == pytest.approx(10 * 0.2 * 50 / 24 * 3 / 60 + 43.2 * 0.88 / 6)
     assert solution.totals.profit_usd == pytest.approx(solution.objective_usd, abs=1e-7)
+
+
+def demand_dip(price_usd_per_mwh: float, share: float) -> Problem:
+    """Ten GPU nodes running (10-minute warm-up, 6.336 USD a start) and a held forecast over one hour of 5-minute
+    periods in which the region buys 8 nodes' tokens (8 x 43.2 Mtok/h): two nodes would idle, each drawing
+    8 kW x 1.2 = 9.6 kW."""
+    n_t = 12
+    gpu = HardwareModel("H100", "inference", power_kw=8.0, tokens_per_s=12_000.0, warmup_minutes=10.0)
+    return Problem(
+        sites=(Site("DE", 200.0, "europe"),),
+        hardware=(gpu,),
+        inventory_units=[[10]],
+        period_hours=[5 / 60] * n_t,
+        pue=[[1.2] * n_t],
+        energy_price_usd_per_mwh=[[price_usd_per_mwh] * n_t],
+        market=Market(
+            hashprice_usd_per_ph_day=[50.0] * n_t,
+            inference_price_usd_per_mtok=[0.88] * n_t,
+            inference_demand_mtok_per_h={"europe": [8 * 43.2] * n_t},
+        ),
+        previous_units=[[10]],
+        settings=Settings(integer=True, stop_warmup_share=share),
+    )
+
+
+def test_a_rolling_plan_charges_the_restart_on_the_stop_so_a_dip_of_demand_keeps_the_nodes_warm():
+    # At 40 USD/MWh an idle node costs 9.6 kW x 0.04 = 0.384 USD/h. Stops free (the warm-up on starts only): the plan
+    # stops the two idle nodes at once, as the held forecast never shows the restart the next tick pays 6.336 USD for.
+    stopped = solve(demand_dip(40.0, 0.0))
+    np.testing.assert_allclose(stopped.units[0, 0], np.full(12, 8.0))
+    # Charged on the stop (the rolling plans' share): 6.336 USD > 0.384 USD of idle energy in the hour, kept warm.
+    kept = solve(demand_dip(40.0, ROLLING_PLAN_STOP_WARMUP_SHARE))
+    np.testing.assert_allclose(kept.units[0, 0], np.full(12, 10.0))
+    assert kept.totals.switching_cost_usd == 0.0
+    # At 1,000 USD/MWh idling costs 9.6 USD/h, more than the restart: the plan still stops them, and its ledger
+    # charges each stop the warm-up it moved there (2 x 6.336), its objective the same figure.
+    dear = solve(demand_dip(1000.0, ROLLING_PLAN_STOP_WARMUP_SHARE))
+    np.testing.assert_allclose(dear.units[0, 0], np.full(12, 8.0))
+    assert dear.totals.switching_cost_usd == pytest.approx(2 * 43.2 * 0.88 / 6)
+    assert dear.totals.profit_usd == pytest.approx(dear.objective_usd, abs=1e-7)
+    with pytest.raises(ValueError, match="stop_warmup_share"):
+        demand_dip(40.0, 1.5)
 
 
 def test_the_ramp_limit_counts_per_hour_not_per_period():
