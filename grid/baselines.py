@@ -55,9 +55,10 @@ def measured_mean_kw(site: Site, starts_at: datetime, ends_at: datetime) -> floa
     first = floor_to_step(starts_at)
     loads = _measured[0](site, first, ends_at)
     values = [loads.get(moment) for moment in _intervals(first, ends_at)]
-    if not values or any(value is None for value in values):
+    known = [value for value in values if value is not None]
+    if not values or len(known) < len(values):
         return None
-    return sum(values) / len(values)  # type: ignore[arg-type]
+    return sum(known) / len(known)
 
 
 def load_source() -> LoadSource:
@@ -131,9 +132,10 @@ def high_5_of_10(
             continue
         moments = _intervals(day_start, day_start + length)
         values = [loads.get(moment) for moment in moments]
-        if not moments or any(value is None for value in values):
+        known = [value for value in values if value is not None]
+        if not moments or len(known) < len(values):
             continue
-        eligible.append((day, sum(values) / len(values)))  # type: ignore[arg-type]
+        eligible.append((day, sum(known) / len(known)))
         if len(eligible) == LIKE_DAYS:
             break
     if len(eligible) < HIGH_DAYS:

@@ -7,6 +7,8 @@ why. Profit and duration are annotated so the changelist can sort by them.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
 
 from django.contrib import admin, messages
 from django.db.models import DecimalField, DurationField, ExpressionWrapper, F, Value
@@ -20,6 +22,16 @@ from .admin_tables import allocation_table, collapsed_json, inputs_tables
 from .choices import RunStatus, RunTrigger
 from .models import Allocation, OptimizationRun, ScenarioRun
 from .services import request_optimization, start_site_maintenance
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _AllocationRow(TypedDict):
+    """What `AllocationAdmin.get_queryset` annotates on each allocation: revenue less energy cost, USD/h."""
+
+    margin_usd_per_h: Decimal
+
 
 USD = DecimalField(max_digits=16, decimal_places=2)
 ZERO_USD = Value(0, output_field=USD)
@@ -227,8 +239,8 @@ class AllocationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="Margin USD/h", ordering="margin_usd_per_h")
-    def margin(self, obj: Allocation) -> str:
-        return f"{obj.margin_usd_per_h:,.4f}"  # type: ignore[attr-defined]  # annotated by the admin's queryset
+    def margin(self, obj: WithAnnotations[Allocation, _AllocationRow]) -> str:
+        return f"{obj.margin_usd_per_h:,.4f}"
 
 
 @admin.register(ScenarioRun)
