@@ -1,6 +1,7 @@
 """Every package in requirements*.txt is pinned exactly (==), so an image or a virtualenv built later installs what
 the suite ran against (issue #14: some were ranges); requirements.lock pins the whole resolved set (the transitive
-dependencies too), and the virtualenv running the suite holds exactly that set."""
+dependencies too), and the virtualenv running the suite holds exactly that set. The deployment validators' own
+virtualenv (.venv-deploy, make deploy-lint) is locked the same way by requirements-deploy.lock."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def test_every_requirement_is_pinned_exactly(name):
 
 
 LOCK = ROOT / "requirements.lock"
+DEPLOY_LOCK = ROOT / "requirements-deploy.lock"
+DEPLOY_VENV = ROOT / ".venv-deploy"
 # Installed into every virtualenv by venv itself, and left out of the lock by pip freeze.
 NOT_LOCKED = {"pip", "setuptools", "wheel"}
 
@@ -43,31 +46,62 @@ def _pins(path: Path) -> dict[str, str]:
     return pins
 
 
-def test_the_lock_pins_every_package_exactly_once():
-    lines = [line.split("#", 1)[0].strip() for line in LOCK.read_text().splitlines()]
+@pytest.mark.parametrize("lock", [LOCK, DEPLOY_LOCK], ids=lambda path: path.name)
+def test_the_lock_pins_every_package_exactly_once(lock):
+    lines = [line.split("#", 1)[0].strip() for line in lock.read_text().splitlines()]
     packages = [line for line in lines if line]
 
+    assert packages, f"{lock.name} locks no package"
     assert [line for line in packages if not EXACT.match(line) or "[" in line] == []
     names = [canonicalize_name(line.split("==")[0]) for line in packages]
     assert sorted(name for name in set(names) if names.count(name) > 1) == []
 
 
-@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
-def test_every_direct_pin_agrees_with_the_lock(name):
-    locked = _pins(LOCK)
+@pytest.mark.parametrize(
+    ("name", "lock"),
+    [("requirements.txt", LOCK), ("requirements-dev.txt", LOCK), ("requirements-deploy.txt", DEPLOY_LOCK)],
+)
+def test_every_direct_pin_agrees_with_the_lock(name, lock):
+    locked = _pins(lock)
 
     assert {package: version for package, version in _pins(ROOT / name).items() if locked.get(package) != version} == {}
+
+
+def _mismatches(installed: dict[str, str], locked: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(installed but not locked at that version, locked but not installed at that version)."""
+    installed = {name: version for name, version in installed.items() if name not in NOT_LOCKED}
+    return (
+        {name: version for name, version in installed.items() if locked.get(name) != version},
+        {name: version for name, version in locked.items() if installed.get(name) != version},
+    )
+
+
+def _installed(path: list[str] | None = None) -> dict[str, str]:
+    distributions = metadata.distributions(path=path) if path is not None else metadata.distributions()
+    return {canonicalize_name(dist.metadata["Name"]): dist.version for dist in distributions}
 
 
 def test_the_virtualenv_holds_exactly_the_locked_set():
     """Every package installed where the suite runs is locked at the version installed, and every locked package is
     installed: a package added with pip but not to the lock (or a stale venv, or a stale lock) fails here."""
-    installed = {
-        canonicalize_name(dist.metadata["Name"]): dist.version
-        for dist in metadata.distributions()
-        if canonicalize_name(dist.metadata["Name"]) not in NOT_LOCKED
-    }
-    locked = _pins(LOCK)
+    assert _mismatches(_installed(), _pins(LOCK)) == ({}, {})
 
-    assert {name: version for name, version in installed.items() if locked.get(name) != version} == {}
-    assert {name: version for name, version in locked.items() if installed.get(name) != version} == {}
+
+def test_the_deploy_virtualenv_holds_exactly_the_deploy_locked_set():
+    """.venv-deploy (built by make deploy-lint from requirements-deploy.txt constrained by requirements-deploy.lock)
+    holds exactly the deploy lock; skipped where it was never built."""
+    site_packages = sorted(DEPLOY_VENV.glob("lib/python*/site-packages"))
+    if not site_packages:
+        pytest.skip(".venv-deploy is not built here (make deploy-lint builds it)")
+
+    assert _mismatches(_installed([str(path) for path in site_packages]), _pins(DEPLOY_LOCK)) == ({}, {})
+
+
+def test_the_deploy_virtualenv_is_installed_with_the_deploy_lock():
+    """make deploy-lint's virtualenv rule installs the direct pins constrained by the lock, and is rebuilt when the
+    lock changes."""
+    makefile = (ROOT / "Makefile").read_text()
+    rule = makefile[makefile.index(".venv-deploy/.installed:") :].split("\n\n", 1)[0]
+
+    assert "requirements-deploy.lock" in rule.splitlines()[0]
+    assert "-r requirements-deploy.txt -c requirements-deploy.lock" in rule
