@@ -17,6 +17,8 @@ import logging
 import threading
 import time
 
+from csp.constants import HEADER as CSP_HEADER
+from csp.middleware import CSPMiddleware
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
 JSON_PREFIXES = ("/api/", "/mara/")
+# The policy of a JSON answer: nothing in it is a page, so it may load nothing and be framed nowhere.
+JSON_CONTENT_SECURITY_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 UNAVAILABLE = {
     "database": "The database is unavailable; try again shortly.",
     "broker": "The task queue is unavailable; try again shortly.",
@@ -153,3 +157,22 @@ class MalformedRequestMiddleware:
                 detail = f"The request body is too large: at most {limit // 1024} KiB."
                 return JsonResponse({"detail": detail, "code": "payload_too_large"}, status=413)
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's middleware, except for JSON answers under /api/ and /mara/: those carry one fixed strict policy
+    (`JSON_CONTENT_SECURITY_POLICY`, a constant) instead of the pages' policy, which django-csp builds anew for
+    every response (~0.2 ms of CPU, a few per cent of a quote or purchase). Pages, the browsable API and the API
+    docs (HTML) keep django-csp's policy from `CONTENT_SECURITY_POLICY`, nonces and decorators as before."""
+
+    def process_response(self, request, response):
+        if request.path_info.startswith(JSON_PREFIXES) and is_json(response):
+            if CSP_HEADER not in response:
+                response[CSP_HEADER] = JSON_CONTENT_SECURITY_POLICY
+            return response
+        return super().process_response(request, response)
+
+
+def is_json(response) -> bool:
+    content_type = response.get("Content-Type", "")
+    return content_type.startswith("application/") and "json" in content_type.split(";", 1)[0]

@@ -123,8 +123,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Content-Security-Policy and Permissions-Policy on every response (policies below).
-    "csp.middleware.CSPMiddleware",
+    # Content-Security-Policy and Permissions-Policy on every response (policies below; JSON answers of the API get
+    # a fixed strict policy: core.middleware.ContentSecurityPolicyMiddleware).
+    "core.middleware.ContentSecurityPolicyMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     # An unreachable database or broker answers 503 + Retry-After (JSON under /api/), not 500.
     "core.middleware.ServiceUnavailableMiddleware",

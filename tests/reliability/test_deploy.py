@@ -20,6 +20,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
+from core.middleware import JSON_CONTENT_SECURITY_POLICY
 from tests.factories import (
     AllocationFactory,
     ContractFactory,
@@ -111,16 +112,45 @@ def test_security_headers_are_sent(production):
     assert api["X-Content-Type-Options"] == "nosniff" and "Strict-Transport-Security" in api
 
 
+def _policy(response) -> dict[str, str]:
+    return dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";") if part.strip())
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", ["/login/", "/admin/login/", "/api/health", "/mara/prices"])
+@pytest.mark.parametrize("path", ["/login/", "/admin/login/", "/api/docs/", "/api/health", "/mara/prices"])
 def test_every_response_carries_a_content_security_policy_and_a_permissions_policy(production, path):
     response = Client().get(path, secure=True)
 
-    csp = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";") if part.strip())
-    assert csp["default-src"] == "'self'" and csp["script-src"] == "'self'"  # no inline script, no other origin
-    assert csp["object-src"] == "'none'" and csp["frame-ancestors"] == "'none'"
+    csp = _policy(response)
+    assert csp["frame-ancestors"] == "'none'" and csp["base-uri"] in ("'self'", "'none'")
+    assert csp.get("script-src", csp["default-src"]) in ("'self'", "'none'")  # no inline script, no other origin
     policy = response["Permissions-Policy"]
     assert "camera=()" in policy and "geolocation=()" in policy and "microphone=()" in policy
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/login/", "/admin/login/", "/api/docs/"])
+def test_pages_carry_the_full_content_security_policy_of_the_settings(production, path):
+    response = Client().get(path, secure=True)
+
+    assert response["Content-Type"].startswith("text/html")
+    expected = {name: " ".join(sources) for name, sources in settings.CONTENT_SECURITY_POLICY["DIRECTIVES"].items()}
+    assert _policy(response) == expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/health", "/mara/prices", "/api/no-such-route/"])
+def test_json_answers_of_the_api_carry_one_fixed_strict_policy(production, path):
+    response = Client().get(path, secure=True)
+
+    assert response["Content-Type"].startswith("application/json")
+    assert response["Content-Security-Policy"] == JSON_CONTENT_SECURITY_POLICY
+    assert _policy(response) == {
+        "default-src": "'none'",
+        "base-uri": "'none'",
+        "form-action": "'none'",
+        "frame-ancestors": "'none'",
+    }
 
 
 def test_a_session_lasts_a_working_day_not_two_weeks():
