@@ -85,13 +85,11 @@ INVENTORY_COLUMNS = (
 )
 
 
-def _site_row(
-    site: WithAnnotations[Site, DashboardSite], inventories: list[tuple], placements: list[dict], now: datetime
-) -> dict:
-    """The site's row; its facility kW is each machine's running kW at the PUE of the hall it runs in
-    (`sites.simulation.hall_pue`, the engine's halls), at the latest temperature like the site's own `pue`."""
-    temperature, measured = _site_temperature(site)
-    site_pue = float(pue(site.cooling_type, temperature))
+def _allocation_rows(
+    site: WithAnnotations[Site, DashboardSite], inventories: list[tuple], temperature: float
+) -> tuple[list[dict], tuple[float, float, float, float]]:
+    """The site's machines, each at the PUE of the hall it runs in, and their totals: IT, facility, mining and
+    inference kW."""
     allocation = []
     it_kw = facility_kw = mining_kw = inference_kw = 0.0
     for (
@@ -128,6 +126,17 @@ def _site_row(
                 "facility_kw": round(running_kw * machine_pue, 3),
             }
         )
+    return allocation, (it_kw, facility_kw, mining_kw, inference_kw)
+
+
+def _site_row(
+    site: WithAnnotations[Site, DashboardSite], inventories: list[tuple], placements: list[dict], now: datetime
+) -> dict:
+    """The site's row; its facility kW is each machine's running kW at the PUE of the hall it runs in
+    (`sites.simulation.hall_pue`, the engine's halls), at the latest temperature like the site's own `pue`."""
+    temperature, measured = _site_temperature(site)
+    site_pue = float(pue(site.cooling_type, temperature))
+    allocation, (it_kw, facility_kw, mining_kw, inference_kw) = _allocation_rows(site, inventories, temperature)
     capacity_kw = float(site.power_capacity_kw)
     local = now.astimezone(ZoneInfo(site.time_zone))
     offset = local.strftime("%z")
