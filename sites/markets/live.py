@@ -6,7 +6,8 @@
 - ``aemo``: AEMO's public monthly ``PRICE_AND_DEMAND_<YYYYMM>_<REGION>.csv`` files under ``AEMO_FILES_URL``
   (``/aemo/data/nem/priceanddemand/``), fetched with httpx and read by ``read_aemo``.
 - ``ercot``: ERCOT's MIS real-time settlement point prices (NP6-905-CD, report type 12301, one zipped CSV per
-  15-minute interval) through gridstatus (``Ercot._get_documents`` lists the documents of the report at
+  15-minute interval) through gridstatus (``Ercot._get_documents``, private, checked by ``gridstatus_method``
+  before each call, lists the documents of the report at
   ``https://<ERCOT_MIS_HOST>/misapp/servlets/IceDocListJsonWS``, ``Ercot.read_docs`` downloads and parses them,
   hour-ending Central Prevailing Time with ``DSTFlag`` to tz-aware interval starts). ``get_spp`` itself always
   reads www.ercot.com; its two building blocks take the host and a session, which is how it is configured.
@@ -18,6 +19,7 @@ as a ``SourceFetch``; a failing source raises a ``SourceError``, stores nothing,
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -108,26 +110,53 @@ def fetch_ercot(node: str, start: datetime, end: datetime) -> MarketFile:
     ercot, request = Ercot(), {"timeout": float(config["HTTP_TIMEOUT_S"])}
     local = ercot.default_timezone
     with requests.Session() as session:
+        query = {
+            "report_type_id": ERCOT_RT_SPP_REPORT,
+            "friendly_name_timestamp_after": pd.Timestamp(start).tz_convert(local),
+            "friendly_name_timestamp_before": pd.Timestamp(end).tz_convert(local),
+            "constructed_name_contains": "csv.zip",
+            "base_url": host,
+            "request_kwargs": request,
+            "session": session,
+        }
         try:
-            documents = ercot._get_documents(
-                report_type_id=ERCOT_RT_SPP_REPORT,
-                friendly_name_timestamp_after=pd.Timestamp(start).tz_convert(local),
-                friendly_name_timestamp_before=pd.Timestamp(end).tz_convert(local),
-                constructed_name_contains="csv.zip",
-                base_url=host,
-                request_kwargs=request,
-                session=session,
-            )
+            documents = gridstatus_method(ercot, "_get_documents", query)(**query)
             if not documents:
                 reason = f"no settlement point price documents after {start:%Y-%m-%d %H:%M}Z"
                 raise SourceDataError(reason, source=source, url=url)
-            frame = ercot.read_docs(documents, request_kwargs=request, session=session)
+            reading = {"docs": documents, "request_kwargs": request, "session": session}
+            frame = gridstatus_method(ercot, "read_docs", reading)(**reading)
         except requests.RequestException as exc:
             raise _http_error(exc, source, url) from None
         except (KeyError, TypeError, ValueError, zipfile.BadZipFile, AssertionError) as exc:
             reason = f"unreadable ERCOT document: {type(exc).__name__}: {exc}"
             raise SourceDataError(reason, source=source, url=url) from None
     return _checked(ercot_points(frame, node), source, url)
+
+
+class GridstatusChanged(RuntimeError):
+    """The installed gridstatus lacks a building block ``fetch_ercot`` calls, or its signature changed."""
+
+
+def gridstatus_method(ercot: Any, name: str, arguments: dict[str, Any]) -> Any:
+    """``ercot.<name>``, checked to accept ``arguments`` as keywords before it is called.
+
+    ``Ercot._get_documents`` is private to gridstatus (its public ``get_spp`` takes no host, session or timeout):
+    a release may rename it or change its parameters. That must fail loudly, naming what changed, not as a
+    ``TypeError`` read as "unreadable ERCOT document" or an ``AttributeError`` deep in the task (docs/markets.md).
+    """
+    import gridstatus
+
+    where = f"gridstatus {gridstatus.__version__}: Ercot.{name}"
+    advice = "sites/markets/live.py (fetch_ercot) relies on it at gridstatus 0.37.0; see docs/markets.md"
+    method = getattr(ercot, name, None)
+    if not callable(method):
+        raise GridstatusChanged(f"{where} is gone; {advice}")
+    try:
+        inspect.signature(method).bind(**arguments)
+    except TypeError as exc:
+        raise GridstatusChanged(f"{where} no longer takes {', '.join(sorted(arguments))} ({exc}); {advice}") from None
+    return method
 
 
 def ercot_points(frame: Any, node: str) -> MarketFile:

@@ -200,3 +200,40 @@ def test_the_periodic_refresh_leaves_the_texas_site_to_ercot(ercot_mis, time_mac
 
     assert set(EnergyPrice.objects.filter(site=site).values_list("source", flat=True)) == {"ercot_api"}
     assert set(EnergyPrice.objects.filter(site=oslo).values_list("source", flat=True)) == {"simulator"}
+
+
+def _renamed_parameter(self, report_type_id, friendly_name_timestamp_after=None, host=None):
+    """An upgrade's ``_get_documents`` whose ``base_url`` became ``host`` (and lost other parameters)."""
+    raise AssertionError("never called: the check stops first")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("gone", r"gridstatus \S+: Ercot._get_documents is gone; sites/markets/live.py \(fetch_ercot\) relies on it"),
+        ("signature", r"gridstatus \S+: Ercot._get_documents no longer takes base_url, constructed_name_contains, .*"),
+    ],
+)
+def test_an_upgrade_that_drops_or_changes_gridstatus_private_document_list_fails_loudly(
+    ercot_mis, monkeypatch, change, message
+):
+    """``Ercot._get_documents`` is private (its public ``get_spp`` takes no host, session or timeout): a release
+    without it, or with other parameters, is named as such, recorded, and stores nothing; before, a signature change
+    was reported as an unreadable document and a missing method as a bare AttributeError."""
+    from gridstatus import Ercot
+
+    from sites.markets.live import GridstatusChanged
+
+    texas()
+    if change == "gone":
+        monkeypatch.delattr(Ercot, "_get_documents")
+    else:
+        monkeypatch.setattr(Ercot, "_get_documents", _renamed_parameter)
+
+    with pytest.raises(GridstatusChanged, match=message):
+        refresh_live_prices(at=datetime(2024, 11, 3, 8, tzinfo=UTC))
+
+    assert not EnergyPrice.objects.exists()
+    assert not ercot_mis.requests_to("GET", LIST_PATH)
+    fetch = SourceFetch.objects.get()
+    assert not fetch.succeeded and "Ercot._get_documents" in fetch.error
