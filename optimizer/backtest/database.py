@@ -15,7 +15,16 @@ import numpy as np
 
 from .. import engine
 from ..engine import mara
-from .history import STEP_MINUTES, History, check_steps, iso, mara_history, realized_pue, to_utc
+from .history import (
+    STEP_MINUTES,
+    History,
+    check_steps,
+    iso,
+    mara_history,
+    realized_hall_factor,
+    realized_pue,
+    to_utc,
+)
 from .worlds import BacktestInputError, SiteLocation, World
 
 LOOKBACK = timedelta(days=1)  # the value in force at the window's start may have been stored before it
@@ -53,6 +62,7 @@ def world_from_database(*, at: datetime) -> World:
         hardware=tuple(engine_hardware(hw) for hw in hardware),
         inventory_units=inventory,
         cooling_types=tuple(site.cooling_type for site in sites),
+        hardware_halls=tuple((hw.cooling_type, hw.kind) for hw in hardware),  # as the live plan's halls
         commitments=commitments,
         settings=engine.Settings(
             switching_cost_usd_per_unit=knobs["SWITCHING_COST_USD_PER_UNIT"],
@@ -160,6 +170,7 @@ def history_from_database(world: World, *, start: datetime, end: datetime) -> tu
             grid[0], len(grid), seed=settings.ENERGYARB["SIMULATOR_SEED"]
         ),
         temperature_c=temperature,
+        hall_factor=realized_hall_factor(world, temperature),
     )
     return history, notes
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sites.simulation import pue
+from sites.simulation import hall_pue_grid, pue
 
 from .. import engine
 from ..engine import mara
@@ -45,6 +45,13 @@ class History:
     )  # region -> [N]; absent = no limit
     mara_rows: tuple[mara.PriceRow, ...] | None = None  # the API's own rows (mara format)
     temperature_c: np.ndarray | None = None  # [S, N], NaN where unknown
+    # [S, H, N] each machine's hall PUE over its site's (``realized_hall_factor``); None = every machine at ``pue``
+    hall_factor: np.ndarray | None = None
+
+    @property
+    def hall_pue(self) -> np.ndarray | None:
+        """``[S, H, N]`` PUE of each machine's hall (None without halls)."""
+        return None if self.hall_factor is None else self.pue[:, None, :] * self.hall_factor
 
     def __len__(self) -> int:
         return len(self.interval_starts)
@@ -60,6 +67,7 @@ class History:
             inference_demand_mtok_per_h={r: v[start:stop] for r, v in self.inference_demand_mtok_per_h.items()},
             mara_rows=None if self.mara_rows is None else self.mara_rows[start:stop],
             temperature_c=None if self.temperature_c is None else self.temperature_c[:, start:stop],
+            hall_factor=None if self.hall_factor is None else self.hall_factor[:, :, start:stop],
         )
 
     def between(self, start: datetime | None, end: datetime | None) -> History:
@@ -98,6 +106,18 @@ def realized_pue(world: World, temperature_c: np.ndarray) -> np.ndarray:
             known = np.where(np.isnan(temperature_c[s]), DEFAULT_TEMPERATURE_C, temperature_c[s])
             result[s] = pue(cooling, known)
     return result
+
+
+def realized_hall_factor(world: World, temperature_c: np.ndarray) -> np.ndarray | None:
+    """``[S, H, N]`` each machine's hall PUE (``sites.simulation.hall_pue_grid``, NaN = 20 degC) over its site's
+    PUE at the same temperature, or None for a world without halls. A forecast holds the last one; a hotter or
+    cooler site PUE scales its halls alike."""
+    if not world.hardware_halls:
+        return None
+    known = np.where(np.isnan(temperature_c), DEFAULT_TEMPERATURE_C, temperature_c)
+    halls = hall_pue_grid(world.cooling_types, world.hardware_halls, known)
+    factor: np.ndarray = halls / realized_pue(world, temperature_c)[:, None, :]
+    return factor
 
 
 def mara_history(world: World, rows: Sequence[mara.PriceRow], starts: Sequence[datetime]) -> History:
@@ -212,6 +232,7 @@ def _read_energyarb(world: World, columns: list[str], rows: list[tuple[int, dict
             r: series(f"{DEMAND_PREFIX}.{r}", 0) for r in engine.REGIONS if f"{DEMAND_PREFIX}.{r}" in columns
         },
         temperature_c=temperature,
+        hall_factor=realized_hall_factor(world, temperature),
     )
 
 
@@ -316,4 +337,5 @@ def simulate_history(
         inference_price_usd_per_mtok=simulate_inference_price(start, periods, seed=seed),
         inference_demand_mtok_per_h=simulate_inference_demand(start, periods, seed=seed),
         temperature_c=temperature,
+        hall_factor=realized_hall_factor(world, temperature),
     )

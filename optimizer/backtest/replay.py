@@ -35,6 +35,7 @@ class Outlook:
     hashprice_usd_per_ph_day: np.ndarray  # [T]
     inference_price_usd_per_mtok: np.ndarray  # [T]
     inference_demand_mtok_per_h: Mapping[str, np.ndarray]  # region -> [T]
+    hall_factor: np.ndarray | None = None  # [S, H, T] each machine's hall PUE over its site's; None = site PUE
 
     def problem(
         self,
@@ -52,7 +53,18 @@ class Outlook:
             inference_price_usd_per_mtok=self.inference_price_usd_per_mtok,
             inference_demand_mtok_per_h=self.inference_demand_mtok_per_h,
             previous_units=previous_units,
+            # a forecast PUE near 1 with a hall below its site's would read below 1: a hall's PUE is at least 1
+            hall_pue=None if self.hall_factor is None else np.maximum(self.pue[:, None, :] * self.hall_factor, 1.0),
         )
+
+
+def with_halls(outlook: Outlook, observed: History) -> Outlook:
+    """The outlook with each machine's hall PUE: the last observed ratio of hall to site PUE held over the
+    horizon (a forecast of the site's PUE moves its halls alike); unchanged if it has one or the world none."""
+    if outlook.hall_factor is not None or observed.hall_factor is None:
+        return outlook
+    periods = outlook.pue.shape[1]
+    return replace(outlook, hall_factor=np.repeat(observed.hall_factor[:, :, -1:], periods, axis=2))
 
 
 # A forecast receives the history observed so far, whose last interval is the one being decided (its prices are
@@ -176,6 +188,7 @@ def realized_outlook(history: History) -> Outlook:
         hashprice_usd_per_ph_day=history.hashprice_usd_per_ph_day,
         inference_price_usd_per_mtok=history.inference_price_usd_per_mtok,
         inference_demand_mtok_per_h=history.inference_demand_mtok_per_h,
+        hall_factor=history.hall_factor,
     )
 
 
@@ -539,7 +552,8 @@ def _replay_lp(
     failures = 0
     t = 0
     while t < total:
-        outlook = with_day_ahead_known(world, history, t, bounds, forecast(history.window(0, t + 1), bounds))
+        observed = history.window(0, t + 1)
+        outlook = with_day_ahead_known(world, history, t, bounds, with_halls(forecast(observed, bounds), observed))
         if errors is not None:
             errors.add(t, bounds, outlook)
         starts = [history.interval_starts[t] + timedelta(minutes=STEP_MINUTES * int(b)) for b in bounds[:-1]]
@@ -569,7 +583,7 @@ def _replay_myopic(world: World, history: History, forecast: Forecast, strategy:
     gives exactly what calling them interval by interval would.
     """
     now = np.array([0, 1])
-    parts = [forecast(history.window(0, t + 1), now) for t in range(len(history))]
+    parts = [with_halls(forecast(history.window(0, t + 1), now), history.window(0, t + 1)) for t in range(len(history))]
     nowcast = Outlook(
         energy_price_usd_per_mwh=np.hstack([p.energy_price_usd_per_mwh for p in parts]),
         pue=np.hstack([p.pue for p in parts]),
@@ -579,12 +593,19 @@ def _replay_myopic(world: World, history: History, forecast: Forecast, strategy:
             r: np.concatenate([p.inference_demand_mtok_per_h[r] for p in parts])
             for r in parts[0].inference_demand_mtok_per_h
         },
+        hall_factor=None if history.hall_factor is None else np.concatenate([_halls(p) for p in parts], axis=2),
     )
     problem = nowcast.problem(world, np.full(len(history), INTERVAL_HOURS), None, history.interval_starts)
     planned = engine.greedy(problem) if strategy == "greedy" else engine.seed(problem)
     units = _apply(world, history, planned)
     tick(len(history))
     return units
+
+
+def _halls(outlook: Outlook) -> np.ndarray:
+    if outlook.hall_factor is None:
+        raise ValueError("an outlook of a world with halls has hall PUE")
+    return outlook.hall_factor
 
 
 def _apply(world: World, history: History, planned: np.ndarray) -> np.ndarray:
@@ -598,7 +619,8 @@ def _apply(world: World, history: History, planned: np.ndarray) -> np.ndarray:
 
 def dispatch(world: World, history: History, t: int, previous: np.ndarray | None, planned: np.ndarray) -> np.ndarray:
     """What can really run at interval ``t``: whole units within inventory, none at offline sites, no more starts
-    than the ramp limit, and within each site's power at the realized PUE (scaled down, rounding down).
+    than the ramp limit, and within each site's power with each machine at its hall's realized PUE (scaled down,
+    rounding down).
 
     A plan made with the interval's own values passes unchanged; only periods planned ahead (``replan_every`` > 1,
     or a forecast that is not persistence) can meet a hotter, higher-PUE interval than they expected.
@@ -610,7 +632,8 @@ def dispatch(world: World, history: History, t: int, previous: np.ndarray | None
     if ramp is not None and previous is not None:
         units = np.minimum(units, np.floor(previous + np.maximum(ramp * world.inventory_units, 1.0) + 1e-9))
     kw = np.array([h.power_kw for h in world.hardware])
-    facility_kw = (units @ kw) * history.pue[:, t]
+    hall_pue = history.pue[:, t, None] * (1.0 if history.hall_factor is None else history.hall_factor[:, :, t])
+    facility_kw = (units * hall_pue) @ kw  # each machine at its hall's PUE
     capacity_kw = np.array([s.power_capacity_kw for s in world.sites])
     over = facility_kw > capacity_kw * (1 + 1e-9)
     if np.any(over):

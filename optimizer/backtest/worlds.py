@@ -69,6 +69,9 @@ class World:
     # hardware whose warm-up per start the JSON gave; the others have none until `with_warmups` gives them the
     # live plan's (the `backtest` command does)
     warmups_given: frozenset[str] = frozenset()
+    # each machine's (cooling type, kind), whose hall it runs in (sites.simulation.hall_cooling); () = every machine
+    # at its site's PUE (a world whose hardware gives no cooling_type)
+    hardware_halls: tuple[tuple[str, str], ...] = ()
 
     @property
     def site_codes(self) -> tuple[str, ...]:
@@ -101,6 +104,7 @@ class World:
         previous_units: np.ndarray | None,
         settings: engine.Settings | None = None,
         period_starts: Sequence[datetime] | None = None,
+        hall_pue: np.ndarray | None = None,
     ) -> engine.Problem:
         """The engine problem of this world over some periods (arrays ``[S, T]`` and ``[T]``); a world with grid
         programs needs the periods' ``period_starts`` to place them."""
@@ -126,6 +130,7 @@ class World:
             settings=settings or self.settings,
             period_starts=tuple(period_starts) if period_starts is not None else None,
             grid=grid,
+            hall_pue=hall_pue,
         )
 
 
@@ -290,6 +295,18 @@ def _parse_energyarb_world(root: dict, name: str) -> World:
         locations=tuple(locations),
         grid=parse_grid(root["grid"], codes) if "grid" in root else None,
         warmups_given=given,
+        hardware_halls=_hardware_halls(root["hardware"], hardware),
+    )
+
+
+def _hardware_halls(items: list, hardware: list[engine.HardwareModel]) -> tuple[tuple[str, str], ...]:
+    """Each machine's (cooling type, kind) when some machine gives its ``cooling_type`` (the others: ``air``)."""
+    given = [item.get("cooling_type") for item in items]
+    if all(kind is None for kind in given):
+        return ()
+    return tuple(
+        (_choice(kind or "air", f"$.hardware[{h}].cooling_type", COOLING_TYPES), hw.kind)
+        for h, (kind, hw) in enumerate(zip(given, hardware, strict=True))
     )
 
 
@@ -298,7 +315,7 @@ def _hardware(item: object, where: str) -> engine.HardwareModel:
         item,
         where,
         required=("code", "kind", "power_kw"),
-        optional=("name", "hashrate_th_s", "tokens_per_s", "warmup_minutes"),
+        optional=("name", "hashrate_th_s", "tokens_per_s", "warmup_minutes", "cooling_type"),
     )
     kind = _choice(spec["kind"], f"{where}.kind", ("miner", "inference"))
     output, other = ("hashrate_th_s", "tokens_per_s") if kind == "miner" else ("tokens_per_s", "hashrate_th_s")
@@ -469,6 +486,7 @@ def catalogue_world() -> dict:
     hardware = []
     for seed in catalogue.HARDWARE:
         item = {"code": seed.code, "name": seed.name, "kind": seed.kind, "power_kw": float(seed.power_kw_per_unit)}
+        item["cooling_type"] = seed.cooling_type
         if seed.kind == "miner":
             item["hashrate_th_s"] = float(cast(str, seed.hashrate_th_per_s))  # every miner has one
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from optimizer.forecast import RidgeForecast
 from sites.bulk import bulk_load_energy_prices, bulk_load_market_prices, simulate_price_history
 from sites.models import Site
 from sites.seeding import seed_physical_world
+from sites.simulation import hall_pue_grid
 
 WORLDS = Path(settings.BASE_DIR) / "optimizer" / "worlds"
 MARA_WORLD = WORLDS / "mara-hackathon-site.json"
@@ -299,8 +301,9 @@ def test_the_backtest_command_plans_and_scores_with_the_warm_up_knobs(tmp_path, 
 def test_no_capture_ratio_exceeds_one_where_lp_beats_the_integer_perfect_plan():
     """Two hours of the ten sites (WEEK_START + 3 h on the catalogue of docs/economics.md): solved to the default
     0.1 % MILP gap, the integer perfect plan earns less than `lp` (by about 1 USD; the probe saw 1.000089
-    elsewhere). Capture is measured against the LP relaxation's optimum, which no allocation beats."""
-    world = backtest.load_world(TEN_SITES)
+    elsewhere). Capture is measured against the LP relaxation's optimum, which no allocation beats. Every machine
+    at its site's PUE, as the window was found (with halls lp and the integer plan tie on it)."""
+    world = replace(backtest.load_world(TEN_SITES), hardware_halls=())
     history = backtest.simulate_history(world, start=WEEK_START + timedelta(hours=3), periods=24)
     bound = backtest.perfect_bound(world, history)
     results = {
@@ -385,7 +388,32 @@ def test_dispatch_scales_a_plan_down_to_the_power_of_a_hotter_interval(ten_site_
     kw = np.array([h.power_kw for h in world.hardware])
     capacity = np.array([s.power_capacity_kw for s in world.sites])
     assert np.all(units == np.floor(units)) and np.all(units <= full)
-    assert np.all((units @ kw) * hot.pue[:, 0] <= capacity + 1e-9)
+    assert np.all(np.einsum("sh,h,sh->s", units, kw, hot.hall_pue[:, :, 0]) <= capacity + 1e-9)
+
+
+def test_backtest_worlds_run_each_machine_at_its_halls_pue_in_the_plan_and_at_dispatch():
+    """Texas (1,500 kW, chilled air at 23.7 degC: PUE 1.2223) holds 200 air miners in a mining hall without chillers
+    (PUE 1.03) and its GPU nodes in the chilled hall. 200 miners (700 kW x 1.03 = 721 kW) and 79 nodes (632 kW x
+    1.2223 = 772.5 kW) draw 1,493.5 kW: they fit. Counted at the site's PUE (1,332 kW x 1.2223 = 1,628 kW) they did
+    not, and dispatch cut the plan."""
+    world = backtest.load_world(TEN_SITES)
+    history = backtest.simulate_history(world, start=WEEK_START + timedelta(hours=12), periods=2)
+    texas, air, gpu = 4, world.hardware_codes.index("miner_air"), world.hardware_codes.index("inference_gpu")
+    assert world.site_codes[texas] == "site_5_texas"
+    problem = backtest.realized_outlook(history).problem(world, np.full(2, 5 / 60), None, history.interval_starts)
+    np.testing.assert_allclose(
+        problem.hall_pue, hall_pue_grid(world.cooling_types, world.hardware_halls, history.temperature_c)
+    )
+    assert problem.hall_pue[texas, air, 0] == pytest.approx(1.03)
+    assert problem.hall_pue[texas, gpu, 0] == pytest.approx(problem.pue[texas, 0]) == pytest.approx(1.2223, abs=1e-4)
+
+    plan = np.zeros(world.inventory_units.shape)
+    plan[texas, air], plan[texas, gpu] = 200, 79
+    np.testing.assert_array_equal(backtest.dispatch(world, history, 0, None, plan), plan)
+    # The engine's power row agrees: the plan is within Texas's power in both periods, 80 nodes are not.
+    assert not engine.allocation_violations(problem, np.repeat(plan[:, :, None], 2, axis=2))
+    plan[texas, gpu] = 80
+    assert engine.allocation_violations(problem, np.repeat(plan[:, :, None], 2, axis=2))
 
 
 def test_the_default_horizon_is_the_live_optimizers():
