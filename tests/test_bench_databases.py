@@ -44,7 +44,16 @@ def _drop(admin_url: str, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def test_the_optimizer_tick_bench_creates_its_missing_database(monkeypatch):
+@pytest.mark.parametrize(
+    ("bench", "argv"),
+    [
+        ("optimizer_tick", ["--ticks", "1"]),  # DATABASE_URL from the environment
+        ("api_during_runs", ["--windows", "1", "--database-url", "{url}"]),
+    ],
+)
+def test_a_bench_creates_its_missing_database_and_finds_it_the_second_time(monkeypatch, bench, argv):
+    import importlib
+
     import django
 
     admin_url = _admin_url()
@@ -52,35 +61,7 @@ def test_the_optimizer_tick_bench_creates_its_missing_database(monkeypatch):
     url = urlparse(admin_url)._replace(path=f"/{name}").geturl()
     monkeypatch.syspath_prepend(str(BENCH))
     monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setattr(sys, "argv", ["optimizer_tick.py", "--ticks", "1"])
-
-    def connecting() -> None:
-        raise Connecting
-
-    monkeypatch.setattr(django, "setup", connecting)
-    import optimizer_tick
-
-    assert not _exists(admin_url, name)
-    try:
-        with pytest.raises(Connecting):
-            optimizer_tick.main()
-
-        assert _exists(admin_url, name)
-        with pytest.raises(Connecting):  # a second run finds it and goes on
-            optimizer_tick.main()
-        assert _exists(admin_url, name)
-    finally:
-        _drop(admin_url, name)
-
-
-def test_the_api_during_runs_bench_creates_its_missing_database(monkeypatch):
-    import django
-
-    admin_url = _admin_url()
-    name = f"test_ea_bench_{uuid.uuid4().hex[:12]}"
-    url = urlparse(admin_url)._replace(path=f"/{name}").geturl()
-    monkeypatch.syspath_prepend(str(BENCH))
-    monkeypatch.setattr(sys, "argv", ["api_during_runs.py", "--database-url", url, "--windows", "1"])
+    monkeypatch.setattr(sys, "argv", [f"{bench}.py", *(arg.format(url=url) for arg in argv)])
     # api_load.prepare sets the server's environment in this process (os.environ.update): kept off the test run's.
     monkeypatch.setattr(os, "environ", dict(os.environ))
 
@@ -88,16 +69,16 @@ def test_the_api_during_runs_bench_creates_its_missing_database(monkeypatch):
         raise Connecting
 
     monkeypatch.setattr(django, "setup", connecting)
-    import api_during_runs
+    module = importlib.import_module(bench)
 
     assert not _exists(admin_url, name)
     try:
         with pytest.raises(Connecting):
-            api_during_runs.main()
+            module.main()
 
         assert _exists(admin_url, name)
         with pytest.raises(Connecting):  # a second run finds it and goes on
-            api_during_runs.main()
+            module.main()
         assert _exists(admin_url, name)
     finally:
         _drop(admin_url, name)
