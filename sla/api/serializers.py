@@ -7,14 +7,17 @@ refused with field-level messages, before anything touches the database (DRF run
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import ClassVar
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import SkipField
+from rest_framework.relations import PKOnlyObject
 from rest_framework.utils.serializer_helpers import BindingDict
 
 from core.db import LocalReadCache, PreparedRead, attnames, from_row, related_attnames
@@ -73,6 +76,7 @@ class SharedFieldsMixin(serializers.Serializer):
     """
 
     _shared_fields: ClassVar[dict[type, BindingDict]] = {}
+    _readable: ClassVar[dict[type, list]] = {}
 
     @property
     def fields(self) -> BindingDict:
@@ -85,6 +89,42 @@ class SharedFieldsMixin(serializers.Serializer):
                 fields[name] = field
             SharedFieldsMixin._shared_fields[cls] = fields
         return fields
+
+    def to_representation(self, instance):
+        """DRF's `Serializer.to_representation` with the shared fields' readable ones listed once per class, and
+        each value read by plain attribute access; anything else (a mapping, a callable, a missing attribute, a
+        null on the way) goes through the field's own `get_attribute`, so the output is DRF's
+        (test_the_output_serializers_answer_exactly_what_drfs_serializer_would compares the two)."""
+        cls = type(self)
+        readable = SharedFieldsMixin._readable.get(cls)
+        if readable is None:
+            fields = self.fields.items()
+            readable = [(name, tuple(field.source_attrs), field) for name, field in fields if not field.write_only]
+            SharedFieldsMixin._readable[cls] = readable
+        plain = not isinstance(instance, Mapping)
+        result = {}
+        for name, source_attrs, field in readable:
+            value = instance
+            if plain:
+                try:
+                    for attr in source_attrs:
+                        value = getattr(value, attr)
+                        if value is None or callable(value):
+                            value = _NOT_PLAIN
+                            break
+                except (AttributeError, ObjectDoesNotExist):
+                    value = _NOT_PLAIN
+            if value is _NOT_PLAIN or not plain:
+                try:
+                    value = field.get_attribute(instance)
+                except SkipField:
+                    continue
+            check_for_none = value.pk if isinstance(value, PKOnlyObject) else value
+            result[name] = None if check_for_none is None else field.to_representation(value)
+        return result
+
+
+_NOT_PLAIN = object()  # a value DRF's `Field.get_attribute` reads (see SharedFieldsMixin.to_representation)
 
 
 # Input.
@@ -331,6 +371,12 @@ class OriginalSlaRequestSerializer(StrictFieldsMixin, SharedFieldsMixin, seriali
 # and introspecting the model for each response cost more CPU than the rest of the serialization.
 
 
+def _datetime(**kwargs) -> serializers.DateTimeField:
+    """An instant in UTC (the API's time zone, settings.TIME_ZONE; nothing activates another): with the zone given,
+    DRF does not look the current one up for every date of every answer."""
+    return serializers.DateTimeField(read_only=True, default_timezone=UTC, **kwargs)
+
+
 def _kw(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=12, decimal_places=3, read_only=True, **kwargs)
 
@@ -396,8 +442,8 @@ class QuoteSerializer(SharedFieldsMixin, serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     tier = serializers.CharField(source="tier.code", read_only=True)
     capacity_kw = _kw()
-    starts_at = serializers.DateTimeField(read_only=True)
-    ends_at = serializers.DateTimeField(read_only=True)
+    starts_at = _datetime()
+    ends_at = _datetime()
     duration_hours = serializers.DecimalField(max_digits=8, decimal_places=2, read_only=True)
     region_preference = serializers.CharField(read_only=True)
     price_usd_per_kwh = _usd_per_kwh()
@@ -405,15 +451,15 @@ class QuoteSerializer(SharedFieldsMixin, serializers.Serializer):
     breakdown = PriceBreakdownSerializer(source="*", read_only=True)
     sites = QuoteSiteSerializer(many=True, read_only=True, help_text="Where it would be placed now.")
     terms = TermsSerializer(source="*", read_only=True)
-    valid_until = serializers.DateTimeField(read_only=True)
-    created_at = serializers.DateTimeField(read_only=True)
+    valid_until = _datetime()
+    created_at = _datetime()
 
 
 class PlacementSerializer(SharedFieldsMixin, serializers.Serializer):
     site = serializers.CharField(source="site.code", read_only=True)
     capacity_kw = _kw()
-    valid_from = serializers.DateTimeField(read_only=True)
-    valid_to = serializers.DateTimeField(read_only=True, allow_null=True)
+    valid_from = _datetime()
+    valid_to = _datetime(allow_null=True)
     kind = serializers.ChoiceField(
         choices=PlacementKind.choices,
         read_only=True,
@@ -434,22 +480,22 @@ class ServiceCreditSerializer(SharedFieldsMixin, serializers.Serializer):
     credit_pct = serializers.DecimalField(max_digits=5, decimal_places=2, read_only=True)
     charge_usd = _usd()
     credit_usd = _usd()
-    issued_at = serializers.DateTimeField(read_only=True)
+    issued_at = _datetime()
 
 
 class PreemptionNoticeSerializer(SharedFieldsMixin, serializers.Serializer):
     site = serializers.CharField(source="site.code", read_only=True)
     capacity_kw = _kw()
-    issued_at = serializers.DateTimeField(read_only=True)
-    effective_at = serializers.DateTimeField(read_only=True)
+    issued_at = _datetime()
+    effective_at = _datetime()
     reason = serializers.CharField(read_only=True)
 
 
 class DowntimeSerializer(SharedFieldsMixin, serializers.Serializer):
     site = serializers.CharField(source="site.code", read_only=True)
     unserved_kw = _kw()
-    started_at = serializers.DateTimeField(read_only=True)
-    ended_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    started_at = _datetime()
+    ended_at = _datetime(allow_null=True)
     reason = serializers.CharField(read_only=True)
 
 
@@ -461,14 +507,14 @@ class ContractSerializer(SharedFieldsMixin, serializers.Serializer):
     tier = serializers.CharField(source="tier.code", read_only=True)
     status = serializers.ChoiceField(choices=ContractStatus.choices, read_only=True)
     capacity_kw = _kw()
-    starts_at = serializers.DateTimeField(read_only=True)
-    ends_at = serializers.DateTimeField(read_only=True)
+    starts_at = _datetime()
+    ends_at = _datetime()
     duration_hours = serializers.DecimalField(max_digits=8, decimal_places=2, read_only=True)
     region_preference = serializers.CharField(read_only=True)
     quote = serializers.IntegerField(source="quote_id", read_only=True, allow_null=True)
     quoted_price_usd_per_kwh = _usd_per_kwh()
     quoted_total_usd = _usd()
-    admitted_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    admitted_at = _datetime(allow_null=True)
     cancellation_fee_pct = serializers.DecimalField(
         max_digits=5, decimal_places=2, read_only=True, help_text="Its terms' cancellation fee (see a quote's terms)."
     )
@@ -479,9 +525,9 @@ class ContractSerializer(SharedFieldsMixin, serializers.Serializer):
         allow_null=True,
         help_text="What cancelling cost; null unless cancelled.",
     )
-    status_changed_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    status_changed_at = _datetime(allow_null=True)
     status_reason = serializers.CharField(read_only=True)
-    created_at = serializers.DateTimeField(read_only=True)
+    created_at = _datetime()
     placements = PlacementSerializer(many=True, read_only=True, source="placement_list")  # with_details()
     uptime_to_date_pct = serializers.DecimalField(
         max_digits=7,

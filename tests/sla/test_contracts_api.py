@@ -8,8 +8,10 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.urls import reverse
+from rest_framework import serializers
 
 from sites.choices import SiteStatus
+from sla.api.serializers import SharedFieldsMixin
 from sla.choices import ContractStatus
 from sla.models import Contract, Quote
 from sla.services import DeliveryRow, fail_over_site, issue_service_credits, record_deliveries
@@ -347,3 +349,37 @@ def test_buying_a_quote_through_the_api_costs_a_fixed_number_of_queries(
 
     assert response.status_code == 201
     assert Contract.objects.get(pk=response.json()["id"]).quote_id == quote
+
+
+def test_the_output_serializers_answer_exactly_what_drfs_serializer_would(fleet, customer_api, monkeypatch):
+    """SharedFieldsMixin.to_representation reads attributes its own way (the hot path's responses); the answers of
+    quotes and contracts, with a failover (moved_from), a cancellation (its fee), credits, notices and nulls, are
+    the same as DRF's Serializer.to_representation gives."""
+    with time_machine.travel(T0, tick=False):
+        body = {"tier": "standard", "capacity_kw": "50", "duration_hours": "2"}
+        quote_id = customer_api.post(QUOTES, body, format="json").json()["id"]
+        bought = customer_api.post(CONTRACTS, {"quote": quote_id}, format="json").json()["id"]
+        failed_over = buy(customer_api, tier="standard", capacity_kw="100", duration_hours="48").json()["id"]
+        cancelled = buy(customer_api, tier="premium", capacity_kw="10").json()["id"]
+        customer_api.post(reverse("contract-cancel", args=[cancelled]), {"reason": "ended"}, format="json")
+    record_deliveries(rows=[DeliveryRow(failed_over, T0, 60, Decimal("100"), Decimal("50"))])
+    with time_machine.travel(T0 + H, tick=False):
+        fleet.oslo.status = SiteStatus.MAINTENANCE
+        fleet.oslo.save()
+        fail_over_site(site=fleet.oslo, reason="chiller swap")
+    with time_machine.travel(T0 + 40 * 24 * H, tick=False):
+        issue_service_credits(month=T0.date())
+    paths = [reverse("quote-list"), reverse("quote-detail", args=[quote_id]), CONTRACTS]
+    paths += [reverse("contract-detail", args=[pk]) for pk in (bought, failed_over, cancelled)]
+
+    with time_machine.travel(T0 + 41 * 24 * H, tick=False):
+        ours = [customer_api.get(path).json() for path in paths]
+        monkeypatch.setattr(SharedFieldsMixin, "to_representation", serializers.Serializer.to_representation)
+        drfs = [customer_api.get(path).json() for path in paths]
+
+    assert ours == drfs
+    details = {contract["id"]: contract for contract in ours[2]["results"]}
+    assert [p["moved_from"] for p in details[failed_over]["placements"]] == [None, "oslo"]
+    assert details[failed_over]["service_credits"] and details[failed_over]["preemption_notices"] is not None
+    assert details[cancelled]["cancellation_fee_usd"] is not None and details[bought]["cancellation_fee_usd"] is None
+    assert ours[1]["breakdown"]["tier_multiplier"] and ours[1]["terms"]["cancellation_policy"]
