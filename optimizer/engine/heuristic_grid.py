@@ -35,24 +35,20 @@ TIER_ORDER = ("premium", "standard", "flexible", "spot")  # contract kW are kept
 @dataclass(frozen=True)
 class Limits:
     """``[S, T]`` arrays: the event caps (site IT kW for facility-kW events, IT kW for IT-kW events; infinite
-    outside events) and the expected coincident-peak charge in USD per facility kW drawn in each period."""
+    outside events), the expected coincident-peak charge in USD per facility kW drawn in each period, and where an
+    event caps the load."""
 
     facility_cap: np.ndarray
     it_cap: np.ndarray
     cp_usd_per_kw: np.ndarray
-
-    @property
-    def event(self) -> np.ndarray:
-        """``[S, T]`` True where an event caps the site's load."""
-        covered: np.ndarray = np.isfinite(self.facility_cap) | np.isfinite(self.it_cap)
-        return covered
+    event: np.ndarray  # True where an event caps the site's load
 
 
 def limits(problem: Problem) -> Limits:
     """The grid limits of ``problem`` (none without grid inputs)."""
     shape = (len(problem.sites), problem.period_hours.shape[0])
     if problem.grid is None:
-        return Limits(np.full(shape, np.inf), np.full(shape, np.inf), np.zeros(shape))
+        return Limits(np.full(shape, np.inf), np.full(shape, np.inf), np.zeros(shape), np.zeros(shape, dtype=bool))
     facility_cap, it_cap = grid.event_caps_it_kw(problem)
     charge = np.zeros(shape)
     peak = problem.grid.peak
@@ -60,7 +56,7 @@ def limits(problem: Problem) -> Limits:
         per_kw = np.asarray(peak.probability, dtype=float) * peak.rate_usd_per_kw_year / peak.peaks_per_year
         for code in peak.sites:
             charge[problem.site_codes.index(code)] = per_kw
-    return Limits(facility_cap, it_cap, charge)
+    return Limits(facility_cap, it_cap, charge, np.isfinite(facility_cap) | np.isfinite(it_cap))
 
 
 Share = tuple[int, list[int], float]  # commitment index, the sites it is kept at, IT kW at each
@@ -75,10 +71,11 @@ def contract_kw(problem: Problem, lim: Limits, shares: Sequence[Share]) -> np.nd
     n_t = problem.period_hours.shape[0]
     hours = problem.period_hours
     kept = np.zeros((len(problem.sites), n_t))
-    allowance = {
-        c: float(problem.grid.allowance_kwh.get(str(problem.commitments[c].id), 0.0)) if problem.grid else 0.0
-        for c, _, _ in shares
-    }
+    if problem.grid is None:  # nothing to shed: every share in every period
+        for _, sites, share in shares:
+            kept[sites] += share
+        return kept
+    allowance = {c: float(problem.grid.allowance_kwh.get(str(problem.commitments[c].id), 0.0)) for c, _, _ in shares}
     cap = np.minimum(lim.facility_cap, lim.it_cap)
     cp_it = lim.cp_usd_per_kw * halls.inference_pue(problem)  # per IT kW of inference
     ordered = sorted(shares, key=lambda share: _rank(problem.commitments[share[0]].tier))

@@ -165,17 +165,21 @@ def greedy(problem: Problem) -> np.ndarray:
     units = np.zeros((n_sites, n_hw, n_t))
     prev = problem.previous_units
     demand = problem.market.inference_demand_mtok_per_h
+    carbon = problem.carbon_t_per_mwh * problem.settings.carbon_price_usd_per_t  # [S] USD per MWh
     for t in range(n_t):
         left = {r: float(v[t]) for r, v in demand.items()}
         earns = fleet.tokens * problem.market.inference_price_usd_per_mtok[t]
         earns = earns + fleet.hash_ph * problem.market.hashprice_usd_per_ph_day[t] / 24.0  # USD per unit-hour
+        energy = fleet.facility_kw[:, :, t] / 1000.0 * (problem.energy_price_usd_per_mwh[:, t] + carbon)[:, None]
+        peak = fleet.facility_kw[:, :, t] * (lim.cp_usd_per_kw[:, t] / problem.period_hours[t])[:, None]
+        margin = earns[None, :] - energy - peak  # [S, H] USD per unit-hour, the expected peak charge included
         for s, site in enumerate(problem.sites):
             if not site.available:
                 continue
             limit = problem.inventory_units[s].copy()
             if prev is not None:
                 limit = np.minimum(limit, np.floor(prev[s] + ramp[t, s] + 1e-9))
-            units[s, :, t] = _greedy_site(problem, fleet, lim, (s, t), limit, kept_kw[s, t], earns, left)
+            units[s, :, t] = _greedy_site(problem, fleet, lim, (s, t), limit, kept_kw[s, t], margin[s], left)
         prev = units[:, :, t]
     return units
 
@@ -187,15 +191,16 @@ def _greedy_site(
     at: tuple[int, int],
     limit: np.ndarray,
     need: float,
-    earns: np.ndarray,
+    margin: np.ndarray,
     left: dict[str, float],
 ) -> np.ndarray:
-    """Site s's units in period t: ``need`` IT kW of contract inference, then the best margin per kW within the
-    site's power and any event cap (``left``, the region's token demand still unsold, is consumed)."""
+    """Site s's units in period t: ``need`` IT kW of contract inference, then the best ``margin`` (USD per
+    unit-hour) per kW within the site's power and any event cap (``left``, the region's token demand still unsold,
+    is consumed)."""
     s, t = at
     site = problem.sites[s]
     site_kw, kw = fleet.unit_kw[s, :, t], fleet.kw
-    power_left = problem.sites[s].power_capacity_kw / problem.pue[s, t]  # site IT kW
+    power_left = site.power_capacity_kw / problem.pue[s, t]  # site IT kW
     row = np.zeros(len(kw))
     for h in fleet.reserve_order:  # contracts first, above an event's cap only as far as their tier allows
         if need <= 1e-9:
@@ -204,19 +209,20 @@ def _greedy_site(
         row[h] += n
         power_left -= n * site_kw[h]
         need -= n * kw[h]
-    facility_left = lim.facility_cap[s, t] - float(row @ site_kw)  # within the event's cap (inf outside events)
-    it_left = lim.it_cap[s, t] - float(row @ kw)
-    carbon = problem.carbon_t_per_mwh[s] * problem.settings.carbon_price_usd_per_t
-    energy_usd = fleet.facility_kw[s, :, t] / 1000.0 * (problem.energy_price_usd_per_mwh[s, t] + carbon)
-    peak_usd = fleet.facility_kw[s, :, t] * lim.cp_usd_per_kw[s, t] / problem.period_hours[t]  # per unit-hour
-    margin = earns - energy_usd - peak_usd  # USD per unit-hour
-    # In an event, what the cap leaves goes to inference first: miners are curtailed first.
-    shed_first = ~fleet.is_inf if lim.event[s, t] else np.zeros(len(kw), dtype=bool)
-    for h in np.lexsort((-margin / site_kw, shed_first)):
+    capped = bool(lim.event[s, t])
+    if capped:  # what the event's cap leaves goes to inference first: miners are curtailed first
+        facility_left = lim.facility_cap[s, t] - float(row @ site_kw)
+        it_left = lim.it_cap[s, t] - float(row @ kw)
+        order = np.lexsort((-margin / site_kw, ~fleet.is_inf))
+    else:
+        order = np.argsort(-margin / site_kw, kind="stable")
+    for h in order:
         if margin[h] <= 0:
             continue
         n = min(limit[h] - row[h], np.floor(power_left / site_kw[h] + 1e-9))
-        n = min(n, np.floor(max(facility_left, 0.0) / site_kw[h] + 1e-9), np.floor(max(it_left, 0.0) / kw[h] + 1e-9))
+        if capped:
+            room = min(max(facility_left, 0.0) / site_kw[h], max(it_left, 0.0) / kw[h])
+            n = min(n, np.floor(room + 1e-9))
         if fleet.is_inf[h] and fleet.tokens[h] > 0 and site.region in left:
             with np.errstate(over="ignore"):  # a vanishing token rate just means "no demand limit"
                 n = min(n, np.floor(left[site.region] / fleet.tokens[h] + 1e-9))
@@ -224,8 +230,9 @@ def _greedy_site(
         n = max(n, 0.0)
         row[h] += n
         power_left -= n * site_kw[h]
-        facility_left -= n * site_kw[h]
-        it_left -= n * kw[h]
+        if capped:
+            facility_left -= n * site_kw[h]
+            it_left -= n * kw[h]
     return row
 
 
