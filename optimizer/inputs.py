@@ -181,7 +181,7 @@ def build_inputs(*, at: datetime, strategy: str = "lp") -> Inputs:
             switching_cost_usd_per_unit=knobs["SWITCHING_COST_USD_PER_UNIT"],
             carbon_price_usd_per_t=knobs["CARBON_PRICE_USD_PER_T"],
             ramp_limit_fraction_per_hour=knobs["RAMP_LIMIT_FRACTION_PER_HOUR"],
-            stop_warmup_share=engine.ROLLING_PLAN_STOP_WARMUP_SHARE,  # a rolling plan: warm-up charged on stops
+            stop_warmup_share=engine.ROLLING_PLAN_STOP_WARMUP_SHARE,  # a rolling plan: stops pay their restart too
             integer=True,
             time_limit_s=knobs["SOLVER_TIME_LIMIT_S"],
         ),

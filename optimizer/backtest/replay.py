@@ -539,7 +539,7 @@ def _replay_lp(
     errors: ForecastErrors | None = None,
 ) -> np.ndarray:
     """The engine every interval on the forecast, warm-started, with the applied allocation as previous units, as
-    the live plan: each warm-up charged on the stop that makes it necessary (``ROLLING_PLAN_STOP_WARMUP_SHARE``).
+    the live plan: each stop also charged the warm-up of its restart (``ROLLING_PLAN_STOP_WARMUP_SHARE``).
 
     ``errors`` (if given) scores every outlook against what then happened; it never feeds back into the plan.
     """

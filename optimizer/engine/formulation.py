@@ -107,7 +107,7 @@ class Formulation:
     tokens_mtok_per_unit_h: np.ndarray  # [H] million tokens per hour of one running unit
     switching_usd_per_unit: np.ndarray  # [T] cost per unit started or stopped (0 in period 0 without history)
     start_usd_per_unit: np.ndarray | None = None  # [T, H] warm-up lost per unit started (starts.py), None = none
-    stop_usd_per_unit: np.ndarray | None = None  # [T, H] the share of it a rolling plan charges per unit stopped
+    stop_usd_per_unit: np.ndarray | None = None  # [T, H] the restart's warm-up a rolling plan charges per stop
     signature: str = field(default="")
     grid_columns: grid.GridColumns | None = None  # when the problem has grid programs
 
@@ -364,8 +364,8 @@ def switching_costs(b: Builder) -> None:
     b.cost["dp"] = np.broadcast_to(2.0 * sw[:, None, None], dp.shape).ravel().copy()
     shift = np.broadcast_to((-sw + np.append(sw[1:], 0.0))[:, None, None], dp.shape)  # [T, S, H] on x
     if starts.has_start_costs(problem):
-        # A start loses its warm-up: USD per unit started, by machine and period (starts.py); a share of it may be
-        # charged on the stop that makes the restart necessary (stops = dp - x_t + x_{t-1}).
+        # A start loses its warm-up: USD per unit started, by machine and period (starts.py); a rolling plan also
+        # charges each stop a share of the restart it makes necessary (stops = dp - x_t + x_{t-1}).
         b.start_usd_per_unit, b.stop_usd_per_unit = starts.start_and_stop_costs(problem)
         on_dp = b.start_usd_per_unit + b.stop_usd_per_unit
         b.cost["dp"] += np.broadcast_to(on_dp[:, None, :], dp.shape).ravel()

@@ -102,8 +102,8 @@ class Settings:
     # max units started per hour, as a fraction of inventory: a period of h hours starts at most max(f x inv x h, 1)
     ramp_limit_fraction_per_hour: float | None = None
     time_limit_s: float = 60.0
-    # Share of each start's warm-up that a rolling plan charges when the unit stops instead (starts.py): a stop is
-    # what makes the next warm-up necessary, which a horizon of held forecasts never shows.
+    # Share of the warm-up a rolling plan also charges each stop (starts.py): a stop makes the next warm-up
+    # necessary, which a horizon of held forecasts never shows.
     stop_warmup_share: float = 0.0
 
 

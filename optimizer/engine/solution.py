@@ -244,7 +244,7 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
         if form.start_usd_per_unit is not None:  # warm-up lost by every unit started (starts.py)
             change = np.diff(np.concatenate([before, x]), axis=0)  # [T, S, H]
             switching = switching + np.einsum("tsh,th->st", np.clip(change, 0.0, None), form.start_usd_per_unit)
-            if form.stop_usd_per_unit is not None:  # the share of it charged on stops instead
+            if form.stop_usd_per_unit is not None:  # a rolling plan: each stop's restart warm-up
                 switching = switching + np.einsum("tsh,th->st", np.clip(-change, 0.0, None), form.stop_usd_per_unit)
     contract = np.zeros((n_sites, n_t))
     penalty = np.zeros(n_t)

@@ -6,9 +6,10 @@
   period's hashprice or token price. It is charged on the starts column of the formulation, on top of the flat
   ``switching_cost_usd_per_unit`` (wear, per start or stop). Without history the first period starts free, as the
   switching cost does.
-- **Stop share** (``settings.stop_warmup_share``): a rolling plan moves the warm-up from the start to the stop
-  (``ROLLING_PLAN_STOP_WARMUP_SHARE``), so a plan keeps an idle unit warm unless its energy over the horizon
-  costs more than the restart it would need; the ledger then shows it on the stop.
+- **Stop charge** (``settings.stop_warmup_share``): a rolling plan also charges each stop that share of the
+  warm-up its restart will cost (``ROLLING_PLAN_STOP_WARMUP_SHARE``), so it keeps an idle unit warm unless its
+  energy over the horizon costs more than the restart; the plan's ledger shows it. A stop and restart both inside
+  the horizon then pay two warm-ups: the plan errs toward keeping units warm.
 - **Start limit** ``[T, S, H]`` units that may start in period t: ``ramp_limit_fraction`` counts per period (the old
   rule), ``ramp_limit_fraction_per_hour`` per hour, so a 5-minute period starts a twelfth of what an hourly one
   may (at least one unit either way); where both are set the tighter holds.
@@ -26,10 +27,10 @@ if TYPE_CHECKING:
 
 SECONDS_PER_HOUR = 3600.0
 TOKENS_PER_MTOK = 1e6
-# A rolling plan (the live optimizer, the backtest's lp) charges the whole warm-up on the stop that makes the next
-# start necessary, not on the start: on a forecast held flat over the horizon a stop never shows its restart, so
-# with free stops every dip of demand stopped warm GPU nodes that the next tick restarted at a full warm-up each.
-# A start and its stop still pay one warm-up together; accounting (evaluate, the backtest's score) charges starts.
+# A rolling plan (the live optimizer, the backtest's lp) also charges each stop the warm-up of the restart it makes
+# necessary: on a forecast held flat over the horizon a stop never shows its restart, so with free stops every dip
+# of demand stopped warm GPU nodes that the next tick restarted at a full warm-up each. A start keeps its own
+# warm-up (a cold fleet pays it); accounting (evaluate, the backtest's score) charges starts only.
 ROLLING_PLAN_STOP_WARMUP_SHARE = 1.0
 
 
@@ -56,11 +57,10 @@ def start_cost_usd_per_unit(problem: Problem) -> np.ndarray:
 
 
 def start_and_stop_costs(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
-    """``[T, H]`` USD charged per unit started and per unit stopped: the warm-up, ``settings.stop_warmup_share``
-    of it moved from the start to the stop (a start and its stop together still pay one warm-up)."""
+    """``[T, H]`` USD charged per unit started (its warm-up) and per unit stopped (``settings.stop_warmup_share`` of
+    the warm-up its restart will cost)."""
     cost = start_cost_usd_per_unit(problem)
-    share = problem.settings.stop_warmup_share
-    return cost * (1.0 - share), cost * share
+    return cost, cost * problem.settings.stop_warmup_share
 
 
 def has_start_costs(problem: Problem) -> bool:

@@ -177,16 +177,22 @@ def test_a_rolling_plan_charges_the_restart_on_the_stop_so_a_dip_of_demand_keeps
     # stops the two idle nodes at once, as the held forecast never shows the restart the next tick pays 6.336 USD for.
     stopped = solve(demand_dip(40.0, 0.0))
     np.testing.assert_allclose(stopped.units[0, 0], np.full(12, 8.0))
-    # Charged on the stop (the rolling plans' share): 6.336 USD > 0.384 USD of idle energy in the hour, kept warm.
+    # The stop charged its restart (the rolling plans' share): 6.336 USD > 0.384 USD of idle energy in the hour.
     kept = solve(demand_dip(40.0, ROLLING_PLAN_STOP_WARMUP_SHARE))
     np.testing.assert_allclose(kept.units[0, 0], np.full(12, 10.0))
     assert kept.totals.switching_cost_usd == 0.0
     # At 1,000 USD/MWh idling costs 9.6 USD/h, more than the restart: the plan still stops them, and its ledger
-    # charges each stop the warm-up it moved there (2 x 6.336), its objective the same figure.
+    # charges each stop its restart's warm-up (2 x 6.336), its objective the same figure.
     dear = solve(demand_dip(1000.0, ROLLING_PLAN_STOP_WARMUP_SHARE))
     np.testing.assert_allclose(dear.units[0, 0], np.full(12, 8.0))
     assert dear.totals.switching_cost_usd == pytest.approx(2 * 43.2 * 0.88 / 6)
     assert dear.totals.profit_usd == pytest.approx(dear.objective_usd, abs=1e-7)
+    # A start keeps its own warm-up: eight running and demand for ten, the two started pay 2 x 6.336.
+    rising = replace(demand_dip(40.0, ROLLING_PLAN_STOP_WARMUP_SHARE), previous_units=[[8]], inventory_units=[[10]])
+    rising = replace(rising, market=replace(rising.market, inference_demand_mtok_per_h={"europe": [10 * 43.2] * 12}))
+    started = solve(rising)
+    np.testing.assert_allclose(started.units[0, 0], np.full(12, 10.0))
+    assert started.totals.switching_cost_usd == pytest.approx(2 * 43.2 * 0.88 / 6)
     with pytest.raises(ValueError, match="stop_warmup_share"):
         demand_dip(40.0, 1.5)
 
