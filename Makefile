@@ -82,7 +82,8 @@ worker: install
 beat: install
 	$(BIN)/celery -A energyarb beat --loglevel INFO
 
-test: install-dev $(NODE_STAMP)
+# The deploy virtualenv too: a test checks that it holds exactly requirements-deploy.lock.
+test: install-dev $(NODE_STAMP) .venv-deploy/.installed
 	$(BIN)/python -m pytest -q -p xdist -n 2 --dist loadfile -m "not browser and not fuzz"
 
 # schemathesis against /api/schema/ in process (no server): >= 1,000 cases, as staff and as a customer; prints the

@@ -88,11 +88,11 @@ def test_the_virtualenv_holds_exactly_the_locked_set():
 
 
 def test_the_deploy_virtualenv_holds_exactly_the_deploy_locked_set():
-    """.venv-deploy (built by make deploy-lint from requirements-deploy.txt constrained by requirements-deploy.lock)
-    holds exactly the deploy lock; skipped where it was never built."""
+    """.venv-deploy (built by make test and make deploy-lint from requirements-deploy.txt constrained by
+    requirements-deploy.lock) holds exactly the deploy lock; skipped only where pytest runs without make test."""
     site_packages = sorted(DEPLOY_VENV.glob("lib/python*/site-packages"))
     if not site_packages:
-        pytest.skip(".venv-deploy is not built here (make deploy-lint builds it)")
+        pytest.skip(".venv-deploy is not built here (make test and make deploy-lint build it)")
 
     assert _mismatches(_installed([str(path) for path in site_packages]), _pins(DEPLOY_LOCK)) == ({}, {})
 
