@@ -365,6 +365,11 @@ def explanation_lines(
         f"carbon {_money(totals.carbon_cost_usd)}, switching {_money(totals.switching_cost_usd)}, "
         f"penalties {_money(totals.penalty_usd)}.",
     ]
+    if totals.stop_charge_usd > 0:  # a rolling plan's objective term (starts.py), not money
+        lines.append(
+            f"Planned stops are charged {_money(totals.stop_charge_usd)} for the warm-up of their restarts: a planning "
+            "term that keeps idle units warm, not money paid (not in the profit above)."
+        )
     offline = [site.code for site in problem.sites if not site.available]
     prices = problem.energy_price_usd_per_mwh[:, 0]
     paid = [s for s, site in enumerate(problem.sites) if site.available and prices[s] < 0 and units_now[s].sum() > 0]

@@ -49,8 +49,11 @@ class Totals:
     contract_revenue_usd: float
     energy_cost_usd: float
     carbon_cost_usd: float
-    switching_cost_usd: float
+    switching_cost_usd: float  # paid: the switching cost per unit started or stopped, and each start's warm-up
     penalty_usd: float
+    # Not money: a rolling plan's charge on each planned stop for the warm-up of its restart (an objective term,
+    # starts.py), so the objective is ``profit_usd - stop_charge_usd``; no stream or book counts it.
+    stop_charge_usd: float = 0.0
 
     @property
     def revenue_usd(self) -> float:
@@ -60,6 +63,11 @@ class Totals:
     def profit_usd(self) -> float:
         costs = self.energy_cost_usd + self.carbon_cost_usd + self.switching_cost_usd + self.penalty_usd
         return self.revenue_usd - costs
+
+    @property
+    def objective_usd(self) -> float:
+        """What the plan maximised: the profit less the charge on planned stops."""
+        return self.profit_usd - self.stop_charge_usd
 
 
 @dataclass(frozen=True)
@@ -148,10 +156,11 @@ class Ledger:
     contract_revenue_usd: np.ndarray
     energy_cost_usd: np.ndarray
     carbon_cost_usd: np.ndarray
-    switching_cost_usd: np.ndarray
+    switching_cost_usd: np.ndarray  # paid (the wear per unit moved, each start's warm-up)
     penalty_usd: np.ndarray
     it_kw: np.ndarray
     facility_kw: np.ndarray
+    stop_charge_usd: np.ndarray  # not money: the objective's charge on planned stops (Totals.stop_charge_usd)
 
     def totals(self, periods: slice | list[int] | None = None) -> Totals:
         """Fleet totals over ``periods`` (default: the whole horizon)."""
@@ -164,6 +173,7 @@ class Ledger:
             carbon_cost_usd=float(self.carbon_cost_usd[:, sel].sum()),
             switching_cost_usd=float(self.switching_cost_usd[:, sel].sum()),
             penalty_usd=float(self.penalty_usd[sel].sum()),
+            stop_charge_usd=float(self.stop_charge_usd[:, sel].sum()),
         )
 
 
@@ -236,6 +246,7 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
         sold_usd = cols["sold"].take(col) * problem.market.inference_price_usd_per_mtok[:, None] * hours.T  # [T, R]
         inference = (share * sold_usd[:, region]).T
     switching = np.zeros((n_sites, n_t))
+    stop_charge = np.zeros((n_sites, n_t))
     if form.switching:
         # Units started + stopped = |x_t - x_{t-1}| (x_{-1} = previous allocation; free without one).
         before = problem.previous_units[None] if problem.previous_units is not None else x[:1]
@@ -244,8 +255,8 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
         if form.start_usd_per_unit is not None:  # warm-up lost by every unit started (starts.py)
             change = np.diff(np.concatenate([before, x]), axis=0)  # [T, S, H]
             switching = switching + np.einsum("tsh,th->st", np.clip(change, 0.0, None), form.start_usd_per_unit)
-            if form.stop_usd_per_unit is not None:  # a rolling plan: each stop's restart warm-up
-                switching = switching + np.einsum("tsh,th->st", np.clip(-change, 0.0, None), form.stop_usd_per_unit)
+            if form.stop_usd_per_unit is not None:  # a rolling plan: each stop's restart warm-up (not paid)
+                stop_charge = np.einsum("tsh,th->st", np.clip(-change, 0.0, None), form.stop_usd_per_unit)
     contract = np.zeros((n_sites, n_t))
     penalty = np.zeros(n_t)
     groups = form.book.groups
@@ -277,6 +288,7 @@ def compute_ledger(problem: Problem, form: Formulation, col: np.ndarray) -> Ledg
         penalty_usd=penalty,
         it_kw=it_kw,
         facility_kw=facility_kw,
+        stop_charge_usd=stop_charge,
     )
 
 

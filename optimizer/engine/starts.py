@@ -8,7 +8,8 @@
   switching cost does.
 - **Stop charge** (``settings.stop_warmup_share``): a rolling plan also charges each stop that share of the
   warm-up its restart will cost (``ROLLING_PLAN_STOP_WARMUP_SHARE``), so it keeps an idle unit warm unless its
-  energy over the horizon costs more than the restart; the plan's ledger shows it. A stop and restart both inside
+  energy over the horizon costs more than the restart. The charge is an objective term only, not money: the ledger
+  keeps it apart (``stop_charge_usd``), out of the switching cost and the books. A stop and restart both inside
   the horizon then pay two warm-ups: the plan errs toward keeping units warm.
 - **Start limit** ``[T, S, H]`` units that may start in period t: ``ramp_limit_fraction`` counts per period (the old
   rule), ``ramp_limit_fraction_per_hour`` per hour, so a 5-minute period starts a twelfth of what an hourly one

@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from optimizer.books import run_books, site_books
 from optimizer.engine import (
     ROLLING_PLAN_STOP_WARMUP_SHARE,
     Commitment,
@@ -181,12 +182,18 @@ def test_a_rolling_plan_charges_the_restart_on_the_stop_so_a_dip_of_demand_keeps
     kept = solve(demand_dip(40.0, ROLLING_PLAN_STOP_WARMUP_SHARE))
     np.testing.assert_allclose(kept.units[0, 0], np.full(12, 10.0))
     assert kept.totals.switching_cost_usd == 0.0
-    # At 1,000 USD/MWh idling costs 9.6 USD/h, more than the restart: the plan still stops them, and its ledger
-    # charges each stop its restart's warm-up (2 x 6.336), its objective the same figure.
+    # At 1,000 USD/MWh idling costs 9.6 USD/h, more than the restart: the plan still stops them. Its objective
+    # charges each stop its restart's warm-up (2 x 6.336), but that is a planning term, not money: stops with no
+    # start pay nothing, so the books show 0 USD of switching and the explanation names the charge apart.
     dear = solve(demand_dip(1000.0, ROLLING_PLAN_STOP_WARMUP_SHARE))
     np.testing.assert_allclose(dear.units[0, 0], np.full(12, 8.0))
-    assert dear.totals.switching_cost_usd == pytest.approx(2 * 43.2 * 0.88 / 6)
-    assert dear.totals.profit_usd == pytest.approx(dear.objective_usd, abs=1e-7)
+    assert dear.totals.switching_cost_usd == 0.0
+    assert dear.totals.stop_charge_usd == pytest.approx(2 * 43.2 * 0.88 / 6)
+    assert dear.objective_usd == pytest.approx(dear.totals.profit_usd - 2 * 43.2 * 0.88 / 6, abs=1e-7)
+    assert dear.totals.objective_usd == pytest.approx(dear.objective_usd, abs=1e-7)
+    assert run_books(dear, 1.0)["other_costs"] == 0.0  # no carbon price, no paid switching
+    assert site_books(dear, 5 / 60)["switching_usd"] == {"DE": 0.0}
+    assert any("Planned stops are charged $12.67" in line for line in dear.explanation)
     # A start keeps its own warm-up: eight running and demand for ten, the two started pay 2 x 6.336.
     rising = replace(demand_dip(40.0, ROLLING_PLAN_STOP_WARMUP_SHARE), previous_units=[[8]], inventory_units=[[10]])
     rising = replace(rising, market=replace(rising.market, inference_demand_mtok_per_h={"europe": [10 * 43.2] * 12}))
