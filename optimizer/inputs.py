@@ -46,6 +46,7 @@ from sites.choices import HardwareKind
 from sites.models import EnergyPrice, HardwareModel, MarketPrice, Site, SiteInventory, WeatherReading
 from sites.querysets import LatestEnergyPrice, LatestTemperature
 from sites.simulation import INFERENCE_REGIONS, floor_to_step, hall_pue_grid, pue, simulate_inference_demand
+from sites.units import INTERVAL_MINUTES
 from sla.choices import ContractStatus
 from sla.models import Contract, Placement
 
@@ -53,7 +54,8 @@ from . import engine, forecast
 from .credit_pricing import shortfall_prices
 from .grid_inputs import grid_inputs
 
-STEP_MINUTES = 5
+# The live plan's fine period; fleet dispatch's hourly ramp budget counts these periods (sites.units).
+STEP_MINUTES = INTERVAL_MINUTES
 STEP = timedelta(minutes=STEP_MINUTES)
 DAY_STEPS = 1440 // STEP_MINUTES
 DEFAULT_TEMPERATURE_C = 20.0  # used (and flagged) when a site has never reported weather

@@ -18,6 +18,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from sites.models import SiteInventory
+from sites.units import INTERVALS_PER_HOUR
 from sla.models import Placement
 
 from .. import credentials
@@ -118,8 +119,10 @@ def _recent_starts(now: datetime) -> tuple[dict[int, int], dict[int, float]]:
 
 def _hourly_starts_left(now: datetime, available: dict[int, dict[int, int]]) -> dict[int, dict[int, int]] | None:
     """Per site and hardware model, the units that may still start in the rolling hour under the engine's
-    RAMP_LIMIT_FRACTION_PER_HOUR: `max(floor(fraction x units available), 1)` less the starts sent in the last
-    60 minutes; None when the knob is not set (no per-hour limit)."""
+    RAMP_LIMIT_FRACTION_PER_HOUR, less the starts sent in the last 60 minutes; None when the knob is not set (no
+    per-hour limit). The hour's budget is the sum of the engine's per-period allowances (`max(f x units x h, 1)`,
+    optimizer/engine/starts.py) over the live plan's 5-minute periods: `floor(max(f x units, periods per hour))`,
+    so dispatch never defers a start the plan was allowed (docs/economics.md, "One ramp rule")."""
     fraction = settings.ENERGYARB.get("RAMP_LIMIT_FRACTION_PER_HOUR")
     if fraction is None:
         return None
@@ -133,7 +136,10 @@ def _hourly_starts_left(now: datetime, available: dict[int, dict[int, int]]) -> 
         .annotate(n=Count("id"))
     }
     return {
-        site_id: {hw: max(int(fraction * units + 1e-9), 1) - sent.get((site_id, hw), 0) for hw, units in by_hw.items()}
+        site_id: {
+            hw: int(max(fraction * units, INTERVALS_PER_HOUR) + 1e-9) - sent.get((site_id, hw), 0)
+            for hw, units in by_hw.items()
+        }
         for site_id, by_hw in available.items()
     }
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from fleet.choices import Action, DeviceStatus, Outcome
 from fleet.models import Device, DeviceCommand, DispatchRound, SiteFleet
 from fleet.services import dispatch_round
+from fleet.services.dispatch import _hourly_starts_left
 from fleet.signals import capacity_lost
 from fleet.simulator.devices import Fault
 from sites.models import SiteInventory
@@ -76,20 +77,47 @@ def test_ramp_limit_defers_starts_beyond_the_site_kw_per_minute(simulator, fleet
     assert _running(simulator, north, "miner_air") == 4
 
 
-def test_hourly_ramp_limit_defers_starts_beyond_the_engines_fraction_per_hour(simulator, fleet_sites, settings):
-    # RAMP_LIMIT_FRACTION_PER_HOUR 0.5 of north's 4 air miners: 2 may start per rolling hour, whatever the rounds.
+def test_hourly_ramp_budget_is_the_engines_allowances_summed_over_the_hour(simulator, fleet_sites, settings):
+    # RAMP_LIMIT_FRACTION_PER_HOUR 0.5 of north's 4 air miners: the engine lets max(0.5 x 4 x 1/12, 1) = 1 start in
+    # each 5-minute period, 12 an hour, so dispatch sends every start the plan wants (before: floor(0.5 x 4) = 2
+    # an hour, the other 2 and one of the 2 hydro miners deferred).
     settings.ENERGYARB = {**settings.ENERGYARB, "RAMP_LIMIT_FRACTION_PER_HOUR": 0.5}
     north = fleet_sites["north"]
     want(north, "miner_air", 4)
-    want(north, "miner_hydro", 2)  # its own budget: max(0.5 x 2, 1) = 1 an hour
+    want(north, "miner_hydro", 2)  # its own budget, 12 an hour too
     round_ = dispatch_round(trigger="manual")
-    assert (_running(simulator, north, "miner_air"), _running(simulator, north, "miner_hydro")) == (2, 1)
-    assert round_.summary["north"]["deferred"] == 3
-    DeviceCommand.objects.update(created_at=timezone.now() - timedelta(minutes=30))  # the kW ramp is long reset
-    assert dispatch_round(trigger="manual").summary["north"]["sent"] == 0
+    assert (_running(simulator, north, "miner_air"), _running(simulator, north, "miner_hydro")) == (4, 2)
+    assert round_.summary["north"]["deferred"] == 0
+    # Two more stop-start cycles of the air miners spend the hour's 12 starts; the next 4 wait for the hour to roll.
+    for _ in range(2):
+        want(north, "miner_air", 0)
+        dispatch_round(trigger="manual")
+        want(north, "miner_air", 4)
+        DeviceCommand.objects.update(created_at=timezone.now() - timedelta(minutes=10))  # past the kW ramp's minute
+        dispatch_round(trigger="manual")
+    assert (
+        DeviceCommand.objects.filter(action=Action.START, sent=True, device__hardware_model__code="miner_air").count()
+        == 12
+    )
+    want(north, "miner_air", 0)
+    dispatch_round(trigger="manual")
+    want(north, "miner_air", 4)
+    DeviceCommand.objects.update(created_at=timezone.now() - timedelta(minutes=30))
+    assert dispatch_round(trigger="manual").summary["north"]["deferred"] == 4
+    assert _running(simulator, north, "miner_air") == 0
     DeviceCommand.objects.update(created_at=timezone.now() - timedelta(minutes=61))
     dispatch_round(trigger="manual")
-    assert (_running(simulator, north, "miner_air"), _running(simulator, north, "miner_hydro")) == (4, 2)
+    assert _running(simulator, north, "miner_air") == 4
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("inventory", "per_hour"), [(10, 12), (1000, 100)])
+def test_dispatchs_hourly_budget_pins_the_engines_numbers(settings, inventory, per_hour):
+    # The engine's numbers (tests/optimizer/test_engine_halls.py::
+    # test_one_ramp_rule_the_hours_starts_are_the_sum_of_the_periods_that_dispatch_allows): f = 0.1, 5-minute
+    # periods, 1 start a period for 10 units (12 an hour), 100 an hour for 1,000; before: 1 and 100.
+    settings.ENERGYARB = {**settings.ENERGYARB, "RAMP_LIMIT_FRACTION_PER_HOUR": 0.1}
+    assert _hourly_starts_left(timezone.now(), {1: {2: inventory}}) == {1: {2: per_hour}}
 
 
 def test_minimum_on_time_holds_a_stop_until_it_has_passed(simulator, fleet_sites):

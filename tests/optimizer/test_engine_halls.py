@@ -222,6 +222,26 @@ def test_the_ramp_limit_counts_per_hour_not_per_period():
     assert allocation_violations(problem, np.array([[[5, 10, 30, 75, 120]]]))
 
 
+@pytest.mark.parametrize(("inventory", "per_period", "per_hour"), [(10, 1.0, 12), (1000, 100 / 12, 100)])
+def test_one_ramp_rule_the_hours_starts_are_the_sum_of_the_periods_that_dispatch_allows(
+    inventory, per_period, per_hour
+):
+    # f = 0.1 per hour over the live plan's twelve 5-minute periods: max(0.1 x inventory / 12, 1) a period. Summed
+    # over the hour that is max(0.1 x inventory, 12), fleet dispatch's budget per rolling hour for the same numbers
+    # (tests/fleet/test_dispatch.py::test_dispatchs_hourly_budget_pins_the_engines_numbers).
+    problem = hall_site(
+        n_t=12,
+        inventory_units=[[inventory]],
+        period_hours=[5 / 60] * 12,
+        sites=(Site("TX", 10_000.0, "americas"),),
+        previous_units=[[0]],
+        settings=Settings(ramp_limit_fraction_per_hour=0.1),
+    )
+    limits = start_limits(problem)[:, 0, 0]
+    np.testing.assert_allclose(limits, np.full(12, per_period))
+    assert limits.sum() == pytest.approx(per_hour)
+
+
 def standby(n_minus_1_usd_per_kwh: float | None) -> Problem:
     """A Premium N-1 contract of 100 kW over two sites whose month is already credited in full (penalty 0): the spread
     needs 100 kW running on each site (200 kW x 100 USD/MWh = 20 USD/h) where one site serves it for 10 USD/h."""
