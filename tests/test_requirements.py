@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 EXACT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!-]+$")
@@ -29,6 +31,9 @@ def test_every_requirement_is_pinned_exactly(name):
 LOCK = ROOT / "requirements.lock"
 DEPLOY_LOCK = ROOT / "requirements-deploy.lock"
 DEPLOY_VENV = ROOT / ".venv-deploy"
+# The oldest Python the lock must install on: Debian bookworm's python3, the base of the local image
+# (deploy/docker/base-images.sh) and of Dockerfile's default BASE_IMAGE line (Python 3.11 on bookworm).
+OLDEST_PYTHON = Version("3.11.2")
 # Installed into every virtualenv by venv itself, and left out of the lock by pip freeze.
 NOT_LOCKED = {"pip", "setuptools", "wheel"}
 
@@ -105,3 +110,18 @@ def test_the_deploy_virtualenv_is_installed_with_the_deploy_lock():
 
     assert "requirements-deploy.lock" in rule.splitlines()[0]
     assert "-r requirements-deploy.txt -c requirements-deploy.lock" in rule
+
+
+def test_every_locked_package_installs_on_the_images_python():
+    """Each package of the lock, as installed here, declares a Requires-Python that the image's Python satisfies:
+    a lock made on a newer 3.11 (this machine's) must not pin a release the image cannot install (soupsieve 4.1.4
+    needs >= 3.11.5 and broke the image build)."""
+    locked = _pins(LOCK)
+    too_new = {}
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"])
+        requires = dist.metadata.get("Requires-Python")
+        if name in locked and requires and not SpecifierSet(requires).contains(OLDEST_PYTHON, prereleases=True):
+            too_new[name] = f"{dist.version} requires Python {requires}"
+
+    assert too_new == {}
