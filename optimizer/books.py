@@ -71,7 +71,7 @@ def site_books(solution: Solution, period_hours: float) -> dict:
         energy_cost=0.0,
         as_capacity=first("as_capacity_usd"),
         event_payments=first("event_payment_usd"),
-        penalties=float(ledger.penalty_usd[0]) + first("event_penalty_usd"),
+        penalties=float(ledger.penalty_usd[0]) - first("sla_credit_waived_usd") + first("event_penalty_usd"),
         cp_charge=first("cp_expected_charge_usd"),
         per=per,
         digits=2,

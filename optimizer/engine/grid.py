@@ -90,6 +90,11 @@ class CoincidentPeak:
     sites: tuple[str, ...]  # the sites in that market
     label: str = "4CP"
 
+    def expected_usd_per_kw(self) -> np.ndarray:
+        """[T] the expected charge of one kW drawn in each period: probability x rate / peaks per year."""
+        charge: np.ndarray = np.asarray(self.probability, dtype=float) * self.rate_usd_per_kw_year / self.peaks_per_year
+        return charge
+
 
 @dataclass(frozen=True, eq=False)
 class GridInputs:
@@ -242,7 +247,7 @@ def _peak_cost(problem: Problem, form: Formulation, grid: GridInputs, cost: np.n
         return
     kw = np.array([h.power_kw for h in problem.hardware])
     x = form.cols["x"].index()  # [T, S, H]
-    per_kw = np.asarray(peak.probability, dtype=float) * peak.rate_usd_per_kw_year / peak.peaks_per_year  # [T]
+    per_kw = peak.expected_usd_per_kw()  # [T]
     for code in peak.sites:
         s = problem.site_codes.index(code)
         cost[x[:, s, :]] += per_kw[:, None] * kw[None, :] * halls.unit_pue(problem)[s].T
@@ -313,9 +318,9 @@ def extend(problem: Problem, form: Formulation) -> Formulation:
 
 def period_books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, np.ndarray]:
     """USD per period ([T]) of the grid streams: reserve capacity paid, event payments and shortfall penalties,
-    the expected coincident-peak charge, and the expected charge avoided against the load drawn before the likely
-    peak: the allocation running now (previous units) for periods from the first on, else the plan's own load in
-    the last period before them with no chance of a peak."""
+    the SLA credit waived within the allowance, the expected coincident-peak charge, and the expected charge
+    avoided against the load drawn before the likely peak: the allocation running now (previous units) for periods
+    from the first on, else the plan's own load in the last period before them with no chance of a peak."""
     grid, where = _inputs(problem), _columns(form)
     hours = problem.period_hours
     n_t = hours.shape[0]
@@ -328,12 +333,13 @@ def period_books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[s
             event = grid.events[e]
             rate = event.penalty_usd_per_kwh if key == "event_penalty_usd" else event.payment_usd_per_kwh
             out[key][t] += float(col[c]) * rate * hours[t]
+    out["sla_credit_waived_usd"] = _credit_waived(problem, form, col)
     out["cp_expected_charge_usd"] = np.zeros(n_t)
     out["cp_charge_avoided_usd"] = np.zeros(n_t)
     if grid.peak is not None:
         facility = site_facility_kw(problem, form, col)  # [S, T]
         probability = np.asarray(grid.peak.probability, dtype=float)
-        per_kw = probability * grid.peak.rate_usd_per_kw_year / grid.peak.peaks_per_year
+        per_kw = grid.peak.expected_usd_per_kw()
         idx = [problem.site_codes.index(code) for code in grid.peak.sites]
         out["cp_expected_charge_usd"] = (facility[idx] * per_kw).sum(axis=0)
         reference = _cp_reference_kw(problem, facility, probability)[idx]
@@ -356,28 +362,32 @@ def _cp_reference_kw(problem: Problem, facility: np.ndarray, probability: np.nda
 
 
 def books(problem: Problem, form: Formulation, col: np.ndarray) -> dict[str, float]:
-    """USD over the horizon of the grid streams (``period_books`` summed), kW held per product in the first
-    period, and the SLA credit the plan does not owe because the shed kWh stay within the allowance."""
+    """USD over the horizon of the grid streams (``period_books`` summed, the SLA credit waived within the
+    allowance among them) and kW held per product in the first period."""
     grid, where = _inputs(problem), _columns(form)
-    hours = problem.period_hours
     per_period = period_books(problem, form, col)
-    waived = 0.0
-    if where.beyond:
-        u = form.cols["u"].take(col)
-        for c, commitment in enumerate(form.book.groups):
-            key = str(commitment.id)
-            if key in where.beyond:
-                shed_kwh = float((u[:, c] * hours).sum())
-                waived += (shed_kwh - float(col[where.beyond[key]])) * commitment.penalty_usd_per_kwh
     held0: dict[str, float] = {}
     for k, cols in where.held.items():  # kW held per product in the first period
         product = grid.reserves[k].product
         held0[f"held_kw:{product}"] = held0.get(f"held_kw:{product}", 0.0) + round(float(col[cols[0]]), 3)
-    return {
-        **held0,
-        **{name: round(float(values.sum()), 2) for name, values in per_period.items()},
-        "sla_credit_waived_usd": round(waived, 2),
-    }
+    return {**held0, **{name: round(float(values.sum()), 2) for name, values in per_period.items()}}
+
+
+def _credit_waived(problem: Problem, form: Formulation, col: np.ndarray) -> np.ndarray:
+    """[T] the SLA credit the plan does not owe because the kWh it sheds stay within the month's allowance: each
+    commitment's kWh shed less those beyond the allowance, at its penalty, spread over the periods it sheds in."""
+    where, hours = _columns(form), problem.period_hours
+    waived = np.zeros(hours.shape[0])
+    if not where.beyond:
+        return waived
+    u = form.cols["u"].take(col)
+    for c, commitment in enumerate(form.book.groups):
+        key = str(commitment.id)
+        shed = u[:, c] * hours  # [T] kWh
+        total = float(shed.sum())
+        if key in where.beyond and total > 0:
+            waived += shed / total * (total - float(col[where.beyond[key]])) * commitment.penalty_usd_per_kwh
+    return waived
 
 
 def site_facility_kw(problem: Problem, form: Formulation, col: np.ndarray) -> np.ndarray:

@@ -53,7 +53,7 @@ def limits(problem: Problem) -> Limits:
     charge = np.zeros(shape)
     peak = problem.grid.peak
     if peak is not None:
-        per_kw = np.asarray(peak.probability, dtype=float) * peak.rate_usd_per_kw_year / peak.peaks_per_year
+        per_kw = peak.expected_usd_per_kw()
         for code in peak.sites:
             charge[problem.site_codes.index(code)] = per_kw
     return Limits(facility_cap, it_cap, charge, np.isfinite(facility_cap) | np.isfinite(it_cap))

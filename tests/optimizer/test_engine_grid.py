@@ -194,3 +194,16 @@ def test_whole_units_round_within_an_it_kw_cap_without_branch_and_bound():
     assert units @ np.array([2.0, 1.0]) <= 401.0 + 1e-9
     np.testing.assert_allclose(units, [50, 300], atol=1e-6)
     assert "MILP by LP rounding" in solution.explanation[0]
+
+
+def test_the_per_site_books_leave_out_the_credit_waived_within_the_allowance_like_the_run_books():
+    # The deep event above: Standard sheds 30 kWh within its allowance (a credit of 18 USD it does not owe) and 50 kW
+    # are under-delivered at 1.00 USD/kWh. The fleet line of the per-site books (the dashboard's revenue by site)
+    # owes the 50 USD of the event only, as the run books do, not the waived 18 USD on top.
+    from optimizer.books import run_books, site_books
+
+    solution = solve(problem(event(120.0)))
+
+    assert solution.grid_ledger["sla_credit_waived_usd"].sum() == pytest.approx(30 * 0.60)
+    assert run_books(solution, 1.0)["penalties"] == pytest.approx(-50.0)
+    assert site_books(solution, 1.0)["fleet"]["penalties"] == pytest.approx(-50.0)
