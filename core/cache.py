@@ -22,7 +22,7 @@ import time
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,25 @@ class SharedClientRedisCacheClient(RedisCacheClient):
         return client
 
 
+def evalsha_on_pool(pool, sha: str, key: str, *args):
+    """EVALSHA `sha` with one key on a connection of `pool`, as `Redis.execute_command` sends a command: the
+    connection's own retry policy (a connection or timeout error disconnects it and tries again, backing off),
+    the connection back to the pool afterwards. The reply is returned unparsed, as redis-py returns EVALSHA's."""
+    connection = pool.get_connection()
+    try:
+        return connection.retry.call_with_retry(
+            lambda: _send_and_read(connection, "EVALSHA", sha, 1, key, *args),
+            lambda error: connection.disconnect(),
+        )
+    finally:
+        pool.release(connection)
+
+
+def _send_and_read(connection, *command):
+    connection.send_command(*command)
+    return connection.read_response()
+
+
 def _guarded(name: str):
     redis_method = getattr(RedisCache, name, None) or getattr(ResilientRedisCache, name)
 
@@ -131,13 +150,21 @@ class ResilientRedisCache(RedisCache):
 
     def hit_window(self, key: str, window_s: int) -> tuple[int, float]:
         """See the module's `hit_window`: SET NX EX (the first hit opens the window), INCR and TTL in one
-        round trip, as a script Redis runs atomically (EVALSHA; one command and one reply)."""
+        round trip, as a script Redis runs atomically (EVALSHA; one command and one reply).
+
+        It runs on every throttled API request, so it talks to a pooled connection itself (`evalsha_on_pool`)
+        instead of through `Script.__call__` and `Redis.execute_command`, whose per-command layers (imports,
+        metrics hooks, the retry closure) cost more CPU than sending the command and reading its reply."""
         key = self.make_and_validate_key(key)
         client = self._cache.get_client(key, write=True)
-        script = self._scripts.get(id(client))
-        if script is None:
-            script = self._scripts[id(client)] = client.register_script(HIT_WINDOW_LUA)
-        count, ttl = script(keys=[key], args=[window_s])
+        sha = self._scripts.get(id(client))
+        if sha is None:
+            sha = self._scripts[id(client)] = client.script_load(HIT_WINDOW_LUA)
+        try:
+            count, ttl = evalsha_on_pool(client.connection_pool, sha, key, window_s)
+        except NoScriptError:  # Redis restarted or its scripts were flushed: load it again, once
+            client.script_load(HIT_WINDOW_LUA)
+            count, ttl = evalsha_on_pool(client.connection_pool, sha, key, window_s)
         return int(count), float(ttl if ttl > 0 else window_s)
 
     def mark_up(self) -> None:

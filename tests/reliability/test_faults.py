@@ -4,7 +4,8 @@ Fault -> where it is proven (each test bounded by FAULT_TEST_LIMIT_S):
 
 - Redis (cache and broker) crashes while the web app serves:
   test_redis_crash_while_serving_then_tasks_resume_and_nothing_is_lost
-- a Redis that refuses connections (in process): test_cache_falls_back_to_local_memory_and_throttles_still_hold
+- a Redis that refuses connections (in process): test_cache_falls_back_to_local_memory_and_throttles_still_hold; one
+  that forgets its scripts or drops the throttle's connection: test_a_throttle_hit_is_one_evalsha_on_a_pooled_connection
 - the broker refuses a message a request enqueues: test_broker_down_answers_503_not_500
 - the broker at its memory limit: test_a_worker_meeting_a_broker_at_its_memory_limit_waits_and_resumes, and a
   message taken there: test_a_message_taken_while_the_broker_is_at_its_memory_limit_is_kept_until_recorded
@@ -307,6 +308,33 @@ def test_window_counter_on_redis_counts_one_window_then_opens_the_next(private_r
     assert not cache.redis_is_down()  # answered by Redis, not by the local fallback
     time.sleep(1.1)
     assert hit_window(cache, "throttle-test", 1)[0] == 1
+
+
+def test_a_throttle_hit_is_one_evalsha_on_a_pooled_connection(private_redis, settings, monkeypatch):
+    """Every throttled API request counts a hit: it goes to a pooled connection directly (core.cache.
+    evalsha_on_pool), not through redis-py's per-command layers (Script.__call__, Redis.execute_command), which cost
+    ~0.1 ms of a request's CPU (docs/api-performance.md); forgotten scripts are loaded again, dropped connections
+    are reconnected, as redis-py does."""
+    import redis
+    from django.core.cache import caches
+
+    from core.cache import hit_window
+
+    settings.CACHES = {"default": {"BACKEND": "core.cache.ResilientRedisCache", "LOCATION": private_redis.url(1)}}
+    cache = caches.create_connection("default")
+    assert hit_window(cache, "throttle-test", 60)[0] == 1  # the first hit loads the script (SCRIPT LOAD)
+    sent = []
+    monkeypatch.setattr(redis.Redis, "execute_command", lambda self, *args, **options: sent.append(args[0]))
+    assert hit_window(cache, "throttle-test", 60)[0] == 2
+    assert sent == []  # EVALSHA went out on the pooled connection itself
+    monkeypatch.undo()
+
+    admin = redis.Redis.from_url(private_redis.url(1))
+    admin.script_flush()  # as a Redis restart forgets loaded scripts
+    assert hit_window(cache, "throttle-test", 60)[0] == 3
+    admin.client_kill_filter(_type="normal", skipme=True)  # the pooled connection dropped by the server
+    assert hit_window(cache, "throttle-test", 60)[0] == 4
+    assert not cache.redis_is_down()  # all answered by Redis, not by the local fallback
 
 
 def get_all(base: str, token: str) -> dict[str, int]:
