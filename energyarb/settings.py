@@ -303,6 +303,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    # DRF's negotiation, answered at once for a request that accepts anything (no Accept header or */*).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.negotiation.AnyMediaTypeNegotiation",
     # Failed authentication is throttled like anonymous traffic; nothing unencodable is echoed in an error.
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     # Client address for throttles and the sign-in limiter: behind the TLS proxy, the X-Forwarded-For entry it
