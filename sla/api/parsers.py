@@ -31,6 +31,13 @@ class CustomerTokenAuthentication(TokenAuthentication):
     """Token authentication that loads the user and its Customer row in one prepared query, kept for a few
     seconds per process (`TOKENS`; settings.API_READ_CACHE_SECONDS)."""
 
+    def authenticate(self, request):
+        """DRF's `authenticate`, given the Authorization header from `request.META` (where Django's
+        `request.headers` reads it): DRF reads it through `request.headers`, which maps every header of the
+        request on first use, and nothing else on a quote or a purchase needs that map."""
+        authorization = request.META.get("HTTP_AUTHORIZATION")
+        return super().authenticate(HeaderOnly({} if authorization is None else {"authorization": authorization}))
+
     def authenticate_credentials(self, key):
         rows = TOKENS.get(key, lambda: TOKEN_READ.rows(key=key)) if isinstance(key, str) else []
         if not rows:
@@ -43,3 +50,10 @@ class CustomerTokenAuthentication(TokenAuthentication):
         if not user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
         return (user, token)
+
+
+class HeaderOnly:
+    """What DRF's `get_authorization_header` reads of a request: its `headers` (here only Authorization)."""
+
+    def __init__(self, headers: dict[str, str]):
+        self.headers = headers
