@@ -219,18 +219,34 @@ def read_fleet(*, lock: bool, only: Sequence[int] = (), recent: bool = False) ->
     afterwards cannot change under the caller.
     The inventory sums are scalar subqueries because PostgreSQL refuses FOR UPDATE next to GROUP BY.
     With `only` (and the lock), only those sites are read and locked, still in pk order.
-    With `recent` (and no lock), the rows may be a few seconds old (`FLEET`, kept per process): for plans made
-    without locks, which admission checks again under them.
+    With `recent` (and no lock), the sites may be a few seconds old (`FLEET`, kept per process, with the limits
+    worked out from them): for plans made without locks, which admission checks again under them.
     """
     if only:
         if not lock or len(set(only)) > capacity.MAX_SITES_PER_CONTRACT:
             raise ValueError("`only` locks up to MAX_SITES_PER_CONTRACT sites")
         ids = sorted(set(only))
-        rows = SOME_SITES_READS[len(ids)].rows(**{f"site_{i}": pk for i, pk in enumerate(ids)})
+        spec = _fleet_spec(SOME_SITES_READS[len(ids)].rows(**{f"site_{i}": pk for i, pk in enumerate(ids)}))
     elif recent and not lock:
-        rows = FLEET.get("online", FLEET_READS[False].rows)
+        spec = FLEET.get("online", lambda: _fleet_spec(FLEET_READS[False].rows()))
     else:
-        rows = FLEET_READS[lock].rows()
+        spec = _fleet_spec(FLEET_READS[lock].rows())
+    rooms = [SiteRoom(*room) for room in spec.rooms]  # new rooms each time: callers fill in their bookings
+    return Fleet(rooms=rooms, token_price_usd_per_mtok=newest_token_price() if spec.empty else spec.token_price)
+
+
+@dataclass(frozen=True)
+class _FleetSpec:
+    """What `read_fleet` works out from its rows, immutable so that `FLEET` can keep it: the arguments of each
+    room's SiteRoom (sites with a limit above zero, in pk order) and the token price, or `empty` when no online
+    site was read (the token price is then read on its own)."""
+
+    rooms: tuple[tuple, ...]
+    token_price: Decimal | None
+    empty: bool
+
+
+def _fleet_spec(rows: Sequence[tuple]) -> _FleetSpec:
     rooms = []
     token_price = None
     for row in rows:
@@ -238,22 +254,9 @@ def read_fleet(*, lock: bool, only: Sequence[int] = (), recent: bool = False) ->
         token_price = None if price is None else decimal(price)
         inference_kw = decimal(inference_kw).quantize(capacity.KW_STEP)
         limit = capacity.hall_limit_kw(decimal(power_kw), _halls(liquid, inference_kw, cooling, float(lat), zone, tz))
-        if limit <= 0:
-            continue
-        rooms.append(
-            SiteRoom(
-                site_id=pk,
-                code=code,
-                name=name,
-                market_region=region,
-                energy_cost_multiplier=decimal(cost),
-                limit_kw=limit,
-                tokens_per_s_per_kw=decimal(tokens_per_s) / inference_kw,
-            )
-        )
-    if not rows:
-        token_price = newest_token_price()
-    return Fleet(rooms=rooms, token_price_usd_per_mtok=token_price)
+        if limit > 0:
+            rooms.append((pk, code, name, region, decimal(cost), limit, decimal(tokens_per_s) / inference_kw))
+    return _FleetSpec(rooms=tuple(rooms), token_price=token_price, empty=not rows)
 
 
 def _halls(

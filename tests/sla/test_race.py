@@ -193,6 +193,37 @@ def test_tokens_tiers_and_the_fleet_are_kept_between_requests_and_changes_are_se
         assert client.post(reverse("quote-list"), body, format="json").status_code == 401
 
 
+def test_the_fleets_limits_are_worked_out_once_while_its_sites_are_kept_and_again_after_a_change(settings, monkeypatch):
+    """Quotes plan on the fleet kept per process (`FLEET`): the limits (halls, design PUE) are worked out from its
+    rows once, not on every quote and cap check, each read still gets rooms of its own to fill, and a site in
+    maintenance is seen at once."""
+    from sla import capacity
+    from sla.services.admission import read_fleet
+
+    settings.API_READ_CACHE_SECONDS = 60
+    settings.ENERGYARB = {**settings.ENERGYARB, "SLA_CUSTOMER_SHARE_PCT": 50.0}  # quotes check the cap too
+    fleet = build_fleet()
+    customer = CustomerFactory()
+    worked_out = []
+    original = capacity.hall_limit_kw
+    monkeypatch.setattr(capacity, "hall_limit_kw", lambda *args: worked_out.append(1) or original(*args))
+    with time_machine.travel(T0, tick=False):
+        limits = {room.code: room.limit_kw for room in read_fleet(lock=False).rooms}
+        sites = len(worked_out)
+        for _ in range(3):
+            create_quote(customer=customer, request=capacity_request(fleet.standard, "10"))
+        first, second = read_fleet(lock=False, recent=True), read_fleet(lock=False, recent=True)
+        assert len(worked_out) == 2 * sites  # the uncached read, then the kept rows once
+        assert {room.code: room.limit_kw for room in first.rooms} == limits
+        first.rooms[0].bookings.append(None)
+        assert first.rooms[0] is not second.rooms[0] and second.rooms[0].bookings == []
+
+        fleet.oslo.status = SiteStatus.MAINTENANCE
+        fleet.oslo.save()
+        assert "oslo" not in {room.code for room in read_fleet(lock=False, recent=True).rooms}
+        assert len(worked_out) == 3 * sites - 1
+
+
 def test_an_admission_on_its_quote_locks_only_the_sites_of_its_plan():
     fleet = build_fleet()
     customer = CustomerFactory()
