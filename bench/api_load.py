@@ -1,7 +1,8 @@
 """Load the SLA API the way customers do: quote, then buy the quote, from 64 concurrent clients.
 
-Starts gunicorn (3 sync workers, as deployed: docs/deployment.md) on PostgreSQL on a loopback port, after the
-database is migrated and seeded (the ten sites, tiers, the demo customer). Each client loops: `POST
+Starts gunicorn (3 sync workers, with the deployment's deploy/gunicorn.conf.py: docs/deployment.md) on PostgreSQL on
+a loopback port, after the database is migrated and seeded (the ten sites, tiers, the demo customer). Each client
+loops: `POST
 /api/sla/quotes/` for a small, short window somewhere in the next 30 days, then `POST /api/contracts/ {"quote":
 id}`. Every answer is a decision: 201 (admitted / quoted) and 409 (capacity short) are both valid, counted
 separately; anything else is an error. After a warm-up, three timed runs; the median run (by decisions per second)
@@ -155,10 +156,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(args, port: int) -> subprocess.Popen:
-    command = [
+GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"  # the deployment's: preloading, gc, access log, recycling
+
+
+def gunicorn_command(args, port: int) -> list[str]:
+    """gunicorn as deployed (deploy/gunicorn.conf.py), with the benchmark's worker count and class on loopback."""
+    return [
         str(Path(sys.executable).with_name("gunicorn")),
         "energyarb.wsgi:application",
+        "--config",
+        str(GUNICORN_CONFIG),
         "--workers",
         str(args.workers),
         "--worker-class",
@@ -172,7 +179,13 @@ def start_gunicorn(args, port: int) -> subprocess.Popen:
         "--log-level",
         "warning",
     ]
-    server = subprocess.Popen(command, cwd=ROOT, env=server_environment(args))
+
+
+def start_gunicorn(args, port: int) -> subprocess.Popen:
+    """The server, its access log written as deployed but to /dev/null (it would drown the figures)."""
+    server = subprocess.Popen(
+        gunicorn_command(args, port), cwd=ROOT, env=server_environment(args), stdout=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

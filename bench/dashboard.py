@@ -349,10 +349,11 @@ def start_gunicorn() -> subprocess.Popen:
     }
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "energyarb.wsgi", "-b", f"127.0.0.1:{PORT}", "-w", "2",
-         "--log-level", "warning"],
+        [str(Path(sys.executable).parent / "gunicorn"), "energyarb.wsgi", "--config", "deploy/gunicorn.conf.py",
+         "-b", f"127.0.0.1:{PORT}", "-w", "2", "--log-level", "warning"],
         cwd=ROOT,
         env=env,
+        stdout=subprocess.DEVNULL,  # the access log (deploy/gunicorn.conf.py)
     )  # fmt: skip
     import httpx
 

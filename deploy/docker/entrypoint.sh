@@ -1,6 +1,6 @@
 #!/bin/sh
 # The image's one entry point: which energyarb process this container runs.
-#   web                     gunicorn on 0.0.0.0:$PORT ($WEB_CONCURRENCY sync workers, default 3)
+#   web                     gunicorn on 0.0.0.0:$PORT (deploy/gunicorn.conf.py: $WEB_CONCURRENCY sync workers, default 3)
 #   worker QUEUE            a Celery worker for one queue (data, optimizer, default); $WORKER_CONCURRENCY, default 1
 #   beat                    Celery beat (schedules in the database): exactly one per deployment
 #   release                 migrate, then install the default schedules (idempotent; run before web and workers)
@@ -13,9 +13,7 @@ role="${1:-web}"
 [ $# -gt 0 ] && shift
 case "$role" in
   web)
-    exec gunicorn energyarb.wsgi:application --bind "0.0.0.0:${PORT:-8000}" --workers "${WEB_CONCURRENCY:-3}" \
-      --timeout 60 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200 \
-      --worker-tmp-dir /dev/shm --no-control-socket --access-logfile - "$@" ;;
+    exec gunicorn energyarb.wsgi:application --config deploy/gunicorn.conf.py --bind "0.0.0.0:${PORT:-8000}" "$@" ;;
   worker)
     queue="${1:?usage: worker QUEUE (data, optimizer or default)}"
     shift

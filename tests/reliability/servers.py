@@ -302,6 +302,8 @@ def gunicorn(env: Mapping[str, str], log: Path, *, workers: int = 2, threads: in
         "-m",
         "gunicorn",
         "energyarb.wsgi:application",
+        "--config",
+        "deploy/gunicorn.conf.py",
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
@@ -312,8 +314,6 @@ def gunicorn(env: Mapping[str, str], log: Path, *, workers: int = 2, threads: in
         "30",
         "--graceful-timeout",
         "5",
-        "--access-logfile",
-        "-",
     ]
     with log.open("ab") as out:
         process = subprocess.Popen(

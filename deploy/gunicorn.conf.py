@@ -1,0 +1,130 @@
+"""gunicorn's configuration for energyarb's web process: the one file every launcher passes with `--config`.
+
+deploy/Procfile, deploy/docker/entrypoint.sh (the image, compose and Kubernetes run it), the systemd unit
+deploy/systemd/energyarb-web.service, bench/api_load.py, bench/dashboard.py and the fault tests' server
+(tests/reliability/servers.py) all start gunicorn with this file, so the benchmark measures what is deployed.
+A launcher adds only what differs between them: the address (`--bind`), and the bench its worker count and
+class. Command-line flags override this file (gunicorn's rule), so `--workers N` still works by hand.
+
+Every setting says why beside it; the figures are from docs/deployment.md ("The web process") and
+`tests/test_gunicorn_config.py` proves the behaviour on a real gunicorn.
+"""
+
+import gc
+import os
+
+from gunicorn import glogging
+
+# Sync workers: a request waits on nothing but PostgreSQL and Redis, and 3 measured best on 2 cores
+# (docs/deployment.md: 2 leave a core idle, 4 switch more, threads doubled the p99). About 1.5 per core.
+worker_class = "sync"
+workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+# A decision takes milliseconds; 60 s only kills a worker that is stuck. Shutdown lets requests finish for 30 s
+# (systemd's TimeoutStopSec=35 and Kubernetes' terminationGracePeriodSeconds=40 wait a little longer).
+timeout = 60
+graceful_timeout = 30
+
+# Load the app once in the master and fork the workers from it: a worker (first ones and every replacement after
+# max_requests) starts in milliseconds instead of re-importing Django, the apps, SciPy and the URLconf (~2.5 s of
+# CPU each), and the pages of the loaded code are shared between workers. Consequence: SIGHUP (systemctl reload)
+# re-forks workers from the code already loaded; deploy new code with a restart.
+preload_app = True
+
+# Recycle a worker after this many requests (jittered so the workers do not restart together): a guard against
+# slow leaks and the copy-on-write pages a worker's life un-shares. A worker grows ~0.5 KB per request
+# (measured over 2,000 requests), so 20,000 holds it to ~10 MB; with the app preloaded a replacement costs a fork,
+# where 2,000 without preloading re-imported the app every ~15 s per worker at 400 requests/s (~1 ms per request).
+max_requests = 20000
+max_requests_jitter = 2000
+
+# The workers' heartbeat (an utime() per loop) on a memory file system: on a disk-backed /tmp a busy disk can
+# stall it long enough for the master to kill a healthy worker. (Its CPU is the same, ~1 us.) None falls back
+# to gunicorn's default (the system's temporary directory) where /dev/shm does not exist.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# No control socket (gunicorn >= 25): nothing here uses gunicornc, and it would need a writable directory in
+# $XDG_RUNTIME_DIR or $HOME, which the image's read-only root file system and the systemd unit do not give.
+control_socket_disable = True
+
+# One access line per request on stdout (journald, `docker logs`, the pod's log), gunicorn's combined format,
+# written by AccessLogger below: ~21 us per request instead of gunicorn's ~40-48 us (accesslog timeit in
+# docs/deployment.md). stderr keeps gunicorn's error log.
+accesslog = "-"
+
+# Python's cyclic garbage collector in the workers: a request allocates thousands of container objects, and the
+# default first threshold (700) runs ~0.17 collections per request. 5,000 ran 0.050-0.053 ms of GC per request
+# against 0.067-0.072 at 700 (1,200 requests in-process, alternated); 50,000 was slower again (a larger young
+# generation leaves the CPU caches). Generations 1 and 2 keep their default ratios.
+WORKER_GC_THRESHOLDS = (5000, 10, 10)
+
+
+class AccessLogger(glogging.Logger):
+    """gunicorn's logger, with the access line's atoms built only as far as the format needs them.
+
+    gunicorn's `Logger.atoms` adds an atom for every request header, response header and WSGI environ entry (~50
+    per request, each copied again to escape quotes) for formats that name one with `{name}i/o/e`; the default
+    combined format names none. With such a format this class answers exactly as gunicorn's logger does
+    (`test_the_access_logger_writes_what_gunicorns_writes`)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        if "}" in self.cfg.access_log_format:
+            return super().atoms(resp, req, environ, request_time)
+        status = resp.status
+        if isinstance(status, str):
+            status = status.split(None, 1)[0]
+        sent = getattr(resp, "sent", None)
+        seconds, microseconds = request_time.seconds, request_time.microseconds
+        return {
+            "h": environ.get("REMOTE_ADDR", "-"),
+            "l": "-",
+            "u": self._get_user(environ) or "-",
+            "t": self.now(),
+            "r": f"{environ['REQUEST_METHOD']} {environ['RAW_URI']} {environ['SERVER_PROTOCOL']}",
+            "s": status,
+            "m": environ.get("REQUEST_METHOD"),
+            "U": environ.get("PATH_INFO"),
+            "q": environ.get("QUERY_STRING"),
+            "H": environ.get("SERVER_PROTOCOL"),
+            "b": (sent is not None and str(sent)) or "-",
+            "B": sent,
+            "f": environ.get("HTTP_REFERER", "-"),
+            "a": environ.get("HTTP_USER_AGENT", "-"),
+            "T": seconds,
+            "D": seconds * 1000000 + microseconds,
+            "M": seconds * 1000 + int(microseconds / 1000),
+            "L": f"{seconds}.{microseconds:06d}",
+            "p": f"<{os.getpid()}>",
+        }
+
+
+logger_class = AccessLogger
+
+
+def when_ready(server):
+    """In the master, once the app is loaded and before the first fork: import what the first request would
+    (the URLconf, hence every view, serializer and router), let no database or cache connection cross the fork,
+    then freeze the garbage collector's view of everything loaded so far.
+
+    gc.freeze() moves those ~200,000 objects to a permanent generation no collection in a worker walks again: a
+    full collection in a worker walked them all (~100 ms of CPU each, several in a worker's first thousand requests)
+    and wrote to their pages, un-sharing them from the master."""
+    if not server.cfg.preload_app:  # nothing loaded here: each worker loads the app itself
+        return
+    from django.core.cache import caches
+    from django.db import connections
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018  (imports the URLconf and with it the views)
+    connections.close_all()
+    caches.close_all()
+    gc.collect()
+    gc.freeze()
+
+
+def pre_fork(server, worker):
+    """Whatever the master allocated since (a replacement worker is forked later) joins the frozen objects."""
+    gc.freeze()
+
+
+def post_fork(server, worker):
+    gc.set_threshold(*WORKER_GC_THRESHOLDS)

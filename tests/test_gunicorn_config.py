@@ -1,0 +1,237 @@
+"""deploy/gunicorn.conf.py: every launcher uses it, and a real gunicorn started with it on loopback behaves as its
+comments say (app preloaded in the master, garbage collector frozen before the fork, worker thresholds, heartbeat on
+/dev/shm, access log in gunicorn's combined format)."""
+
+import datetime
+import importlib.util
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from django.db import connection
+from gunicorn import glogging
+from gunicorn.config import Config
+
+from tests.reliability.servers import free_port, stop_process
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+CONFIG = BASE_DIR / "deploy" / "gunicorn.conf.py"
+START_TIMEOUT_S = 60.0
+
+# Settings the config file owns: a deployment launcher that repeated one would drift from what the bench measures.
+OWNED_FLAGS = (
+    "--workers",
+    "-w ",
+    "--timeout",
+    "--graceful-timeout",
+    "--max-requests",
+    "--preload",
+    "--worker-tmp-dir",
+    "--access-logfile",
+    "--control-socket",
+    "--no-control-socket",
+)
+
+
+def load_config_module():
+    spec = importlib.util.spec_from_file_location("energyarb_gunicorn_conf", CONFIG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def gunicorn_commands(path: Path) -> list[str]:
+    """The gunicorn command lines of a shell-like file (backslash continuations joined)."""
+    text = path.read_text().replace("\\\n", " ")
+    return re.findall(r"gunicorn energyarb\.wsgi\S*[^\n]*", text)
+
+
+@pytest.mark.parametrize(
+    "path", ["deploy/Procfile", "deploy/docker/entrypoint.sh", "deploy/systemd/energyarb-web.service"]
+)
+def test_every_deployment_launcher_runs_gunicorn_with_the_one_config_file_and_repeats_none_of_it(path):
+    commands = gunicorn_commands(BASE_DIR / path)
+    assert len(commands) == 1
+    assert "--config deploy/gunicorn.conf.py" in commands[0]
+    assert [flag for flag in OWNED_FLAGS if flag in commands[0]] == []
+
+
+def test_every_file_that_starts_the_wsgi_app_passes_the_config_file():
+    """Any file naming the WSGI app to start it (launchers, benches, the fault tests' server) names the config."""
+    not_launchers = {"energyarb/settings.py", "energyarb/wsgi.py", "tests/reliability/test_deploy.py"}
+    not_launchers |= {"tests/reliability/test_containers.py"}  # the health check's guess of a role from argv
+    named = subprocess.run(
+        ["git", "grep", "-l", "energyarb.wsgi", "--", "*.py", "*.sh", "*.service", "deploy/Procfile", "Makefile"],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    launchers = sorted(set(named) - not_launchers)
+    assert "bench/api_load.py" in launchers and "deploy/Procfile" in launchers
+    assert [path for path in launchers if "deploy/gunicorn.conf.py" not in (BASE_DIR / path).read_text()] == []
+
+
+def test_the_image_compose_and_kubernetes_start_the_web_process_through_the_entry_point():
+    compose = yaml.safe_load((BASE_DIR / "deploy" / "compose" / "docker-compose.yml").read_text())
+    assert compose["services"]["web"]["command"] == ["web"]
+    manifests = list(yaml.safe_load_all((BASE_DIR / "deploy" / "k8s" / "base" / "web.yaml").read_text()))
+    (web,) = [m for m in manifests if m["kind"] == "Deployment"]
+    (container,) = web["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["web"] and "command" not in container
+
+
+def test_the_load_benchmark_starts_gunicorn_with_the_deployments_config():
+    sys.path.insert(0, str(BASE_DIR / "bench"))
+    try:
+        import api_load
+    finally:
+        sys.path.remove(str(BASE_DIR / "bench"))
+    args = type("Args", (), {"workers": 3, "threads": 1})()
+    command = api_load.gunicorn_command(args, 8123)
+    assert Path(command[command.index("--config") + 1]) == CONFIG
+    assert [flag for flag in OWNED_FLAGS if flag.strip() in command and flag != "--workers"] == []
+
+
+def test_the_config_file_sets_what_its_comments_promise():
+    cfg = Config()
+    for name, value in vars(load_config_module()).items():
+        if name in cfg.settings:
+            cfg.set(name, value)
+    assert cfg.preload_app is True
+    assert cfg.worker_class_str == "sync" and cfg.workers == 3
+    assert (cfg.max_requests, cfg.max_requests_jitter) == (20000, 2000)
+    assert cfg.worker_tmp_dir == "/dev/shm"
+    assert cfg.accesslog == "-"
+    assert cfg.logger_class.__name__ == "AccessLogger"
+
+
+# The access logger ---------------------------------------------------------------------------------------------
+
+
+class _Response:
+    status = "201 Created"
+    sent = 1289
+    headers = [("Content-Type", "application/json"), ("Content-Length", "1289"), ("X-Frame-Options", "DENY")]
+
+
+class _Request:
+    headers = [("HOST", "127.0.0.1:8000"), ("USER-AGENT", 'curl/8 "quoted"'), ("CONTENT-LENGTH", "120")]
+
+
+def _access_line(logger_class, access_log_format: str | None, environ: dict) -> str:
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    if access_log_format:
+        cfg.set("access_log_format", access_log_format)
+    logger = logger_class(cfg)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter(logger.access_fmt))
+    logger.access_log.handlers = [handler]
+    logger.now = lambda: "[07/Dec/2026:01:02:03 +0000]"
+    logger.access(_Response, _Request, environ, datetime.timedelta(seconds=1, microseconds=2345))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "access_log_format",
+    [
+        None,
+        "%(h)s %(r)s %(s)s %(b)s %(B)s %(m)s %(U)s %(q)s %(H)s %(T)s %(D)s %(M)s %(L)s %(p)s %(x)s",
+        "%({host}i)s %({content-type}o)s %({raw_uri}e)s %(s)s",
+    ],
+)
+def test_the_access_logger_writes_what_gunicorns_writes(access_log_format):
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": "/api/contracts/?x=1",
+        "PATH_INFO": "/api/contracts/",
+        "QUERY_STRING": "x=1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.7",
+        "HTTP_USER_AGENT": 'curl/8 "quoted"',
+        "HTTP_REFERER": "https://example.com/",
+        "HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz",
+    }
+    ours = _access_line(load_config_module().AccessLogger, access_log_format, environ)
+    assert ours == _access_line(glogging.Logger, access_log_format, environ)
+    assert ours.count("\n") == 1 and ours != "\n"
+    logging.getLogger("gunicorn.access").handlers.clear()
+
+
+# A real gunicorn with the config, on loopback ------------------------------------------------------------------
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read()
+
+
+@pytest.fixture
+def served(django_db_setup, django_db_blocker, tmp_path):
+    """tests.gunicorn_probe (energyarb's app + /__probe__) under deploy/gunicorn.conf.py with 2 workers, on the
+    test database; yields (base URL, path of gunicorn's stdout)."""
+    db = connection.settings_dict
+    port = free_port()
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    env = {
+        **os.environ,
+        "DEBUG": "1",
+        "DATABASE_URL": f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": "",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+    }
+    out = tmp_path / "stdout"
+    command = [sys.executable, "-m", "gunicorn", "tests.gunicorn_probe:application", "--config", str(CONFIG)]
+    command += ["--workers", "2", "--bind", f"127.0.0.1:{port}"]
+    with out.open("wb") as stdout, (tmp_path / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=stdout, stderr=stderr)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, (tmp_path / "stderr").read_text()
+            try:
+                _get(f"{base}/__probe__")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "stderr").read_text()
+                time.sleep(0.1)
+        yield base, out
+    finally:
+        stop_process(process)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the served app needs the PostgreSQL test database")
+def test_a_worker_is_forked_from_the_loaded_app_with_its_objects_frozen_and_nothing_connected(served):
+    base, stdout = served
+    probes = {}
+    for _ in range(40):  # both workers answer, sooner or later
+        probe = json.loads(_get(f"{base}/__probe__")[1])
+        probes[probe["pid"]] = probe
+        if len(probes) == 2:
+            break
+    assert len(probes) == 2
+    for probe in probes.values():
+        assert probe["loaded_by"] != probe["pid"]  # imported once, in the master
+        # Django, the apps and the URLconf (views, serializers) were frozen before the fork: ~200,000 objects.
+        assert probe["at_fork"]["frozen_objects"] > 100_000
+        assert probe["at_fork"]["open_database_connections"] == 0
+        assert probe["gc_thresholds"] == [5000, 10, 10]
+        assert [name.startswith("/dev/shm/") for name in probe["heartbeat_files"]] == [True]
+    status, body = _get(f"{base}/api/health")  # the app itself answers, from the test database
+    assert status == 200 and json.loads(body)["status"] == "healthy"
+    time.sleep(0.2)
+    line = r'^127\.0\.0\.1 - - \[.+\] "GET /api/health HTTP/1\.1" 200 \d+ "-" ".+"$'  # the combined format
+    assert re.search(line, stdout.read_text(), re.M)
