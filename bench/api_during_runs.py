@@ -4,7 +4,7 @@ Books ``--contracts`` running contracts (2-20 kW, random tiers, through admissio
 gunicorn as ``api_load.py`` does, then alternates windows of ``--window`` seconds: customers only ("between
 runs"), and customers while a separate process applies optimization runs back to back ("during runs": solve,
 guard, migration pricing, then the transaction that writes the plan). Customers are ``--clients`` concurrent
-loops of quote + buy (``api_load.client_loop``). Prints p50 / p99 / max of every request in each kind of window and
+loops of quote + buy (``api_load.LoadRun``). Prints p50 / p99 / max of every request in each kind of window and
 the ratio of the p99s (target, issue 13: during <= 1.5 x between).
 
     .venv/bin/python bench/api_during_runs.py [--contracts 300] [--clients 16] [--window 20] [--windows 3]
@@ -16,7 +16,6 @@ REDIS_URL default redis://127.0.0.1:6379/9.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import subprocess
@@ -95,10 +94,10 @@ def main() -> None:
     during: list[float] = []
     runs: list[str] = []
     try:
-        asyncio.run(api_load.run_load(port=port, token=token, clients=args.clients, seconds=3, seed=0))  # warm-up
+        api_load.run_load(port=port, token=token, clients=args.clients, seconds=3, seed=0)  # warm-up
         for window in range(args.windows):
-            tally, _ = asyncio.run(
-                api_load.run_load(port=port, token=token, clients=args.clients, seconds=args.window, seed=window + 1)
+            tally, _ = api_load.run_load(
+                port=port, token=token, clients=args.clients, seconds=args.window, seed=window + 1
             )
             between += tally.latencies_ms
             child = subprocess.Popen(
@@ -108,8 +107,8 @@ def main() -> None:
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            tally, _ = asyncio.run(
-                api_load.run_load(port=port, token=token, clients=args.clients, seconds=args.window, seed=window + 100)
+            tally, _ = api_load.run_load(
+                port=port, token=token, clients=args.clients, seconds=args.window, seed=window + 100
             )
             during += tally.latencies_ms
             out, _ = child.communicate(timeout=600)

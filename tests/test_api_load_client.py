@@ -1,0 +1,125 @@
+"""bench/api_load.py's load generator: real HTTP/1.1 requests, one new connection each, every answer read to its
+end and checked, against a loopback server that answers as the API does (and, on cue, wrongly)."""
+
+import json
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(scope="module")
+def api_load():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import api_load
+
+        yield api_load
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def answer(status: str, body: bytes, *, length: int | None = None) -> bytes:
+    length = len(body) if length is None else length
+    head = f"HTTP/1.1 {status}\r\nServer: test\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    return f"{head}Content-Length: {length}\r\n\r\n".encode() + body
+
+
+class Server:
+    """Answers each connection's one request from `reply(method, path, headers, body)`, then closes it."""
+
+    def __init__(self, reply):
+        self.reply, self.requests, self.connections = reply, [], 0
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                self.connections += 1
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                lines = head.decode().split("\r\n")
+                headers = dict(line.split(": ", 1) for line in lines[1:])
+                while len(body) < int(headers["Content-Length"]):
+                    body += conn.recv(65536)
+                method, path, version = lines[0].split(" ")
+                self.requests.append((method, path, version, headers, json.loads(body)))
+                conn.sendall(self.reply(path, len(self.requests)))
+                conn.shutdown(socket.SHUT_WR)
+
+    def close(self):
+        self.listener.close()
+
+
+def run(api_load, reply, *, clients=4, seconds=0.3):
+    server = Server(reply)
+    try:
+        tally, _ = api_load.run_load(port=server.port, token="t0ken", clients=clients, seconds=seconds, seed=1)
+    finally:
+        server.close()
+    return tally, server
+
+
+def test_each_quote_is_bought_by_its_id_over_new_http_1_1_connections(api_load):
+    def reply(path, n):
+        if path == "/api/sla/quotes/":
+            return answer("201 Created", json.dumps({"id": n, "tier": "spot", "pad": "x" * 70000}).encode())
+        return (
+            answer("409 Conflict", b'{"detail": "short", "code": "capacity"}')
+            if n % 4 == 0
+            else answer("201 Created", b'{"id": 9}')
+        )
+
+    tally, server = run(api_load, reply)
+    assert tally.errors == 0 and tally.decisions == len(server.requests) == server.connections > 8
+    quotes = {n: body for n, (_, path, _, _, body) in enumerate(server.requests, 1) if path == "/api/sla/quotes/"}
+    for method, path, version, headers, body in server.requests:
+        assert (method, version) == ("POST", "HTTP/1.1")
+        assert headers["Authorization"] == "Token t0ken" and headers["Connection"] == "close"
+        assert headers["Content-Type"] == "application/json"
+        if path == "/api/contracts/":
+            assert body["quote"] in quotes  # the id the quote's (70 kB, several reads) answer carried
+        else:
+            assert set(body) == {"tier", "capacity_kw", "starts_at", "duration_hours"}
+    assert tally.statuses[409] > 0 and tally.statuses[201] > 0
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        answer("201 Created", b'{"id": 1}', length=50),  # cut short: fewer bytes than announced
+        answer("201 Created", b'{"id": 1}')[:-3],
+        b"HTTP/1.1 201 Created\r\nConnection: close\r\n\r\n{}",  # no Content-Length
+        answer("201 Created", b'{"no id": 1}'),  # a quote without its id
+        b"garbage",
+        b"",  # closed without an answer
+    ],
+)
+def test_an_answer_that_is_incomplete_or_malformed_is_a_failure_not_a_decision(api_load, wrong):
+    tally, server = run(api_load, lambda path, n: wrong, clients=2, seconds=0.2)
+    assert len(server.requests) > 0
+    assert tally.decisions == 0 and tally.failures == len(server.requests)
+
+
+def test_an_answer_of_another_status_is_counted_as_an_error(api_load):
+    tally, server = run(api_load, lambda path, n: answer("500 Internal Server Error", b"{}"), clients=2, seconds=0.2)
+    assert tally.errors == len(server.requests) > 0 and tally.decisions == 0 and tally.failures == 0
+
+
+def test_a_refused_connection_is_a_failure(api_load):
+    port = api_load.free_port()  # nothing listens there
+    tally, _ = api_load.run_load(port=port, token="t", clients=2, seconds=0.05, seed=1)
+    assert tally.failures > 0 and tally.decisions == 0
