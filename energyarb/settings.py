@@ -132,11 +132,13 @@ MIDDLEWARE = [
     # A NUL in the path answers 404, an API body larger than API_MAX_BODY_BYTES a JSON 413, before anything reads it.
     "core.middleware.MalformedRequestMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, authentication and message middleware, skipped for token requests to the customer API's
+    # quotes and purchases, which use none of them (core.browser_state.needs_no_browser_state).
+    "core.browser_state.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "core.browser_state.AuthenticationMiddleware",
+    "core.browser_state.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
 ]
