@@ -383,18 +383,37 @@ def run_load(*, port: int, token: str, clients: int, seconds: float, seed: int) 
     return tally, time.monotonic() - began
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds consumed so far by each of these processes still alive (from /proc; Linux only)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return {pid: (int(f[11]) + int(f[12])) / tick for pid in pids if (f := _stat_fields(pid)) is not None}
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds consumed so far by these processes (from /proc; Linux only)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum(cpu_by_pid(pids).values())
+
+
+def workers_cpu_seconds(master: int) -> float:
+    """CPU seconds of the master's workers so far, alive or already reaped: a worker recycled during a run
+    (max_requests) took its CPU with it from /proc, and the master's children's time (cutime + cstime) holds it."""
+    fields = _stat_fields(master)
+    reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+    return cpu_seconds(worker_pids(master)) + reaped
+
+
+def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two `cpu_by_pid` readings by the processes alive at the second: one that started
+    meanwhile counts whole, one that ended meanwhile is lost (not subtracted: the figure never goes negative)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def worker_pids(master: int) -> list[int]:
@@ -471,12 +490,11 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             if not vacuum(args.database_url) and run == 1:
                 print("autovacuum is off on this cluster: the tables the load grows are vacuumed before each run")
-            workers, backends = worker_pids(server.pid), backend_pids(args.database_url)
-            before = cpu_seconds(workers), cpu_seconds(backends), time.process_time()
+            before = workers_cpu_seconds(server.pid), cpu_by_pid(backend_pids(args.database_url)), time.process_time()
             tally, elapsed = run_load(port=port, token=token, clients=args.clients, seconds=args.seconds, seed=run)
             count = max(len(tally.latencies_ms), 1)
-            worker_ms = (cpu_seconds(workers) - before[0]) * 1000 / count
-            database_ms = (cpu_seconds(backends) - before[1]) * 1000 / count
+            worker_ms = (workers_cpu_seconds(server.pid) - before[0]) * 1000 / count
+            database_ms = cpu_since(before[1], cpu_by_pid(backend_pids(args.database_url))) * 1000 / count
             client_ms = (time.process_time() - before[2]) * 1000 / count
             server_cpu_ms = worker_ms + database_ms
             rate = len(tally.latencies_ms) / elapsed

@@ -2,7 +2,9 @@
 end and checked, against a loopback server that answers as the API does (and, on cue, wrongly)."""
 
 import json
+import os
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -123,3 +125,20 @@ def test_a_refused_connection_is_a_failure(api_load):
     port = api_load.free_port()  # nothing listens there
     tally, _ = api_load.run_load(port=port, token="t", clients=2, seconds=0.05, seed=1)
     assert tally.failures > 0 and tally.decisions == 0
+
+
+# The server's CPU per request, as the bench reads it from /proc ------------------------------------------------
+
+
+def test_the_workers_cpu_includes_a_worker_that_ended_during_the_run(api_load):
+    """A worker recycled mid-run (max_requests) takes its CPU out of /proc; the master's reaped-children time keeps
+    it (here this process is the master and a child burning ~0.3 s of CPU the worker)."""
+    before = api_load.workers_cpu_seconds(os.getpid())
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass"
+    subprocess.run([sys.executable, "-c", burn], check=True, timeout=60)
+    assert api_load.workers_cpu_seconds(os.getpid()) - before >= 0.25
+
+
+def test_the_databases_cpu_counts_backends_that_started_and_never_goes_negative(api_load):
+    before = {1: 1.0, 2: 5.0}  # backend 2 ends during the run; backend 3 starts (a recycled worker's connection)
+    assert api_load.cpu_since(before, {1: 1.5, 3: 0.7}) == pytest.approx(1.2)
