@@ -1,7 +1,7 @@
 """One router under /api/ that every app's API registers its routes on, plus the plain paths of the original
 product's API and the dashboard's data (listed first: `sites/status` must not reach the sites router)."""
 
-from django.urls import path
+from django.urls import URLPattern, path
 from rest_framework.routers import DefaultRouter
 
 from fleet.api.urls import routes as fleet_routes
@@ -26,7 +26,9 @@ HOT_ROUTES = ("quote-list", "contract-list")
 hot_patterns = [
     pattern
     for pattern in router.urls
-    if pattern.name in HOT_ROUTES and "format" not in pattern.pattern.regex.groupindex
+    if isinstance(pattern, URLPattern)
+    and pattern.name in HOT_ROUTES
+    and "format" not in pattern.pattern.regex.groupindex
 ]
 
 urlpatterns = [
