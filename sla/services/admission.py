@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, OperationalError, transaction
 from django.db.models import (
     DateTimeField,
     DecimalField,
@@ -670,12 +670,17 @@ def _placements(contract: Contract, request: CapacityRequest, shares: list[tuple
     ]
 
 
+SITE_NAMING = ["id", "code", "name"]  # the first of Site's fields, in its order (Model.from_db)
+
+
 def _as_admitted(contract: Contract, placements: list[Placement], sites: dict[int, tuple[str, str]]) -> Contract:
     """`contract` as the API shows it right after admission, without querying anything back: the attributes
-    `ContractQuerySet.with_details()` prefetches (a new contract has no credits, notices or downtimes yet)."""
+    `ContractQuerySet.with_details()` prefetches (a new contract has no credits, notices or downtimes yet).
+    Each placement's site carries the code and name the plan knew it by; its other fields are deferred (loaded
+    if something reads them), not the model's defaults."""
     for placement in placements:
         code, name = sites[placement.site_id]
-        placement.site = Site(pk=placement.site_id, code=code, name=name)
+        placement.site = Site.from_db(DEFAULT_DB_ALIAS, SITE_NAMING, (placement.site_id, code, name))
     contract.placement_list = placements
     contract.service_credit_list, contract.preemption_notice_list, contract.downtime_list = [], [], []
     contract.delivered_kw_minutes = contract.committed_kw_minutes = ZERO

@@ -324,6 +324,26 @@ def test_a_quote_still_fitting_is_written_first_and_locks_the_sites_only_to_chec
     assert contract.history.get().history_change_reason == f"admitted (quote {quote.pk})"
 
 
+def test_an_admitted_contracts_sites_carry_their_code_and_name_and_read_the_rest_from_the_database(
+    fleet, frozen, customer, django_assert_num_queries
+):
+    """Right after admission a contract's placements name their sites without a query (what the API shows), and
+    any other field of such a site is the stored one, read when asked for, not a default made up in memory."""
+    from sites.models import Site
+
+    quote = create_quote(customer=customer, request=ask(fleet.premium, "100"))
+    contract = create_contract_from_quote(quote=quote)
+
+    placements = contract.placement_list
+    with django_assert_num_queries(0):
+        named = [(p.site.pk, p.site.code, p.site.name) for p in placements]
+    assert named == [(s["site_id"], s["site"], s["name"]) for s in quote.sites] and len(named) >= 2
+    stored = Site.objects.get(pk=placements[0].site_id)
+    with django_assert_num_queries(1):  # a deferred field is loaded when read
+        assert placements[0].site.latitude == stored.latitude
+    assert placements[0].site.power_capacity_kw == stored.power_capacity_kw
+
+
 def test_admissions_write_history_through_one_history_manager_per_process(fleet, frozen, customer, monkeypatch):
     """`Contract.history` builds a new manager class on every access (about 0.3 ms of CPU): admission must not
     pay it per contract, and still records who admitted the contract and why."""
