@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -217,8 +218,16 @@ def served(django_db_setup, django_db_blocker, tmp_path):
 def test_a_worker_is_forked_from_the_loaded_app_with_its_objects_frozen_and_nothing_connected(served):
     base, stdout = served
     probes = {}
-    for _ in range(40):  # both workers answer, sooner or later
-        probe = json.loads(_get(f"{base}/__probe__")[1])
+    for _ in range(20):  # until both workers have answered: one holds a half-sent request while the other answers
+        with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=10) as held:
+            held.sendall(b"GET /__probe__ HTTP/1.1\r\n")
+            probe = json.loads(_get(f"{base}/__probe__")[1])
+            probes[probe["pid"]] = probe
+            held.sendall(b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := held.recv(65536):
+                answer += chunk
+        probe = json.loads(answer.partition(b"\r\n\r\n")[2])
         probes[probe["pid"]] = probe
         if len(probes) == 2:
             break
