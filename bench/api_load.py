@@ -240,18 +240,28 @@ STUCK_AFTER_S = 60.0  # a request still unanswered this long after the run's end
 class Customer:
     """One client's state: quote, then buy the quote (one HTTP/1.1 connection per request), until the run ends."""
 
-    __slots__ = ("began", "chunks", "path", "pending", "rng", "sock")
+    __slots__ = ("began", "chunks", "expected", "path", "pending", "received", "rng", "sock")
 
     def __init__(self, seed: int):
         self.rng = random.Random(seed)
         self.sock: socket.socket | None = None
         self.path, self.pending, self.chunks, self.began = QUOTES, b"", [], 0.0
+        # bytes of the answer received so far, and its full length once its head is in (None before; -1 when the
+        # head announces no usable Content-Length: then the answer ends at the server's EOF)
+        self.received, self.expected = 0, None
 
 
 class LoadRun:
-    """Customers as state machines on one epoll loop: real HTTP/1.1 requests, each on a new connection that the
-    server closes (`Connection: close`, as gunicorn's sync workers do anyway), every answer read to the end and
-    checked (status line, Content-Length against the body read, the quote's id).
+    """Customers as state machines on one epoll loop: real HTTP/1.1 requests, each on a new connection
+    (`Connection: close`, as gunicorn's sync workers do anyway), every answer read to its end and checked (status
+    line, Content-Length against the body read, the quote's id).
+
+    An answer ends when its head and the Content-Length bytes of its body are in, and the client closes the
+    connection at once, as a browser or a proxy (nginx with `Connection: close` upstream) does: it does not wait
+    for the server's FIN. A gunicorn sync worker, after each answer, shuts its side and waits (up to 2 s) for the
+    client to close (`gunicorn.util.close_graceful`), so a client that waited for the server's EOF first held each
+    worker for one more trip through this loop per request. An answer without a Content-Length is read to the
+    server's EOF; one cut short (EOF before its length) is still a failure.
 
     The load generator shares the machine's two cores with the server it measures, so its CPU per request is
     kept small: no asyncio streams, transports or futures, one socket and a few system calls per request. It
@@ -293,7 +303,7 @@ class LoadRun:
 
     def send(self, customer: Customer, path: str, body: dict) -> None:
         payload = json.dumps(body).encode()
-        customer.path, customer.chunks = path, []
+        customer.path, customer.chunks, customer.received, customer.expected = path, [], 0, None
         customer.pending = f"POST {path} {self.head}{len(payload)}\r\n\r\n".encode() + payload
         customer.began = time.perf_counter()
         sock = customer.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
@@ -328,7 +338,11 @@ class LoadRun:
             return
         if data:
             customer.chunks.append(data)
-            return
+            customer.received += len(data)
+            if customer.expected is None:
+                customer.expected = answer_length(b"".join(customer.chunks))
+            if customer.expected is None or customer.expected < 0 or customer.received < customer.expected:
+                return  # the rest of the answer, or the server's EOF, is still to come
         elapsed_ms = (time.perf_counter() - customer.began) * 1000
         self.close(customer)
         self.answered(customer, b"".join(customer.chunks), elapsed_ms)
@@ -359,6 +373,23 @@ class LoadRun:
         if sock is not None:
             del self.waiting[sock.fileno()]
             sock.close()  # leaves the epoll set with it
+
+
+def answer_length(received: bytes) -> int | None:
+    """The full length in bytes (head and body) of the answer that begins with `received`: None while its head is
+    incomplete, -1 when the head has no Content-Length that is a number (the answer then ends at EOF)."""
+    end = received.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = received[:end].lower()
+    at = head.find(b"\r\ncontent-length:")
+    if at < 0:
+        return -1
+    stop = head.find(b"\r\n", at + 2)
+    try:
+        return end + 4 + int(head[at + 17 : stop if stop >= 0 else None])
+    except ValueError:
+        return -1
 
 
 def checked_status(head: bytes, content: bytes) -> int:

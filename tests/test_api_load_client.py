@@ -1,6 +1,7 @@
 """bench/api_load.py's load generator: real HTTP/1.1 requests, one new connection each, every answer read to its
 end and checked, against a loopback server that answers as the API does (and, on cue, wrongly)."""
 
+import contextlib
 import json
 import os
 import socket
@@ -34,8 +35,10 @@ def answer(status: str, body: bytes, *, length: int | None = None) -> bytes:
 class Server:
     """Answers each connection's one request from `reply(method, path, headers, body)`, then closes it."""
 
-    def __init__(self, reply):
+    def __init__(self, reply, *, wait_for_client_close=False):
         self.reply, self.requests, self.connections = reply, [], 0
+        # like a gunicorn sync worker: after the answer, no FIN until the client has closed (or 5 s have passed)
+        self.wait_for_client_close, self.closed_by_client = wait_for_client_close, []
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.port = self.listener.getsockname()[1]
         self.thread = threading.Thread(target=self.serve, daemon=True)
@@ -60,14 +63,27 @@ class Server:
                 method, path, version = lines[0].split(" ")
                 self.requests.append((method, path, version, headers, json.loads(body)))
                 conn.sendall(self.reply(path, len(self.requests)))
+                if self.wait_for_client_close:
+                    self.closed_by_client.append(self.client_closes(conn))
                 conn.shutdown(socket.SHUT_WR)
 
+    @staticmethod
+    def client_closes(conn) -> bool:
+        conn.settimeout(5.0)  # only bounds the failure: a client that waits for our FIN would wait forever
+        try:
+            return conn.recv(1) == b""
+        except OSError:
+            return False
+
     def close(self):
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (Linux), so the last connection is counted
         self.listener.close()
+        self.thread.join(10)
 
 
-def run(api_load, reply, *, clients=4, seconds=0.3):
-    server = Server(reply)
+def run(api_load, reply, *, clients=4, seconds=0.3, wait_for_client_close=False):
+    server = Server(reply, wait_for_client_close=wait_for_client_close)
     try:
         tally, _ = api_load.run_load(port=server.port, token="t0ken", clients=clients, seconds=seconds, seed=1)
     finally:
@@ -99,11 +115,43 @@ def test_each_quote_is_bought_by_its_id_over_new_http_1_1_connections(api_load):
     assert tally.statuses[409] > 0 and tally.statuses[201] > 0
 
 
+def test_the_client_closes_once_it_has_the_whole_answer_without_waiting_for_the_servers_fin(api_load):
+    """A gunicorn sync worker waits for the client's close after each answer (gunicorn.util.close_graceful): the
+    client ends an answer by its Content-Length and closes at once, as a proxy does (here the server never sends
+    its FIN before the client has closed)."""
+
+    def reply(path, n):
+        if path == "/api/sla/quotes/":
+            return answer("201 Created", json.dumps({"id": n, "pad": "x" * 70000}).encode())
+        return answer("201 Created", b'{"id": 9}')
+
+    tally, server = run(api_load, reply, clients=2, seconds=0.2, wait_for_client_close=True)
+    assert tally.errors == 0 and tally.decisions == len(server.requests) > 2
+    assert server.closed_by_client == [True] * len(server.requests)
+
+
+def test_an_answer_without_content_length_is_read_to_the_servers_eof_and_still_fails(api_load):
+    wrong = b"HTTP/1.1 201 Created\r\nConnection: close\r\n\r\n" + b'{"id": 1}'
+    tally, server = run(api_load, lambda path, n: wrong, clients=2, seconds=0.2)
+    assert len(server.requests) > 0 and tally.decisions == 0 and tally.failures == len(server.requests)
+
+
+@pytest.mark.parametrize("length", [b"12", b"x", b"-3"])
+def test_answer_length_is_known_once_the_head_is_in(api_load, length):
+    head = b"HTTP/1.1 201 Created\r\nContent-Length: " + length + b"\r\nServer: t\r\n\r\n"
+    assert api_load.answer_length(head[:-1]) is None
+    expected = {b"12": len(head) + 12, b"x": -1, b"-3": len(head) - 3}[length]
+    assert api_load.answer_length(head) == api_load.answer_length(head + b"{}") == expected
+    assert api_load.answer_length(b"HTTP/1.1 200 OK\r\nServer: t\r\n\r\n{}") == -1
+
+
 @pytest.mark.parametrize(
     "wrong",
     [
         answer("201 Created", b'{"id": 1}', length=50),  # cut short: fewer bytes than announced
         answer("201 Created", b'{"id": 1}')[:-3],
+        answer("201 Created", b'{"id": 1}') + b"more",  # longer than announced
+        answer("201 Created", b'{"id": 1}', length=-3),
         b"HTTP/1.1 201 Created\r\nConnection: close\r\n\r\n{}",  # no Content-Length
         answer("201 Created", b'{"no id": 1}'),  # a quote without its id
         b"garbage",
