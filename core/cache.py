@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 
@@ -83,18 +84,35 @@ class SharedClientRedisCacheClient(RedisCacheClient):
         return client
 
 
-def evalsha_on_pool(pool, sha: str, key: str, *args):
-    """EVALSHA `sha` with one key on a connection of `pool`, as `Redis.execute_command` sends a command: the
-    connection's own retry policy (a connection or timeout error disconnects it and tries again, backing off),
-    the connection back to the pool afterwards. The reply is returned unparsed, as redis-py returns EVALSHA's."""
-    connection = pool.get_connection()
-    try:
-        return connection.retry.call_with_retry(
-            lambda: _send_and_read(connection, "EVALSHA", sha, 1, key, *args),
-            lambda error: connection.disconnect(),
-        )
-    finally:
-        pool.release(connection)
+class KeptConnection:
+    """One connection of a pool's kind, kept for one job by one process, outside the pool's checkout.
+
+    Checking a connection out of redis-py's pool and back (a lock, the observability hooks of redis-py 8, the
+    reconnect-on-release check) cost more CPU per throttled API request than the EVALSHA it carries. This keeps one
+    connection made by the pool (`make_connection`: same class, address, timeouts and retry policy) and, before each
+    command, has the pool check it as a checkout would (`ensure_connection`: connect if not connected; data or an
+    end of file pending, e.g. the server closed it, means reconnect). A command then runs as
+    `Redis.execute_command` runs it: the connection's own retry policy, disconnected on a connection or timeout
+    error. A forked child (gunicorn preloads the app) makes its own; a lock keeps threads sharing it in turn."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._connection = None
+
+    def command(self, *args):
+        """Send one command and return its reply unparsed (as redis-py returns EVALSHA's)."""
+        with self._lock:
+            connection = self._connection
+            if connection is None or self._pid != os.getpid():
+                connection = self._connection = self.pool.make_connection()
+                self._pid = os.getpid()
+            self.pool.ensure_connection(connection)
+            return connection.retry.call_with_retry(
+                lambda: _send_and_read(connection, *args),
+                lambda error: connection.disconnect(),
+            )
 
 
 def _send_and_read(connection, *command):
@@ -137,6 +155,7 @@ class ResilientRedisCache(RedisCache):
         self._down_until = 0.0
         self._lock = threading.Lock()
         self._scripts = {}
+        self._kept = {}
 
     def redis_is_down(self) -> bool:
         return time.monotonic() < self._down_until
@@ -152,19 +171,23 @@ class ResilientRedisCache(RedisCache):
         """See the module's `hit_window`: SET NX EX (the first hit opens the window), INCR and TTL in one
         round trip, as a script Redis runs atomically (EVALSHA; one command and one reply).
 
-        It runs on every throttled API request, so it talks to a pooled connection itself (`evalsha_on_pool`)
-        instead of through `Script.__call__` and `Redis.execute_command`, whose per-command layers (imports,
-        metrics hooks, the retry closure) cost more CPU than sending the command and reading its reply."""
+        It runs on every throttled API request, so it sends EVALSHA on a connection it keeps (`KeptConnection`)
+        instead of through `Script.__call__`, `Redis.execute_command` and the pool's checkout, whose per-command
+        layers (imports, metrics hooks, the retry closure, the pool's lock and hooks) cost more CPU than sending
+        the command and reading its reply."""
         key = self.make_and_validate_key(key)
         client = self._cache.get_client(key, write=True)
         sha = self._scripts.get(id(client))
         if sha is None:
             sha = self._scripts[id(client)] = client.script_load(HIT_WINDOW_LUA)
+        kept = self._kept.get(id(client))
+        if kept is None:
+            kept = self._kept[id(client)] = KeptConnection(client.connection_pool)
         try:
-            count, ttl = evalsha_on_pool(client.connection_pool, sha, key, window_s)
+            count, ttl = kept.command("EVALSHA", sha, 1, key, window_s)
         except NoScriptError:  # Redis restarted or its scripts were flushed: load it again, once
             client.script_load(HIT_WINDOW_LUA)
-            count, ttl = evalsha_on_pool(client.connection_pool, sha, key, window_s)
+            count, ttl = kept.command("EVALSHA", sha, 1, key, window_s)
         return int(count), float(ttl if ttl > 0 else window_s)
 
     def mark_up(self) -> None:

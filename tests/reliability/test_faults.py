@@ -5,7 +5,8 @@ Fault -> where it is proven (each test bounded by FAULT_TEST_LIMIT_S):
 - Redis (cache and broker) crashes while the web app serves:
   test_redis_crash_while_serving_then_tasks_resume_and_nothing_is_lost
 - a Redis that refuses connections (in process): test_cache_falls_back_to_local_memory_and_throttles_still_hold; one
-  that forgets its scripts or drops the throttle's connection: test_a_throttle_hit_is_one_evalsha_on_a_pooled_connection
+  that forgets its scripts or drops the throttle's connection:
+  test_a_throttle_hit_is_one_evalsha_on_a_connection_the_process_keeps
 - the broker refuses a message a request enqueues: test_broker_down_answers_503_not_500
 - the broker at its memory limit: test_a_worker_meeting_a_broker_at_its_memory_limit_waits_and_resumes, and a
   message taken there: test_a_message_taken_while_the_broker_is_at_its_memory_limit_is_kept_until_recorded
@@ -310,31 +311,48 @@ def test_window_counter_on_redis_counts_one_window_then_opens_the_next(private_r
     assert hit_window(cache, "throttle-test", 1)[0] == 1
 
 
-def test_a_throttle_hit_is_one_evalsha_on_a_pooled_connection(private_redis, settings, monkeypatch):
-    """Every throttled API request counts a hit: it goes to a pooled connection directly (core.cache.
-    evalsha_on_pool), not through redis-py's per-command layers (Script.__call__, Redis.execute_command), which cost
-    ~0.1 ms of a request's CPU (docs/api-performance.md); forgotten scripts are loaded again, dropped connections
-    are reconnected, as redis-py does."""
+def test_a_throttle_hit_is_one_evalsha_on_a_connection_the_process_keeps(private_redis, settings, monkeypatch):
+    """Every throttled API request counts a hit: EVALSHA on a connection the process keeps (core.cache.
+    KeptConnection), not through redis-py's per-command layers (Script.__call__, Redis.execute_command) nor the
+    pool's checkout, which cost ~0.1 ms each of a request's CPU (docs/api-performance.md); forgotten scripts are
+    loaded again, a connection the server dropped is reconnected, as redis-py does, and a forked process makes
+    its own."""
     import redis
     from django.core.cache import caches
+    from redis.connection import ConnectionPool
 
+    from core import cache as core_cache
     from core.cache import hit_window
 
     settings.CACHES = {"default": {"BACKEND": "core.cache.ResilientRedisCache", "LOCATION": private_redis.url(1)}}
     cache = caches.create_connection("default")
     assert hit_window(cache, "throttle-test", 60)[0] == 1  # the first hit loads the script (SCRIPT LOAD)
-    sent = []
+    sent, checkouts = [], []
     monkeypatch.setattr(redis.Redis, "execute_command", lambda self, *args, **options: sent.append(args[0]))
-    assert hit_window(cache, "throttle-test", 60)[0] == 2
-    assert sent == []  # EVALSHA went out on the pooled connection itself
+    get_connection = ConnectionPool.get_connection
+    monkeypatch.setattr(
+        ConnectionPool, "get_connection", lambda self, *a, **k: checkouts.append(1) or get_connection(self, *a, **k)
+    )
+    assert [hit_window(cache, "throttle-test", 60)[0] for _ in range(3)] == [2, 3, 4]
+    assert sent == []  # EVALSHA went out on the kept connection itself
+    assert checkouts == []  # which no hit took from the pool
     monkeypatch.undo()
 
     admin = redis.Redis.from_url(private_redis.url(1))
     admin.script_flush()  # as a Redis restart forgets loaded scripts
-    assert hit_window(cache, "throttle-test", 60)[0] == 3
-    admin.client_kill_filter(_type="normal", skipme=True)  # the pooled connection dropped by the server
-    assert hit_window(cache, "throttle-test", 60)[0] == 4
+    assert hit_window(cache, "throttle-test", 60)[0] == 5
+    clients = {c["id"] for c in admin.client_list()} - {str(admin.client_id())}
+    admin.client_kill_filter(_type="normal", skipme=True)  # the kept connection dropped by the server
+    assert hit_window(cache, "throttle-test", 60)[0] == 6
     assert not cache.redis_is_down()  # all answered by Redis, not by the local fallback
+    assert {c["id"] for c in admin.client_list()}.isdisjoint(clients)
+
+    (kept,) = cache._kept.values()
+    parents = kept._connection
+    monkeypatch.setattr(core_cache.os, "getpid", lambda: -1)  # a forked child (gunicorn preloads the app)
+    assert hit_window(cache, "throttle-test", 60)[0] == 7
+    assert kept._connection is not parents  # the child made its own, never writing on its parent's socket
+    assert parents.is_connected
 
 
 def get_all(base: str, token: str) -> dict[str, int]:
