@@ -13,30 +13,42 @@ normalized by `decimal` / `aware` where backends differ (SQLite hands back float
 PostgreSQL hands back Decimals and aware datetimes).
 
 Why they are kept: `bench/api_load.py` with `DB_PREPARED_READS=0` (each read built and compiled per call, as the
-ORM does) costs more server CPU per decision than with them (figures in docs/api-performance.md). Writes use the
-ORM's public API (`save`, `bulk_create`, simple-history's `bulk_history_create`).
+ORM does) costs more server CPU per decision than with them (figures in docs/api-performance.md).
+
+`PreparedInsert` does the same for the INSERTs of a quote, a contract and its placements: the ORM's compiler builds
+the INSERT ... RETURNING once per vendor and row count, and each call only prepares the values through the public
+Field API (`pre_save(obj, add=True)`, `get_db_prep_save`) and runs the statement; the saved instances come back
+through `Model.from_db` (no write to a private attribute). Other writes use the ORM's public API (`save`,
+`bulk_create`, simple-history's `bulk_history_create` for history rows).
 
 Django internals relied on, checked against CHECKED_WITH_DJANGO by tests/test_db.py (which compares every
 prepared read of the app with its queryset run by the ORM, and fails on another Django version until re-checked):
 `Query.sql_with_params()` and `get_compiler(...).as_sql()`, `connection.ops.adapt_datetimefield_value` and
 `get_db_converters`, `Field.get_col(...).get_db_converters(connection)` (the converters the compiler applies),
-`Model.from_db`.
+`Model.from_db`; for `PreparedInsert`: `sql.InsertQuery(model)`, `insert_values(fields, objs)`,
+`get_compiler(connection=...)`, the compiler's `returning_fields` and `as_sql()` (one statement; the parameters one
+per value in row order, or on PostgreSQL one array per column for `UNNEST`), and `Field.is_cached` /
+`get_cached_value` (the related objects a new instance was given). tests/test_db.py compares each app's prepared
+INSERT, SQL and parameters, with what `save` / `bulk_create` send, and the rows written column by column.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TypeVar, overload
+from typing import Generic, TypeVar, overload
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connection, connections
-from django.db.models import Field, Model, QuerySet
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, ForeignKey, Model, QuerySet
 from django.db.models.expressions import Col
 from django.db.models.signals import post_delete, post_migrate, post_save
+from django.db.models.sql import InsertQuery
 
 _M = TypeVar("_M", bound=Model)
 CHECKED_WITH_DJANGO = (5, 2)  # the Django (major, minor) whose internals this module was checked against
@@ -114,6 +126,114 @@ class PreparedRead:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+
+class PreparedInsert(Generic[_M]):
+    """New rows of `model` written as `bulk_create(objs)` / `save(force_insert=True)` write them, without
+    compiling the INSERT on every call.
+
+    The statement (INSERT ... RETURNING the primary key) is built by the ORM's own compiler, once per database
+    vendor and row count, from copies of the first objects given; each call then computes the values as the
+    compiler does, `field.pre_save(obj, add=True)` (auto_now / auto_now_add) then `field.get_db_prep_save`, and
+    runs the statement on a plain cursor. Defaults and callable defaults are the instances' own (set when they were
+    built), as for the ORM. A database error is raised as the ORM raises it (IntegrityError on a constraint), and
+    inside `atomic` marks the transaction for rollback as the ORM does.
+
+    Returns the saved instances, built by `Model.from_db` with the values written and the new primary key, and
+    given the related objects `objs` held (their `tier`, `contract`, ...): use them instead of `objs`, which stay
+    unsaved. Like `bulk_create`, it sends no model signals: `tests/test_db.py` checks the receivers of each model the
+    app inserts this way. Refused (TypeError) for what it does not do: models without an auto primary key,
+    inheritance or `order_with_respect_to`; fields with a database default, generated or with their own SQL
+    placeholder; an expression as a value; a backend without INSERT ... RETURNING of several rows.
+    """
+
+    def __init__(self, model: type[_M]):
+        meta = model._meta
+        if meta.auto_field is None or meta.parents or meta.order_with_respect_to:
+            raise TypeError(f"PreparedInsert: {model.__name__} needs an auto primary key and no inheritance")
+        self.model = model
+        self.fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
+        refused = [f.name for f in self.fields if f.generated or f.has_db_default() or hasattr(f, "get_placeholder")]
+        if refused:
+            raise TypeError(f"PreparedInsert: {model.__name__}.{refused} need the ORM's insert")
+        self._attnames = [field.attname for field in meta.concrete_fields]  # Model.from_db's order
+        self.relations = [(field, i) for i, field in enumerate(meta.concrete_fields) if isinstance(field, ForeignKey)]
+        if len(self.relations) != sum(field.is_relation for field in meta.concrete_fields):
+            raise TypeError(f"PreparedInsert: {model.__name__} has a relation that is not a ForeignKey")
+        self._pk_index = meta.concrete_fields.index(meta.auto_field)
+        self._compiled: dict[tuple[str, int], tuple[str, bool]] = {}
+
+    def _compile(self, db: BaseDatabaseWrapper, objs: Sequence[_M]) -> tuple[str, bool]:
+        """(SQL, whether its parameters are one array per column) for this many rows, as the ORM compiles them."""
+        key = (db.vendor, len(objs))
+        if key not in self._compiled:
+            if len(objs) > 1 and not db.features.can_return_rows_from_bulk_insert:
+                raise TypeError(f"PreparedInsert: {db.vendor} cannot return the keys of several rows")
+            query = InsertQuery(self.model)
+            query.insert_values(self.fields, [copy.copy(obj) for obj in objs])
+            compiler = query.get_compiler(connection=db)
+            compiler.returning_fields = [self.model._meta.auto_field]
+            ((sql, params),) = compiler.as_sql()
+            width = len(self.fields)
+            if "RETURNING" not in sql or sql.count("%s") != len(params):  # a plain placeholder for each parameter
+                raise TypeError(f"PreparedInsert: {db.vendor} compiles {self.model.__name__} otherwise: {sql}")
+            if len(objs) > 1 and len(params) == width and all(isinstance(p, list) for p in params):
+                self._compiled[key] = (sql, True)  # PostgreSQL: INSERT ... SELECT * FROM UNNEST(column arrays)
+            elif len(params) == width * len(objs):
+                self._compiled[key] = (sql, False)
+            else:
+                raise TypeError(f"PreparedInsert: unexpected parameters for {self.model.__name__}: {params!r}")
+        return self._compiled[key]
+
+    def _params(self, db: BaseDatabaseWrapper, objs: Sequence[_M], columns: bool) -> list:
+        """The statement's parameters for `objs`, as the ORM's compiler prepares them (and sets auto_now values)."""
+        rows = [self._values(db, obj) for obj in objs]
+        return [list(column) for column in zip(*rows, strict=True)] if columns else [v for row in rows for v in row]
+
+    def _values(self, db: BaseDatabaseWrapper, obj: _M) -> list:
+        for relation, _ in self.relations:  # related objects first, as save() and bulk_create() check them
+            related = relation.get_cached_value(obj) if relation.is_cached(obj) else None
+            if related is not None:
+                target = getattr(related, relation.target_field.attname)
+                if target is None:
+                    raise ValueError(f"PreparedInsert: {obj!r} has the unsaved related object {relation.name!r}")
+                if getattr(obj, relation.attname) in relation.empty_values:
+                    setattr(obj, relation.attname, target)
+        values = []
+        for field in self.fields:
+            value = field.pre_save(obj, True)
+            if hasattr(value, "resolve_expression"):
+                raise TypeError(f"PreparedInsert: {field.name} is an expression; use the ORM")
+            values.append(field.get_db_prep_save(value, db))
+        return values
+
+    def insert(self, objs: Sequence[_M]) -> list[_M]:
+        """Write `objs` (new instances) in one statement; their saved instances, in order."""
+        if not objs:
+            return []
+        db = connections[DEFAULT_DB_ALIAS]  # the connection itself: each use of the `connection` proxy costs a lookup
+        sql, columns = self._compile(db, objs)
+        params = self._params(db, objs, columns)
+        try:
+            with db.cursor() as cursor:
+                cursor.execute(sql, params)
+                keys = cursor.fetchall()
+        except Exception:
+            if db.in_atomic_block:  # as the ORM's save / bulk_create: the transaction must roll back
+                transaction.set_rollback(True, using=db.alias)
+            raise
+        return [self._saved(db.alias, obj, key) for obj, (key,) in zip(objs, keys, strict=True)]
+
+    def _saved(self, alias: str, obj: _M, pk) -> _M:
+        values = [getattr(obj, attname) for attname in self._attnames]
+        values[self._pk_index] = pk
+        saved = self.model.from_db(alias, None, values)  # type: ignore[arg-type]
+        for field, index in self.relations:  # the related objects `obj` was given, if they are the ones written
+            if field.is_cached(obj):
+                related = field.get_cached_value(obj)
+                if related is not None and getattr(related, field.target_field.attname) == values[index]:
+                    setattr(saved, field.name, related)
+        return saved
 
 
 def driver_rows(queryset: QuerySet) -> list[tuple]:

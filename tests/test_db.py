@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -181,3 +182,175 @@ def _as_orm(row: tuple, orm_row: tuple) -> tuple:
             value = aware(value)
         out.append(value)
     return tuple(out)
+
+
+# The app's prepared INSERTs (core.db.PreparedInsert) against the ORM's save / bulk_create: the same statement with
+# the same values, the same rows, the same saved instances, the same errors; these fail loudly when Django's
+# compiler, a model's fields or its signal receivers change.
+
+
+def _commerce():
+    """What a quote, a contract and its placements need: a customer, a tier, two sites."""
+    from tests.factories import CustomerFactory, TierFactory, UserFactory
+
+    customer = CustomerFactory(user=UserFactory())
+    return customer, TierFactory(), SiteFactory(code="oslo"), SiteFactory(code="dublin")
+
+
+def _new_quote(customer, tier):
+    from sla.models import Quote
+
+    price = dict.fromkeys(("token_price_usd_per_mtok", "tokens_per_s_per_kw", "base_value_usd_per_kwh",
+                           "tier_multiplier", "utilization_pct", "utilization_factor", "price_usd_per_kwh",
+                           "total_usd"), Decimal("1.25"))  # fmt: skip
+    return Quote(
+        customer=customer,
+        tier=tier,
+        capacity_kw=Decimal("5"),
+        starts_at=T0,
+        ends_at=T0 + H,
+        token_price_source="market",
+        valid_until=T0 + H,
+        sites=[{"site": "oslo", "capacity_kw": "5"}],
+        **price,
+    )  # fmt: skip (base_rate, price per kW-month, cancellation fee, created_at: defaults)
+
+
+def _new_contract(customer, tier, quote=None):
+    from sla.models import Contract
+
+    return Contract(customer_id=customer.pk, tier=tier, capacity_kw=Decimal("5"), starts_at=T0, ends_at=T0 + H,
+                    quoted_price_usd_per_kwh=Decimal("0.5"), quoted_total_usd=Decimal("2.5"), quote=quote,
+                    status_changed_at=T0, status_reason="admitted", admitted_at=T0)  # fmt: skip
+
+
+def _new_placements(contract, *sites):
+    return [Placement(contract=contract, site=site, capacity_kw=Decimal("2.5"), valid_from=T0, valid_to=T0 + H,
+                      reason="admitted") for site in sites]  # fmt: skip
+
+
+def _inserts(queries) -> list[str]:
+    return [query["sql"] for query in queries if query["sql"].startswith("INSERT")]
+
+
+def _columns(instance) -> list:
+    """Every column of `instance`'s row as stored, but its primary key."""
+    model = type(instance)
+    names = [name for name in attnames(model) if name != model._meta.pk.attname]
+    return list(model._default_manager.filter(pk=instance.pk).values_list(*names).get())
+
+
+def test_every_prepared_insert_of_the_app_sends_what_the_orm_sends_and_writes_the_same_rows(monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from sla.services.admission import CONTRACT_INSERT, PLACEMENT_INSERT, QUOTE_INSERT
+
+    monkeypatch.setattr(timezone, "now", lambda: T0)  # auto_now_add: the same created_at on both sides
+    customer, tier, oslo, dublin = _commerce()
+    contract = CONTRACT_INSERT.insert([_new_contract(customer, tier)])[0]
+    cases = [
+        (QUOTE_INSERT, lambda: [_new_quote(customer, tier)], lambda objs: objs[0].save(force_insert=True)),
+        (
+            CONTRACT_INSERT,
+            lambda: [_new_contract(customer, tier)],
+            lambda objs: type(objs[0]).objects.bulk_create(objs),
+        ),
+    ]
+    for sites in ([oslo], [oslo, dublin], [oslo, dublin, oslo]):  # one row, and several (UNNEST on PostgreSQL)
+        cases.append(
+            (PLACEMENT_INSERT, functools.partial(_new_placements, contract, *sites), Placement.objects.bulk_create)
+        )
+
+    for insert, build, by_orm in cases:
+        orm_objs, our_objs = build(), build()
+        with CaptureQueriesContext(connection) as orm_queries:
+            by_orm(orm_objs)
+        with CaptureQueriesContext(connection) as our_queries:
+            saved = insert.insert(our_objs)
+
+        assert _inserts(our_queries.captured_queries) == _inserts(orm_queries.captured_queries), insert.model
+        assert len(our_queries.captured_queries) == 1  # the INSERT alone, as the ORM inside a transaction
+        assert [_columns(obj) for obj in saved] == [_columns(obj) for obj in orm_objs]
+        for ours, theirs in zip(saved, orm_objs, strict=True):
+            assert ours.pk is not None and ours.pk != theirs.pk and isinstance(ours.pk, type(theirs.pk))
+            assert [getattr(ours, f) for f in attnames(insert.model)[1:]] == [
+                getattr(theirs, f) for f in attnames(insert.model)[1:]
+            ]
+            assert (
+                (ours._state.adding, ours._state.db) == (theirs._state.adding, theirs._state.db) == (False, "default")
+            )
+
+
+def test_a_prepared_insert_returns_saved_instances_with_the_related_objects_they_were_given(
+    django_assert_num_queries,
+):
+    from sla.services.admission import CONTRACT_INSERT, PLACEMENT_INSERT, QUOTE_INSERT
+
+    customer, tier, oslo, dublin = _commerce()
+    (quote,) = QUOTE_INSERT.insert([_new_quote(customer, tier)])
+    (contract,) = CONTRACT_INSERT.insert([_new_contract(customer, tier, quote=quote)])
+    placements = PLACEMENT_INSERT.insert(_new_placements(contract, oslo, dublin))
+
+    with django_assert_num_queries(0):
+        assert (quote.customer, quote.tier, contract.tier, contract.quote) == (customer, tier, tier, quote)
+        assert quote.contract is contract  # the one-to-one's other side, as assigning it sets it
+        assert [(p.contract, p.site) for p in placements] == [(contract, oslo), (contract, dublin)]
+    stored = type(quote).objects.get(pk=quote.pk)  # auto_now_add and the callable default, as written
+    assert (quote.created_at, quote.cancellation_fee_pct) == (stored.created_at, stored.cancellation_fee_pct)
+    assert quote.created_at is not None
+
+
+def test_a_prepared_insert_fails_as_the_orm_does_and_marks_the_transaction_for_rollback():
+    from django.db import IntegrityError, transaction
+
+    from sla.services.admission import CONTRACT_INSERT, QUOTE_INSERT
+
+    customer, tier, _, _ = _commerce()
+    (quote,) = QUOTE_INSERT.insert([_new_quote(customer, tier)])
+    CONTRACT_INSERT.insert([_new_contract(customer, tier, quote=quote)])
+
+    with pytest.raises(IntegrityError), transaction.atomic():  # the unique Contract.quote: a second buyer
+        try:
+            CONTRACT_INSERT.insert([_new_contract(customer, tier, quote=quote)])
+        finally:
+            assert transaction.get_rollback()
+    broken = _new_quote(customer, tier)
+    broken.ends_at = T0  # the check constraint ends_after_start
+    with pytest.raises(IntegrityError), transaction.atomic():
+        QUOTE_INSERT.insert([broken])
+
+
+def test_a_prepared_insert_refuses_what_it_does_not_do_as_the_orm():
+    from django.db.models.functions import Now
+
+    from sla.models import Quote
+    from sla.services.admission import PLACEMENT_INSERT, QUOTE_INSERT
+
+    customer, tier, oslo, _ = _commerce()
+    expression = _new_quote(customer, tier)
+    expression.valid_until = Now()
+    with pytest.raises(TypeError, match="valid_until is an expression"):
+        QUOTE_INSERT.insert([expression])
+    unsaved = _new_placements(_new_contract(customer, tier), oslo)
+    with pytest.raises(ValueError, match="unsaved related object 'contract'"):
+        PLACEMENT_INSERT.insert(unsaved)
+    assert not Quote.objects.exists() and not Placement.objects.exists()
+
+
+def test_the_models_inserted_without_signals_have_no_receiver_that_would_miss_them():
+    """PreparedInsert sends no pre_save / post_save (as bulk_create): a receiver added to one of these models
+    would silently miss its rows. Contract's only one is simple-history's, whose row admission writes itself
+    (bulk_history_create)."""
+    from django.db.models.signals import post_save, pre_save
+    from simple_history.models import HistoricalRecords
+
+    from sla.services.admission import CONTRACT_INSERT, PLACEMENT_INSERT, QUOTE_INSERT
+
+    for insert in (QUOTE_INSERT, CONTRACT_INSERT, PLACEMENT_INSERT):
+        for signal in (pre_save, post_save):
+            receivers = [r for group in signal._live_receivers(insert.model) for r in group]
+            history = [r for r in receivers if isinstance(getattr(r, "__self__", None), HistoricalRecords)]
+            expected = 1 if (insert.model.__name__, signal) == ("Contract", post_save) else 0
+            assert len(history) == expected and receivers == history, (insert.model, signal, receivers)

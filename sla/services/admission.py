@@ -36,7 +36,7 @@ from django.utils import timezone
 from simple_history.utils import get_history_manager_for_model
 
 from core.auth import signed_in
-from core.db import LocalReadCache, PreparedRead, aware, decimal
+from core.db import LocalReadCache, PreparedInsert, PreparedRead, aware, decimal
 from sites.choices import HardwareKind
 from sites.models import HardwareModel, MarketPrice, Site, SiteInventory
 from sites.simulation import derive_climate_profile
@@ -125,6 +125,10 @@ class CapacityRequest:
 
 
 # Reads of admission control run on every quote and admission: compiled once per process (core.db).
+# So are the INSERTs of a quote, a contract and its placements (core.db.PreparedInsert: as save / bulk_create).
+QUOTE_INSERT = PreparedInsert(Quote)
+CONTRACT_INSERT = PreparedInsert(Contract)
+PLACEMENT_INSERT = PreparedInsert(Placement)
 
 
 def _fleet_queryset(*, lock: bool) -> QuerySet:
@@ -466,8 +470,8 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
         sites=_plan_sites(plan),
         valid_until=timezone.now() + QUOTE_VALIDITY,
     )
-    quote.save(force_insert=True)  # one INSERT ... RETURNING, without the BEGIN and COMMIT of a bulk_create
-    return quote
+    (saved,) = QUOTE_INSERT.insert([quote])  # one INSERT ... RETURNING, as save(force_insert=True): no BEGIN/COMMIT
+    return saved
 
 
 def fleet_sla_kw(fleet: Fleet) -> Decimal:
@@ -645,15 +649,17 @@ def _contract_history():
     return get_history_manager_for_model(Contract)
 
 
-def _insert(contract: Contract, *, actor, reason: str) -> None:
-    """One INSERT for a new contract and one for its history record (who and why): `bulk_create` and
-    simple-history's `bulk_history_create`, as its `bulk_create_with_history` does them (the per-instance save()
-    machinery is not needed: contracts have no other save receivers); the unique quote still fails loudly
-    (IntegrityError) on a second buyer. Inside admission's transaction."""
-    Contract.objects.bulk_create([contract])
+def _insert(contract: Contract, *, actor, reason: str) -> Contract:
+    """One INSERT for a new contract and one for its history record (who and why), as simple-history's
+    `bulk_create_with_history` does them: the contract as `bulk_create` writes it (`CONTRACT_INSERT`), its history
+    row by `bulk_history_create` (the per-instance save() machinery is not needed: contracts have no other save
+    receivers); the unique quote still fails loudly (IntegrityError) on a second buyer. Inside admission's
+    transaction. Returns the saved contract."""
+    (saved,) = CONTRACT_INSERT.insert([contract])
     _contract_history().bulk_history_create(
-        [contract], default_user=signed_in(actor), default_change_reason=reason, default_date=contract.status_changed_at
+        [saved], default_user=signed_in(actor), default_change_reason=reason, default_date=saved.status_changed_at
     )
+    return saved
 
 
 def _placements(contract: Contract, request: CapacityRequest, shares: list[tuple[int, Decimal]], reason: str):
@@ -706,9 +712,9 @@ def _admit_planned(
     """
     now = timezone.now()
     _stamp(contract, request, now=now, reason=reason)
-    _insert(contract, actor=actor, reason=reason)
+    contract = _insert(contract, actor=actor, reason=reason)
     placements = _placements(contract, request, [(share.site_id, share.capacity_kw) for share in plan], reason)
-    Placement.objects.bulk_create(placements)
+    placements = PLACEMENT_INSERT.insert(placements)
     lock_customer(contract.customer_id, request.tier)
     _refuse_over_cap(contract.customer_id, request, contract_id=contract.pk)
     rooms = {room.site_id: room for room in read_fleet(lock=True, only=[share.site_id for share in plan]).rooms}
@@ -740,7 +746,7 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
     now = timezone.now()
     _stamp(contract, request, now=now, reason=reason)
     if contract.pk is None:
-        _insert(contract, actor=actor, reason=reason)
+        contract = _insert(contract, actor=actor, reason=reason)
     else:
         contract._history_user = signed_in(actor)
         contract._change_reason = reason
@@ -759,7 +765,7 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
                 reason=f"displaced by {request.tier.name} contract {contract.pk}",
             )
     placements = _placements(contract, request, [(share.site.site_id, share.capacity_kw) for share in plan], reason)
-    Placement.objects.bulk_create(placements)
+    placements = PLACEMENT_INSERT.insert(placements)
     if notices:
         PreemptionNotice.objects.bulk_create(notices)
     sites = {share.site.site_id: (share.site.code, share.site.name) for share in plan}
