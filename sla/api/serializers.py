@@ -6,6 +6,7 @@ refused with field-level messages, before anything touches the database (DRF run
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Mapping
 from datetime import UTC, timedelta
 from decimal import Decimal
@@ -371,6 +372,25 @@ class OriginalSlaRequestSerializer(StrictFieldsMixin, SharedFieldsMixin, seriali
 # and introspecting the model for each response cost more CPU than the rest of the serialization.
 
 
+class OutputDecimalField(serializers.DecimalField):
+    """DRF's DecimalField with the exponent it quantizes to (`Decimal(".1") ** decimal_places`) worked out once per
+    field instead of for every value of every answer. The power of 0.1 has a one-digit coefficient, so it is exact in
+    any context: the answer is DRF's (test_an_output_decimal_answers_what_drfs_decimal_field_answers)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.exponent = None if self.decimal_places is None else Decimal(".1") ** self.decimal_places
+
+    def quantize(self, value):
+        """DRF's `DecimalField.quantize`, with the exponent kept."""
+        if self.exponent is None:
+            return value
+        context = decimal.getcontext().copy()
+        if self.max_digits is not None:
+            context.prec = self.max_digits
+        return value.quantize(self.exponent, rounding=self.rounding, context=context)
+
+
 def _datetime(**kwargs) -> serializers.DateTimeField:
     """An instant in UTC (the API's time zone, settings.TIME_ZONE; nothing activates another): with the zone given,
     DRF does not look the current one up for every date of every answer."""
@@ -378,15 +398,15 @@ def _datetime(**kwargs) -> serializers.DateTimeField:
 
 
 def _kw(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=12, decimal_places=3, read_only=True, **kwargs)
+    return OutputDecimalField(max_digits=12, decimal_places=3, read_only=True, **kwargs)
 
 
 def _usd(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=16, decimal_places=2, read_only=True, **kwargs)
+    return OutputDecimalField(max_digits=16, decimal_places=2, read_only=True, **kwargs)
 
 
 def _usd_per_kwh(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=12, decimal_places=6, read_only=True, **kwargs)
+    return OutputDecimalField(max_digits=12, decimal_places=6, read_only=True, **kwargs)
 
 
 class QuoteSiteSerializer(SharedFieldsMixin, serializers.Serializer):
@@ -405,19 +425,19 @@ class PriceBreakdownSerializer(SharedFieldsMixin, serializers.Serializer):
 
     base_rate_usd_per_kw_month = _usd(help_text="Rate card at 1.0x (setting SLA_BASE_RATE_USD_PER_KW_MONTH).")
     price_usd_per_kw_month = _usd()
-    token_price_usd_per_mtok = serializers.DecimalField(max_digits=10, decimal_places=4, read_only=True)
+    token_price_usd_per_mtok = OutputDecimalField(max_digits=10, decimal_places=4, read_only=True)
     token_price_source = serializers.CharField(read_only=True, help_text="market (newest stored price) or default.")
-    tokens_per_s_per_kw = serializers.DecimalField(max_digits=10, decimal_places=2, read_only=True)
+    tokens_per_s_per_kw = OutputDecimalField(max_digits=10, decimal_places=2, read_only=True)
     base_value_usd_per_kwh = _usd_per_kwh()
-    tier_multiplier = serializers.DecimalField(max_digits=5, decimal_places=2, read_only=True)
-    utilization_pct = serializers.DecimalField(max_digits=5, decimal_places=2, read_only=True)
-    utilization_factor = serializers.DecimalField(max_digits=6, decimal_places=4, read_only=True)
+    tier_multiplier = OutputDecimalField(max_digits=5, decimal_places=2, read_only=True)
+    utilization_pct = OutputDecimalField(max_digits=5, decimal_places=2, read_only=True)
+    utilization_factor = OutputDecimalField(max_digits=6, decimal_places=4, read_only=True)
 
 
 class TermsSerializer(SharedFieldsMixin, serializers.Serializer):
     """The terms a quote is bought on (a contract keeps its quote's)."""
 
-    cancellation_fee_pct = serializers.DecimalField(
+    cancellation_fee_pct = OutputDecimalField(
         max_digits=5,
         decimal_places=2,
         read_only=True,
@@ -444,7 +464,7 @@ class QuoteSerializer(SharedFieldsMixin, serializers.Serializer):
     capacity_kw = _kw()
     starts_at = _datetime()
     ends_at = _datetime()
-    duration_hours = serializers.DecimalField(max_digits=8, decimal_places=2, read_only=True)
+    duration_hours = OutputDecimalField(max_digits=8, decimal_places=2, read_only=True)
     region_preference = serializers.CharField(read_only=True)
     price_usd_per_kwh = _usd_per_kwh()
     total_usd = _usd()
@@ -476,8 +496,8 @@ class PlacementSerializer(SharedFieldsMixin, serializers.Serializer):
 
 class ServiceCreditSerializer(SharedFieldsMixin, serializers.Serializer):
     month = serializers.DateField(read_only=True)
-    uptime_pct = serializers.DecimalField(max_digits=6, decimal_places=3, read_only=True)
-    credit_pct = serializers.DecimalField(max_digits=5, decimal_places=2, read_only=True)
+    uptime_pct = OutputDecimalField(max_digits=6, decimal_places=3, read_only=True)
+    credit_pct = OutputDecimalField(max_digits=5, decimal_places=2, read_only=True)
     charge_usd = _usd()
     credit_usd = _usd()
     issued_at = _datetime()
@@ -509,16 +529,16 @@ class ContractSerializer(SharedFieldsMixin, serializers.Serializer):
     capacity_kw = _kw()
     starts_at = _datetime()
     ends_at = _datetime()
-    duration_hours = serializers.DecimalField(max_digits=8, decimal_places=2, read_only=True)
+    duration_hours = OutputDecimalField(max_digits=8, decimal_places=2, read_only=True)
     region_preference = serializers.CharField(read_only=True)
     quote = serializers.IntegerField(source="quote_id", read_only=True, allow_null=True)
     quoted_price_usd_per_kwh = _usd_per_kwh()
     quoted_total_usd = _usd()
     admitted_at = _datetime(allow_null=True)
-    cancellation_fee_pct = serializers.DecimalField(
+    cancellation_fee_pct = OutputDecimalField(
         max_digits=5, decimal_places=2, read_only=True, help_text="Its terms' cancellation fee (see a quote's terms)."
     )
-    cancellation_fee_usd = serializers.DecimalField(
+    cancellation_fee_usd = OutputDecimalField(
         max_digits=16,
         decimal_places=2,
         read_only=True,
@@ -529,7 +549,7 @@ class ContractSerializer(SharedFieldsMixin, serializers.Serializer):
     status_reason = serializers.CharField(read_only=True)
     created_at = _datetime()
     placements = PlacementSerializer(many=True, read_only=True, source="placement_list")  # with_details()
-    uptime_to_date_pct = serializers.DecimalField(
+    uptime_to_date_pct = OutputDecimalField(
         max_digits=7,
         decimal_places=3,
         read_only=True,
@@ -537,8 +557,8 @@ class ContractSerializer(SharedFieldsMixin, serializers.Serializer):
         help_text="Served kWh over kWh owed every minute since the start (a minute with no delivery record is "
         "undelivered); null before the service starts.",
     )
-    delivered_kwh = serializers.DecimalField(max_digits=20, decimal_places=3, read_only=True)
-    committed_kwh = serializers.DecimalField(max_digits=20, decimal_places=3, read_only=True)
+    delivered_kwh = OutputDecimalField(max_digits=20, decimal_places=3, read_only=True)
+    committed_kwh = OutputDecimalField(max_digits=20, decimal_places=3, read_only=True)
     service_credits = ServiceCreditSerializer(many=True, read_only=True, source="service_credit_list")
     preemption_notices = PreemptionNoticeSerializer(many=True, read_only=True, source="preemption_notice_list")
     downtimes = DowntimeSerializer(many=True, read_only=True, source="downtime_list")

@@ -11,7 +11,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from sites.choices import SiteStatus
-from sla.api.serializers import SharedFieldsMixin
+from sla.api.serializers import OutputDecimalField, SharedFieldsMixin
 from sla.choices import ContractStatus
 from sla.models import Contract, Quote
 from sla.services import DeliveryRow, fail_over_site, issue_service_credits, record_deliveries
@@ -351,6 +351,77 @@ def test_buying_a_quote_through_the_api_costs_a_fixed_number_of_queries(
     assert Contract.objects.get(pk=response.json()["id"]).quote_id == quote
 
 
+DECIMALS = [
+    "0",
+    "-0",
+    "1",
+    "-1",
+    "0.5",
+    "0.005",
+    "0.0049999",
+    "-0.005",
+    "2.675",
+    "1.0005",
+    "123.4565",
+    "9999.995",
+    "99999999.995",
+    "1E+3",
+    "1E-9",
+    "-1.2345E-7",
+    "12345678901.2345",
+    "3.14159265358979323846264338327950288",
+    "0.1250",
+    "5E+20",
+    "Infinity",
+    "-Infinity",
+    "NaN",
+    "sNaN",
+]
+
+
+@pytest.mark.parametrize(("max_digits", "places"), [(None, None), (None, 0), (5, 2), (6, 4), (12, 3), (20, 3), (16, 2)])
+@pytest.mark.parametrize("rounding", [None, "ROUND_HALF_UP", "ROUND_DOWN"])
+@pytest.mark.parametrize("coerce", [True, False])
+def test_an_output_decimal_answers_what_drfs_decimal_field_answers(max_digits, places, rounding, coerce):
+    """OutputDecimalField keeps the exponent DRF's DecimalField works out per value: same string or Decimal
+    (digits and exponent), or the same error, for every value, precision, rounding and coercion."""
+    import decimal
+
+    kwargs = {"max_digits": max_digits, "decimal_places": places, "rounding": rounding, "coerce_to_string": coerce}
+    ours, drfs = OutputDecimalField(read_only=True, **kwargs), serializers.DecimalField(read_only=True, **kwargs)
+    for text in DECIMALS:
+        for value in (Decimal(text), text, float(text) if "NaN" not in text else text):
+            answers = []
+            for field in (ours, drfs):
+                try:
+                    answer = field.to_representation(value)
+                    answers.append((type(answer), str(answer)))
+                except (decimal.DecimalException, ValueError, TypeError) as error:
+                    answers.append((type(error), None))
+            assert answers[0] == answers[1], (text, value)
+
+
+def test_an_output_decimal_works_its_exponent_out_once(monkeypatch):
+    """Every value DRF's DecimalField answers builds Decimal(".1") ** places again; an output field builds it once,
+    when the field is made (so the quote's and the contract's answers, ~20 decimals each, do not)."""
+    import decimal
+    import types
+
+    from rest_framework import fields as drf_fields
+
+    field = OutputDecimalField(max_digits=12, decimal_places=3, read_only=True)
+    built = []
+
+    class Counting(decimal.Decimal):  # what DRF's fields module builds its Decimals with, each one noted
+        def __new__(cls, *args, **kwargs):
+            built.append(args)
+            return decimal.Decimal(*args, **kwargs)
+
+    monkeypatch.setattr(drf_fields, "decimal", types.SimpleNamespace(**{**vars(decimal), "Decimal": Counting}))
+    assert [field.to_representation(Decimal(v)) for v in ("1.23456", "7", "-0.0005")] == ["1.235", "7.000", "-0.000"]
+    assert (".1",) not in built
+
+
 def test_the_output_serializers_answer_exactly_what_drfs_serializer_would(fleet, customer_api, monkeypatch):
     """SharedFieldsMixin.to_representation reads attributes its own way (the hot path's responses); the answers of
     quotes and contracts, with a failover (moved_from), a cancellation (its fee), credits, notices and nulls, are
@@ -375,6 +446,7 @@ def test_the_output_serializers_answer_exactly_what_drfs_serializer_would(fleet,
     with time_machine.travel(T0 + 41 * 24 * H, tick=False):
         ours = [customer_api.get(path).json() for path in paths]
         monkeypatch.setattr(SharedFieldsMixin, "to_representation", serializers.Serializer.to_representation)
+        monkeypatch.setattr(OutputDecimalField, "quantize", serializers.DecimalField.quantize)
         drfs = [customer_api.get(path).json() for path in paths]
 
     assert ours == drfs
