@@ -158,7 +158,10 @@ class Quote(models.Model):
     held until `valid_until`. A quote is used by at most one contract (Contract.quote is unique).
     """
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="quotes")
+    # No index of its own: sla_quote_customer_created_idx (customer, created_at) leads with it and serves every
+    # lookup by customer (a customer's quotes, the cascade when a customer is deleted); a second one only cost
+    # an index insertion per quote (tests/sla/test_indexes.py).
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="quotes", db_index=False)
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="quotes")
     capacity_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))])
     starts_at = models.DateTimeField()
@@ -281,7 +284,10 @@ class Contract(LifecycleMixin, models.Model):
         help_text="What cancelling cost, set when the contract is cancelled (sla.capacity.cancellation_fee_usd).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    history = HistoricalRecords()
+    # The history rows are read by contract (`id`, indexed) and by date; their customer, tier and quote columns
+    # are copies without a constraint or a delete rule (simple-history: DO_NOTHING), never looked up, so they get
+    # no index: each cost an index insertion per admission (tests/sla/test_indexes.py).
+    history = HistoricalRecords(no_db_index=["customer", "tier", "quote"])
 
     objects = ContractQuerySet.as_manager()
 
@@ -387,7 +393,9 @@ class Placement(models.Model):
     """Where a contract runs: kW at one site over [valid_from, valid_to); history is kept, never rewritten."""
 
     contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="placements")
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="placements")
+    # No index of its own: sla_placement_site_window_idx (site, valid_from, valid_to) leads with it and serves every
+    # lookup by site (tests/sla/test_indexes.py); a second one cost an index insertion per placement.
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="placements", db_index=False)
     capacity_kw = models.DecimalField(max_digits=12, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))])
     valid_from = models.DateTimeField()
     valid_to = models.DateTimeField(null=True, blank=True)
