@@ -38,6 +38,7 @@ import copy
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from decimal import Context as DecimalContext
 from decimal import Decimal
 from typing import Generic, TypeVar, overload
 
@@ -345,8 +346,18 @@ def from_row(model: type[_M], row: Sequence, start: int = 0) -> tuple[_M, int]:
     return model.from_db(connection.alias, None, values), start + width  # type: ignore[arg-type]
 
 
+_SQLITE_DIGITS = DecimalContext(prec=15)  # SQLite keeps 15 significant digits: the rest of a float is its inaccuracy
+
+
 def decimal(value) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
+    """A number read by hand as the ORM's converters read it: Decimals as they are, a float (SQLite's sums and
+    annotations) cut to SQLite's 15 significant digits, as its DecimalField converter does, so 1019.9999999999999
+    reads 1020 by hand as through the ORM."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return _SQLITE_DIGITS.create_decimal_from_float(value)
+    return Decimal(str(value or 0))
 
 
 @overload

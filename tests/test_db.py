@@ -354,3 +354,15 @@ def test_the_models_inserted_without_signals_have_no_receiver_that_would_miss_th
             history = [r for r in receivers if isinstance(getattr(r, "__self__", None), HistoricalRecords)]
             expected = 1 if (insert.model.__name__, signal) == ("Contract", post_save) else 0
             assert len(history) == expected and receivers == history, (insert.model, signal, receivers)
+
+
+def test_a_float_read_by_hand_keeps_the_digits_the_orm_keeps():
+    """SQLite answers sums and annotations as floats; the ORM's DecimalField converter keeps 15 significant digits
+    (the rest is the float's inaccuracy), and a number read by hand must read the same."""
+    from core.db import decimal
+
+    assert decimal(1019.9999999999999) == Decimal("1020")
+    assert decimal(0.1 + 0.2) == Decimal("0.3")
+    assert decimal(59.9139) == Decimal("59.9139")
+    assert decimal(Decimal("12.345")) == Decimal("12.345")
+    assert decimal(None) == Decimal("0") and decimal(7) == Decimal("7")
