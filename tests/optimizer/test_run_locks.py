@@ -36,6 +36,7 @@ def lockable(table: str) -> bool:
         other.close()
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="probes row locks with FOR UPDATE NOWAIT (PostgreSQL)")
 @pytest.mark.django_db(transaction=True)
 def test_moves_are_priced_outside_the_transaction_holding_no_site_or_inventory_lock(monkeypatch):
     call_command("seed_sites", stdout=StringIO())

@@ -12,11 +12,14 @@ WRITTEN_BY_A_PURCHASE = ("sla_quote", "sla_contract", "sla_historicalcontract", 
 
 
 def indexes(table: str) -> dict[str, tuple[list[str], bool]]:
-    """Each index of the table: its columns and whether it is unique (constraints' indexes included)."""
+    """Each index of the table but its primary key (SQLite's rowid key is no index): its columns and whether it is
+    unique (constraints' indexes included)."""
     with connection.cursor() as cursor:
         found = connection.introspection.get_constraints(cursor, table)
     return {
-        name: (c["columns"], c["unique"]) for name, c in found.items() if (c["index"] or c["unique"]) and c["columns"]
+        name: (c["columns"], c["unique"])
+        for name, c in found.items()
+        if (c["index"] or c["unique"]) and c["columns"] and not c["primary_key"]
     }
 
 
@@ -39,7 +42,7 @@ def test_contract_history_rows_are_indexed_only_for_the_reads_of_history():
     quote columns are never looked up (no constraint, no delete rule), and the history user keeps its index for
     the SET NULL when a user is deleted."""
     indexed = {tuple(columns) for columns, _ in indexes("sla_historicalcontract").values()}
-    assert indexed == {("history_id",), ("id",), ("history_date",), ("history_user_id",)}
+    assert indexed == {("id",), ("history_date",), ("history_user_id",)}
 
 
 def plan(queryset) -> str:
@@ -48,6 +51,7 @@ def plan(queryset) -> str:
     return queryset.explain()
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's plans (EXPLAIN, enable_seqscan)")
 def test_lookups_by_site_and_by_customer_use_the_composite_indexes_that_lead_with_them(fleet):
     assert "sla_placement_site_window_idx" in plan(Placement.objects.filter(site=fleet.oslo))
     assert "sla_quote_customer_created_idx" in plan(Quote.objects.filter(customer_id=1))
