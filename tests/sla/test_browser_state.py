@@ -52,21 +52,29 @@ def requests(api: APIClient, staff_and_token: APIClient) -> list[tuple]:
     ]
 
 
-@pytest.mark.django_db
-def test_token_requests_answer_as_through_djangos_middleware(fleet, frozen, customer, staff_user, settings):
-    token = Token.objects.create(user=customer.user).key
+def clients(token: str, staff_user) -> tuple[APIClient, APIClient]:
+    """A token client and a token client logged in as staff. A test client loads its middleware once, on its first
+    request: clients made before `settings.MIDDLEWARE` changes keep the old stack, so each round makes its own."""
     api = APIClient(HTTP_AUTHORIZATION=f"Token {token}")
     staff_and_token = APIClient(HTTP_AUTHORIZATION=f"Token {token}")
     staff_and_token.force_login(staff_user)
+    return api, staff_and_token
+
+
+@pytest.mark.django_db
+def test_token_requests_answer_as_through_djangos_middleware(fleet, frozen, customer, staff_user, settings):
+    token = Token.objects.create(user=customer.user).key
 
     with transaction.atomic():  # both stacks answer the same state: the first one's quotes and contracts undone
-        ours = [answer(response) for response in requests(api, staff_and_token)]
+        ours = [answer(response) for response in requests(*clients(token, staff_user))]
         transaction.set_rollback(True)
     settings.MIDDLEWARE = [DJANGO_MIDDLEWARE.get(name, name) for name in django_settings.MIDDLEWARE]
-    djangos = [answer(response) for response in requests(api, staff_and_token)]
+    through_django = requests(*clients(token, staff_user))
 
+    # Every request of the second round went through Django's own session middleware (not core.browser_state's).
+    assert [hasattr(response.wsgi_request, "session") for response in through_django] == [True] * 11
     assert [status for status, *_ in ours] == [201, 400, 201, 400, 200, 404, 405, 400, 401, 401, 201]
-    assert ours == djangos
+    assert ours == [answer(response) for response in through_django]
 
 
 @pytest.mark.django_db
