@@ -31,31 +31,41 @@ def needs_no_browser_state(request) -> bool:
     return bool(words) and words[0].lower() == b"token"
 
 
+# The request attribute holding SessionMiddleware's decision, read by the other two: decided once per request, so
+# the three can never disagree (a session skipped but not the user would make Django's AuthenticationMiddleware
+# raise ImproperlyConfigured).
+SKIPS_BROWSER_STATE = "skips_browser_state"
+
+
+def skips_browser_state(request) -> bool:
+    """SessionMiddleware's decision for this request (False if it did not run: then Django's own behaviour)."""
+    return getattr(request, SKIPS_BROWSER_STATE, False)
+
+
 class SessionMiddleware(DjangoSessionMiddleware):
-    """Django's, skipped for requests that need no browser state (`needs_no_browser_state`)."""
+    """Django's, skipped for requests that need no browser state (`needs_no_browser_state`, decided here once and
+    stored on the request). Its response step is Django's: without `request.session` it returns the response as it
+    is (its `except AttributeError`), so a skipped request saves nothing and gets no cookie and no Vary."""
 
     def process_request(self, request):
-        if not needs_no_browser_state(request):
+        skip = needs_no_browser_state(request)
+        setattr(request, SKIPS_BROWSER_STATE, skip)
+        if not skip:
             super().process_request(request)
-
-    def process_response(self, request, response):
-        if not hasattr(request, "session"):  # skipped above: nothing to save, no cookie, no Vary
-            return response
-        return super().process_response(request, response)
 
 
 class AuthenticationMiddleware(DjangoAuthenticationMiddleware):
-    """Django's, skipped for requests that need no browser state (DRF authenticates them and sets `request.user`)."""
+    """Django's, skipped for requests SessionMiddleware skipped (DRF authenticates them and sets `request.user`)."""
 
     def process_request(self, request):
-        if not needs_no_browser_state(request):
+        if not skips_browser_state(request):
             super().process_request(request)
 
 
 class MessageMiddleware(DjangoMessageMiddleware):
-    """Django's, skipped for requests that need no browser state (its response step stores nothing without
+    """Django's, skipped for requests SessionMiddleware skipped (its response step stores nothing without
     `request._messages`)."""
 
     def process_request(self, request):
-        if not needs_no_browser_state(request):
+        if not skips_browser_state(request):
             super().process_request(request)

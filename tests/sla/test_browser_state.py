@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from unittest import mock
+
 import pytest
 from django.conf import settings as django_settings
 from django.db import transaction
@@ -93,6 +95,24 @@ def test_only_token_requests_for_json_skip_the_session(fleet, frozen, customer, 
         api.get("/api/tiers/"),
     ):
         assert hasattr(response.wsgi_request, "session") and hasattr(response.wsgi_request, "_messages")
+
+
+@pytest.mark.django_db
+def test_the_three_middleware_decide_once_per_request(fleet, frozen, customer):
+    """SessionMiddleware decides and the other two read its decision: asked again, a later answer (here a different
+    one) cannot skip the user or the messages of a request that kept its session, or the reverse."""
+    token = Token.objects.create(user=customer.user).key
+    api = APIClient(HTTP_AUTHORIZATION=f"Token {token}")
+    with mock.patch("core.browser_state.needs_no_browser_state", side_effect=[True, False, False]) as decide:
+        skipped = api.post("/api/sla/quotes/", QUOTE, format="json")
+    assert decide.call_count == 1 and skipped.status_code == 201
+    assert not hasattr(skipped.wsgi_request, "session") and not hasattr(skipped.wsgi_request, "_messages")
+    assert "Set-Cookie" not in skipped and "Cookie" not in skipped.get("Vary", "")
+
+    with mock.patch("core.browser_state.needs_no_browser_state", side_effect=[False, True, True]) as decide:
+        kept = api.get("/api/contracts/")
+    assert decide.call_count == 1 and kept.status_code == 200
+    assert hasattr(kept.wsgi_request, "session") and hasattr(kept.wsgi_request, "_messages")
 
 
 def test_every_view_under_the_token_prefixes_authenticates_tokens_first_and_answers_json_first():
