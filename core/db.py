@@ -129,6 +129,11 @@ class PreparedRead:
             return cursor.fetchall()
 
 
+class Refused(TypeError):
+    """What PreparedInsert does not do (the ORM would): raised before anything is written, leaving the transaction
+    as it was."""
+
+
 class PreparedInsert(Generic[_M]):
     """New rows of `model` written as `bulk_create(objs)` / `save(force_insert=True)` write them, without
     compiling the INSERT on every call.
@@ -145,7 +150,9 @@ class PreparedInsert(Generic[_M]):
     unsaved. Like `bulk_create`, it sends no model signals: `tests/test_db.py` checks the receivers of each model the
     app inserts this way. Refused (TypeError) for what it does not do: models without an auto primary key,
     inheritance or `order_with_respect_to`; fields with a database default, generated or with their own SQL
-    placeholder; an expression as a value; a backend without INSERT ... RETURNING of several rows.
+    placeholder; an expression as a value; a backend without INSERT ... RETURNING of several rows. An instance
+    whose primary key is set is refused (ValueError): the ORM would write that key, this always writes a new one. A
+    value that fails to convert (`pre_save`, `get_db_prep_save`) marks the transaction for rollback, as in the ORM.
     """
 
     def __init__(self, model: type[_M]):
@@ -169,7 +176,7 @@ class PreparedInsert(Generic[_M]):
         key = (db.vendor, len(objs))
         if key not in self._compiled:
             if len(objs) > 1 and not db.features.can_return_rows_from_bulk_insert:
-                raise TypeError(f"PreparedInsert: {db.vendor} cannot return the keys of several rows")
+                raise Refused(f"PreparedInsert: {db.vendor} cannot return the keys of several rows")
             query = InsertQuery(self.model)
             query.insert_values(self.fields, [copy.copy(obj) for obj in objs])
             compiler = query.get_compiler(connection=db)
@@ -177,13 +184,13 @@ class PreparedInsert(Generic[_M]):
             ((sql, params),) = compiler.as_sql()
             width = len(self.fields)
             if "RETURNING" not in sql or sql.count("%s") != len(params):  # a plain placeholder for each parameter
-                raise TypeError(f"PreparedInsert: {db.vendor} compiles {self.model.__name__} otherwise: {sql}")
+                raise Refused(f"PreparedInsert: {db.vendor} compiles {self.model.__name__} otherwise: {sql}")
             if len(objs) > 1 and len(params) == width and all(isinstance(p, list) for p in params):
                 self._compiled[key] = (sql, True)  # PostgreSQL: INSERT ... SELECT * FROM UNNEST(column arrays)
             elif len(params) == width * len(objs):
                 self._compiled[key] = (sql, False)
             else:
-                raise TypeError(f"PreparedInsert: unexpected parameters for {self.model.__name__}: {params!r}")
+                raise Refused(f"PreparedInsert: unexpected parameters for {self.model.__name__}: {params!r}")
         return self._compiled[key]
 
     def _params(self, db: BaseDatabaseWrapper, objs: Sequence[_M], columns: bool) -> list:
@@ -191,8 +198,12 @@ class PreparedInsert(Generic[_M]):
         rows = [self._values(db, obj) for obj in objs]
         return [list(column) for column in zip(*rows, strict=True)] if columns else [v for row in rows for v in row]
 
-    def _values(self, db: BaseDatabaseWrapper, obj: _M) -> list:
-        for relation, _ in self.relations:  # related objects first, as save() and bulk_create() check them
+    def _check(self, obj: _M) -> None:
+        """Refuse what the ORM would refuse or what this does not do, before anything is sent; then copy each related
+        object's key to its column, as save() and bulk_create() do."""
+        if obj.pk is not None:  # the ORM would write that key (or update the row): this always writes a new one
+            raise ValueError(f"PreparedInsert: {obj!r} already has a primary key ({obj.pk!r}); use the ORM")
+        for relation, _ in self.relations:
             related = relation.get_cached_value(obj) if relation.is_cached(obj) else None
             if related is not None:
                 target = getattr(related, relation.target_field.attname)
@@ -200,11 +211,13 @@ class PreparedInsert(Generic[_M]):
                     raise ValueError(f"PreparedInsert: {obj!r} has the unsaved related object {relation.name!r}")
                 if getattr(obj, relation.attname) in relation.empty_values:
                     setattr(obj, relation.attname, target)
+
+    def _values(self, db: BaseDatabaseWrapper, obj: _M) -> list:
         values = []
         for field in self.fields:
             value = field.pre_save(obj, True)
             if hasattr(value, "resolve_expression"):
-                raise TypeError(f"PreparedInsert: {field.name} is an expression; use the ORM")
+                raise Refused(f"PreparedInsert: {field.name} is an expression; use the ORM")
             values.append(field.get_db_prep_save(value, db))
         return values
 
@@ -213,14 +226,18 @@ class PreparedInsert(Generic[_M]):
         if not objs:
             return []
         db = connections[DEFAULT_DB_ALIAS]  # the connection itself: each use of the `connection` proxy costs a lookup
-        sql, columns = self._compile(db, objs)
-        params = self._params(db, objs, columns)
-        try:
+        for obj in objs:
+            self._check(obj)
+        try:  # as the ORM's save / bulk_create: an error converting a value or writing marks the transaction
+            sql, columns = self._compile(db, objs)
+            params = self._params(db, objs, columns)
             with db.cursor() as cursor:
                 cursor.execute(sql, params)
                 keys = cursor.fetchall()
+        except Refused:
+            raise
         except Exception:
-            if db.in_atomic_block:  # as the ORM's save / bulk_create: the transaction must roll back
+            if db.in_atomic_block:  # the transaction must roll back
                 transaction.set_rollback(True, using=db.alias)
             raise
         return [self._saved(db.alias, obj, key) for obj, (key,) in zip(objs, keys, strict=True)]

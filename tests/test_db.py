@@ -322,6 +322,43 @@ def test_a_prepared_insert_fails_as_the_orm_does_and_marks_the_transaction_for_r
         QUOTE_INSERT.insert([broken])
 
 
+def test_a_value_that_fails_to_convert_marks_the_transaction_for_rollback_as_in_the_orm():
+    """DecimalField.get_db_prep_save raising ValidationError inside `atomic`: the ORM's bulk_create (and save)
+    mark the transaction for rollback, and so does a prepared insert, compiled or not yet."""
+    from django.core.exceptions import ValidationError
+    from django.db import transaction
+
+    from core.db import PreparedInsert
+    from sla.models import Quote
+    from sla.services.admission import QUOTE_INSERT
+
+    customer, tier, _, _ = _commerce()
+    QUOTE_INSERT.insert([_new_quote(customer, tier)])  # compiled: the error comes from the values
+    for insert in (Quote.objects.bulk_create, QUOTE_INSERT.insert, PreparedInsert(Quote).insert):
+        broken = _new_quote(customer, tier)
+        broken.capacity_kw = "five"
+        with pytest.raises(ValidationError), transaction.atomic():
+            try:
+                insert([broken])
+            finally:
+                assert transaction.get_rollback(), insert
+    assert Quote.objects.count() == 1
+
+
+def test_a_prepared_insert_refuses_an_instance_whose_primary_key_is_set():
+    """The ORM would write that key; a prepared insert always writes a new one, so it refuses rather than replace it
+    (before, the row got a new key and the given one was silently dropped)."""
+    from sla.models import Quote
+    from sla.services.admission import QUOTE_INSERT
+
+    customer, tier, _, _ = _commerce()
+    keyed = _new_quote(customer, tier)
+    keyed.pk = 987654
+    with pytest.raises(ValueError, match="already has a primary key"):
+        QUOTE_INSERT.insert([_new_quote(customer, tier), keyed])
+    assert not Quote.objects.exists()
+
+
 def test_a_prepared_insert_refuses_what_it_does_not_do_as_the_orm():
     from django.db.models.functions import Now
 
