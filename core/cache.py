@@ -20,12 +20,18 @@ import os
 import threading
 import time
 
+import redis
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import NoScriptError, RedisError
 
 logger = logging.getLogger(__name__)
+
+# The redis-py (major, minor) whose undocumented parts KeptConnection relies on were checked against (the pool's
+# make_connection and ensure_connection, the connection's retry, send_command, read_response and disconnect):
+# tests/reliability/test_kept_connection.py fails when another version is installed, or when those parts change.
+CHECKED_WITH_REDIS_PY = (8, 2)
 
 GUARDED = (
     "add",
@@ -156,6 +162,7 @@ class ResilientRedisCache(RedisCache):
         self._lock = threading.Lock()
         self._scripts = {}
         self._kept = {}
+        self._kept_unsupported = False
 
     def redis_is_down(self) -> bool:
         return time.monotonic() < self._down_until
@@ -180,15 +187,31 @@ class ResilientRedisCache(RedisCache):
         sha = self._scripts.get(id(client))
         if sha is None:
             sha = self._scripts[id(client)] = client.script_load(HIT_WINDOW_LUA)
-        kept = self._kept.get(id(client))
-        if kept is None:
-            kept = self._kept[id(client)] = KeptConnection(client.connection_pool)
         try:
-            count, ttl = kept.command("EVALSHA", sha, 1, key, window_s)
+            count, ttl = self._evalsha(client, sha, key, window_s)
         except NoScriptError:  # Redis restarted or its scripts were flushed: load it again, once
             client.script_load(HIT_WINDOW_LUA)
-            count, ttl = kept.command("EVALSHA", sha, 1, key, window_s)
+            count, ttl = self._evalsha(client, sha, key, window_s)
         return int(count), float(ttl if ttl > 0 else window_s)
+
+    def _evalsha(self, client, sha: str, key: str, window_s: int):
+        """EVALSHA on the kept connection; if redis-py's parts it relies on changed (an AttributeError or TypeError,
+        not a Redis error), log it once and from then on send it the supported way (`client.evalsha`)."""
+        if self._kept_unsupported:
+            return client.evalsha(sha, 1, key, window_s)
+        kept = self._kept.get(id(client))
+        try:
+            if kept is None:
+                kept = self._kept[id(client)] = KeptConnection(client.connection_pool)
+            return kept.command("EVALSHA", sha, 1, key, window_s)
+        except (AttributeError, TypeError):
+            self._kept_unsupported = True
+            logger.exception(
+                "The kept Redis connection does not work with redis-py %s (core.cache.CHECKED_WITH_REDIS_PY); "
+                "sending EVALSHA through redis-py's client instead.",
+                redis.__version__,
+            )
+            return client.evalsha(sha, 1, key, window_s)
 
     def mark_up(self) -> None:
         with self._lock:
