@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from typing import cast
 
 import redis
 from django.core.cache.backends.base import BaseCache
@@ -120,6 +121,13 @@ class KeptConnection:
                 lambda error: connection.disconnect(),
             )
 
+    def close(self) -> None:
+        """Disconnect the kept connection (the next command makes a new one)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.disconnect()
+            self._connection = None
+
 
 def _send_and_read(connection, *command):
     connection.send_command(*command)
@@ -212,6 +220,16 @@ class ResilientRedisCache(RedisCache):
                 redis.__version__,
             )
             return client.evalsha(sha, 1, key, window_s)
+
+    def disconnect(self) -> None:
+        """Close every connection to Redis this cache holds: its pools' (redis-py's ConnectionPool.disconnect) and
+        the kept ones. gunicorn's master calls it before forking the workers (deploy/gunicorn.conf.py), so no
+        socket is shared between processes; the next command connects again."""
+        shared = cast(SharedClientRedisCacheClient, self._cache)  # its client class, set in __init__
+        for client in list(shared._clients.values()):
+            client.connection_pool.disconnect()
+        for kept in list(self._kept.values()):
+            kept.close()
 
     def mark_up(self) -> None:
         with self._lock:

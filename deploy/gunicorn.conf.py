@@ -3,8 +3,9 @@
 deploy/Procfile, deploy/docker/entrypoint.sh (the image, compose and Kubernetes run it), the systemd unit
 deploy/systemd/energyarb-web.service, bench/api_load.py, bench/dashboard.py and the fault tests' server
 (tests/reliability/servers.py) all start gunicorn with this file, so the benchmark measures what is deployed.
-A launcher adds only what differs between them: the address (`--bind`), and the bench its worker count and
-class. Command-line flags override this file (gunicorn's rule), so `--workers N` still works by hand.
+A launcher adds only what differs between them: the deployments the address (`--bind`); the benchmarks and the
+fault tests also their worker count, class and threads, a backlog, a log level or timeouts. Command-line flags
+override this file (gunicorn's rule), so `--workers N` still works by hand.
 
 Every setting says why beside it; the figures are from docs/deployment.md ("The web process") and
 `tests/test_gunicorn_config.py` proves the behaviour on a real gunicorn.
@@ -18,7 +19,8 @@ from gunicorn import glogging
 # Sync workers: a request waits on nothing but PostgreSQL and Redis, and 3 measured best on 2 cores
 # (docs/deployment.md: 2 leave a core idle, 4 switch more, threads doubled the p99). About 1.5 per core.
 worker_class = "sync"
-workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+# WEB_CONCURRENCY unset or empty: 3, as the launchers' old shell default `${WEB_CONCURRENCY:-3}` did.
+workers = int(os.environ.get("WEB_CONCURRENCY") or "3")
 # A decision takes milliseconds; 60 s only kills a worker that is stuck. Shutdown lets requests finish for 30 s
 # (systemd's TimeoutStopSec=35 and Kubernetes' terminationGracePeriodSeconds=40 wait a little longer).
 timeout = 60
@@ -116,7 +118,10 @@ def when_ready(server):
 
     get_resolver().url_patterns  # noqa: B018  (imports the URLconf and with it the views)
     connections.close_all()
-    caches.close_all()
+    caches.close_all()  # closes nothing for a Redis cache (Django's RedisCache.close does nothing): disconnect it
+    for cache in caches.all(initialized_only=True):
+        if hasattr(cache, "disconnect"):  # core.cache.ResilientRedisCache
+            cache.disconnect()
     gc.collect()
     gc.freeze()
 

@@ -116,6 +116,16 @@ def test_the_config_file_sets_what_its_comments_promise():
     assert cfg.logger_class.__name__ == "AccessLogger"
 
 
+@pytest.mark.parametrize(("value", "workers"), [(None, 3), ("", 3), ("5", 5)])
+def test_web_concurrency_unset_or_empty_means_3_workers(monkeypatch, value, workers):
+    """As the launchers' shell default `${WEB_CONCURRENCY:-3}` did (an empty value crashed the config)."""
+    if value is None:
+        monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    else:
+        monkeypatch.setenv("WEB_CONCURRENCY", value)
+    assert load_config_module().workers == workers
+
+
 # The access logger ---------------------------------------------------------------------------------------------
 
 

@@ -747,3 +747,35 @@ def test_a_message_taken_while_the_broker_is_at_its_memory_limit_is_kept_until_r
             assert client.hlen("unacked") == 0
     finally:
         broker.stop()
+
+
+def test_the_gunicorn_master_lets_no_redis_connection_cross_the_fork(private_redis, settings):
+    """deploy/gunicorn.conf.py's when_ready disconnects the Redis cache (its pool and the kept connection) before
+    the workers are forked: Django's caches.close_all() alone closes nothing for a Redis cache. The cache connects
+    again on its next command."""
+    import gc
+    from types import SimpleNamespace
+
+    import redis
+    from django.core.cache import caches
+
+    from core.cache import hit_window
+    from tests.test_gunicorn_config import load_config_module
+
+    settings.CACHES = {"default": {"BACKEND": "core.cache.ResilientRedisCache", "LOCATION": private_redis.url(1)}}
+    cache = caches["default"]
+    cache.set("before-fork", 1)
+    assert hit_window(cache, "throttle-test", 60)[0] == 1
+    admin = redis.Redis.from_url(private_redis.url(1))
+
+    def cache_connections():
+        return [c for c in admin.client_list() if c["id"] != str(admin.client_id())]
+
+    assert len(cache_connections()) >= 2  # the pool's and the kept one
+    try:
+        load_config_module().when_ready(SimpleNamespace(cfg=SimpleNamespace(preload_app=True)))
+    finally:
+        gc.unfreeze()
+    assert cache_connections() == []
+    assert cache.get("before-fork") == 1 and hit_window(cache, "throttle-test", 60)[0] == 2
+    assert not cache.redis_is_down()
