@@ -375,21 +375,28 @@ class LoadRun:
             sock.close()  # leaves the epoll set with it
 
 
+def content_length(head: bytes) -> int | None:
+    """The Content-Length a response head (status line and headers, without the blank line) announces: None when it
+    announces none, ValueError when it is not a number."""
+    lowered = head.lower()
+    at = lowered.find(b"\r\ncontent-length:")
+    if at < 0:
+        return None
+    stop = lowered.find(b"\r\n", at + 2)
+    return int(lowered[at + 17 : stop if stop >= 0 else None])
+
+
 def answer_length(received: bytes) -> int | None:
     """The full length in bytes (head and body) of the answer that begins with `received`: None while its head is
     incomplete, -1 when the head has no Content-Length that is a number (the answer then ends at EOF)."""
     end = received.find(b"\r\n\r\n")
     if end < 0:
         return None
-    head = received[:end].lower()
-    at = head.find(b"\r\ncontent-length:")
-    if at < 0:
-        return -1
-    stop = head.find(b"\r\n", at + 2)
     try:
-        return end + 4 + int(head[at + 17 : stop if stop >= 0 else None])
+        length = content_length(received[:end])
     except ValueError:
         return -1
+    return -1 if length is None else end + 4 + length
 
 
 def checked_status(head: bytes, content: bytes) -> int:
@@ -397,12 +404,10 @@ def checked_status(head: bytes, content: bytes) -> int:
     (ValueError otherwise: a truncated or malformed answer is a failure, not a decision)."""
     if not head.startswith(b"HTTP/1.1 "):
         raise ValueError("not an HTTP/1.1 answer")
-    lowered = head.lower()
-    at = lowered.find(b"\r\ncontent-length:")
-    if at < 0:
+    length = content_length(head)
+    if length is None:
         raise ValueError("no Content-Length")
-    end = lowered.find(b"\r\n", at + 2)
-    if int(lowered[at + 17 : end if end >= 0 else None]) != len(content):
+    if length != len(content):
         raise ValueError("the body is not the length the answer announced")
     return int(head[9:12])
 
