@@ -12,6 +12,7 @@ Every setting says why beside it; the figures are from docs/deployment.md ("The 
 """
 
 import gc
+import logging
 import os
 
 from gunicorn import glogging
@@ -49,8 +50,9 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True
 
 # One access line per request on stdout (journald, `docker logs`, the pod's log), gunicorn's combined format,
-# written by AccessLogger below: ~21 us per request instead of gunicorn's ~40-48 us (accesslog timeit in
-# docs/deployment.md). stderr keeps gunicorn's error log.
+# written by AccessLogger below: its atoms ~21 us per request instead of gunicorn's ~40-48 us (accesslog timeit in
+# docs/deployment.md), and the line written straight to gunicorn's handler (docs/api-performance.md, "outside the
+# DRF view"). stderr keeps gunicorn's error log.
 accesslog = "-"
 
 # Python's cyclic garbage collector in the workers: a request allocates thousands of container objects, and the
@@ -66,7 +68,13 @@ class AccessLogger(glogging.Logger):
     gunicorn's `Logger.atoms` adds an atom for every request header, response header and WSGI environ entry (~50
     per request, each copied again to escape quotes) for formats that name one with `{name}i/o/e`; the default
     combined format names none. With such a format this class answers exactly as gunicorn's logger does
-    (`test_the_access_logger_writes_what_gunicorns_writes`)."""
+    (`test_the_access_logger_writes_what_gunicorns_writes`).
+
+    The line is written as gunicorn's own access handler would write it, without the `logging.LogRecord` (the
+    caller's frame looked up, the time, thread and process names) that `Logger.info` builds only for a bare
+    `%(message)s` formatter to print the message: `access` writes the same bytes to the same stream under the
+    handler's lock, when the `gunicorn.access` logger is as gunicorn sets it up (`_plain_access_handler`). Any
+    other set-up (a `logconfig`, syslog, a filter, a file, a level) takes gunicorn's path."""
 
     def atoms(self, resp, req, environ, request_time):
         if "}" in self.cfg.access_log_format:
@@ -97,6 +105,60 @@ class AccessLogger(glogging.Logger):
             "L": f"{seconds}.{microseconds:06d}",
             "p": f"<{os.getpid()}>",
         }
+
+    def access(self, resp, req, environ, request_time):
+        handler = self._plain_access_handler()
+        if handler is None:
+            return super().access(resp, req, environ, request_time)
+        atoms = self.atoms_wrapper_class(self.atoms(resp, req, environ, request_time))
+        try:
+            line = str(self.cfg.access_log_format) % atoms  # what LogRecord.getMessage() makes of it
+        except Exception:  # gunicorn reports it from its handler: let it
+            return super().access(resp, req, environ, request_time)
+        handler.acquire()  # as logging.Handler.handle and StreamHandler.emit do
+        try:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(
+                self.access_log.makeRecord(
+                    self.access_log.name, logging.INFO, "", 0, self.cfg.access_log_format, (atoms,), None
+                )
+            )
+        finally:
+            handler.release()
+
+    def _plain_access_handler(self) -> logging.StreamHandler | None:
+        """gunicorn's access handler when `Logger.info` would only write the formatted line to its stream: the
+        logger enabled for INFO, not propagating, without filters, with one `logging.StreamHandler` (not a file,
+        not syslog) that takes INFO, has no filters and a formatter that prints the bare message; the default
+        record factory. Else None."""
+        log = self.access_log
+        if not self.access_log_enabled or not log.isEnabledFor(logging.INFO) or log.propagate or log.filters:
+            return None
+        if len(log.handlers) != 1 or logging.getLogRecordFactory() is not logging.LogRecord:
+            return None
+        handler = log.handlers[0]
+        if type(handler) is not logging.StreamHandler or handler.filters or handler.level > logging.INFO:
+            return None
+        return handler if _prints_the_bare_message(handler.formatter) else None
+
+
+_BARE_FORMATTERS: dict[logging.Formatter, bool] = {}  # each formatter tried, and the verdict
+
+
+def _prints_the_bare_message(formatter: logging.Formatter | None) -> bool:
+    """Whether this formatter's output of a record is the record's message alone (gunicorn's access formatter,
+    `%(message)s`): a plain `logging.Formatter` (no subclass overriding its output), tried once on a record."""
+    if type(formatter) is not logging.Formatter:
+        return False
+    bare = _BARE_FORMATTERS.get(formatter)
+    if bare is None:
+        probe = logging.LogRecord("gunicorn.access", logging.INFO, "", 0, "probe %s", ('\u00e9"',), None)
+        bare = _BARE_FORMATTERS[formatter] = formatter.format(probe) == 'probe \u00e9"'
+    return bare
 
 
 logger_class = AccessLogger

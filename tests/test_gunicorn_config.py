@@ -180,6 +180,107 @@ def test_the_access_logger_writes_what_gunicorns_writes(access_log_format):
     logging.getLogger("gunicorn.access").handlers.clear()
 
 
+ENVIRON = {
+    "REQUEST_METHOD": "POST",
+    "RAW_URI": "/api/sla/quotes/",
+    "PATH_INFO": "/api/sla/quotes/",
+    "QUERY_STRING": "",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "REMOTE_ADDR": "127.0.0.1",
+    "HTTP_USER_AGENT": 'bench "x"',
+}
+
+
+def _access_with(logger_class, set_up, monkeypatch) -> tuple[str, int]:
+    """(what the access log wrote, how many LogRecords the logger made) with the gunicorn.access logger as
+    gunicorn sets it up, then changed by set_up(logger, handler)."""
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    logger = logger_class(cfg)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter(logger.access_fmt))
+    logger.access_log.handlers = [handler]
+    logger.now = lambda: "[07/Dec/2026:01:02:03 +0000]"
+    made = []
+    make_record = logger.access_log.makeRecord
+    monkeypatch.setattr(logger.access_log, "makeRecord", lambda *a, **k: made.append(1) or make_record(*a, **k))
+    set_up(logger, handler)
+    try:
+        logger.access(_Response, _Request, ENVIRON, datetime.timedelta(seconds=0, microseconds=2345))
+    finally:
+        monkeypatch.undo()
+        logger.access_log.handlers.clear()
+        logger.access_log.filters.clear()
+        logger.access_log.propagate = False
+        logger.access_log.setLevel(logging.INFO)
+    return out.getvalue(), len(made)
+
+
+def test_the_access_line_is_written_without_a_log_record_as_gunicorns_handler_writes_it(monkeypatch):
+    """The deployed set-up (one StreamHandler, bare `%(message)s` formatter): the same line, and no LogRecord (its
+    caller lookup, time, thread and process names: ~6-25 us per request; docs/api-performance.md)."""
+    ours, records = _access_with(load_config_module().AccessLogger, lambda logger, handler: None, monkeypatch)
+    gunicorns, _ = _access_with(glogging.Logger, lambda logger, handler: None, monkeypatch)
+    assert (
+        ours
+        == gunicorns
+        == '127.0.0.1 - - [07/Dec/2026:01:02:03 +0000] "POST /api/sla/quotes/ HTTP/1.1" 201 1289 "-" "bench \\"x\\""\n'
+    )
+    assert records == 0
+
+
+class _DropAll(logging.Filter):
+    def filter(self, record):
+        return False
+
+
+class _Upper(logging.Formatter):
+    def format(self, record):
+        return super().format(record).upper()
+
+
+SET_UPS = {
+    "a filter on the logger": lambda logger, handler: logger.access_log.addFilter(_DropAll()),
+    "a filter on the handler": lambda logger, handler: handler.addFilter(_DropAll()),
+    "a handler above INFO": lambda logger, handler: handler.setLevel(logging.WARNING),
+    "the logger above INFO": lambda logger, handler: logger.access_log.setLevel(logging.WARNING),
+    "a formatter with more than the message": lambda logger, handler: handler.setFormatter(
+        logging.Formatter("%(levelname)s %(message)s")
+    ),
+    "a formatter subclass": lambda logger, handler: handler.setFormatter(_Upper("%(message)s")),
+    "two handlers": lambda logger, handler: logger.access_log.addHandler(logging.StreamHandler(handler.stream)),
+    "a file handler": lambda logger, handler: setattr(
+        logger.access_log, "handlers", [type("File", (logging.StreamHandler,), {})(handler.stream)]
+    ),
+    "propagation": lambda logger, handler: setattr(logger.access_log, "propagate", True),
+}
+
+
+@pytest.mark.parametrize("set_up", SET_UPS.values(), ids=SET_UPS.keys())
+def test_any_other_access_log_set_up_takes_gunicorns_path(set_up, monkeypatch):
+    ours, records = _access_with(load_config_module().AccessLogger, set_up, monkeypatch)
+    gunicorns, gunicorn_records = _access_with(glogging.Logger, set_up, monkeypatch)
+    assert ours == gunicorns
+    assert records == gunicorn_records
+
+
+def test_a_failing_access_stream_is_reported_as_its_handler_reports_it(monkeypatch):
+    reported = []
+
+    def set_up(logger, handler):
+        handler.stream = type("Broken", (), {"write": lambda self, text: 1 / 0, "flush": lambda self: None})()
+        handler.handleError = lambda record: reported.append((record.getMessage(), sys.exc_info()[0]))
+
+    _access_with(load_config_module().AccessLogger, set_up, monkeypatch)
+    assert reported == [
+        (
+            '127.0.0.1 - - [07/Dec/2026:01:02:03 +0000] "POST /api/sla/quotes/ HTTP/1.1" 201 1289 "-" "bench \\"x\\""',
+            ZeroDivisionError,
+        )
+    ]
+
+
 # A real gunicorn with the config, on loopback ------------------------------------------------------------------
 
 
