@@ -18,8 +18,9 @@ ORM does) costs more server CPU per decision than with them (figures in docs/api
 `PreparedInsert` does the same for the INSERTs of a quote, a contract and its placements: the ORM's compiler builds
 the INSERT ... RETURNING once per vendor and row count, and each call only prepares the values through the public
 Field API (`pre_save(obj, add=True)`, `get_db_prep_save`) and runs the statement; the saved instances come back
-through `Model.from_db` (no write to a private attribute). Other writes use the ORM's public API (`save`,
-`bulk_create`, simple-history's `bulk_history_create` for history rows).
+through `Model.from_db` (no write to a private attribute). `PreparedBulkCreateQuerySet` runs one for a plain
+`bulk_create` of a model whose rows a library builds: Contract's history rows, built by simple-history's
+`bulk_history_create`. Other writes use the ORM's public API (`save`, `bulk_create`).
 
 Django internals relied on, checked against CHECKED_WITH_DJANGO by tests/test_db.py (which compares every
 prepared read of the app with its queryset run by the ORM, and fails on another Django version until re-checked):
@@ -252,6 +253,41 @@ class PreparedInsert(Generic[_M]):
                 if related is not None and getattr(related, field.target_field.attname) == values[index]:
                     setattr(saved, field.name, related)
         return saved
+
+
+class PreparedBulkCreateQuerySet(QuerySet):
+    """A QuerySet whose plain `bulk_create(objs)` of new instances runs a `PreparedInsert` of its model: the same
+    statement, values and rows, without compiling the INSERT on every call.
+
+    For a model whose rows are written by a library through `Model.objects.bulk_create`, such as
+    django-simple-history's `bulk_history_create` for a historical model (`HistoricalRecords(bases=[...])` gives
+    it this manager): the library still builds every row and its values. Anything else, and any option
+    (`batch_size`, conflicts), an instance with a primary key, another database or what PreparedInsert refuses,
+    goes to the ORM's own `bulk_create`, unchanged.
+
+    The difference, as PreparedInsert: it returns the saved instances (`Model.from_db`, with the related objects
+    the given ones held), and the given instances stay unsaved (no primary key). simple-history returns that list
+    to its caller and reads nothing from the given ones.
+    """
+
+    _prepared: dict[type[Model], PreparedInsert] = {}
+
+    def bulk_create(self, objs, batch_size=None, ignore_conflicts=False, update_conflicts=False, update_fields=None,
+                    unique_fields=None):  # fmt: skip
+        objs = list(objs)
+        options = batch_size is not None or ignore_conflicts or update_conflicts or update_fields or unique_fields
+        if objs and not options and self.db == DEFAULT_DB_ALIAS and all(obj.pk is None for obj in objs):
+            try:
+                return self._prepared_insert().insert(objs)
+            except Refused:
+                pass  # refused before anything was sent: the ORM writes them
+        return super().bulk_create(objs, batch_size, ignore_conflicts, update_conflicts, update_fields, unique_fields)
+
+    def _prepared_insert(self) -> PreparedInsert:
+        prepared = self._prepared.get(self.model)
+        if prepared is None:
+            prepared = self._prepared[self.model] = PreparedInsert(self.model)
+        return prepared
 
 
 def driver_rows(queryset: QuerySet) -> list[tuple]:

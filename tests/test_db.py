@@ -393,6 +393,91 @@ def test_the_models_inserted_without_signals_have_no_receiver_that_would_miss_th
             assert len(history) == expected and receivers == history, (insert.model, signal, receivers)
 
 
+def _history_row(contract, user):
+    """A history row of `contract` as simple-history's bulk_history_create builds it (unsaved)."""
+    from sla.models import HistoricalContract
+
+    tracked = {field.attname: getattr(contract, field.attname) for field in HistoricalContract.tracked_fields}
+    return HistoricalContract(history_date=T0, history_type="+", history_change_reason="admitted", history_user=user,
+                              **tracked)  # fmt: skip
+
+
+def test_contracts_history_rows_are_built_by_simple_history_and_written_as_the_orm_writes_them(monkeypatch):
+    """simple-history's bulk_history_create builds each row (user, reason, date, tracked columns) and hands it to the
+    history model's objects.bulk_create (core.db.PreparedBulkCreateQuerySet, through HistoricalRecords' `bases`):
+    the same INSERT, the same row column by column and the same signals as the ORM's QuerySet.bulk_create, without
+    compiling the INSERT for each row."""
+    from django.db import connection
+    from django.db.models import QuerySet, signals
+    from django.db.models.sql.compiler import SQLInsertCompiler
+    from django.test.utils import CaptureQueriesContext
+    from simple_history import signals as history_signals
+
+    from core.db import PreparedBulkCreateQuerySet
+    from sla.models import Contract, HistoricalContract
+    from sla.services.admission import CONTRACT_INSERT
+
+    customer, tier, _, _ = _commerce()
+    (contract,) = CONTRACT_INSERT.insert([_new_contract(customer, tier)])
+    compiled, sent = [], []
+    as_sql = SQLInsertCompiler.as_sql
+    monkeypatch.setattr(SQLInsertCompiler, "as_sql", lambda self: compiled.append(self.query.model) or as_sql(self))
+    watched = [signals.pre_init, signals.post_init, signals.pre_save, signals.post_save,
+               history_signals.pre_create_historical_record, history_signals.post_create_historical_record]  # fmt: skip
+    for signal in watched:
+        signal.connect(lambda signal, **kwargs: sent.append(signal), sender=HistoricalContract, weak=False,
+                       dispatch_uid="test-history-signals")  # fmt: skip
+
+    def write():
+        compiled.clear()
+        sent.clear()
+        with CaptureQueriesContext(connection) as queries:
+            (row,) = Contract.history.bulk_history_create(
+                [contract], default_user=customer.user, default_change_reason="admitted (quote 7)", default_date=T0
+            )
+        return row, list(compiled), list(sent), queries.captured_queries
+
+    try:
+        write()  # the first write of the process compiles the statement
+        ours, our_compiles, our_signals, our_queries = write()
+        monkeypatch.setattr(PreparedBulkCreateQuerySet, "bulk_create", QuerySet.bulk_create)  # the ORM's own
+        theirs, orm_compiles, orm_signals, orm_queries = write()
+    finally:
+        for signal in watched:
+            signal.disconnect(sender=HistoricalContract, dispatch_uid="test-history-signals")
+
+    assert (our_compiles, orm_compiles) == ([], [HistoricalContract])
+    assert _inserts(our_queries) == _inserts(orm_queries) and len(our_queries) == 1
+    assert _columns(ours) == _columns(theirs) and ours.pk != theirs.pk
+    written = (ours.id, ours.history_type, ours.history_change_reason, ours.history_date, ours.history_user)
+    assert written == (contract.pk, "+", "admitted (quote 7)", T0, customer.user)
+    # simple-history builds the row (pre_init, post_init); neither write sends save or history signals. The saved row
+    # comes back through Model.from_db, which sends pre_init and post_init again, as any read of a row does.
+    assert orm_signals == [signals.pre_init, signals.post_init]
+    assert our_signals == orm_signals * 2
+
+
+def test_a_bulk_create_of_history_rows_that_a_prepared_insert_does_not_do_is_the_orms():
+    """Options, or a row whose key is set, go to the ORM's QuerySet.bulk_create unchanged (it saves the given rows in
+    place); a plain one returns saved copies and leaves the given rows unsaved, as PreparedInsert does."""
+    from sla.models import HistoricalContract
+    from sla.services.admission import CONTRACT_INSERT
+
+    customer, tier, _, _ = _commerce()
+    (contract,) = CONTRACT_INSERT.insert([_new_contract(customer, tier)])
+    for options in ({"batch_size": 1}, {"ignore_conflicts": False, "batch_size": 5}):
+        rows = [_history_row(contract, customer.user)]
+        assert HistoricalContract.objects.bulk_create(rows, **options) == rows and rows[0].pk is not None
+    keyed = _history_row(contract, customer.user)
+    keyed.pk = 987654
+    assert HistoricalContract.objects.bulk_create([keyed]) == [keyed] and not keyed._state.adding
+    rows = [_history_row(contract, customer.user), _history_row(contract, customer.user)]
+    saved = HistoricalContract.objects.bulk_create(rows)
+    assert [row.pk for row in rows] == [None, None] and all(not row._state.adding for row in saved)
+    assert [_columns(row) for row in saved] == [_columns(row) for row in saved[::-1]]
+    assert HistoricalContract.objects.filter(id=contract.pk).count() == 5
+
+
 def test_a_float_read_by_hand_keeps_the_digits_the_orm_keeps():
     """SQLite answers sums and annotations as floats; the ORM's DecimalField converter keeps 15 significant digits
     (the rest is the float's inaccuracy), and a number read by hand must read the same."""

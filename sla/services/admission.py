@@ -653,8 +653,9 @@ def _insert(contract: Contract, *, actor, reason: str) -> Contract:
     """One INSERT for a new contract and one for its history record (who and why), as simple-history's
     `bulk_create_with_history` does them: the contract as `bulk_create` writes it (`CONTRACT_INSERT`), its history
     row by `bulk_history_create` (the per-instance save() machinery is not needed: contracts have no other save
-    receivers); the unique quote still fails loudly (IntegrityError) on a second buyer. Inside admission's
-    transaction. Returns the saved contract."""
+    receivers), which builds the row and writes it through the history model's `objects.bulk_create`, a prepared
+    INSERT (sla.models.PreparedHistoryRows); the unique quote still fails loudly (IntegrityError) on a second
+    buyer. Inside admission's transaction. Returns the saved contract."""
     (saved,) = CONTRACT_INSERT.insert([contract])
     _contract_history().bulk_history_create(
         [saved], default_user=signed_in(actor), default_change_reason=reason, default_date=saved.status_changed_at
