@@ -49,6 +49,13 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # $XDG_RUNTIME_DIR or $HOME, which the image's read-only root file system and the systemd unit do not give.
 control_socket_disable = True
 
+# gunicorn's own (pure Python) HTTP parser, always. Its default "auto" switches to the gunicorn_h1c C extension as
+# soon as that package is importable (`pip install gunicorn[fast]`, or a dependency pulling it in), and that parser
+# answers differently: it accepts requests with obsolete header folding or bare-LF line ends, which this one refuses
+# with a 400, and its 400 pages say other things (docs/api-performance.md, "outside the DRF view": 10 of 19 probe
+# requests answered differently). It would save ~25 us of CPU per request, not worth a silent change at the edge.
+http_parser = "python"
+
 # One access line per request on stdout (journald, `docker logs`, the pod's log), gunicorn's combined format,
 # written by AccessLogger below: its atoms ~21 us per request instead of gunicorn's ~40-48 us (accesslog timeit in
 # docs/deployment.md), and the line written straight to gunicorn's handler (docs/api-performance.md, "outside the
