@@ -36,6 +36,7 @@ INSERT, SQL and parameters, with what `save` / `bulk_create` send, and the rows 
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -53,6 +54,7 @@ from django.db.models.signals import post_delete, post_migrate, post_save
 from django.db.models.sql import InsertQuery
 
 _M = TypeVar("_M", bound=Model)
+_C = TypeVar("_C", bound=Model)
 CHECKED_WITH_DJANGO = (5, 2)  # the Django (major, minor) whose internals this module was checked against
 _SENTINEL_BASE_DATETIME = datetime(1901, 1, 1, tzinfo=UTC)
 _SENTINEL_BASE_INT = -(2**62)
@@ -156,12 +158,13 @@ class PreparedInsert(Generic[_M]):
     value that fails to convert (`pre_save`, `get_db_prep_save`) marks the transaction for rollback, as in the ORM.
     """
 
-    def __init__(self, model: type[_M]):
+    def __init__(self, model: type[_M], *, without: Field | None = None):
         meta = model._meta
         if meta.auto_field is None or meta.parents or meta.order_with_respect_to:
             raise TypeError(f"PreparedInsert: {model.__name__} needs an auto primary key and no inheritance")
         self.model = model
-        self.fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
+        # `without`: a column the statement leaves out, filled in by another (PreparedInsertWithChildren's key)
+        self.fields = [field for field in meta.local_concrete_fields if field not in (meta.auto_field, without)]
         refused = [f.name for f in self.fields if f.generated or f.has_db_default() or hasattr(f, "get_placeholder")]
         if refused:
             raise TypeError(f"PreparedInsert: {model.__name__}.{refused} need the ORM's insert")
@@ -253,6 +256,106 @@ class PreparedInsert(Generic[_M]):
                 if related is not None and getattr(related, field.target_field.attname) == values[index]:
                     setattr(saved, field.name, related)
         return saved
+
+
+class PreparedInsertWithChildren(Generic[_M, _C]):
+    """A new row of `parent` and new rows of `child` pointing at it through the foreign key `key`, as
+    `PreparedInsert(parent).insert([obj])` then `PreparedInsert(child).insert(children)` (each child's key set to
+    the new parent) write them, in one statement on PostgreSQL, compiled once per process:
+
+        WITH parent AS (<the parent's INSERT ... RETURNING its key>),
+        children AS (INSERT INTO <child> (<key>, <columns>) SELECT parent.<key>, given.* FROM parent,
+                     UNNEST(<one array per column>) AS given RETURNING <child key>)
+        SELECT parent.<key>, children.<key> FROM parent, children ORDER BY children.<key>
+
+    Both INSERTs are the ORM compiler's (the children's its `INSERT ... SELECT * FROM UNNEST` of several rows,
+    without the key's column, whatever their number), so the values are prepared as the ORM prepares them. New
+    keys come from the tables' sequences in the order the rows are written, so the children's, sorted, pair with
+    the rows given. Other databases (no INSERT in WITH) run the two statements. An error (the parent's unique quote,
+    a child's constraint) writes nothing and marks the transaction for rollback, as PreparedInsert.
+
+    Returns the saved parent and the saved children (Model.from_db), each child with the saved parent as `key`.
+    `children` are given without that key (it is unsaved); at least one.
+    """
+
+    def __init__(self, parent: type[_M], child: type[_C], key: str):
+        field = child._meta.get_field(key)
+        if not (isinstance(field, ForeignKey) and field.related_model is parent and field.target_field.primary_key):
+            raise TypeError(
+                f"PreparedInsertWithChildren: {child.__name__}.{key} is no foreign key to {parent.__name__}"
+            )
+        self.key = field
+        self.parent = PreparedInsert(parent)
+        self.child = PreparedInsert(child, without=field)  # the statement for the children, the key left out
+        self.separately = PreparedInsert(child)  # on other databases
+        self._compiled: dict[str, str] = {}
+
+    def _compile(self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C]) -> str:
+        if db.vendor not in self._compiled:
+            parent_sql, _ = self.parent._compile(db, [obj])
+            child_sql, columns = self.child._compile(db, [children[0], copy.copy(children[0])])  # several rows: UNNEST
+            parent_match = _INSERT.fullmatch(parent_sql)
+            child_match = _INSERT.fullmatch(child_sql)
+            if not (columns and parent_match and child_match and child_match["rows"].startswith(_UNNEST)):
+                raise Refused(f"PreparedInsertWithChildren: unexpected statements {parent_sql!r}, {child_sql!r}")
+            quote = db.ops.quote_name
+            parent_key = quote(str(self.parent.model._meta.pk.column))
+            child_key = quote(str(self.child.model._meta.pk.column))
+            self._compiled[db.vendor] = (
+                f"WITH parent AS ({parent_sql}), children AS (INSERT INTO {child_match['table']} "
+                f"({quote(str(self.key.column))}, {child_match['columns']}) SELECT parent.{parent_key}, given.* "
+                f"FROM parent, UNNEST({child_match['rows'][len(_UNNEST) :]} AS given "
+                f"RETURNING {child_match['returning']}) "
+                f"SELECT parent.{parent_key}, children.{child_key} FROM parent, children ORDER BY children.{child_key}"
+            )
+        return self._compiled[db.vendor]
+
+    def insert(self, obj: _M, children: Sequence[_C]) -> tuple[_M, list[_C]]:
+        """Write `obj` and `children` (new instances, at least one child, without the key); their saved instances."""
+        if not children:
+            raise ValueError("PreparedInsertWithChildren: no child to write")
+        db = connections[DEFAULT_DB_ALIAS]
+        if not db.features.can_return_rows_from_bulk_insert or db.vendor != "postgresql":
+            return self._separately(obj, children)
+        self.parent._check(obj)
+        for child in children:
+            self.child._check(child)
+        try:
+            sql = self._compile(db, obj, children)
+            params = self.parent._params(db, [obj], False) + self.child._params(db, children, True)
+            with db.cursor() as cursor:
+                cursor.execute(sql, params)
+                keys = cursor.fetchall()
+        except Refused:
+            raise
+        except Exception:
+            if db.in_atomic_block:
+                transaction.set_rollback(True, using=db.alias)
+            raise
+        saved = self.parent._saved(db.alias, obj, keys[0][0])
+        return saved, self._children_of(db.alias, saved, children, [key for _, key in keys])
+
+    def _children_of(self, alias: str, saved: _M, children: Sequence[_C], keys: list) -> list[_C]:
+        rows = []
+        for child, key in zip(children, keys, strict=True):
+            setattr(child, self.key.attname, saved.pk)
+            row = self.child._saved(alias, child, key)
+            setattr(row, self.key.name, saved)
+            rows.append(row)
+        return rows
+
+    def _separately(self, obj: _M, children: Sequence[_C]) -> tuple[_M, list[_C]]:
+        (saved,) = self.parent.insert([obj])
+        for child in children:
+            setattr(child, self.key.name, saved)
+        return saved, self.separately.insert(children)
+
+
+_INSERT = re.compile(
+    r'INSERT INTO (?P<table>"[^"]+") \((?P<columns>[^()]+)\) (?P<rows>.+) RETURNING (?P<returning>"[^"]+"\."[^"]+")',
+    re.DOTALL,
+)
+_UNNEST = "SELECT * FROM UNNEST("
 
 
 class PreparedBulkCreateQuerySet(QuerySet):

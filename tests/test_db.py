@@ -393,6 +393,78 @@ def test_the_models_inserted_without_signals_have_no_receiver_that_would_miss_th
             assert len(history) == expected and receivers == history, (insert.model, signal, receivers)
 
 
+def _placements_without_contract(*sites):
+    """New placements of different sizes (to pair them with their rows), given without their contract."""
+    return [Placement(site=site, capacity_kw=Decimal(i + 1), valid_from=T0, valid_to=T0 + (i + 1) * H,
+                      reason=f"admitted {i}") for i, site in enumerate(sites)]  # fmt: skip
+
+
+def test_a_contract_and_its_placements_in_one_statement_write_what_two_prepared_inserts_write(monkeypatch):
+    """core.db.PreparedInsertWithChildren: the contract and its placements as CONTRACT_INSERT then PLACEMENT_INSERT
+    (the ORM's statements) write them, every column, in one statement on PostgreSQL, each saved placement paired
+    with its own row and holding the saved contract."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from sla.models import Contract
+    from sla.services.admission import CONTRACT_INSERT, CONTRACT_WITH_PLACEMENTS_INSERT, PLACEMENT_INSERT
+
+    monkeypatch.setattr(timezone, "now", lambda: T0)  # auto_now_add: the same created_at on both sides
+    customer, tier, oslo, dublin = _commerce()
+    for sites in ([oslo], [oslo, dublin], [dublin, oslo, dublin]):
+        (theirs,) = CONTRACT_INSERT.insert([_new_contract(customer, tier)])
+        given = _placements_without_contract(*sites)
+        for placement in given:
+            placement.contract = theirs
+        their_placements = PLACEMENT_INSERT.insert(given)
+        with CaptureQueriesContext(connection) as queries:
+            ours, our_placements = CONTRACT_WITH_PLACEMENTS_INSERT.insert(
+                _new_contract(customer, tier), _placements_without_contract(*sites)
+            )
+
+        assert len(queries.captured_queries) == (1 if connection.vendor == "postgresql" else 2)
+        assert _columns(ours) == _columns(theirs) and ours.pk != theirs.pk and not ours._state.adding
+        stored = list(Placement.objects.filter(contract=ours).order_by("pk"))
+        assert [p.pk for p in our_placements] == [p.pk for p in stored] and len(stored) == len(sites)
+        for mine, row, their in zip(our_placements, stored, their_placements, strict=True):
+            assert _columns(mine)[1:] == _columns(row)[1:] == _columns(their)[1:]  # all but the contract
+            assert (row.contract_id, mine.contract, mine.site) == (ours.pk, ours, row.site)
+            assert [getattr(mine, f) for f in attnames(Placement)] == [getattr(row, f) for f in attnames(Placement)]
+            assert (mine._state.adding, mine._state.db) == (False, "default")
+    assert Contract.objects.count() == 6
+
+
+def test_a_contract_and_its_placements_in_one_statement_fail_as_the_orm_does_and_write_nothing():
+    from django.db import IntegrityError, transaction
+
+    from core.db import PreparedInsertWithChildren
+    from sla.models import Contract, Quote
+    from sla.services.admission import CONTRACT_WITH_PLACEMENTS_INSERT, QUOTE_INSERT
+
+    customer, tier, oslo, dublin = _commerce()
+    (quote,) = QUOTE_INSERT.insert([_new_quote(customer, tier)])
+    CONTRACT_WITH_PLACEMENTS_INSERT.insert(
+        _new_contract(customer, tier, quote=quote), _placements_without_contract(oslo)
+    )
+    broken = _placements_without_contract(oslo, dublin)
+    broken[1].capacity_kw = Decimal("0")  # the check constraint capacity_positive
+    for contract, placements in [
+        (_new_contract(customer, tier, quote=quote), _placements_without_contract(oslo, dublin)),  # a second buyer
+        (_new_contract(customer, tier), broken),
+    ]:
+        with pytest.raises(IntegrityError), transaction.atomic():
+            try:
+                CONTRACT_WITH_PLACEMENTS_INSERT.insert(contract, placements)
+            finally:
+                assert transaction.get_rollback()
+    assert (Contract.objects.count(), Placement.objects.count()) == (1, 1)
+    with pytest.raises(ValueError, match="no child"):
+        CONTRACT_WITH_PLACEMENTS_INSERT.insert(_new_contract(customer, tier), [])
+    with pytest.raises(TypeError, match="no foreign key to Quote"):
+        PreparedInsertWithChildren(Quote, Placement, "contract")
+
+
 def _history_row(contract, user):
     """A history row of `contract` as simple-history's bulk_history_create builds it (unsaved)."""
     from sla.models import HistoricalContract

@@ -36,7 +36,7 @@ from django.utils import timezone
 from simple_history.utils import get_history_manager_for_model
 
 from core.auth import signed_in
-from core.db import LocalReadCache, PreparedInsert, PreparedRead, aware, decimal
+from core.db import LocalReadCache, PreparedInsert, PreparedInsertWithChildren, PreparedRead, aware, decimal
 from sites.choices import HardwareKind
 from sites.models import HardwareModel, MarketPrice, Site, SiteInventory
 from sites.simulation import derive_climate_profile
@@ -125,10 +125,12 @@ class CapacityRequest:
 
 
 # Reads of admission control run on every quote and admission: compiled once per process (core.db).
-# So are the INSERTs of a quote, a contract and its placements (core.db.PreparedInsert: as save / bulk_create).
+# So are the INSERTs of a quote, a contract and its placements (core.db.PreparedInsert: as save / bulk_create); a
+# new contract and its placements are one statement on PostgreSQL (core.db.PreparedInsertWithChildren).
 QUOTE_INSERT = PreparedInsert(Quote)
 CONTRACT_INSERT = PreparedInsert(Contract)
 PLACEMENT_INSERT = PreparedInsert(Placement)
+CONTRACT_WITH_PLACEMENTS_INSERT = PreparedInsertWithChildren(Contract, Placement, "contract")
 
 
 def _fleet_queryset(*, lock: bool) -> QuerySet:
@@ -649,21 +651,25 @@ def _contract_history():
     return get_history_manager_for_model(Contract)
 
 
-def _insert(contract: Contract, *, actor, reason: str) -> Contract:
-    """One INSERT for a new contract and one for its history record (who and why), as simple-history's
-    `bulk_create_with_history` does them: the contract as `bulk_create` writes it (`CONTRACT_INSERT`), its history
-    row by `bulk_history_create` (the per-instance save() machinery is not needed: contracts have no other save
+def _insert(contract: Contract, placements: list[Placement], *, actor, reason: str) -> tuple[Contract, list[Placement]]:
+    """A new contract with its placements (given without their contract), then its history record (who and why):
+    the contract and the placements as `bulk_create` writes them, in one statement on PostgreSQL
+    (`CONTRACT_WITH_PLACEMENTS_INSERT`), its history row as simple-history's `bulk_create_with_history` writes it,
+    by `bulk_history_create` (the per-instance save() machinery is not needed: contracts have no other save
     receivers), which builds the row and writes it through the history model's `objects.bulk_create`, a prepared
     INSERT (sla.models.PreparedHistoryRows); the unique quote still fails loudly (IntegrityError) on a second
-    buyer. Inside admission's transaction. Returns the saved contract."""
-    (saved,) = CONTRACT_INSERT.insert([contract])
+    buyer, and nothing is written then. Inside admission's transaction. Returns the saved contract and placements."""
+    saved, placements = CONTRACT_WITH_PLACEMENTS_INSERT.insert(contract, placements)
     _contract_history().bulk_history_create(
         [saved], default_user=signed_in(actor), default_change_reason=reason, default_date=saved.status_changed_at
     )
-    return saved
+    return saved, placements
 
 
-def _placements(contract: Contract, request: CapacityRequest, shares: list[tuple[int, Decimal]], reason: str):
+def _placements(
+    request: CapacityRequest, shares: list[tuple[int, Decimal]], reason: str, contract: Contract | None = None
+) -> list[Placement]:
+    """New placements of `shares` (site, kW) over the request's window; of `contract` when it is saved already."""
     return [
         Placement(
             contract=contract,
@@ -708,14 +714,13 @@ def _admit_planned(
     others on its site.
     The customer's row is locked before the sites and its cap checked (sla.services.caps): purchases of one
     customer serialize there, so parallel ones cannot take it past its cap.
-    Query cost: contract and its history row (2), placements (1 bulk insert), customer lock (1), the customer's
-    contracts (1), lock + limits (1), peaks (1).
+    Query cost: contract with its placements (1 on PostgreSQL, else 2) and its history row (1), customer lock
+    (1), the customer's contracts (1), lock + limits (1), peaks (1).
     """
     now = timezone.now()
     _stamp(contract, request, now=now, reason=reason)
-    contract = _insert(contract, actor=actor, reason=reason)
-    placements = _placements(contract, request, [(share.site_id, share.capacity_kw) for share in plan], reason)
-    placements = PLACEMENT_INSERT.insert(placements)
+    shares = [(share.site_id, share.capacity_kw) for share in plan]
+    contract, placements = _insert(contract, _placements(request, shares, reason), actor=actor, reason=reason)
     lock_customer(contract.customer_id, request.tier)
     _refuse_over_cap(contract.customer_id, request, contract_id=contract.pk)
     rooms = {room.site_id: room for room in read_fleet(lock=True, only=[share.site_id for share in plan]).rooms}
@@ -732,8 +737,8 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
     """One admission attempt under the locks: lock sites, read overlapping placements, plan, write.
 
     Query cost: customer lock (1), lock + limits + token price (1), the customer's contracts for its cap (1),
-    overlapping placements (1), contract insert and its history row (2), placements (1 bulk insert); displacing
-    Spot adds a few.
+    overlapping placements (1), a new contract with its placements (1 on PostgreSQL, else 2) and its history row
+    (1), or an existing one's update, history row and placements (3); displacing Spot adds a few.
     """
     lock_customer(contract.customer_id, request.tier)
     fleet = read_fleet(lock=True)
@@ -746,8 +751,10 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
         contract.quoted_total_usd = price.total_usd
     now = timezone.now()
     _stamp(contract, request, now=now, reason=reason)
+    shares = [(share.site.site_id, share.capacity_kw) for share in plan]
+    placements = None
     if contract.pk is None:
-        contract = _insert(contract, actor=actor, reason=reason)
+        contract, placements = _insert(contract, _placements(request, shares, reason), actor=actor, reason=reason)
     else:
         contract._history_user = signed_in(actor)
         contract._change_reason = reason
@@ -765,8 +772,8 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
                 actor=actor,
                 reason=f"displaced by {request.tier.name} contract {contract.pk}",
             )
-    placements = _placements(contract, request, [(share.site.site_id, share.capacity_kw) for share in plan], reason)
-    placements = PLACEMENT_INSERT.insert(placements)
+    if placements is None:  # an existing contract: its placements after the displaced Spot, as before
+        placements = PLACEMENT_INSERT.insert(_placements(request, shares, reason, contract=contract))
     if notices:
         PreemptionNotice.objects.bulk_create(notices)
     sites = {share.site.site_id: (share.site.code, share.site.name) for share in plan}

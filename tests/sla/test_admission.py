@@ -308,13 +308,18 @@ def test_a_quote_still_fitting_is_written_first_and_locks_the_sites_only_to_chec
     settings.ENERGYARB = {**settings.ENERGYARB, "SLA_CUSTOMER_SHARE_PCT": 50.0}  # the default cap
     quote = create_quote(customer=customer, request=ask(fleet.premium, "100"))
 
-    # BEGIN, 3 inserts, the customer's lock, its contracts and the fleet's SLA capacity (its cap), the plan's
-    # sites locked, peaks, COMMIT
-    with django_assert_num_queries(10) as queries:
+    # BEGIN, the contract with its placements (one statement on PostgreSQL, two on SQLite) and its history row,
+    # the customer's lock, its contracts and the fleet's SLA capacity (its cap), the plan's sites locked, peaks,
+    # COMMIT
+    writes = 2 if connection.vendor == "postgresql" else 3
+    with django_assert_num_queries(7 + writes) as queries:
         contract = create_contract_from_quote(quote=quote)
 
     statements = [query["sql"] for query in queries.captured_queries]
-    assert all(sql.startswith("INSERT") for sql in statements[1:4])  # the writes come first
+    written = statements[1 : 1 + writes]  # the writes come first
+    assert all(sql.startswith(("INSERT", "WITH parent AS (INSERT")) for sql in written)
+    assert 'INSERT INTO "sla_placement"' in " ".join(written) and 'INTO "sla_historicalcontract"' in written[-1]
+    statements = statements[:1] + [""] * (3 - writes) + statements[1:]  # numbered as with three INSERTs
     assert 'FROM "sla_customer"' in statements[4] and 'FROM "sla_contract"' in statements[5]
     assert "FOR NO KEY UPDATE" in statements[4] or connection.vendor == "sqlite"
     lock = 7
