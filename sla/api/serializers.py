@@ -23,7 +23,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 from rest_framework.fields import SkipField, empty, get_error_detail
 from rest_framework.relations import PKOnlyObject
-from rest_framework.utils.serializer_helpers import BindingDict
+from rest_framework.utils.serializer_helpers import BindingDict, ReturnDict
 
 from core.db import LocalReadCache, PreparedRead, attnames, from_row, related_attnames
 from sites.choices import MarketRegion
@@ -82,6 +82,19 @@ class SharedFieldsMixin(serializers.Serializer):
 
     _shared_fields: ClassVar[dict[type, BindingDict]] = {}
     _readable: ClassVar[dict[type, list]] = {}
+    _prototypes: ClassVar[dict[type, SharedFieldsMixin]] = {}
+
+    @classmethod
+    def represent(cls, instance) -> ReturnDict:
+        """What `cls(instance).data` answers, without building a serializer for each answer: the representation
+        of `instance` by the instance of `cls` each process keeps (its fields are the shared ones, and its
+        `to_representation` reads nothing of the serializer but them). The answer's `serializer` backlink is that
+        kept instance (no `instance` set): DRF's browsable API, the one reader of it, uses the instance only for
+        object permissions and PUT / PATCH forms (test_an_answer_built_without_a_serializer_per_answer_is_drfs)."""
+        prototype = SharedFieldsMixin._prototypes.get(cls)
+        if prototype is None:
+            prototype = SharedFieldsMixin._prototypes[cls] = cls()
+        return ReturnDict(prototype.to_representation(instance), serializer=prototype)
 
     @property
     def fields(self) -> BindingDict:

@@ -157,7 +157,7 @@ class QuoteViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.ReadOn
             quote = services.create_quote(customer=customer, request=serializer.capacity_request())
         except services.AdmissionRefused as exc:
             raise CapacityShort(str(exc)) from None
-        return Response(QuoteSerializer(quote).data, status=status.HTTP_201_CREATED)
+        return Response(QuoteSerializer.represent(quote), status=status.HTTP_201_CREATED)
 
 
 @with_auth_schemes
@@ -208,7 +208,7 @@ class ContractViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.Rea
         except services.QuoteUnavailable as exc:
             raise Conflict(str(exc)) from None
         contract.customer = customer
-        return Response(ContractSerializer(contract).data, status=status.HTTP_201_CREATED)
+        return Response(ContractSerializer.represent(contract), status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="Cancel a contract",
