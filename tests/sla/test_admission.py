@@ -329,6 +329,35 @@ def test_a_quote_still_fitting_is_written_first_and_locks_the_sites_only_to_chec
     assert contract.history.get().history_change_reason == f"admitted (quote {quote.pk})"
 
 
+def test_a_purchase_reads_the_peaks_of_the_sites_it_locked_and_no_others(fleet, frozen, customer, monkeypatch):
+    """Checked under the locks, a plan needs the peaks of its own sites only: what the purchase reads must not grow
+    with the bookings on the rest of the fleet. The site ids are parameters of a statement fixed per number of
+    sites (compiled once, prepared on the server)."""
+    from core.db import PreparedRead
+    from sla.services.admission import SOME_SITES_PEAKS_READS, WINDOW_PEAKS_SQL
+
+    quote = create_quote(customer=customer, request=ask(fleet.premium, "100"))
+    planned = {site["site_id"] for site in quote.sites}
+    others = [site for site in (fleet.oslo, fleet.dublin, fleet.texas) if site.pk not in planned]
+    assert len(planned) == 2 and others
+    for site in others:  # booked on every other site over the quoted window
+        contract = ContractFactory(status=ContractStatus.ACTIVE, starts_at=T0, ends_at=T0 + 2 * H)
+        Placement.objects.create(contract=contract, site=site, capacity_kw=Decimal("5"), valid_from=T0,
+                                 valid_to=T0 + 2 * H)  # fmt: skip
+    reads = []
+    original = PreparedRead.rows
+    monkeypatch.setattr(PreparedRead, "rows", lambda self, **values: reads.append((self, original(self, **values)))
+                        or reads[-1][1])  # fmt: skip
+
+    contract = create_contract_from_quote(quote=quote)
+
+    peak_reads = [(read, rows) for read, rows in reads if read.template == WINDOW_PEAKS_SQL]
+    assert [read for read, _ in peak_reads] == [SOME_SITES_PEAKS_READS[2]]
+    assert {site_id for site_id, _, _ in peak_reads[0][1]} == planned  # its own placements, nothing else
+    assert set(placed(contract)) == {site["site"] for site in quote.sites}
+    assert set(SOME_SITES_PEAKS_READS[2].params) == {"start", "end", "site_0", "site_1"}
+
+
 def test_an_admitted_contracts_sites_carry_their_code_and_name_and_read_the_rest_from_the_database(
     fleet, frozen, customer, django_assert_num_queries
 ):

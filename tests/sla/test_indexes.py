@@ -1,6 +1,8 @@
 """The indexes of the tables a purchase writes (quote, contract, its history row, placements): each index costs an
 insertion per row written, so each must serve a read that no other index serves."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 
@@ -56,3 +58,47 @@ def test_lookups_by_site_and_by_customer_use_the_composite_indexes_that_lead_wit
     assert "sla_placement_site_window_idx" in plan(Placement.objects.filter(site=fleet.oslo))
     assert "sla_quote_customer_created_idx" in plan(Quote.objects.filter(customer_id=1))
     assert "sla_contract_customer_id" in plan(Contract.objects.filter(customer_id=1))
+
+
+def generic_plan(read, **values) -> str:
+    """The plan PostgreSQL gives a prepared read once it stops planning per call (a generic plan: costed
+    without the values, as psycopg's prepared statements may run)."""
+    import re
+
+    sql, params, slots = read._compile()
+    for i, name in slots.items():
+        params[i] = connection.ops.adapt_datetimefield_value(values[name]) if name in ("start", "end") else values[name]
+    numbered = iter(range(1, len(params) + 1))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("PREPARE generic_read AS " + re.sub("%s", lambda _: f"${next(numbered)}", sql))
+        literals = ", ".join("'" + str(param).replace("'", "''") + "'" for param in params)
+        cursor.execute(f"EXPLAIN EXECUTE generic_read({literals})")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE generic_read")
+    return plan
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's plans (EXPLAIN, PREPARE)")
+def test_a_purchases_peaks_on_its_sites_find_the_window_by_its_gist_index_not_every_placement_of_the_site(fleet):
+    """The (site, valid_from, valid_to) B-tree would hand the read every placement ever made on the site, a
+    number that grows with the book: the sites only sift what the window's GiST index finds."""
+    from sla.services.admission import SOME_SITES_PEAKS_READS
+    from tests.factories import T0, ContractFactory
+
+    hour = timedelta(hours=1)
+    for site in (fleet.oslo, fleet.dublin, fleet.texas):  # a month of bookings on three sites, and statistics:
+        # at 24,000 placements the generic plan of a bare `site_id` filter ANDs in the B-tree (checked)
+        contract = ContractFactory(capacity_kw=1, starts_at=T0, ends_at=T0 + 800 * hour)
+        Placement.objects.bulk_create(
+            Placement(contract=contract, site=site, capacity_kw=1, valid_from=T0 + (i % 720) * hour,
+                      valid_to=T0 + (i % 720 + 1 + i % 4) * hour)
+            for i in range(8000)
+        )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE sla_placement")
+    for count, read in SOME_SITES_PEAKS_READS.items():
+        sites = {f"site_{i}": i + 1 for i in range(count)}
+        plan = generic_plan(read, start=T0, end=T0 + timedelta(hours=2), **sites)
+        assert "sla_placement_window_gist" in plan and "sla_placement_site_window_idx" not in plan, plan

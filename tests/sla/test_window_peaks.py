@@ -87,3 +87,38 @@ def test_a_load_read_for_one_window_is_not_used_for_another(fleet):
 
     with pytest.raises(ValueError, match="another window"):
         room.peak_kw(T0, T0 + 2 * H)
+
+
+def test_the_peaks_read_on_some_sites_are_those_sites_peaks_read_on_the_whole_fleet(fleet):
+    """A purchase reads the peaks of its plan's sites only (`only`): the sweep is per site, so each site's peaks
+    are the same as in the fleet-wide read, for any set of one to three sites."""
+    rng = random.Random(11)
+    sites = [fleet.oslo, fleet.dublin, fleet.texas]
+    tiers = [fleet.premium, fleet.standard, fleet.spot]
+    for _ in range(90):
+        contract = ContractFactory(
+            tier=rng.choice(tiers),
+            status=rng.choice([ContractStatus.ACTIVE, ContractStatus.REQUESTED, ContractStatus.CANCELLED]),
+            starts_at=T0,
+            ends_at=T0 + 100 * H,
+        )
+        start = T0 + rng.randint(-4, 20) * H / 2
+        end = None if rng.random() < 0.1 else start + rng.randint(1, 8) * H / 2
+        kw = Decimal(rng.randint(1, 200_000)) / 1000
+        PlacementFactory(contract=contract, site=rng.choice(sites), capacity_kw=kw, valid_from=start, valid_to=end)
+
+    for start, hours in [(T0, 2), (T0 + 3 * H, 5), (T0 - H, 12)]:
+        end = start + hours * H
+        fleet_wide = {room.site_id: room for room in candidate_sites(lock=False)}
+        load_window_peaks(fleet_wide.values(), start=start, end=end)
+        for chosen in ([fleet.oslo], [fleet.texas, fleet.dublin], sites):
+            rooms = [room for room in candidate_sites(lock=False) if room.site_id in {s.pk for s in chosen}]
+            load_window_peaks(rooms, start=start, end=end, only=[s.pk for s in chosen])
+            assert [room.load for room in rooms] == [fleet_wide[room.site_id].load for room in rooms]
+            assert any(room.load.total_kw > 0 for room in rooms)
+
+
+def test_peaks_read_on_some_sites_refuse_a_room_of_another_site(fleet):
+    rooms = candidate_sites(lock=False)
+    with pytest.raises(ValueError, match="every room"):
+        load_window_peaks(rooms, start=T0, end=T0 + H, only=[fleet.oslo.pk])
