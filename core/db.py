@@ -29,8 +29,11 @@ prepared read of the app with its queryset run by the ORM, and fails on another 
 `Model.from_db`; for `PreparedInsert`: `sql.InsertQuery(model)`, `insert_values(fields, objs)`,
 `get_compiler(connection=...)`, the compiler's `returning_fields` and `as_sql()` (one statement; the parameters one
 per value in row order, or on PostgreSQL one array per column for `UNNEST`), and `Field.is_cached` /
-`get_cached_value` (the related objects a new instance was given). tests/test_db.py compares each app's prepared
-INSERT, SQL and parameters, with what `save` / `bulk_create` send, and the rows written column by column.
+`get_cached_value` (the related objects a new instance was given); for `PreparedInsertWithChildren`, the shape of
+the compiled INSERTs (`INSERT INTO "table" (columns) VALUES (...) RETURNING "table"."key"`, and PostgreSQL's several
+rows as `SELECT * FROM UNNEST((%s)::type[], ...)`, whose casts it reuses), refused loudly (`Refused`) otherwise.
+tests/test_db.py compares each app's prepared INSERT, SQL and parameters, with what `save` / `bulk_create` send,
+and the rows written column by column.
 """
 
 from __future__ import annotations
@@ -261,18 +264,21 @@ class PreparedInsert(Generic[_M]):
 class PreparedInsertWithChildren(Generic[_M, _C]):
     """A new row of `parent` and new rows of `child` pointing at it through the foreign key `key`, as
     `PreparedInsert(parent).insert([obj])` then `PreparedInsert(child).insert(children)` (each child's key set to
-    the new parent) write them, in one statement on PostgreSQL, compiled once per process:
+    the new parent) write them, in one statement on PostgreSQL, compiled once per process and number of children:
 
         WITH parent AS (<the parent's INSERT ... RETURNING its key>),
         children AS (INSERT INTO <child> (<key>, <columns>) SELECT parent.<key>, given.* FROM parent,
-                     UNNEST(<one array per column>) AS given RETURNING <child key>)
+                     (VALUES (%s::<type>, ...), ...) AS given RETURNING <child key>)
         SELECT parent.<key>, children.<key> FROM parent, children ORDER BY children.<key>
 
-    Both INSERTs are the ORM compiler's (the children's its `INSERT ... SELECT * FROM UNNEST` of several rows,
-    without the key's column, whatever their number), so the values are prepared as the ORM prepares them. New
-    keys come from the tables' sequences in the order the rows are written, so the children's, sorted, pair with
-    the rows given. Other databases (no INSERT in WITH) run the two statements. An error (the parent's unique quote,
-    a child's constraint) writes nothing and marks the transaction for rollback, as PreparedInsert.
+    Both INSERTs are the ORM compiler's: the parent's as it is, the children's table, columns (the key's left out)
+    and the type of each column as the compiler casts them in its `INSERT ... SELECT * FROM UNNEST` of several rows
+    (the type without its length: no silent truncation, an overlong value fails as in the ORM's INSERT). The values
+    are given one per placeholder, row after row, not one array per column: psycopg dumps a list ~10x slower than as
+    many plain values. New keys come from the tables' sequences in the order the rows are written, so the
+    children's, sorted, pair with the rows given. Other databases (no INSERT in WITH) run the two statements. An
+    error (the parent's unique quote, a child's constraint) writes nothing and marks the transaction for rollback,
+    as PreparedInsert.
 
     Returns the saved parent and the saved children (Model.from_db), each child with the saved parent as `key`.
     `children` are given without that key (it is unsaved); at least one.
@@ -288,27 +294,30 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
         self.parent = PreparedInsert(parent)
         self.child = PreparedInsert(child, without=field)  # the statement for the children, the key left out
         self.separately = PreparedInsert(child)  # on other databases
-        self._compiled: dict[str, str] = {}
+        self._compiled: dict[tuple[str, int], str] = {}
 
     def _compile(self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C]) -> str:
-        if db.vendor not in self._compiled:
+        key = (db.vendor, len(children))
+        if key not in self._compiled:
             parent_sql, _ = self.parent._compile(db, [obj])
             child_sql, columns = self.child._compile(db, [children[0], copy.copy(children[0])])  # several rows: UNNEST
             parent_match = _INSERT.fullmatch(parent_sql)
             child_match = _INSERT.fullmatch(child_sql)
-            if not (columns and parent_match and child_match and child_match["rows"].startswith(_UNNEST)):
+            types = _UNNEST_TYPES.findall(child_match["rows"]) if child_match else []
+            if not (columns and parent_match and child_match and len(types) == len(self.child.fields)):
                 raise Refused(f"PreparedInsertWithChildren: unexpected statements {parent_sql!r}, {child_sql!r}")
+            row = "(" + ", ".join(f"%s::{db_type}" for db_type in types) + ")"
             quote = db.ops.quote_name
             parent_key = quote(str(self.parent.model._meta.pk.column))
             child_key = quote(str(self.child.model._meta.pk.column))
-            self._compiled[db.vendor] = (
+            self._compiled[key] = (
                 f"WITH parent AS ({parent_sql}), children AS (INSERT INTO {child_match['table']} "
                 f"({quote(str(self.key.column))}, {child_match['columns']}) SELECT parent.{parent_key}, given.* "
-                f"FROM parent, UNNEST({child_match['rows'][len(_UNNEST) :]} AS given "
+                f"FROM parent, (VALUES {', '.join([row] * len(children))}) AS given "
                 f"RETURNING {child_match['returning']}) "
                 f"SELECT parent.{parent_key}, children.{child_key} FROM parent, children ORDER BY children.{child_key}"
             )
-        return self._compiled[db.vendor]
+        return self._compiled[key]
 
     def insert(self, obj: _M, children: Sequence[_C]) -> tuple[_M, list[_C]]:
         """Write `obj` and `children` (new instances, at least one child, without the key); their saved instances."""
@@ -322,7 +331,7 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
             self.child._check(child)
         try:
             sql = self._compile(db, obj, children)
-            params = self.parent._params(db, [obj], False) + self.child._params(db, children, True)
+            params = self.parent._params(db, [obj], False) + self.child._params(db, children, False)
             with db.cursor() as cursor:
                 cursor.execute(sql, params)
                 keys = cursor.fetchall()
@@ -355,7 +364,9 @@ _INSERT = re.compile(
     r'INSERT INTO (?P<table>"[^"]+") \((?P<columns>[^()]+)\) (?P<rows>.+) RETURNING (?P<returning>"[^"]+"\."[^"]+")',
     re.DOTALL,
 )
-_UNNEST = "SELECT * FROM UNNEST("
+# The ORM's several-row INSERT on PostgreSQL: SELECT * FROM UNNEST((%s)::bigint[], (%s)::numeric[], ...), one array
+# per column cast to the column's type without its length.
+_UNNEST_TYPES = re.compile(r"\(%s\)::([a-z][a-z ]*)\[\]")
 
 
 class PreparedBulkCreateQuerySet(QuerySet):
