@@ -7,6 +7,7 @@ from datetime import datetime
 from django.contrib.postgres.fields import DateTimeRangeField
 from django.db import connections, models
 from django.db.models import DecimalField, ExpressionWrapper, F, Func, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Least
 
 from .choices import OPEN_CONTRACT_STATUSES, ContractStatus
@@ -141,3 +142,16 @@ class PlacementQuerySet(models.QuerySet):
     def committed(self) -> PlacementQuerySet:
         """Placements of contracts that still hold capacity (requested and admitted, or active)."""
         return self.filter(contract__status__in=OPEN_CONTRACT_STATUSES)
+
+    def holding(self) -> PlacementQuerySet:
+        """`committed()`, annotated `spot` (its contract's tier is preemptible), for admission's reads of every
+        quote and purchase.
+
+        On PostgreSQL both come from the placement's own columns `held` and `spot`, which triggers keep from its
+        contract and tier for every writer (migration 0013; not model fields): no join to the contract and tier
+        for each placement read. Top-level reads only (the columns are named by table)."""
+        if connections[self.db].vendor == "postgresql":
+            held = RawSQL('"sla_placement"."held"', (), output_field=models.BooleanField())
+            spot = RawSQL('"sla_placement"."spot"', (), output_field=models.BooleanField())
+            return self.alias(held=held).filter(held=True).annotate(spot=spot)
+        return self.committed().annotate(spot=F("contract__tier__is_preemptible"))

@@ -290,12 +290,10 @@ def candidate_sites(*, lock: bool) -> list[SiteRoom]:
 
 def _bookings_queryset(start: datetime, end: datetime | None = None) -> QuerySet:
     return (
-        Placement.objects.committed()
+        Placement.objects.holding()
         .overlapping(start, end)
         .order_by()
-        .values_list(
-            "site_id", "capacity_kw", "valid_from", "valid_to", "contract__tier__is_preemptible", "pk", "contract_id"
-        )
+        .values_list("site_id", "capacity_kw", "valid_from", "valid_to", "spot", "pk", "contract_id")
     )
 
 
@@ -335,14 +333,14 @@ def _window_bookings_queryset(start: datetime, end: datetime) -> QuerySet:
     """Committed placements overlapping [start, end), clipped to it: (site, held from, held to, kW, is Spot)."""
     start_value, end_value = Value(start, output_field=MOMENT), Value(end, output_field=MOMENT)
     return (
-        Placement.objects.committed()
+        Placement.objects.holding()
         .overlapping(start, end)
         .order_by()
         .annotate(
             held_from=Greatest("valid_from", start_value),
             held_to=Least(Coalesce("valid_to", end_value), end_value),
         )
-        .values_list("site_id", "held_from", "held_to", "capacity_kw", "contract__tier__is_preemptible")
+        .values_list("site_id", "held_from", "held_to", "capacity_kw", "spot")
     )
 
 
