@@ -49,7 +49,7 @@ from typing import Generic, TypeVar, overload
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, ForeignKey, Model, QuerySet
 from django.db.models.expressions import Col
@@ -390,7 +390,10 @@ class PreparedBulkCreateQuerySet(QuerySet):
                     unique_fields=None):  # fmt: skip
         objs = list(objs)
         options = batch_size is not None or ignore_conflicts or update_conflicts or update_fields or unique_fields
-        if objs and not options and self.db == DEFAULT_DB_ALIAS and all(obj.pk is None for obj in objs):
+        # Where the ORM's bulk_create writes: the queryset's database, else the routers' for writes (`self.db`
+        # answers for reads here: bulk_create makes the queryset one for writes only once called).
+        using = self._db or router.db_for_write(self.model)
+        if objs and not options and using == DEFAULT_DB_ALIAS and all(obj.pk is None for obj in objs):
             try:
                 return self._prepared_insert().insert(objs)
             except Refused:

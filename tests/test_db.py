@@ -559,6 +559,33 @@ def test_a_bulk_create_of_history_rows_that_a_prepared_insert_does_not_do_is_the
     assert HistoricalContract.objects.filter(id=contract.pk).count() == 5
 
 
+class _HistoryElsewhere:
+    """A router sending the writes of history rows to another database."""
+
+    def db_for_write(self, model, **hints):
+        return "elsewhere" if model.__name__ == "HistoricalContract" else None
+
+    def allow_relation(self, obj1, obj2, **hints):
+        return True
+
+
+def test_a_bulk_create_of_history_rows_goes_where_the_routers_send_writes(settings):
+    """The prepared INSERT writes on the default database only: rows the routers send elsewhere are the ORM's
+    (before, they were written on the default database, the routers' answer for reads)."""
+    from django.utils.connection import ConnectionDoesNotExist
+
+    from sla.models import HistoricalContract
+    from sla.services.admission import CONTRACT_INSERT
+
+    customer, tier, _, _ = _commerce()
+    (contract,) = CONTRACT_INSERT.insert([_new_contract(customer, tier)])
+    settings.DATABASE_ROUTERS = [_HistoryElsewhere()]
+    with pytest.raises(ConnectionDoesNotExist):  # the ORM's bulk_create, on the database the router names
+        HistoricalContract.objects.bulk_create([_history_row(contract, customer.user)])
+    assert HistoricalContract.objects.using("default").bulk_create([_history_row(contract, customer.user)])[0].pk
+    assert HistoricalContract.objects.filter(id=contract.pk).count() == 1  # the one written on "default"
+
+
 def test_a_float_read_by_hand_keeps_the_digits_the_orm_keeps():
     """SQLite answers sums and annotations as floats; the ORM's DecimalField converter keeps 15 significant digits
     (the rest is the float's inaccuracy), and a number read by hand must read the same."""
