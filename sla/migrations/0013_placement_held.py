@@ -12,7 +12,9 @@ They are not in the model: nothing in Python reads or writes them (`PlacementQue
 
 Order, on a live database (the migration is one transaction): the columns (ACCESS EXCLUSIVE on sla_placement until
 commit: no placement is written meanwhile), the triggers (their locks hold back contract and tier updates until
-commit), then every existing placement's values, from what is committed when that UPDATE starts.
+commit), then the existing placements' values, from what is committed when that UPDATE starts. Only the rows
+whose values are not the defaults (false, false) are written: the open book and Spot's placements, not the
+history of closed contracts, so the lock on sla_placement is held for a time that does not grow with the history.
 """
 
 from django.db import migrations
@@ -65,7 +67,7 @@ $$ LANGUAGE plpgsql
     f"""
 UPDATE sla_placement p SET held = c.status IN {OPEN}, spot = t.is_preemptible
 FROM sla_contract c JOIN sla_tier t ON t.id = c.tier_id
-WHERE c.id = p.contract_id
+WHERE c.id = p.contract_id AND (c.status IN {OPEN} OR t.is_preemptible)
 """,
 ]
 BACKWARD = [

@@ -121,7 +121,8 @@ def test_0013_fills_held_and_spot_for_the_placements_already_written_and_reverse
                            "AND column_name IN ('held', 'spot')")  # fmt: skip
             assert cursor.fetchone()[0] == 0
         for status, tier in [(ContractStatus.ACTIVE, fleet.spot), (ContractStatus.CANCELLED, fleet.standard),
-                             (ContractStatus.REQUESTED, fleet.premium)]:  # fmt: skip
+                             (ContractStatus.REQUESTED, fleet.premium),
+                             (ContractStatus.COMPLETED, fleet.spot)]:  # closed, yet Spot: filled too  # fmt: skip
             PlacementFactory(contract=ContractFactory(tier=tier, status=status), site=fleet.oslo, capacity_kw=1)
         MigrationExecutor(connection).migrate([AFTER])
         assert mismatches() == []
