@@ -19,8 +19,9 @@ ORM does) costs more server CPU per decision than with them (figures in docs/api
 the INSERT ... RETURNING once per vendor and row count, and each call only prepares the values through the public
 Field API (`pre_save(obj, add=True)`, `get_db_prep_save`) and runs the statement; the saved instances come back
 through `Model.from_db` (no write to a private attribute). `PreparedBulkCreateQuerySet` runs one for a plain
-`bulk_create` of a model whose rows a library builds: Contract's history rows, built by simple-history's
-`bulk_history_create`. Other writes use the ORM's public API (`save`, `bulk_create`).
+`bulk_create` of a model whose rows a library builds (Contract's history rows, built by simple-history's
+`bulk_history_create`), setting the given rows' primary keys as the ORM's `bulk_create` does. Other writes use the
+ORM's public API (`save`, `bulk_create`).
 
 Django internals relied on, checked against CHECKED_WITH_DJANGO by tests/test_db.py (which compares every
 prepared read of the app with its queryset run by the ORM, and fails on another Django version until re-checked):
@@ -31,14 +32,16 @@ prepared read of the app with its queryset run by the ORM, and fails on another 
 per value in row order, or on PostgreSQL one array per column for `UNNEST`), and `Field.is_cached` /
 `get_cached_value` (the related objects a new instance was given); for `PreparedInsertWithChildren`, the shape of
 the compiled INSERTs (`INSERT INTO "table" (columns) VALUES (...) RETURNING "table"."key"`, and PostgreSQL's several
-rows as `SELECT * FROM UNNEST((%s)::type[], ...)`, whose casts it reuses), refused loudly (`Refused`) otherwise.
-tests/test_db.py compares each app's prepared INSERT, SQL and parameters, with what `save` / `bulk_create` send,
-and the rows written column by column.
+rows as `SELECT * FROM UNNEST((%s)::type[], ...)`, whose casts it reuses): another shape is refused (`Refused`,
+logged once, and the two statements are written instead), and tests/test_db.py fails loudly on it. tests/test_db.py
+compares each app's prepared INSERT, SQL and parameters, with what `save` / `bulk_create` send, and the rows written
+column by column.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -56,6 +59,7 @@ from django.db.models.expressions import Col
 from django.db.models.signals import post_delete, post_migrate, post_save
 from django.db.models.sql import InsertQuery
 
+logger = logging.getLogger(__name__)
 _M = TypeVar("_M", bound=Model)
 _C = TypeVar("_C", bound=Model)
 CHECKED_WITH_DJANGO = (5, 2)  # the Django (major, minor) whose internals this module was checked against
@@ -138,6 +142,24 @@ class PreparedRead:
 class Refused(TypeError):
     """What PreparedInsert does not do (the ORM would): raised before anything is written, leaving the transaction
     as it was."""
+
+
+def _write(db: BaseDatabaseWrapper, statement: Callable[[], tuple[str, list]]) -> list[tuple]:
+    """Run the INSERT ... RETURNING that `statement()` compiles (SQL, parameters) on `db`; the rows it returns.
+
+    As the ORM's save / bulk_create: an error compiling, converting a value or writing marks the transaction for
+    rollback when inside `atomic`; `Refused` (raised before anything is sent) leaves it as it was."""
+    try:
+        sql, params = statement()
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except Refused:
+        raise
+    except Exception:
+        if db.in_atomic_block:  # the transaction must roll back
+            transaction.set_rollback(True, using=db.alias)
+        raise
 
 
 class PreparedInsert(Generic[_M]):
@@ -233,21 +255,20 @@ class PreparedInsert(Generic[_M]):
         if not objs:
             return []
         db = connections[DEFAULT_DB_ALIAS]  # the connection itself: each use of the `connection` proxy costs a lookup
+        keys = self.keys(db, objs)
+        return [self._saved(db.alias, obj, key) for obj, key in zip(objs, keys, strict=True)]
+
+    def keys(self, db: BaseDatabaseWrapper, objs: Sequence[_M]) -> list:
+        """Write `objs` (new instances, at least one) on `db` in one statement; their new primary keys, in order.
+        The instances get no key (PreparedBulkCreateQuerySet sets it, `insert` returns saved copies)."""
         for obj in objs:
             self._check(obj)
-        try:  # as the ORM's save / bulk_create: an error converting a value or writing marks the transaction
+
+        def statement() -> tuple[str, list]:
             sql, columns = self._compile(db, objs)
-            params = self._params(db, objs, columns)
-            with db.cursor() as cursor:
-                cursor.execute(sql, params)
-                keys = cursor.fetchall()
-        except Refused:
-            raise
-        except Exception:
-            if db.in_atomic_block:  # the transaction must roll back
-                transaction.set_rollback(True, using=db.alias)
-            raise
-        return [self._saved(db.alias, obj, key) for obj, (key,) in zip(objs, keys, strict=True)]
+            return sql, self._params(db, objs, columns)
+
+        return [key for (key,) in _write(db, statement)]
 
     def _saved(self, alias: str, obj: _M, pk) -> _M:
         values = [getattr(obj, attname) for attname in self._attnames]
@@ -275,10 +296,23 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
     and the type of each column as the compiler casts them in its `INSERT ... SELECT * FROM UNNEST` of several rows
     (the type without its length: no silent truncation, an overlong value fails as in the ORM's INSERT). The values
     are given one per placeholder, row after row, not one array per column: psycopg dumps a list ~10x slower than as
-    many plain values. New keys come from the tables' sequences in the order the rows are written, so the
-    children's, sorted, pair with the rows given. Other databases (no INSERT in WITH) run the two statements. An
-    error (the parent's unique quote, a child's constraint) writes nothing and marks the transaction for rollback,
-    as PreparedInsert.
+    many plain values. Other databases (no INSERT in WITH) run the two statements; so does PostgreSQL when the ORM
+    compiles the INSERTs in a shape this does not know (`Refused` at compile time: logged once, then the two
+    statements every time). An error (the parent's unique quote, a child's constraint) writes nothing and marks the
+    transaction for rollback, as PreparedInsert.
+
+    The saved children are paired with the rows given by their new keys, sorted: the i-th smallest key is the i-th
+    row given. SQL promises neither the order rows are inserted in nor RETURNING's; this relies on what PostgreSQL
+    does with this statement, checked by tests/test_db.py
+    (`test_the_new_keys_are_drawn_in_the_order_the_rows_are_given`): (1) the INSERT reads `parent` (one row) and
+    the VALUES list in a nested loop, with nothing between them and the INSERT that reorders rows (no sort, hash or
+    parallel node: there is no join condition, ORDER BY or aggregate to call for one), and a Values Scan emits its
+    rows in list order; (2) the INSERT evaluates each row's key default (the identity column's `nextval`) as the
+    row reaches it, so keys are drawn in that order; (3) the sequence counts up without cycling (Django's identity
+    column: INCREMENT 1, NO CYCLE), and `nextval` returns ever larger values within a session whatever other
+    sessions draw (they may take keys in between: the keys need not be consecutive). Pairing by a row ordinal
+    instead (the keys drawn with `nextval` next to it and written explicitly) was measured and not kept: ~30-65 µs
+    more PostgreSQL CPU per purchase (docs/api-performance.md).
 
     Returns the saved parent and the saved children (Model.from_db), each child with the saved parent as `key`.
     `children` are given without that key (it is unsaved); at least one.
@@ -294,30 +328,41 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
         self.parent = PreparedInsert(parent)
         self.child = PreparedInsert(child, without=field)  # the statement for the children, the key left out
         self.separately = PreparedInsert(child)  # on other databases
-        self._compiled: dict[tuple[str, int], str] = {}
+        self._compiled: dict[tuple[str, int], str | None] = {}  # None: refused, the two statements
 
-    def _compile(self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C]) -> str:
+    def _compile(self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C]) -> str | None:
+        """The one statement for this many children, or None where the ORM's INSERTs are not in the expected
+        shape (logged once per vendor: the two statements are written instead)."""
         key = (db.vendor, len(children))
         if key not in self._compiled:
-            parent_sql, _ = self.parent._compile(db, [obj])
-            child_sql, columns = self.child._compile(db, [children[0], copy.copy(children[0])])  # several rows: UNNEST
-            parent_match = _INSERT.fullmatch(parent_sql)
-            child_match = _INSERT.fullmatch(child_sql)
-            types = _UNNEST_TYPES.findall(child_match["rows"]) if child_match else []
-            if not (columns and parent_match and child_match and len(types) == len(self.child.fields)):
-                raise Refused(f"PreparedInsertWithChildren: unexpected statements {parent_sql!r}, {child_sql!r}")
-            row = "(" + ", ".join(f"%s::{db_type}" for db_type in types) + ")"
-            quote = db.ops.quote_name
-            parent_key = quote(str(self.parent.model._meta.pk.column))
-            child_key = quote(str(self.child.model._meta.pk.column))
-            self._compiled[key] = (
-                f"WITH parent AS ({parent_sql}), children AS (INSERT INTO {child_match['table']} "
-                f"({quote(str(self.key.column))}, {child_match['columns']}) SELECT parent.{parent_key}, given.* "
-                f"FROM parent, (VALUES {', '.join([row] * len(children))}) AS given "
-                f"RETURNING {child_match['returning']}) "
-                f"SELECT parent.{parent_key}, children.{child_key} FROM parent, children ORDER BY children.{child_key}"
-            )
+            try:
+                self._compiled[key] = self._statement(db, obj, children)
+            except Refused as refused:
+                if not any(sql is None and vendor == db.vendor for (vendor, _), sql in self._compiled.items()):
+                    logger.warning("%s; writing %s and its %s in two statements", refused,
+                                   self.parent.model.__name__, self.child.model.__name__)  # fmt: skip
+                self._compiled[key] = None
         return self._compiled[key]
+
+    def _statement(self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C]) -> str:
+        parent_sql, _ = self.parent._compile(db, [obj])
+        child_sql, columns = self.child._compile(db, [children[0], copy.copy(children[0])])  # several rows: UNNEST
+        parent_match = _INSERT.fullmatch(parent_sql)
+        child_match = _INSERT.fullmatch(child_sql)
+        types = _UNNEST_TYPES.findall(child_match["rows"]) if child_match else []
+        if not (columns and parent_match and child_match and len(types) == len(self.child.fields)):
+            raise Refused(f"PreparedInsertWithChildren: unexpected statements {parent_sql!r}, {child_sql!r}")
+        row = "(" + ", ".join(f"%s::{db_type}" for db_type in types) + ")"
+        quote = db.ops.quote_name
+        parent_key = quote(str(self.parent.model._meta.pk.column))
+        child_key = quote(str(self.child.model._meta.pk.column))
+        return (
+            f"WITH parent AS ({parent_sql}), children AS (INSERT INTO {child_match['table']} "
+            f"({quote(str(self.key.column))}, {child_match['columns']}) SELECT parent.{parent_key}, given.* "
+            f"FROM parent, (VALUES {', '.join([row] * len(children))}) AS given "
+            f"RETURNING {child_match['returning']}) "
+            f"SELECT parent.{parent_key}, children.{child_key} FROM parent, children ORDER BY children.{child_key}"
+        )
 
     def insert(self, obj: _M, children: Sequence[_C]) -> tuple[_M, list[_C]]:
         """Write `obj` and `children` (new instances, at least one child, without the key); their saved instances."""
@@ -329,18 +374,12 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
         self.parent._check(obj)
         for child in children:
             self.child._check(child)
-        try:
-            sql = self._compile(db, obj, children)
-            params = self.parent._params(db, [obj], False) + self.child._params(db, children, False)
-            with db.cursor() as cursor:
-                cursor.execute(sql, params)
-                keys = cursor.fetchall()
-        except Refused:
-            raise
-        except Exception:
-            if db.in_atomic_block:
-                transaction.set_rollback(True, using=db.alias)
-            raise
+        sql = self._compile(db, obj, children)
+        if sql is None:
+            return self._separately(obj, children)
+        keys = _write(
+            db, lambda: (sql, self.parent._params(db, [obj], False) + self.child._params(db, children, False))
+        )
         saved = self.parent._saved(db.alias, obj, keys[0][0])
         return saved, self._children_of(db.alias, saved, children, [key for _, key in keys])
 
@@ -379,9 +418,17 @@ class PreparedBulkCreateQuerySet(QuerySet):
     (`batch_size`, conflicts), an instance with a primary key, another database or what PreparedInsert refuses,
     goes to the ORM's own `bulk_create`, unchanged.
 
-    The difference, as PreparedInsert: it returns the saved instances (`Model.from_db`, with the related objects
-    the given ones held), and the given instances stay unsaved (no primary key). simple-history returns that list
-    to its caller and reads nothing from the given ones.
+    As the ORM's `bulk_create` (Django's documented contract): the given instances are written, each gets its new
+    primary key (`obj.pk = key`, the public attribute; the ORM sets it the same way, as the returned column's
+    attname), and the list of them is returned, the same instances in the same order; no model signal is sent (no
+    instance is built). What differs, because only private attributes hold it and app code writes none
+    (tests/test_supported_apis.py): the ORM also marks each instance saved, `_state.adding = False` and
+    `_state.db = <the database>`; here they keep `adding=True` and `db=None`, as when they were built. What reads
+    them: `full_clean()`'s unique checks would not exclude the row itself (a history model has no unique field
+    but its key), and `save()` of such an instance still UPDATEs its row (its key is set, and an auto key has no
+    default) on the database the routers choose (`db=None`: the routers' answer, here "default", where it was
+    written); on one database nothing else does. simple-history's `bulk_history_create` returns the list to its
+    caller and reads neither.
     """
 
     _prepared: dict[type[Model], PreparedInsert] = {}
@@ -395,9 +442,13 @@ class PreparedBulkCreateQuerySet(QuerySet):
         using = self._db or router.db_for_write(self.model)
         if objs and not options and using == DEFAULT_DB_ALIAS and all(obj.pk is None for obj in objs):
             try:
-                return self._prepared_insert().insert(objs)
+                keys = self._prepared_insert().keys(connections[DEFAULT_DB_ALIAS], objs)
             except Refused:
                 pass  # refused before anything was sent: the ORM writes them
+            else:
+                for obj, key in zip(objs, keys, strict=True):
+                    obj.pk = key
+                return objs
         return super().bulk_create(objs, batch_size, ignore_conflicts, update_conflicts, update_fields, unique_fields)
 
     def _prepared_insert(self) -> PreparedInsert:

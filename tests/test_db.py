@@ -399,6 +399,18 @@ def _placements_without_contract(*sites):
                       reason=f"admitted {i}") for i, site in enumerate(sites)]  # fmt: skip
 
 
+def _two_prepared_inserts(customer, tier, *sites):
+    """A contract and its placements on `sites` as CONTRACT_INSERT then PLACEMENT_INSERT (the ORM's statements)
+    write them: the saved contract and placements."""
+    from sla.services.admission import CONTRACT_INSERT, PLACEMENT_INSERT
+
+    (contract,) = CONTRACT_INSERT.insert([_new_contract(customer, tier)])
+    given = _placements_without_contract(*sites)
+    for placement in given:
+        placement.contract = contract
+    return contract, PLACEMENT_INSERT.insert(given)
+
+
 def test_a_contract_and_its_placements_in_one_statement_write_what_two_prepared_inserts_write(monkeypatch):
     """core.db.PreparedInsertWithChildren: the contract and its placements as CONTRACT_INSERT then PLACEMENT_INSERT
     (the ORM's statements) write them, every column, in one statement on PostgreSQL, each saved placement paired
@@ -408,16 +420,12 @@ def test_a_contract_and_its_placements_in_one_statement_write_what_two_prepared_
     from django.utils import timezone
 
     from sla.models import Contract
-    from sla.services.admission import CONTRACT_INSERT, CONTRACT_WITH_PLACEMENTS_INSERT, PLACEMENT_INSERT
+    from sla.services.admission import CONTRACT_WITH_PLACEMENTS_INSERT
 
     monkeypatch.setattr(timezone, "now", lambda: T0)  # auto_now_add: the same created_at on both sides
     customer, tier, oslo, dublin = _commerce()
     for sites in ([oslo], [oslo, dublin], [dublin, oslo, dublin]):
-        (theirs,) = CONTRACT_INSERT.insert([_new_contract(customer, tier)])
-        given = _placements_without_contract(*sites)
-        for placement in given:
-            placement.contract = theirs
-        their_placements = PLACEMENT_INSERT.insert(given)
+        theirs, their_placements = _two_prepared_inserts(customer, tier, *sites)
         with CaptureQueriesContext(connection) as queries:
             ours, our_placements = CONTRACT_WITH_PLACEMENTS_INSERT.insert(
                 _new_contract(customer, tier), _placements_without_contract(*sites)
@@ -472,6 +480,103 @@ def test_a_contract_and_its_placements_in_one_statement_fail_as_the_orm_does_and
         CONTRACT_WITH_PLACEMENTS_INSERT.insert(_new_contract(customer, tier), [])
     with pytest.raises(TypeError, match="no foreign key to Quote"):
         PreparedInsertWithChildren(Quote, Placement, "contract")
+
+
+def test_the_orms_inserts_have_the_shape_the_one_statement_expects():
+    """Loud on another Django version: the ORM compiles the contract's and the placements' INSERTs in the shape
+    PreparedInsertWithChildren builds its one statement from (on other shapes it writes two statements, logged)."""
+    from django.db import connection
+
+    from sla.services.admission import CONTRACT_WITH_PLACEMENTS_INSERT as INSERT
+
+    if connection.vendor != "postgresql":
+        pytest.skip("one statement on PostgreSQL only")
+    customer, tier, oslo, dublin = _commerce()
+    for sites in ([oslo], [oslo, dublin]):
+        children = _placements_without_contract(*sites)
+        for child in children:
+            INSERT.child._check(child)
+        sql = INSERT._statement(connection, _new_contract(customer, tier), children)  # Refused otherwise
+        assert sql.startswith("WITH parent AS (INSERT INTO") and sql.count("%s::") == len(INSERT.child.fields) * len(
+            sites
+        )
+
+
+def test_a_shape_the_one_statement_does_not_expect_writes_the_two_statements_and_logs_it_once(monkeypatch, caplog):
+    """Refused at compile time (the ORM's INSERT in another shape): the contract and its placements are written as
+    CONTRACT_INSERT then PLACEMENT_INSERT write them, the same rows, and the refusal is logged once."""
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    import core.db
+    from core.db import PreparedInsertWithChildren
+    from sla.models import Contract
+
+    monkeypatch.setattr(timezone, "now", lambda: T0)
+    monkeypatch.setattr(core.db, "_INSERT", re.compile(r"a shape no Django compiles"))
+    insert = PreparedInsertWithChildren(Contract, Placement, "contract")
+    customer, tier, oslo, dublin = _commerce()
+    for sites in ([oslo, dublin], [dublin], [dublin, oslo, dublin]):
+        theirs, their_placements = _two_prepared_inserts(customer, tier, *sites)
+        with CaptureQueriesContext(connection) as queries:
+            ours, our_placements = insert.insert(_new_contract(customer, tier), _placements_without_contract(*sites))
+
+        assert [query["sql"] for query in queries.captured_queries] == _inserts(queries.captured_queries)
+        assert len(queries.captured_queries) == 2 and _columns(ours) == _columns(theirs) and ours.pk != theirs.pk
+        stored = list(Placement.objects.filter(contract=ours).order_by("pk"))
+        assert [p.pk for p in our_placements] == [p.pk for p in stored] and len(stored) == len(sites)
+        for mine, their in zip(our_placements, their_placements, strict=True):
+            assert _columns(mine)[1:] == _columns(their)[1:]  # all but the contract
+            assert (mine.contract, _columns(mine)[0]) == (ours, ours.pk)
+    refusals = [r for r in caplog.records if "PreparedInsertWithChildren: unexpected statements" in r.getMessage()]
+    assert len(refusals) == (1 if connection.vendor == "postgresql" else 0)
+
+
+def _plan_nodes(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_the_new_keys_are_drawn_in_the_order_the_rows_are_given():
+    """Loud on another PostgreSQL or Django: PreparedInsertWithChildren pairs the saved placements with the rows
+    given by their new keys, sorted (its docstring says why that holds). The INSERT of the placements reads the one
+    parent row and the VALUES list in a nested loop, through nodes that keep the VALUES order (no sort, hash or
+    parallel node), and the keys' sequence counts up without cycling."""
+    from django.db import connection
+
+    from sla.services.admission import CONTRACT_WITH_PLACEMENTS_INSERT as INSERT
+
+    if connection.vendor != "postgresql":
+        pytest.skip("one statement on PostgreSQL only")
+    customer, tier, oslo, dublin = _commerce()
+    contract, children = _new_contract(customer, tier), _placements_without_contract(oslo, dublin, oslo)
+    INSERT.parent._check(contract)
+    for child in children:
+        INSERT.child._check(child)
+    sql = INSERT._compile(connection, contract, children)
+    assert sql is not None
+    params = INSERT.parent._params(connection, [contract], False) + INSERT.child._params(connection, children, False)
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)  # planned, not run
+        ((plan,),) = cursor.fetchall()
+        cursor.execute(
+            "SELECT increment_by, cycle FROM pg_sequences "
+            "WHERE format('%I.%I', schemaname, sequencename) = pg_get_serial_sequence('sla_placement', 'id')"
+        )
+        assert cursor.fetchall() == [(1, False)]
+    (insert,) = [
+        node
+        for node in _plan_nodes(plan[0]["Plan"])
+        if node["Node Type"] == "ModifyTable" and node.get("Relation Name") == "sla_placement"
+    ]
+    below = list(_plan_nodes(insert))[1:]
+    assert {node["Node Type"] for node in below} <= {"Nested Loop", "CTE Scan", "Values Scan", "Result", "Materialize"}
+    assert [node["Node Type"] for node in below].count("Values Scan") == 1
+    assert not any(node.get("Parallel Aware") for node in below)
 
 
 def _history_row(contract, user):
@@ -532,15 +637,15 @@ def test_contracts_history_rows_are_built_by_simple_history_and_written_as_the_o
     assert _columns(ours) == _columns(theirs) and ours.pk != theirs.pk
     written = (ours.id, ours.history_type, ours.history_change_reason, ours.history_date, ours.history_user)
     assert written == (contract.pk, "+", "admitted (quote 7)", T0, customer.user)
-    # simple-history builds the row (pre_init, post_init); neither write sends save or history signals. The saved row
-    # comes back through Model.from_db, which sends pre_init and post_init again, as any read of a row does.
+    # simple-history builds the row (pre_init, post_init); neither write sends save or history signals, nor builds
+    # another instance (the given row is the one returned, its key set).
     assert orm_signals == [signals.pre_init, signals.post_init]
-    assert our_signals == orm_signals * 2
+    assert our_signals == orm_signals
 
 
 def test_a_bulk_create_of_history_rows_that_a_prepared_insert_does_not_do_is_the_orms():
     """Options, or a row whose key is set, go to the ORM's QuerySet.bulk_create unchanged (it saves the given rows in
-    place); a plain one returns saved copies and leaves the given rows unsaved, as PreparedInsert does."""
+    place)."""
     from sla.models import HistoricalContract
     from sla.services.admission import CONTRACT_INSERT
 
@@ -552,11 +657,44 @@ def test_a_bulk_create_of_history_rows_that_a_prepared_insert_does_not_do_is_the
     keyed = _history_row(contract, customer.user)
     keyed.pk = 987654
     assert HistoricalContract.objects.bulk_create([keyed]) == [keyed] and not keyed._state.adding
-    rows = [_history_row(contract, customer.user), _history_row(contract, customer.user)]
-    saved = HistoricalContract.objects.bulk_create(rows)
-    assert [row.pk for row in rows] == [None, None] and all(not row._state.adding for row in saved)
-    assert [_columns(row) for row in saved] == [_columns(row) for row in saved[::-1]]
-    assert HistoricalContract.objects.filter(id=contract.pk).count() == 5
+    assert HistoricalContract.objects.filter(id=contract.pk).count() == 3
+
+
+def test_a_plain_bulk_create_of_history_rows_keeps_the_orms_contract(monkeypatch):
+    """Django's bulk_create (the ORM's, and the prepared one of core.db.PreparedBulkCreateQuerySet): it returns the
+    given instances, in order, each with the primary key of the row written for it, and builds no other instance
+    (no pre_init / post_init). What differs (private attributes, documented in the class) is not asserted."""
+    from django.db.models import QuerySet, signals
+
+    from core.db import PreparedBulkCreateQuerySet
+    from sla.models import HistoricalContract
+    from sla.services.admission import CONTRACT_INSERT
+
+    customer, tier, _, _ = _commerce()
+    (contract,) = CONTRACT_INSERT.insert([_new_contract(customer, tier)])
+    built = []
+    signals.post_init.connect(lambda **kwargs: built.append(kwargs["instance"]), sender=HistoricalContract,
+                              weak=False, dispatch_uid="test-history-built")  # fmt: skip
+    try:
+        for orm in (False, True):
+            if orm:
+                monkeypatch.setattr(PreparedBulkCreateQuerySet, "bulk_create", QuerySet.bulk_create)
+            rows = [_history_row(contract, customer.user), _history_row(contract, customer.user)]
+            rows[1].history_change_reason = "the second"  # to pair each row with its own
+            given = list(rows)
+            built.clear()
+            returned = HistoricalContract.objects.bulk_create(iter(rows))
+            assert built == [] and len(returned) == 2, orm
+            assert all(mine is theirs for mine, theirs in zip(returned, given, strict=True)), orm
+            assert all(row.pk is not None for row in rows) and rows[0].pk != rows[1].pk, orm
+            for row in rows:  # the row written for it, every column (its key too)
+                stored = HistoricalContract.objects.get(pk=row.pk)
+                assert [getattr(stored, name) for name in attnames(HistoricalContract)] == [
+                    getattr(row, name) for name in attnames(HistoricalContract)
+                ], orm
+    finally:
+        signals.post_init.disconnect(sender=HistoricalContract, dispatch_uid="test-history-built")
+    assert HistoricalContract.objects.filter(id=contract.pk).count() == 4
 
 
 class _HistoryElsewhere:
