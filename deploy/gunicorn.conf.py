@@ -14,6 +14,7 @@ Every setting says why beside it; the figures are from docs/deployment.md ("The 
 import gc
 import logging
 import os
+import weakref
 
 from gunicorn import glogging
 
@@ -153,7 +154,8 @@ class AccessLogger(glogging.Logger):
         return handler if _prints_the_bare_message(handler.formatter) else None
 
 
-_BARE_FORMATTERS: dict[logging.Formatter, bool] = {}  # each formatter tried, and the verdict
+# Each live formatter tried, and the verdict: weakly kept, as a HUP reload gives the access handler a new formatter.
+_BARE_FORMATTERS: weakref.WeakKeyDictionary[logging.Formatter, bool] = weakref.WeakKeyDictionary()
 
 
 def _prints_the_bare_message(formatter: logging.Formatter | None) -> bool:

@@ -3,6 +3,7 @@ comments say (app preloaded in the master, garbage collector frozen before the f
 /dev/shm, access log in gunicorn's combined format)."""
 
 import datetime
+import gc
 import importlib.util
 import io
 import json
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.request
 from pathlib import Path
 
@@ -119,20 +121,53 @@ def test_the_config_file_sets_what_its_comments_promise():
     assert cfg.logger_class.__name__ == "AccessLogger"
 
 
+class _CParserChosen(Exception):
+    pass
+
+
+H1C_ERRORS = ("IncompleteError", "LimitRequestLine", "LimitRequestHeaders", "InvalidRequestMethod")
+H1C_ERRORS += ("InvalidHTTPVersion", "InvalidHeaderName", "InvalidHeader", "ParseError")
+
+
+@pytest.fixture
+def h1c_installed(monkeypatch):
+    """A stand-in gunicorn_h1c importable (the real one is not installed here), as gunicorn would find the C parser
+    if it were installed: its parse_request raises _CParserChosen."""
+    from gunicorn.http import message
+
+    def parse_request(*args, **kwargs):
+        raise _CParserChosen
+
+    stand_in = types.ModuleType("gunicorn_h1c")
+    stand_in.parse_request = parse_request
+    for name in H1C_ERRORS:  # what gunicorn's fast path catches (it needs LimitRequestLine to take it)
+        setattr(stand_in, name, type(name, (Exception,), {}))
+    monkeypatch.setitem(sys.modules, "gunicorn_h1c", stand_in)
+    monkeypatch.setattr(message, "_fast_parser_available", None)  # gunicorn looks for it again, and finds it
+    monkeypatch.setattr(message, "_fast_parser_module", None)
+
+
 @pytest.mark.parametrize(
     "request_bytes",
     [b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n", b"GET / HTTP/1.1\nHost: x\n\n"],
     ids=["obsolete folding", "bare LF"],
 )
-def test_the_config_pins_gunicorns_python_http_parser_which_refuses_what_the_c_parser_accepts(request_bytes):
+def test_the_config_pins_gunicorns_python_http_parser_which_refuses_what_the_c_parser_accepts(
+    request_bytes, h1c_installed
+):
     """With gunicorn's default http_parser "auto", installing gunicorn_h1c would switch parsers silently, and the C
-    parser accepts both requests (measured with gunicorn_h1c 0.6.9: 200 where this answers 400)."""
+    parser accepts both requests (measured with gunicorn_h1c 0.6.9: 200 where this answers 400). With a stand-in
+    for it installed, the config still has gunicorn parse with its Python parser, which refuses them; with "auto",
+    gunicorn takes the stand-in (so the first half would fail without the pin)."""
     cfg = Config()
     for name, value in vars(load_config_module()).items():
         if name in cfg.settings:
             cfg.set(name, value)
     assert cfg.http_parser == "python"
     with pytest.raises(http_errors.ParseException):
+        next(RequestParser(cfg, iter([request_bytes]), ("127.0.0.1", 40000)))
+    cfg.set("http_parser", "auto")
+    with pytest.raises(_CParserChosen):
         next(RequestParser(cfg, iter([request_bytes]), ("127.0.0.1", 40000)))
 
 
@@ -248,6 +283,23 @@ def test_the_access_line_is_written_without_a_log_record_as_gunicorns_handler_wr
         == '127.0.0.1 - - [07/Dec/2026:01:02:03 +0000] "POST /api/sla/quotes/ HTTP/1.1" 201 1289 "-" "bench \\"x\\""\n'
     )
     assert records == 0
+
+
+def test_reloading_the_logger_keeps_no_verdict_on_the_formatters_it_dropped(capsys, monkeypatch):
+    """gunicorn's HUP reload runs the logger's setup again, which gives the access handler a new formatter: the
+    verdicts `_prints_the_bare_message` keeps are those of live formatters only (they grew by one each reload)."""
+    module = load_config_module()
+    # gunicorn.access as gunicorn's setup leaves it (earlier tests here leave pytest's capture handlers on it)
+    monkeypatch.setattr(logging.getLogger("gunicorn.access"), "handlers", [])
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    logger = module.AccessLogger(cfg)
+    for _ in range(5):
+        logger.setup(cfg)  # what a HUP reload runs
+        logger.access(_Response, _Request, ENVIRON, datetime.timedelta(microseconds=2345))
+        gc.collect()  # (a dropped handler and its formatter go without a collection too, on CPython)
+        assert list(module._BARE_FORMATTERS.items()) == [(logger.access_log.handlers[0].formatter, True)]
+    assert capsys.readouterr().out.count('"POST /api/sla/quotes/ HTTP/1.1" 201 1289') == 5
 
 
 class _DropAll(logging.Filter):
