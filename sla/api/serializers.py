@@ -88,13 +88,12 @@ class SharedFieldsMixin(serializers.Serializer):
     def represent(cls, instance) -> ReturnDict:
         """What `cls(instance).data` answers, without building a serializer for each answer: the representation
         of `instance` by the instance of `cls` each process keeps (its fields are the shared ones, and its
-        `to_representation` reads nothing of the serializer but them). The answer's `serializer` backlink is that
-        kept instance (no `instance` set): DRF's browsable API, the one reader of it, uses the instance only for
-        object permissions and PUT / PATCH forms (test_an_answer_built_without_a_serializer_per_answer_is_drfs)."""
+        `to_representation` reads nothing of the serializer but them). The kept instance is never handed out: the
+        answer's `serializer` backlink is `cls(instance)`, DRF's, built when read (`Represented`)."""
         prototype = SharedFieldsMixin._prototypes.get(cls)
         if prototype is None:
             prototype = SharedFieldsMixin._prototypes[cls] = cls()
-        return ReturnDict(prototype.to_representation(instance), serializer=prototype)
+        return Represented(prototype.to_representation(instance), represented=(cls, instance))
 
     @property
     def fields(self) -> BindingDict:
@@ -140,6 +139,34 @@ class SharedFieldsMixin(serializers.Serializer):
             check_for_none = value.pk if isinstance(value, PKOnlyObject) else value
             result[name] = None if check_for_none is None else field.to_representation(value)
         return result
+
+
+class Represented(ReturnDict):
+    """A `ReturnDict` whose `serializer` backlink, `cls(instance)` as DRF's `.data` gives, is built when first read.
+
+    DRF's browsable API is its one reader (the instance for object permissions and PUT / PATCH forms, its `.data`
+    for the form of the request's method, which caches `_data` on it): each answer gets a serializer of its own, as
+    with DRF, none shared between answers or threads, and a JSON answer builds none (~6 us per answer)."""
+
+    _serializer: serializers.BaseSerializer | None
+    _represented: tuple[type[serializers.BaseSerializer], object] | None
+
+    def __init__(self, data, *, serializer=None, represented=None):  # what ReturnDict.__init__ does, and one more
+        dict.__init__(self, data)
+        self._serializer = serializer  # given by ReturnDict's own constructions (`|`)
+        self._represented = represented
+
+    @property
+    def serializer(self) -> serializers.BaseSerializer:
+        if self._serializer is None:
+            assert self._represented is not None
+            cls, instance = self._represented
+            self._serializer = cls(instance)
+        return self._serializer
+
+    @serializer.setter
+    def serializer(self, serializer: serializers.BaseSerializer | None) -> None:
+        self._serializer = serializer
 
 
 _NOT_PLAIN = object()  # a value DRF's `Field.get_attribute` reads (see SharedFieldsMixin.to_representation)

@@ -8,9 +8,13 @@ import re
 import pytest
 from django.db import transaction
 from django.urls import reverse
+from rest_framework.parsers import FormParser
 from rest_framework.renderers import JSONRenderer
+from rest_framework.utils.serializer_helpers import ReturnDict
 
 from sla.api.serializers import ContractSerializer, QuoteSerializer, SharedFieldsMixin
+from sla.api.views import QuoteViewSet
+from sla.models import Quote
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +47,9 @@ def test_an_answer_built_without_a_serializer_per_answer_is_drfs(fleet, frozen, 
         ours, drfs = represent(cls, instance), cls(instance).data
         assert ours == drfs
         assert JSONRenderer().render(ours) == JSONRenderer().render(drfs)
-        assert type(ours) is type(drfs) and type(ours.serializer) is type(drfs.serializer)
+        assert isinstance(ours, ReturnDict) and type(ours.serializer) is type(drfs.serializer)
+        assert ours.serializer.instance is drfs.serializer.instance is instance
+        assert ours.serializer.data == drfs.serializer.data  # what the browsable API renders of it
 
 
 def test_the_browsable_api_answers_a_purchase_the_same(fleet, frozen, customer_api, monkeypatch):
@@ -97,3 +103,27 @@ def test_a_quote_and_a_purchase_build_no_output_serializer(fleet, frozen, custom
         quote_id = customer_api.post(QUOTES, QUOTE_BODY | {"capacity_kw": "1"}, format="json").json()["id"]
         assert customer_api.post(CONTRACTS, {"quote": quote_id}, format="json").status_code == 201
     assert len(built) <= 2  # at most the kept instance of each class, made once per process
+
+
+def test_each_answer_has_a_serializer_of_its_own_and_the_kept_one_is_never_handed_out(
+    fleet, frozen, customer_api, monkeypatch
+):
+    """The browsable API reads the answer's serializer backlink and, for a view that takes forms, caches its
+    `.data` on it (the form of the request's method): were the backlink the serializer kept per process, that
+    state would be shared by every answer and thread of the process. Each answer's is its own, and the kept one
+    stays as it was made. (The SLA views take JSON only today; the quotes' view is given a form parser here.)"""
+    quote_id = customer_api.post(QUOTES, QUOTE_BODY, format="json").json()["id"]  # the kept quote serializer made
+    kept = SharedFieldsMixin._prototypes[QuoteSerializer]
+    made = dict(vars(kept))
+    monkeypatch.setattr(QuoteViewSet, "parser_classes", (*QuoteViewSet.parser_classes, FormParser))
+    for _ in range(2):
+        page = customer_api.post(QUOTES, QUOTE_BODY, format="json", HTTP_ACCEPT="text/html")
+        assert page.status_code == 201 and page["Content-Type"].startswith("text/html")
+    assert vars(kept) == made
+    quote = Quote.objects.get(pk=quote_id)
+    first, second = QuoteSerializer.represent(quote), QuoteSerializer.represent(quote)
+    assert first.serializer is first.serializer  # built once per answer, as DRF's `.data` builds it
+    assert first.serializer is not second.serializer and kept not in (first.serializer, second.serializer)
+    assert first.serializer.instance is quote
+    merged = first | {"extra": 1}  # ReturnDict's own copies keep the backlink
+    assert merged.serializer is first.serializer and first.copy().serializer is first.serializer
