@@ -422,6 +422,19 @@ class Placement(models.Model):
         help_text="The site this kW was moved off (failover, migration, return); empty for admission and replacement.",
     )
     reason = models.CharField(max_length=200, blank=True)
+    # Kept by the database for every writer (sla migration 0013's triggers, PostgreSQL and SQLite), so admission
+    # reads the committed load without joining the contract and tier: never set them, a value written is replaced
+    # by the contract's. An instance holds what was read (a new one: False until refresh_from_db).
+    held = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Its contract holds capacity (requested or active). Kept by the database (sla migration 0013).",
+    )
+    spot = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Its contract's tier is preemptible. Kept by the database (sla migration 0013).",
+    )
 
     objects = PlacementQuerySet.as_manager()
 

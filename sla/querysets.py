@@ -7,7 +7,6 @@ from datetime import datetime
 from django.contrib.postgres.fields import DateTimeRangeField
 from django.db import connections, models
 from django.db.models import DecimalField, ExpressionWrapper, F, Func, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Least
 
 from .choices import OPEN_CONTRACT_STATUSES, ContractStatus
@@ -144,14 +143,7 @@ class PlacementQuerySet(models.QuerySet):
         return self.filter(contract__status__in=OPEN_CONTRACT_STATUSES)
 
     def holding(self) -> PlacementQuerySet:
-        """`committed()`, annotated `spot` (its contract's tier is preemptible), for admission's reads of every
-        quote and purchase.
-
-        On PostgreSQL both come from the placement's own columns `held` and `spot`, which triggers keep from its
-        contract and tier for every writer (migration 0013; not model fields): no join to the contract and tier
-        for each placement read. Top-level reads only (the columns are named by table)."""
-        if connections[self.db].vendor == "postgresql":
-            held = RawSQL('"sla_placement"."held"', (), output_field=models.BooleanField())
-            spot = RawSQL('"sla_placement"."spot"', (), output_field=models.BooleanField())
-            return self.alias(held=held).filter(held=True).annotate(spot=spot)
-        return self.committed().annotate(spot=F("contract__tier__is_preemptible"))
+        """`committed()` without its join, for admission's reads of every quote and purchase: the placement's own
+        field `held`, which the database keeps from its contract's status for every writer (migration 0013), as it
+        keeps `spot` from the tier. A plain filter, so it composes like any other (subqueries, unions)."""
+        return self.filter(held=True)

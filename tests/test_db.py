@@ -442,7 +442,10 @@ def test_a_contract_and_its_placements_in_one_statement_write_what_two_prepared_
         for mine, row, their in zip(our_placements, stored, their_placements, strict=True):
             assert _columns(mine)[1:] == _columns(row)[1:] == _columns(their)[1:]  # all but the contract
             assert (row.contract_id, mine.contract, mine.site) == (ours.pk, ours, row.site)
-            assert [getattr(mine, f) for f in attnames(Placement)] == [getattr(row, f) for f in attnames(Placement)]
+            # held / spot are the database's (sla 0013's triggers): an instance holds what it was given, as after the
+            # ORM's save(); the rows' values are checked against the joins in tests/sla/test_placement_held.py
+            names = [f for f in attnames(Placement) if f not in ("held", "spot")]
+            assert [getattr(mine, f) for f in names] == [getattr(row, f) for f in names]
             assert (mine._state.adding, mine._state.db) == (False, "default")
     assert Contract.objects.count() == 6
 
