@@ -47,9 +47,11 @@ def transition_contract(*, contract: Contract, to_status: str, reason: str = "",
     """Move a contract along its lifecycle, or raise IllegalTransition.
 
     The row is locked (SELECT ... FOR UPDATE) so two concurrent moves from the same state cannot both
-    succeed; the change is kept in the contract's history with who, when and why.
+    succeed; the change is kept in the contract's history with who, when and why. Only the contract's row: its
+    tier, read along, is not locked, or every placement written for that tier would wait (the trigger of sla
+    migration 0013 reads the tier FOR SHARE), and a failover writing one would close a lock cycle with this.
     """
-    locked = Contract.objects.select_for_update().select_related("tier").get(pk=contract.pk)
+    locked = Contract.objects.select_for_update(of=("self",)).select_related("tier").get(pk=contract.pk)
     if not locked.can_transition_to(to_status):
         raise IllegalTransition(
             f"Contract {locked.pk} cannot go from {locked.get_status_display().lower()} to {to_status}."

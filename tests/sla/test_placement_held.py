@@ -291,3 +291,33 @@ def test_a_placement_written_while_its_contract_or_tier_changes_ends_with_their_
     writer.finish()
     assert Placement.objects.filter(contract=contract).count() == 1
     assert mismatches() == []
+
+
+@POSTGRESQL_ONLY
+@pytest.mark.django_db(transaction=True)
+def test_a_transition_locks_its_contract_not_its_tier(fleet, customer):
+    """A placement's trigger reads its tier FOR SHARE: a transition that also locked the tier (FOR UPDATE through
+    select_related) held back every placement of that tier, and closed a lock cycle with a failover (which holds a
+    placement of the closing contract and writes one of another contract of the tier)."""
+    closing, other = [
+        ContractFactory(tier=fleet.standard, status=ContractStatus.ACTIVE, customer=customer) for _ in range(2)
+    ]
+    cancelled, release = threading.Event(), threading.Event()
+
+    def cancel_and_hold() -> None:
+        with transaction.atomic():
+            cancel_contract(contract=closing, reason="changed its mind")
+            cancelled.set()
+            _until(release.is_set, "the placement")
+
+    writer = _Writer(cancel_and_hold)
+    writer.start()
+    try:
+        _until(cancelled.is_set, "the cancellation")
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '5s'")  # fails (LockNotAvailable) if it waits for the tier
+            Placement.objects.create(contract=other, site=fleet.oslo, capacity_kw=Decimal("5"), valid_from=T0)
+    finally:
+        release.set()
+        writer.finish()
+    assert mismatches() == []
