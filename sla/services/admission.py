@@ -4,9 +4,10 @@ Every admission locks Site rows (SELECT ... FOR UPDATE, in pk order) and only th
 so concurrent admissions on a site are serialized and no site is ever booked past its limit at any moment of a
 contract's window. A new contract comes with a plan (its quote's, or one made without locks), is written first, and
 then locks the plan's sites only to check that the plan still fits with its own placements counted: the locks are
-held for one read and the commit, and admissions on other sites do not wait for them. When the plan no longer fits
-(capacity went meanwhile, or Spot would have to be displaced), that write is rolled back and admission plans again
-under the locks, from the bookings themselves. The arithmetic (peaks, plans, prices) is pure: `sla.capacity`."""
+held for one read and the commit, and admissions on other sites do not wait for them. A firm contract that fits
+there only by displacing Spot displaces it on those sites, under those locks. When the plan no longer fits (firm
+capacity went meanwhile, a site went), that write is rolled back and admission plans again under the locks of the
+whole fleet, from the bookings themselves. The arithmetic (peaks, plans, prices) is pure: `sla.capacity`."""
 
 from __future__ import annotations
 
@@ -301,14 +302,47 @@ BOOKINGS_READ = PreparedRead(_bookings_queryset, start=datetime, end=datetime)
 OPEN_ENDED_BOOKINGS_READ = PreparedRead(_bookings_queryset, start=datetime)
 
 
-def load_bookings(rooms: Iterable[SiteRoom], *, start: datetime, end: datetime | None) -> None:
+def _some_sites_bookings_queryset(start: datetime, end: datetime, **site_ids: int) -> QuerySet:
+    # As `_sites_window_bookings_queryset`: the sites sift what the window's GiST index finds.
+    sifted = F("site_id") + Value(0)
+    return _bookings_queryset(start, end).alias(booked_site=sifted).filter(booked_site__in=site_ids.values())
+
+
+# The bookings of one plan's sites only (a purchase displacing Spot under their locks), one compiled read per
+# number of sites, the site ids as parameters (as SOME_SITES_PEAKS_READS).
+SOME_SITES_BOOKINGS_READS = {
+    count: PreparedRead(
+        _some_sites_bookings_queryset,
+        template="{query}",
+        start=datetime,
+        end=datetime,
+        **{f"site_{i}": int for i in range(count)},
+    )
+    for count in range(1, capacity.MAX_SITES_PER_CONTRACT + 1)
+}
+
+
+def load_bookings(
+    rooms: Iterable[SiteRoom], *, start: datetime, end: datetime | None, only: Sequence[int] = ()
+) -> None:
     """Fill each room's `bookings` with the placements of open contracts overlapping [start, end); one query.
 
     Placements on other sites (offline, in maintenance) are read too and ignored: filtering them in SQL would
     make the statement vary with the list of sites and defeat its compile-once (and server-side prepared) form.
+    With `only` (up to MAX_SITES_PER_CONTRACT site ids, and an `end`), only the placements on those sites are
+    read, by a statement fixed per number of sites.
     """
     by_id = {room.site_id: room for room in rooms}
-    rows = OPEN_ENDED_BOOKINGS_READ.rows(start=start) if end is None else BOOKINGS_READ.rows(start=start, end=end)
+    if only:
+        ids = sorted(set(only))
+        if end is None or len(ids) > capacity.MAX_SITES_PER_CONTRACT:
+            raise ValueError("`only` reads up to MAX_SITES_PER_CONTRACT sites over a window with an end")
+        sites = {f"site_{i}": pk for i, pk in enumerate(ids)}
+        rows = SOME_SITES_BOOKINGS_READS[len(ids)].rows(start=start, end=end, **sites)
+    elif end is None:
+        rows = OPEN_ENDED_BOOKINGS_READ.rows(start=start)
+    else:
+        rows = BOOKINGS_READ.rows(start=start, end=end)
     for site_id, kw, valid_from, valid_to, preemptible, pk, contract_id in rows:
         room = by_id.get(site_id)
         if room is None:
@@ -737,8 +771,9 @@ def _admit_planned(
     *, contract: Contract, request: CapacityRequest, actor, reason: str, plan: list[PlannedShare]
 ) -> Contract:
     """Write a new contract on a plan made before the locks, then lock the sites and check that every one of the
-    plan's sites still carries its peak, this contract's placements included, without displacing anyone; raise
-    _PlanNoLongerFits (rolling the writes back) when one does not.
+    plan's sites still carries its peak, this contract's placements included; raise _PlanNoLongerFits (rolling
+    the writes back) when one does not. A firm contract whose sites carry it without Spot (the firm peak fits)
+    displaces that Spot right there, under the locks it holds (`_displace_on_plan`), as `_admit_once` would.
 
     The locks are taken after the writes, and only on the plan's sites, so they are held only for the check and
     the commit. That is enough: every admission checks, under the locks of its sites, everything committed on
@@ -747,7 +782,8 @@ def _admit_planned(
     The customer's row is locked before the sites and its cap checked (sla.services.caps): purchases of one
     customer serialize there, so parallel ones cannot take it past its cap.
     Query cost: contract with its placements (1 on PostgreSQL, else 2) and its history row (1), customer lock
-    (1), the customer's contracts (1), lock + limits (1), peaks on the locked sites (1).
+    (1), the customer's contracts (1), lock + limits (1), peaks on the locked sites (1); displacing Spot adds the
+    bookings of the crowded sites (1), a write per displaced placement and the notices (1).
     """
     now = timezone.now()
     _stamp(contract, request, now=now, reason=reason)
@@ -757,12 +793,48 @@ def _admit_planned(
     _refuse_over_cap(contract.customer_id, request, contract_id=contract.pk)
     sites = [share.site_id for share in plan]
     rooms = {room.site_id: room for room in read_fleet(lock=True, only=sites).rooms}
-    load_window_peaks(rooms.values(), start=request.starts_at, end=request.ends_at, only=sites)
+    start, end = request.starts_at, request.ends_at
+    load_window_peaks(rooms.values(), start=start, end=end, only=sites)
+    crowded = []
     for share in plan:
         room = rooms.get(share.site_id)
-        if room is None or room.code != share.code or room.peak_kw(request.starts_at, request.ends_at) > room.limit_kw:
+        if room is None or room.code != share.code or room.peak_kw(start, end, firm_only=True) > room.limit_kw:
             raise _PlanNoLongerFits(share.code)
+        if room.peak_kw(start, end) > room.limit_kw:  # only Spot overflows: a firm tier displaces it here
+            if request.tier.is_preemptible:
+                raise _PlanNoLongerFits(share.code)
+            crowded.append((room, share.capacity_kw))
+    if crowded:
+        _displace_on_plan(crowded, contract=contract, request=request, now=now, actor=actor)
     return _as_admitted(contract, placements, {share.site_id: (share.code, share.name) for share in plan})
+
+
+def _displace_on_plan(
+    crowded: list[tuple[SiteRoom, Decimal]], *, contract: Contract, request: CapacityRequest, now: datetime, actor
+) -> None:
+    """Displace Spot from the plan's sites the caller locked, where `contract` (written, its placements
+    included in the firm peak that fits) overflows only with Spot: as `_admit_once` does, from each site's
+    bookings without this contract's own placements, and save the notices."""
+    rooms = [room for room, _ in crowded]
+    if len({room.site_id for room in rooms}) != len(rooms):  # one site twice in a plan: the fleet-wide way
+        raise _PlanNoLongerFits(rooms[0].code)
+    for room in rooms:
+        room.load = None  # swept over the bookings from here on
+    load_bookings(rooms, start=request.starts_at, end=request.ends_at, only=[room.site_id for room in rooms])
+    notices = []
+    for room, kw in crowded:
+        room.bookings = [booking for booking in room.bookings if booking.contract_id != contract.pk]
+        notices += displace_spot(
+            room,
+            start=request.starts_at,
+            end=request.ends_at,
+            capacity_kw=kw,
+            now=now,
+            by=contract,
+            actor=actor,
+            reason=f"displaced by {request.tier.name} contract {contract.pk}",
+        )
+    PreemptionNotice.objects.bulk_create(notices)
 
 
 @transaction.atomic

@@ -519,3 +519,90 @@ def test_staff_typed_request_is_admitted_through_admission_control(fleet, frozen
     assert typed.quoted_price_usd_per_kwh == Decimal("0.120000")  # its typed-in price is kept
     assert len(placed(typed)) == 2
     assert set(Placement.objects.filter(contract=typed).values_list("valid_from", flat=True)) == {T0}
+
+
+def _buy_displacing_spot(fleet, customer, outsider, before_buying=lambda: None) -> dict:
+    """A standard quote on oslo (the cheapest site), then Spot fills oslo (a running one, and a later one), then
+    the quote is bought: what it placed and noticed, with the contracts named by role (ids differ per run)."""
+    quote = create_quote(customer=customer, request=ask(fleet.standard, "600", start=T0 + 2 * H, hours=4))
+    spot_now = create_contract(customer=outsider, request=ask(fleet.spot, "500", hours=6))
+    spot_later = create_contract(customer=outsider, request=ask(fleet.spot, "300", start=T0 + 3 * H))
+    assert [site["site"] for site in quote.sites] == ["oslo"] and placed(spot_now) == {"oslo": Decimal("500")}
+    before_buying()
+    with time_machine.travel(T0 + timedelta(minutes=10), tick=False):  # within the quote's 15 minutes
+        contract = create_contract_from_quote(quote=quote)
+    roles = {contract.pk: "bought", spot_now.pk: "spot_now", spot_later.pk: "spot_later"}
+    return {
+        "placements": sorted(
+            (roles[p.contract_id], p.site.code, p.capacity_kw, p.valid_from, p.valid_to)
+            for p in Placement.objects.filter(contract__in=roles).select_related("site")
+        ),
+        "notices": sorted(
+            (
+                roles[n.contract_id],
+                n.site.code,
+                n.capacity_kw,
+                n.issued_at,
+                n.effective_at,
+                roles[n.displaced_by_id],
+                n.reason.replace(str(contract.pk), "<bought>"),
+            )
+            for n in PreemptionNotice.objects.select_related("site")
+        ),
+    }
+
+
+def test_a_firm_purchase_displaces_spot_under_its_plans_locks_as_a_fleet_wide_replan_would(
+    fleet, frozen, customer, outsider, monkeypatch
+):
+    """A firm quote whose sites fit it in firm capacity but are full with Spot displaces that Spot on its own
+    sites under the locks it holds: no rolled-back write, no replan under the locks of the whole fleet, and the
+    same placements and notices as that replan made; no site is ever booked past its limit."""
+    from django.db import transaction
+
+    from sla.services import admission
+
+    # The old path, for reference: the plan check refuses Spot's overflow and admission replans fleet-wide.
+    def refuse(crowded, **_):
+        raise admission._PlanNoLongerFits(crowded[0][0].code)
+
+    with transaction.atomic():
+        with monkeypatch.context() as patched:
+            patched.setattr(admission, "_displace_on_plan", refuse, raising=False)
+            replanned = _buy_displacing_spot(fleet, customer, outsider)
+        transaction.set_rollback(True)
+    assert not Contract.objects.exists()
+
+    calls = []
+
+    def spy():  # on the purchase only
+        for name in ("_admit_once", "read_fleet", "load_bookings"):
+            original = getattr(admission, name)
+            monkeypatch.setattr(admission, name, lambda *a, _f=original, _n=name, **kw: calls.append((_n, kw))
+                                or _f(*a, **kw))  # fmt: skip
+
+    displaced = _buy_displacing_spot(fleet, customer, outsider, before_buying=spy)
+
+    assert displaced == replanned
+    assert [kind for kind, *_ in displaced["notices"]] == ["spot_later", "spot_now"]
+    assert ("spot_now", "oslo", Decimal("500"), T0, T0 + 2 * H) in displaced["placements"]
+    assert all(kind != "spot_later" for kind, *_ in displaced["placements"])  # it had not begun: dropped
+    assert "_admit_once" not in [name for name, _ in calls]
+    locked = [kw.get("only") for name, kw in calls if name == "read_fleet" and kw.get("lock")]
+    read = [kw.get("only") for name, kw in calls if name == "load_bookings"]
+    assert locked == [[fleet.oslo.pk]] and read == [[fleet.oslo.pk]]  # the plan's site only
+    assert all(peak <= limit for peak, limit in peaks().values())
+    assert peaks()["oslo"][0] == Decimal("600")  # Spot's 500 kW until the 600 kW firm begins
+
+
+def test_a_spot_quote_on_a_site_full_with_spot_is_still_planned_again(fleet, frozen, customer, outsider):
+    """Spot never displaces Spot: a Spot quote whose site filled with Spot meanwhile is planned again elsewhere."""
+    quote = create_quote(customer=customer, request=ask(fleet.spot, "300"))
+    assert [site["site"] for site in quote.sites] == ["oslo"]
+    create_contract(customer=outsider, request=ask(fleet.spot, "800"))
+
+    contract = create_contract_from_quote(quote=quote)
+
+    assert placed(contract) == {"texas": Decimal("300")}
+    assert not PreemptionNotice.objects.exists()
+    assert all(peak <= limit for peak, limit in peaks().values())

@@ -81,10 +81,10 @@ def generic_plan(read, **values) -> str:
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's plans (EXPLAIN, PREPARE)")
-def test_a_purchases_peaks_on_its_sites_find_the_window_by_its_gist_index_not_every_placement_of_the_site(fleet):
+def test_a_purchases_reads_on_its_sites_find_the_window_by_its_gist_index_not_every_placement_of_the_site(fleet):
     """The (site, valid_from, valid_to) B-tree would hand the read every placement ever made on the site, a
     number that grows with the book: the sites only sift what the window's GiST index finds."""
-    from sla.services.admission import SOME_SITES_PEAKS_READS
+    from sla.services.admission import SOME_SITES_BOOKINGS_READS, SOME_SITES_PEAKS_READS
     from tests.factories import T0, ContractFactory
 
     hour = timedelta(hours=1)
@@ -98,7 +98,7 @@ def test_a_purchases_peaks_on_its_sites_find_the_window_by_its_gist_index_not_ev
         )  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE sla_placement")
-    for count, read in SOME_SITES_PEAKS_READS.items():
+    for count, read in [*SOME_SITES_PEAKS_READS.items(), *SOME_SITES_BOOKINGS_READS.items()]:
         sites = {f"site_{i}": i + 1 for i in range(count)}
         plan = generic_plan(read, start=T0, end=T0 + timedelta(hours=2), **sites)
         assert "sla_placement_window_gist" in plan and "sla_placement_site_window_idx" not in plan, plan

@@ -22,7 +22,13 @@ from django.db.models import Exists, Max, OuterRef
 from sla.choices import OPEN_CONTRACT_STATUSES, ContractStatus
 from sla.models import Contract, Placement, Tier
 from sla.services import CapacityRequest, cancel_contract, create_contract
-from sla.services.admission import BOOKINGS_READ, SOME_SITES_PEAKS_READS, WINDOW_PEAKS_READ, load_window_peaks
+from sla.services.admission import (
+    BOOKINGS_READ,
+    SOME_SITES_BOOKINGS_READS,
+    SOME_SITES_PEAKS_READS,
+    WINDOW_PEAKS_READ,
+    load_window_peaks,
+)
 from tests.factories import T0, ContractFactory, PlacementFactory
 
 POSTGRESQL_ONLY = pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
@@ -157,7 +163,12 @@ def test_holding_composes_like_committed_in_subqueries(fleet, customer):
 @pytest.mark.django_db
 def test_admissions_reads_of_every_quote_and_purchase_join_no_contract_and_no_tier():
     """What they read of each placement is on its own row: no join whose cost grows with the rows read."""
-    for read in (WINDOW_PEAKS_READ, BOOKINGS_READ, *SOME_SITES_PEAKS_READS.values()):
+    for read in (
+        WINDOW_PEAKS_READ,
+        BOOKINGS_READ,
+        *SOME_SITES_PEAKS_READS.values(),
+        *SOME_SITES_BOOKINGS_READS.values(),
+    ):
         sql = read._compile()[0]
         assert "JOIN" not in sql and '"sla_contract"' not in sql and '"sla_tier"' not in sql, sql
 
