@@ -194,7 +194,9 @@ class _Request:
     headers = [("HOST", "127.0.0.1:8000"), ("USER-AGENT", 'curl/8 "quoted"'), ("CONTENT-LENGTH", "120")]
 
 
-def _access_line(logger_class, access_log_format: str | None, environ: dict) -> str:
+def _access_logger(logger_class, access_log_format: str | None = None):
+    """(logger, what its access log writes, its handler): a gunicorn logger of `logger_class` logging access lines
+    to a string, as gunicorn sets up the gunicorn.access logger, at a fixed time."""
     cfg = Config()
     cfg.set("accesslog", "-")
     if access_log_format:
@@ -205,6 +207,11 @@ def _access_line(logger_class, access_log_format: str | None, environ: dict) -> 
     handler.setFormatter(logging.Formatter(logger.access_fmt))
     logger.access_log.handlers = [handler]
     logger.now = lambda: "[07/Dec/2026:01:02:03 +0000]"
+    return logger, out, handler
+
+
+def _access_line(logger_class, access_log_format: str | None, environ: dict) -> str:
+    logger, out, _ = _access_logger(logger_class, access_log_format)
     logger.access(_Response, _Request, environ, datetime.timedelta(seconds=1, microseconds=2345))
     return out.getvalue()
 
@@ -249,14 +256,7 @@ ENVIRON = {
 def _access_with(logger_class, set_up, monkeypatch) -> tuple[str, int]:
     """(what the access log wrote, how many LogRecords the logger made) with the gunicorn.access logger as
     gunicorn sets it up, then changed by set_up(logger, handler)."""
-    cfg = Config()
-    cfg.set("accesslog", "-")
-    logger = logger_class(cfg)
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(logging.Formatter(logger.access_fmt))
-    logger.access_log.handlers = [handler]
-    logger.now = lambda: "[07/Dec/2026:01:02:03 +0000]"
+    logger, out, handler = _access_logger(logger_class)
     made = []
     make_record = logger.access_log.makeRecord
     monkeypatch.setattr(logger.access_log, "makeRecord", lambda *a, **k: made.append(1) or make_record(*a, **k))

@@ -198,11 +198,29 @@ def _some_sites_queryset(**site_ids: int) -> QuerySet:
     return _fleet_queryset(lock=True).filter(pk__in=list(site_ids.values()))
 
 
+def _per_number_of_sites(build: Callable[..., QuerySet], template: str = "{query}", **params: type):
+    """One compiled read per number of sites (1 to MAX_SITES_PER_CONTRACT), the site ids as parameters `site_0`,
+    `site_1`, ... (`_site_values`): each statement's text stays fixed, and so server-side prepared."""
+    return {
+        count: PreparedRead(build, template=template, **params, **{f"site_{i}": int for i in range(count)})
+        for count in range(1, capacity.MAX_SITES_PER_CONTRACT + 1)
+    }
+
+
+def _site_values(ids: Sequence[int]) -> dict[str, int]:
+    """The parameters of a `_per_number_of_sites` read for these site ids."""
+    return {f"site_{i}": pk for i, pk in enumerate(ids)}
+
+
+def _on_sites(queryset: QuerySet, site_ids: Iterable[int]) -> QuerySet:
+    """Placements of `queryset` on these sites only. The sites only sift what the window's GiST index finds: on a
+    bare `site_id` the planner may AND in the (site, valid_from, valid_to) B-tree, i.e. every placement ever made
+    on the site, which grows with the book."""
+    return queryset.alias(booked_site=F("site_id") + Value(0)).filter(booked_site__in=list(site_ids))
+
+
 # Locking the sites of one plan (up to MAX_SITES_PER_CONTRACT of them), one compiled read per number of sites.
-SOME_SITES_READS = {
-    count: PreparedRead(_some_sites_queryset, template="{query}", **{f"site_{i}": int for i in range(count)})
-    for count in range(1, capacity.MAX_SITES_PER_CONTRACT + 1)
-}
+SOME_SITES_READS = _per_number_of_sites(_some_sites_queryset)
 
 
 @dataclass
@@ -233,7 +251,7 @@ def read_fleet(*, lock: bool, only: Sequence[int] = (), recent: bool = False) ->
         if not lock or len(set(only)) > capacity.MAX_SITES_PER_CONTRACT:
             raise ValueError("`only` locks up to MAX_SITES_PER_CONTRACT sites")
         ids = sorted(set(only))
-        spec = _fleet_spec(SOME_SITES_READS[len(ids)].rows(**{f"site_{i}": pk for i, pk in enumerate(ids)}))
+        spec = _fleet_spec(SOME_SITES_READS[len(ids)].rows(**_site_values(ids)))
     elif recent and not lock:
         spec = FLEET.get("online", lambda: _fleet_spec(FLEET_READS[False].rows()))
     else:
@@ -303,23 +321,11 @@ OPEN_ENDED_BOOKINGS_READ = PreparedRead(_bookings_queryset, start=datetime)
 
 
 def _some_sites_bookings_queryset(start: datetime, end: datetime, **site_ids: int) -> QuerySet:
-    # As `_sites_window_bookings_queryset`: the sites sift what the window's GiST index finds.
-    sifted = F("site_id") + Value(0)
-    return _bookings_queryset(start, end).alias(booked_site=sifted).filter(booked_site__in=site_ids.values())
+    return _on_sites(_bookings_queryset(start, end), site_ids.values())
 
 
-# The bookings of one plan's sites only (a purchase displacing Spot under their locks), one compiled read per
-# number of sites, the site ids as parameters (as SOME_SITES_PEAKS_READS).
-SOME_SITES_BOOKINGS_READS = {
-    count: PreparedRead(
-        _some_sites_bookings_queryset,
-        template="{query}",
-        start=datetime,
-        end=datetime,
-        **{f"site_{i}": int for i in range(count)},
-    )
-    for count in range(1, capacity.MAX_SITES_PER_CONTRACT + 1)
-}
+# The bookings of one plan's sites only (a purchase displacing Spot under their locks).
+SOME_SITES_BOOKINGS_READS = _per_number_of_sites(_some_sites_bookings_queryset, start=datetime, end=datetime)
 
 
 def load_bookings(
@@ -337,8 +343,7 @@ def load_bookings(
         ids = sorted(set(only))
         if end is None or len(ids) > capacity.MAX_SITES_PER_CONTRACT:
             raise ValueError("`only` reads up to MAX_SITES_PER_CONTRACT sites over a window with an end")
-        sites = {f"site_{i}": pk for i, pk in enumerate(ids)}
-        rows = SOME_SITES_BOOKINGS_READS[len(ids)].rows(start=start, end=end, **sites)
+        rows = SOME_SITES_BOOKINGS_READS[len(ids)].rows(start=start, end=end, **_site_values(ids))
     elif end is None:
         rows = OPEN_ENDED_BOOKINGS_READ.rows(start=start)
     else:
@@ -401,25 +406,14 @@ WINDOW_PEAKS_READ = PreparedRead(_window_bookings_queryset, template=WINDOW_PEAK
 
 
 def _sites_window_bookings_queryset(start: datetime, end: datetime, **site_ids: int) -> QuerySet:
-    # The sites only sift what the window's GiST index finds: on a bare `site_id` the planner may AND in the
-    # (site, valid_from, valid_to) B-tree, i.e. every placement ever made on the site, which grows with the book.
-    sifted = F("site_id") + Value(0)
-    return _window_bookings_queryset(start, end).alias(booked_site=sifted).filter(booked_site__in=site_ids.values())
+    return _on_sites(_window_bookings_queryset(start, end), site_ids.values())
 
 
-# The same peaks on the sites of one plan only (a purchase, under their locks), one compiled read per number of
-# sites: the site ids are parameters, so each statement's text stays fixed (and server-side prepared). The sweep
-# is per site, so a site's peaks do not depend on which other sites are read.
-SOME_SITES_PEAKS_READS = {
-    count: PreparedRead(
-        _sites_window_bookings_queryset,
-        template=WINDOW_PEAKS_SQL,
-        start=datetime,
-        end=datetime,
-        **{f"site_{i}": int for i in range(count)},
-    )
-    for count in range(1, capacity.MAX_SITES_PER_CONTRACT + 1)
-}
+# The same peaks on the sites of one plan only (a purchase, under their locks). The sweep is per site, so a site's
+# peaks do not depend on which other sites are read.
+SOME_SITES_PEAKS_READS = _per_number_of_sites(
+    _sites_window_bookings_queryset, template=WINDOW_PEAKS_SQL, start=datetime, end=datetime
+)
 
 
 def load_window_peaks(rooms: Iterable[SiteRoom], *, start: datetime, end: datetime, only: Sequence[int] = ()) -> None:
@@ -435,8 +429,7 @@ def load_window_peaks(rooms: Iterable[SiteRoom], *, start: datetime, end: dateti
         rooms = list(rooms)
         if len(ids) > capacity.MAX_SITES_PER_CONTRACT or any(room.site_id not in ids for room in rooms):
             raise ValueError("`only` names up to MAX_SITES_PER_CONTRACT sites, those of every room")
-        sites = {f"site_{i}": pk for i, pk in enumerate(ids)}
-        rows = SOME_SITES_PEAKS_READS[len(ids)].rows(start=start, end=end, **sites)
+        rows = SOME_SITES_PEAKS_READS[len(ids)].rows(start=start, end=end, **_site_values(ids))
     else:
         rows = WINDOW_PEAKS_READ.rows(start=start, end=end)
     peaks = {site_id: (firm, total) for site_id, firm, total in rows}
@@ -824,16 +817,7 @@ def _displace_on_plan(
     notices = []
     for room, kw in crowded:
         room.bookings = [booking for booking in room.bookings if booking.contract_id != contract.pk]
-        notices += displace_spot(
-            room,
-            start=request.starts_at,
-            end=request.ends_at,
-            capacity_kw=kw,
-            now=now,
-            by=contract,
-            actor=actor,
-            reason=f"displaced by {request.tier.name} contract {contract.pk}",
-        )
+        notices += _displace_for(contract, request, room, kw, now=now, actor=actor)
     PreemptionNotice.objects.bulk_create(notices)
 
 
@@ -867,22 +851,29 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
     notices = []
     for share in plan:
         if not request.tier.is_preemptible:
-            notices += displace_spot(
-                share.site,
-                start=request.starts_at,
-                end=request.ends_at,
-                capacity_kw=share.capacity_kw,
-                now=now,
-                by=contract,
-                actor=actor,
-                reason=f"displaced by {request.tier.name} contract {contract.pk}",
-            )
+            notices += _displace_for(contract, request, share.site, share.capacity_kw, now=now, actor=actor)
     if placements is None:  # an existing contract: its placements after the displaced Spot, as before
         placements = PLACEMENT_INSERT.insert(_placements(request, shares, reason, contract=contract))
     if notices:
         PreemptionNotice.objects.bulk_create(notices)
     sites = {share.site.site_id: (share.site.code, share.site.name) for share in plan}
     return _as_admitted(contract, placements, sites)
+
+
+def _displace_for(
+    contract: Contract, request: CapacityRequest, room: SiteRoom, capacity_kw: Decimal, *, now: datetime, actor
+) -> list[PreemptionNotice]:
+    """`displace_spot` for `contract`'s share of `capacity_kw` on `room`, over its request's window."""
+    return displace_spot(
+        room,
+        start=request.starts_at,
+        end=request.ends_at,
+        capacity_kw=capacity_kw,
+        now=now,
+        by=contract,
+        actor=actor,
+        reason=f"displaced by {request.tier.name} contract {contract.pk}",
+    )
 
 
 def displace_spot(

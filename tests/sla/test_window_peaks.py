@@ -60,21 +60,30 @@ def test_touching_windows_never_count_twice_and_spot_counts_only_in_the_total(fl
     assert reads["texas"][0].start == T0 and reads["texas"][0].end == T0 + 4 * H
 
 
-def test_random_books_read_the_same_peaks_as_the_sweep(fleet):
-    rng = random.Random(7)
-    sites = [fleet.oslo, fleet.dublin, fleet.texas]
-    tiers = [fleet.premium, fleet.standard, fleet.flexible, fleet.spot]
-    for _ in range(150):
+def random_book(rng, count, *, sites, tiers, statuses, half_hours):
+    """`count` contracts of random tier and status, each with one placement of random kW on a random site, from
+    T0 + a half-hours after T0 for b half-hours (a, b drawn from the two ranges of `half_hours`), one in ten
+    open-ended."""
+    (first, last), (shortest, longest) = half_hours
+    for _ in range(count):
         contract = ContractFactory(
-            tier=rng.choice(tiers),
-            status=rng.choice([ContractStatus.ACTIVE, ContractStatus.REQUESTED, ContractStatus.COMPLETED]),
-            starts_at=T0,
-            ends_at=T0 + 100 * H,
+            tier=rng.choice(tiers), status=rng.choice(statuses), starts_at=T0, ends_at=T0 + 100 * H
         )
-        start = T0 + rng.randint(-8, 40) * H / 2
-        end = None if rng.random() < 0.1 else start + rng.randint(1, 12) * H / 2
+        start = T0 + rng.randint(first, last) * H / 2
+        end = None if rng.random() < 0.1 else start + rng.randint(shortest, longest) * H / 2
         kw = Decimal(rng.randint(1, 200_000)) / 1000
         PlacementFactory(contract=contract, site=rng.choice(sites), capacity_kw=kw, valid_from=start, valid_to=end)
+
+
+def test_random_books_read_the_same_peaks_as_the_sweep(fleet):
+    random_book(
+        random.Random(7),
+        150,
+        sites=[fleet.oslo, fleet.dublin, fleet.texas],
+        tiers=[fleet.premium, fleet.standard, fleet.flexible, fleet.spot],
+        statuses=[ContractStatus.ACTIVE, ContractStatus.REQUESTED, ContractStatus.COMPLETED],
+        half_hours=((-8, 40), (1, 12)),
+    )
 
     for start, hours in [(T0, 2), (T0 + 3 * H, 5), (T0 - 5 * H, 30), (T0 + 7 * H / 2, 1)]:
         for code, (load, firm, total) in both_reads(start, start + hours * H).items():
@@ -92,20 +101,15 @@ def test_a_load_read_for_one_window_is_not_used_for_another(fleet):
 def test_the_peaks_read_on_some_sites_are_those_sites_peaks_read_on_the_whole_fleet(fleet):
     """A purchase reads the peaks of its plan's sites only (`only`): the sweep is per site, so each site's peaks
     are the same as in the fleet-wide read, for any set of one to three sites."""
-    rng = random.Random(11)
     sites = [fleet.oslo, fleet.dublin, fleet.texas]
-    tiers = [fleet.premium, fleet.standard, fleet.spot]
-    for _ in range(90):
-        contract = ContractFactory(
-            tier=rng.choice(tiers),
-            status=rng.choice([ContractStatus.ACTIVE, ContractStatus.REQUESTED, ContractStatus.CANCELLED]),
-            starts_at=T0,
-            ends_at=T0 + 100 * H,
-        )
-        start = T0 + rng.randint(-4, 20) * H / 2
-        end = None if rng.random() < 0.1 else start + rng.randint(1, 8) * H / 2
-        kw = Decimal(rng.randint(1, 200_000)) / 1000
-        PlacementFactory(contract=contract, site=rng.choice(sites), capacity_kw=kw, valid_from=start, valid_to=end)
+    random_book(
+        random.Random(11),
+        90,
+        sites=sites,
+        tiers=[fleet.premium, fleet.standard, fleet.spot],
+        statuses=[ContractStatus.ACTIVE, ContractStatus.REQUESTED, ContractStatus.CANCELLED],
+        half_hours=((-4, 20), (1, 8)),
+    )
 
     for start, hours in [(T0, 2), (T0 + 3 * H, 5), (T0 - H, 12)]:
         end = start + hours * H
