@@ -96,15 +96,17 @@ class PreparedRead:
         self._compiled: dict[str, tuple[str, list, dict[int, str]]] = {}
         self.model: type[Model] | None = None  # the queryset's model, known once compiled
 
-    def _compile(self) -> tuple[str, list, dict[int, str]]:
-        vendor = connection.vendor
+    def _compile(self, db: BaseDatabaseWrapper | None = None) -> tuple[str, list, dict[int, str]]:
+        if db is None:
+            db = connections[DEFAULT_DB_ALIAS]
+        vendor = db.vendor
         if vendor not in self._compiled or not settings.DB_PREPARED_READS:
             sentinels = {name: _sentinel(kind, i) for i, (name, kind) in enumerate(self.params.items())}
             queryset = self.build(**sentinels)
             self.model = queryset.model
             sql, params = queryset.query.sql_with_params()
             sql = self.template.replace("{query}", sql)
-            adapt = connection.ops.adapt_datetimefield_value
+            adapt = db.ops.adapt_datetimefield_value
             lookup = {
                 (adapt(value) if isinstance(value, datetime) else value): name for name, value in sentinels.items()
             }
@@ -128,13 +130,13 @@ class PreparedRead:
         return sql, list(params)
 
     def rows(self, **values) -> list[tuple]:
-        sql, params, slots = self._compile()
+        db = connections[DEFAULT_DB_ALIAS]  # the connection itself: each use of the `connection` proxy costs a lookup
+        sql, params, slots = self._compile(db)
         params = list(params)
-        adapt = connection.ops.adapt_datetimefield_value
         for i, name in slots.items():
             value = values[name]
-            params[i] = adapt(value) if isinstance(value, datetime) else value
-        with connection.cursor() as cursor:
+            params[i] = db.ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
+        with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
 
@@ -537,16 +539,16 @@ def related_attnames(prefix: str, model: type[Model]) -> list[str]:
 _CONVERTERS: dict[tuple[str, type[Model]], list[tuple[int, Col, list]]] = {}
 
 
-def _converters(model: type[Model]) -> list[tuple[int, Col, list]]:
-    """(column index, column, converters) of the model's fields that have any: the backend's and the field's own,
-    called as the ORM's compiler calls them, with the column expression."""
-    key = (connection.vendor, model)
+def _converters(model: type[Model], db: BaseDatabaseWrapper) -> list[tuple[int, Col, list]]:
+    """(column index, column, converters) of the model's fields that have any on `db`: the backend's and the
+    field's own, called as the ORM's compiler calls them, with the column expression."""
+    key = (db.vendor, model)
     if key not in _CONVERTERS:
         table = model._meta.db_table
         entries = []
         for i, field in enumerate(model._meta.concrete_fields):
             column = field.get_col(table)
-            converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            converters = db.ops.get_db_converters(column) + column.get_db_converters(db)
             if converters:
                 entries.append((i, column, converters))
         _CONVERTERS[key] = entries
@@ -558,13 +560,14 @@ def from_row(model: type[_M], row: Sequence, start: int = 0) -> tuple[_M, int]:
 
     Values pass the same database converters the ORM applies (JSON decoded, SQLite's floats made Decimals and its
     naive datetimes aware, ...)."""
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself, as the ORM's compiler passes it to converters
     width = len(model._meta.concrete_fields)
     values = list(row[start : start + width])
-    for i, column, converters in _converters(model):
+    for i, column, converters in _converters(model, db):
         for convert in converters:
-            values[i] = convert(values[i], column, connection)
+            values[i] = convert(values[i], column, db)
     # field_names None: every concrete field's value is given, in order (Django reads the names only otherwise).
-    return model.from_db(connection.alias, None, values), start + width  # type: ignore[arg-type]
+    return model.from_db(db.alias, None, values), start + width  # type: ignore[arg-type]
 
 
 _SQLITE_DIGITS = DecimalContext(prec=15)  # SQLite keeps 15 significant digits: the rest of a float is its inaccuracy

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connections
 
 from core.db import LocalReadCache, PreparedRead, attnames, from_row
 from optimizer.models import OptimizationRun
@@ -65,6 +66,30 @@ def test_from_row_builds_the_instance_the_orm_would():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_prepared_read_and_each_instance_built_from_its_row_look_the_connection_up_once(monkeypatch):
+    """Every use of `django.db.connection` (a proxy) looks the connection up in `connections` (asgiref's Local,
+    ~1.5 µs a time): a prepared read and `from_row` take the connection once and use it."""
+    run = OptimizationRunFactory(inputs={"sites": {"oslo": {"pue": 1.1}}})  # a JSON column: a converter to call
+    read = PreparedRead(
+        lambda pk, start: OptimizationRun.objects.filter(pk=pk, queued_at__gt=start).values_list(
+            *attnames(OptimizationRun)
+        ),
+        pk=int,
+        start=datetime,
+    )
+    read.rows(pk=run.pk, start=T0 - 1000 * H)  # compiled
+    handler = type(connections)
+    lookups = []
+    original = handler.__getitem__
+    monkeypatch.setattr(handler, "__getitem__", lambda self, alias: lookups.append(alias) or original(self, alias))
+
+    (row,) = read.rows(pk=run.pk, start=T0 - 1000 * H)
+    assert len(lookups) == 1
+    built, _ = from_row(OptimizationRun, row)
+    assert len(lookups) == 2
+    assert built.inputs == {"sites": {"oslo": {"pue": 1.1}}}
+
+
 def test_a_local_read_cache_keeps_rows_for_its_period_and_drops_them_on_a_save(settings, monkeypatch):
     settings.API_READ_CACHE_SECONDS = 5
     clock = [1000.0]

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
 from django.contrib.auth import get_user_model
+from django.utils.functional import SimpleLazyObject
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
@@ -12,19 +16,21 @@ from core.db import LocalReadCache, PreparedRead, attnames, from_row, related_at
 from sla.models import Customer
 
 CUSTOMER_OF_USER = Customer.user.field.remote_field  # the reverse one-to-one: caches user.customer
+User = get_user_model()
 
 # The token, its user and the user's customer account (LEFT JOIN: all None without one), in one prepared read.
 TOKEN_READ = PreparedRead(
     lambda key: Token.objects.filter(key=key).values_list(
         *attnames(Token),
-        *related_attnames("user__", get_user_model()),
+        *related_attnames("user__", User),
         *related_attnames("user__customer__", Customer),
     ),
     key=str,
 )
 
 
-TOKENS = LocalReadCache("tokens", models=(Token, get_user_model(), Customer))
+USER_AT = len(attnames(Token))  # where the user's columns begin in a row of TOKEN_READ
+TOKENS = LocalReadCache("tokens", models=(Token, User, Customer))
 
 
 class CustomerTokenAuthentication(TokenAuthentication):
@@ -39,17 +45,26 @@ class CustomerTokenAuthentication(TokenAuthentication):
         return super().authenticate(HeaderOnly({} if authorization is None else {"authorization": authorization}))
 
     def authenticate_credentials(self, key):
+        """DRF's (user, token) for `key`. The user comes with its customer account cached (`user.customer`, None
+        without one); the token (`request.auth`, which no quote or purchase reads) is built from the kept row when
+        first used, as Django's AuthenticationMiddleware builds `request.user`: a `SimpleLazyObject` standing for
+        the Token, its `user` this request's user."""
         rows = TOKENS.get(key, lambda: TOKEN_READ.rows(key=key)) if isinstance(key, str) else []
         if not rows:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        token, at = from_row(Token, rows[0])
-        user, at = from_row(get_user_model(), rows[0], at)
+        user, at = from_row(User, rows[0], USER_AT)
         customer = from_row(Customer, rows[0], at)[0] if rows[0][at] is not None else None
         CUSTOMER_OF_USER.set_cached_value(user, customer)  # user.customer without a query (None: no account)
-        token.user = user
         if not user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
-        return (user, token)
+        return (user, SimpleLazyObject(partial(token_of, rows[0], user)))
+
+
+def token_of(row: Sequence, user) -> Token:
+    """The Token of a row of TOKEN_READ, its `user` the given one (the user of the same row)."""
+    token = from_row(Token, row)[0]
+    token.user = user
+    return token
 
 
 class HeaderOnly:
