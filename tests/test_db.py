@@ -65,7 +65,6 @@ def test_from_row_builds_the_instance_the_orm_would():
     assert not read.rows(pk=run.pk + 1)
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_prepared_read_and_each_instance_built_from_its_row_look_the_connection_up_once(monkeypatch):
     """Every use of `django.db.connection` (a proxy) looks the connection up in `connections` (asgiref's Local,
     ~1.5 µs a time): a prepared read and `from_row` take the connection once and use it."""
@@ -90,6 +89,7 @@ def test_a_prepared_read_and_each_instance_built_from_its_row_look_the_connectio
     assert built.inputs == {"sites": {"oslo": {"pue": 1.1}}}
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_local_read_cache_keeps_rows_for_its_period_and_drops_them_on_a_save(settings, monkeypatch):
     settings.API_READ_CACHE_SECONDS = 5
     clock = [1000.0]
