@@ -23,19 +23,21 @@ through `Model.from_db` (no write to a private attribute). `PreparedBulkCreateQu
 `bulk_history_create`), setting the given rows' primary keys as the ORM's `bulk_create` does. Other writes use the
 ORM's public API (`save`, `bulk_create`).
 
-Django internals relied on, checked against CHECKED_WITH_DJANGO by tests/test_db.py (which compares every
-prepared read of the app with its queryset run by the ORM, and fails on another Django version until re-checked):
+Django internals relied on, checked against CHECKED_WITH_DJANGO by tests/test_db.py (which compares every prepared
+read of the app with its queryset run by the ORM, and fails on another Django version until re-checked):
 `Query.sql_with_params()` and `get_compiler(...).as_sql()`, `connection.ops.adapt_datetimefield_value` and
 `get_db_converters`, `Field.get_col(...).get_db_converters(connection)` (the converters the compiler applies),
-`Model.from_db`; for `PreparedInsert`: `sql.InsertQuery(model)`, `insert_values(fields, objs)`,
-`get_compiler(connection=...)`, the compiler's `returning_fields` and `as_sql()` (one statement; the parameters one
-per value in row order, or on PostgreSQL one array per column for `UNNEST`), and `Field.is_cached` /
-`get_cached_value` (the related objects a new instance was given); for `PreparedInsertWithChildren`, the shape of
-the compiled INSERTs (`INSERT INTO "table" (columns) VALUES (...) RETURNING "table"."key"`, and PostgreSQL's several
-rows as `SELECT * FROM UNNEST((%s)::type[], ...)`, whose casts it reuses): another shape is refused (`Refused`,
-logged once, and the two statements are written instead), and tests/test_db.py fails loudly on it. tests/test_db.py
-compares each app's prepared INSERT, SQL and parameters, with what `save` / `bulk_create` send, and the rows written
-column by column.
+`Model.from_db`; for `statement_rows` (a driver cursor kept per connection and statement), the steps of
+`BaseDatabaseWrapper._cursor` (`close_if_health_check_failed`, `ensure_connection`, `create_cursor`,
+`_prepare_cursor`, `wrap_database_errors`) and `CursorWrapper.cursor`; for `PreparedInsert`:
+`sql.InsertQuery(model)`, `insert_values(fields, objs)`, `get_compiler(connection=...)`, the compiler's
+`returning_fields` and `as_sql()` (one statement; the parameters one per value in row order, or on PostgreSQL one
+array per column for `UNNEST`), and `Field.is_cached` / `get_cached_value` (the related objects a new instance was
+given); for `PreparedInsertWithChildren`, the shape of the compiled INSERTs (`INSERT INTO "table" (columns) VALUES
+(...) RETURNING "table"."key"`, and PostgreSQL's several rows as `SELECT * FROM UNNEST((%s)::type[], ...)`, whose
+casts it reuses): another shape is refused (`Refused`, logged once, and the two statements are written instead), and
+tests/test_db.py fails loudly on it. tests/test_db.py compares each app's prepared INSERT, SQL and parameters, with
+what `save` / `bulk_create` send, and the rows written column by column.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ import copy
 import logging
 import re
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Context as DecimalContext
 from decimal import Decimal
-from typing import Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
@@ -58,6 +61,7 @@ from django.db.models import Field, ForeignKey, Model, QuerySet
 from django.db.models.expressions import Col
 from django.db.models.signals import post_delete, post_migrate, post_save
 from django.db.models.sql import InsertQuery
+from django.utils.asyncio import async_unsafe
 
 logger = logging.getLogger(__name__)
 _M = TypeVar("_M", bound=Model)
@@ -136,9 +140,58 @@ class PreparedRead:
         for i, name in slots.items():
             value = values[name]
             params[i] = db.ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
+        return statement_rows(db, sql, params)
+
+
+# The driver cursors kept for `statement_rows`: DatabaseWrapper -> (the driver connection they were made on, the
+# wrapper's time zone then, {statement: cursor}). Weakly kept: a wrapper gone (a thread's) drops its entry.
+_KEPT_CURSORS: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[object, object, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+KEPT_CURSORS_PER_CONNECTION = 128  # more statements than the app's prepared ones: start again (bounds the memory)
+
+
+def statement_rows(db: BaseDatabaseWrapper, sql: str, params: Sequence) -> list[tuple]:
+    """The rows of one of the app's compiled statements on `db`, as `with db.cursor() as c: c.execute(sql,
+    params); return c.fetchall()` returns them.
+
+    On PostgreSQL the driver's cursor for a statement is made once per connection and kept, instead of one per
+    execution: psycopg builds each cursor with its own adapters map, and a cursor executing the query it executed
+    last (the same str object, as the compiled statements here are) keeps its transformer, with the dumper of each
+    parameter's type, the loader of each column's type and the connection's encoding already looked up; a new
+    cursor, or another query, looks them all up again. Everything else is Django's, per execution:
+    `BaseDatabaseWrapper.cursor()`'s steps (async check, health check, connection opened if needed, thread check,
+    the debug wrapper when queries are logged), then `CursorWrapper.execute` (execute_wrappers, the
+    broken-transaction check, errors wrapped as Django's) and the fetch with errors wrapped. The cursors are made
+    again when the connection or the wrapper's time zone changed (Django's `create_cursor` registers the zone on
+    its cursor), and a closed one is replaced. Other databases use `db.cursor()`.
+    """
+    if db.vendor != "postgresql":
         with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+    cursor = _kept_cursor(db, sql)
+    cursor.execute(sql, params)
+    with db.wrap_database_errors:
+        return cursor.cursor.fetchall()
+
+
+@async_unsafe
+def _kept_cursor(db: BaseDatabaseWrapper, sql: str):
+    """`db.cursor()` (Django 5.2's `_cursor`) on the driver cursor kept for `sql` on db's connection."""
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        kept = _KEPT_CURSORS.get(db)
+        if kept is None or kept[0] is not db.connection or kept[1] != db.timezone:
+            kept = _KEPT_CURSORS[db] = (db.connection, db.timezone, {})
+        cursors = kept[2]
+        cursor = cursors.get(sql)
+        if cursor is None or cursor.closed:
+            if len(cursors) >= KEPT_CURSORS_PER_CONNECTION:
+                cursors.clear()
+            cursor = cursors[sql] = db.create_cursor()
+        return db._prepare_cursor(cursor)  # type: ignore[attr-defined]  # Django 5.2's, not in the stubs
 
 
 class Refused(TypeError):
@@ -153,9 +206,7 @@ def _write(db: BaseDatabaseWrapper, statement: Callable[[], tuple[str, list]]) -
     rollback when inside `atomic`; `Refused` (raised before anything is sent) leaves it as it was."""
     try:
         sql, params = statement()
-        with db.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return statement_rows(db, sql, params)
     except Refused:
         raise
     except Exception:
@@ -475,9 +526,7 @@ def driver_rows(queryset: QuerySet) -> list[tuple]:
         sql, params = queryset.query.get_compiler(queryset.db).as_sql()
     except EmptyResultSet:  # e.g. `site_id__in=[]`: the ORM answers without asking the database
         return []
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    return statement_rows(db, sql, params)
 
 
 class LocalReadCache:

@@ -119,6 +119,112 @@ def test_a_local_read_cache_keeps_nothing_read_inside_a_transaction(settings):
     assert len(reads) == 2  # the test runs in a transaction that is rolled back
 
 
+# The driver cursors core.db keeps per connection and statement (PostgreSQL): each execution is still Django's.
+
+
+def _on_postgresql():
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    connection = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, as the app's code passes it
+    if connection.vendor != "postgresql":
+        pytest.skip("the driver cursors are kept on PostgreSQL only")
+    return connection
+
+
+@pytest.fixture
+def executions():
+    """(SQL, parameters, the driver cursor) of every execution on the connection, as its execute_wrappers see it."""
+    connection = _on_postgresql()
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append((sql, list(params or ()), context["cursor"].cursor))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield seen
+
+
+def _driver_cursors(executions, sql):
+    cursors = []
+    for statement, _, cursor in executions:
+        if statement == sql and not any(cursor is kept for kept in cursors):
+            cursors.append(cursor)
+    return cursors
+
+
+def test_a_statement_run_again_keeps_its_driver_cursor_and_every_execution_is_still_djangos(executions):
+    from django.test.utils import CaptureQueriesContext
+
+    connection = _on_postgresql()
+    placement = PlacementFactory(site=SiteFactory(code="oslo"), valid_from=T0, valid_to=T0 + H)
+    read = PreparedRead(placements_between, start=type(T0), end=type(T0))
+
+    assert read.rows(start=T0, end=T0 + H) == [(placement.pk,)]  # the cursor made outside what follows
+    sql, _, cursor = executions[-1]
+    transformer = cursor._tx  # psycopg's adaptation state, kept while a cursor runs the same query again
+    with CaptureQueriesContext(connection) as captured:
+        for _ in range(3):
+            assert read.rows(start=T0, end=T0 + H) == [(placement.pk,)]
+        assert read.rows(start=T0 + 3 * H, end=T0 + 4 * H) == []
+
+    assert _driver_cursors(executions, sql) == [cursor]  # one per execution before
+    assert cursor._tx is transformer and not cursor.closed
+    ours = [(statement, params) for statement, params, _ in executions if statement == sql]
+    assert len(captured) == 4 and len(ours) == 5  # the debug cursor and execute_wrappers see every execution
+    assert ours[-1][1] != ours[-2][1]  # with its values
+
+
+def test_kept_cursors_answer_what_djangos_cursor_answers_when_the_time_zone_changes(executions, settings):
+    from core.db import statement_rows
+
+    connection = _on_postgresql()
+    sql = "SELECT %s::timestamptz"
+
+    def djangos():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [T0])
+            return cursor.fetchall()
+
+    assert statement_rows(connection, sql, [T0]) == djangos() == [(T0,)]
+    settings.USE_TZ = False  # Django's create_cursor registers the connection's zone (now none) on each cursor
+    naive = statement_rows(connection, sql, [T0])
+    assert naive == djangos() and naive[0][0].tzinfo is None  # a cursor kept from before would answer aware
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kept_cursors_are_made_again_on_a_new_connection_and_for_a_closed_cursor(executions):
+    from core.db import statement_rows
+
+    connection = _on_postgresql()
+    sql = "SELECT %s::int"
+    assert statement_rows(connection, sql, [1]) == [(1,)]
+    connection.close()
+    assert statement_rows(connection, sql, [2]) == [(2,)]  # on the new connection
+    executions[-1][2].close()
+    assert statement_rows(connection, sql, [3]) == [(3,)]
+    assert statement_rows(connection, sql, [4]) == [(4,)]
+    assert len(_driver_cursors(executions, sql)) == 3
+
+
+def test_a_kept_cursor_raises_djangos_errors_and_runs_again_after_them(executions):
+    from django.db import DataError, transaction
+    from django.db.transaction import TransactionManagementError
+
+    from core.db import statement_rows
+
+    connection = _on_postgresql()
+    sql = "SELECT 10 / %s::int"
+    with transaction.atomic():
+        with pytest.raises(DataError), transaction.atomic():  # Django's, wrapped as its cursor wraps psycopg's
+            statement_rows(connection, sql, [0])
+        assert statement_rows(connection, sql, [5]) == [(2,)]  # the same kept cursor, after the error
+        transaction.set_rollback(True)
+        with pytest.raises(TransactionManagementError):  # Django's broken-transaction check, per execution
+            statement_rows(connection, sql, [5])
+    assert len(_driver_cursors(executions, sql)) == 1
+
+
 # The app's prepared reads against the ORM: core.db relies on Django internals (its docstring lists them); these
 # fail loudly when an upgrade changes them, by comparing each read of the app with its queryset run by the ORM.
 
