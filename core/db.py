@@ -35,19 +35,22 @@ read of the app with its queryset run by the ORM, and fails on another Django ve
 array per column for `UNNEST`), and `Field.is_cached` / `get_cached_value` (the related objects a new instance was
 given); for `PreparedInsertWithChildren`, the shape of the compiled INSERTs (`INSERT INTO "table" (columns) VALUES
 (...) RETURNING "table"."key"`, and PostgreSQL's several rows as `SELECT * FROM UNNEST((%s)::type[], ...)`, whose
-casts it reuses): another shape is refused (`Refused`, logged once, and the two statements are written instead), and
-tests/test_db.py fails loudly on it. tests/test_db.py compares each app's prepared INSERT, SQL and parameters, with
-what `save` / `bulk_create` send, and the rows written column by column.
+casts it reuses): another shape is refused (`Refused`, logged once, and the separate statements are written
+instead; the history row goes with them, written by simple-history's call of the history model's
+`objects.bulk_create`), and tests/test_db.py fails loudly on it. tests/test_db.py compares each app's prepared
+INSERT, SQL and parameters, with what `save` / `bulk_create` send, and the rows written column by column.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import re
 import time
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
 from decimal import Context as DecimalContext
 from decimal import Decimal
@@ -367,11 +370,19 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
     instead (the keys drawn with `nextval` next to it and written explicitly) was measured and not kept: ~30-65 µs
     more PostgreSQL CPU per purchase (docs/api-performance.md).
 
+    With `history` (a simple-history model of `parent` whose `objects` is a PreparedBulkCreateQuerySet), the parent's
+    history row joins the statement: `history AS (INSERT INTO <history> (<copy of the parent's key>, <columns>)
+    SELECT parent.<key>, given.* FROM parent, (VALUES (...)) AS given RETURNING <its key>)`, its columns and casts
+    the ORM's as for the children. The row is still built by the library (`insert(..., history=...)`): its
+    `objects.bulk_create` is held back while the library builds it from the saved parent (`_held`), and only its
+    writing moves here. A bulk_create that is not plain (options, keys, another database) writes as before, after
+    the parent and its children; so does a shape refused.
+
     Returns the saved parent and the saved children (Model.from_db), each child with the saved parent as `key`.
     `children` are given without that key (it is unsaved); at least one.
     """
 
-    def __init__(self, parent: type[_M], child: type[_C], key: str):
+    def __init__(self, parent: type[_M], child: type[_C], key: str, *, history: type[Model] | None = None):
         field = child._meta.get_field(key)
         if not (isinstance(field, ForeignKey) and field.related_model is parent and field.target_field.primary_key):
             raise TypeError(
@@ -381,60 +392,122 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
         self.parent = PreparedInsert(parent)
         self.child = PreparedInsert(child, without=field)  # the statement for the children, the key left out
         self.separately = PreparedInsert(child)  # on other databases
-        self._compiled: dict[tuple[str, int], str | None] = {}  # None: refused, the two statements
+        self.history: PreparedInsert | None = None  # the history row's statement, the parent's key left out
+        if history is not None:
+            copied = column_field(history, parent._meta.pk.attname)  # simple-history copies the key as a column
+            if copied.is_relation or not isinstance(history._default_manager.all(), PreparedBulkCreateQuerySet):
+                raise TypeError(
+                    f"PreparedInsertWithChildren: {history.__name__} is no history model of {parent.__name__} "
+                    "written through a PreparedBulkCreateQuerySet (its objects)"
+                )
+            self.history = PreparedInsert(history, without=copied)
+        self._compiled: dict[tuple[str, int, bool], str | None] = {}  # None: refused, the separate statements
 
-    def _compile(self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C]) -> str | None:
-        """The one statement for this many children, or None where the ORM's INSERTs are not in the expected
-        shape (logged once per vendor: the two statements are written instead)."""
-        key = (db.vendor, len(children))
+    def _compile(self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C], history: bool = False) -> str | None:
+        """The one statement for this many children (and the history row, if `history`), or None where the ORM's
+        INSERTs are not in the expected shape (logged once per vendor: the separate statements are written instead)."""
+        key = (db.vendor, len(children), history)
         if key not in self._compiled:
             try:
-                self._compiled[key] = self._statement(db, obj, children)
+                self._compiled[key] = self._statement(db, obj, children, history)
             except Refused as refused:
-                if not any(sql is None and vendor == db.vendor for (vendor, _), sql in self._compiled.items()):
-                    logger.warning("%s; writing %s and its %s in two statements", refused,
+                if not any(sql is None and vendor == db.vendor for (vendor, _, _), sql in self._compiled.items()):
+                    logger.warning("%s; writing %s and its %s in separate statements", refused,
                                    self.parent.model.__name__, self.child.model.__name__)  # fmt: skip
                 self._compiled[key] = None
         return self._compiled[key]
 
-    def _statement(self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C]) -> str:
+    def _statement(self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C], history: bool = False) -> str:
         parent_sql, _ = self.parent._compile(db, [obj])
-        child_sql, columns = self.child._compile(db, [children[0], copy.copy(children[0])])  # several rows: UNNEST
-        parent_match = _INSERT.fullmatch(parent_sql)
-        child_match = _INSERT.fullmatch(child_sql)
-        types = _UNNEST_TYPES.findall(child_match["rows"]) if child_match else []
-        if not (columns and parent_match and child_match and len(types) == len(self.child.fields)):
-            raise Refused(f"PreparedInsertWithChildren: unexpected statements {parent_sql!r}, {child_sql!r}")
-        row = "(" + ", ".join(f"%s::{db_type}" for db_type in types) + ")"
+        if not _INSERT.fullmatch(parent_sql):
+            raise Refused(f"PreparedInsertWithChildren: unexpected statements {parent_sql!r}")
         quote = db.ops.quote_name
         parent_key = quote(str(self.parent.model._meta.pk.column))
-        child_key = quote(str(self.child.model._meta.pk.column))
-        return (
-            f"WITH parent AS ({parent_sql}), children AS (INSERT INTO {child_match['table']} "
-            f"({quote(str(self.key.column))}, {child_match['columns']}) SELECT parent.{parent_key}, given.* "
-            f"FROM parent, (VALUES {', '.join([row] * len(children))}) AS given "
-            f"RETURNING {child_match['returning']}) "
-            f"SELECT parent.{parent_key}, children.{child_key} FROM parent, children ORDER BY children.{child_key}"
-        )
+        child_key = f"children.{quote(str(self.child.model._meta.pk.column))}"
+        parts = [f"WITH parent AS ({parent_sql})", _keyed("children", db, self.child, self.key, children, parent_key)]
+        selected, tables = f"parent.{parent_key}, {child_key}", "parent, children"
+        if history and self.history is not None:
+            record = self.history.model
+            blank = record()  # for the statement's shape only: its columns and their casts
+            parts.append(_keyed("history", db, self.history, self._copied(), [blank], parent_key))
+            selected += f", history.{quote(str(record._meta.pk.column))}"
+            tables += ", history"
+        return f"{', '.join(parts)} SELECT {selected} FROM {tables} ORDER BY {child_key}"
 
-    def insert(self, obj: _M, children: Sequence[_C]) -> tuple[_M, list[_C]]:
-        """Write `obj` and `children` (new instances, at least one child, without the key); their saved instances."""
+    def _copied(self) -> Field:
+        """The history model's copy of the parent's key (simple-history tracks it as a plain column)."""
+        assert self.history is not None
+        return column_field(self.history.model, self.parent.model._meta.pk.attname)
+
+    def insert(
+        self, obj: _M, children: Sequence[_C], *, history: Callable[[_M], object] | None = None
+    ) -> tuple[_M, list[_C]]:
+        """Write `obj` and `children` (new instances, at least one child, without the key); their saved instances.
+
+        `history(saved)` (with the constructor's `history` model) builds the parent's history row from the saved
+        parent and hands it to the history model's `objects.bulk_create`, as simple-history's
+        `bulk_history_create([saved], ...)` does. On PostgreSQL it is called before the write, with the saved parent
+        but its key: the one row it hands over is held back there (unwritten) and written by the same statement,
+        with the parent's key in its copy of it; then the saved parent, the row's copy and the row's own key are
+        set, as bulk_create sets them. Elsewhere, on a shape refused, or where the routers send the history model's
+        writes to another database, `history(saved)` is called after the parent and its children are written, and
+        its bulk_create writes, as before."""
         if not children:
             raise ValueError("PreparedInsertWithChildren: no child to write")
+        record = self.history
+        if history is not None and record is None:
+            raise TypeError("PreparedInsertWithChildren: history rows need the constructor's history model")
         db = connections[DEFAULT_DB_ALIAS]
         if not db.features.can_return_rows_from_bulk_insert or db.vendor != "postgresql":
-            return self._separately(obj, children)
+            return self._separately(obj, children, history)
         self.parent._check(obj)
         for child in children:
             self.child._check(child)
-        sql = self._compile(db, obj, children)
-        if sql is None:
-            return self._separately(obj, children)
-        keys = _write(
-            db, lambda: (sql, self.parent._params(db, [obj], False) + self.child._params(db, children, False))
-        )
-        saved = self.parent._saved(db.alias, obj, keys[0][0])
-        return saved, self._children_of(db.alias, saved, children, [key for _, key in keys])
+        together = record is not None and history is not None and router.db_for_write(record.model) == db.alias
+        if self._compile(db, obj, children) is None or (together and self._compile(db, obj, children, True) is None):
+            return self._separately(obj, children, history)
+        try:
+            return self._one_statement(db, obj, children, history, together)
+        except Refused:  # the history row not handed over as a plain bulk_create: nothing was sent
+            return self._one_statement(db, obj, children, history, False)
+
+    def _one_statement(
+        self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C], history, together: bool
+    ) -> tuple[_M, list[_C]]:
+        """The one statement, with the history row that `history` builds (`together`) or followed by `history`."""
+        record = self.history
+        pending: list[_M] = []  # with `together`: the saved parent, its key to come
+        rows: list[Model] = []  # and the history rows built from it
+
+        def statement() -> tuple[str, list]:
+            params = self.parent._params(db, [obj], False) + self.child._params(db, children, False)
+            if together and record is not None:
+                pending.append(self.parent._saved(db.alias, obj, None))
+                rows.extend(_held(record.model, functools.partial(history, pending[0])))
+                if len(rows) == 1:
+                    record._check(rows[0])
+                    params += record._params(db, rows, False)
+            return self._compiled[(db.vendor, len(children), len(rows) == 1)] or "", params
+
+        keys = _write(db, statement)
+        saved = pending[0] if pending else self.parent._saved(db.alias, obj, keys[0][0])
+        saved.pk = keys[0][0]
+        self._history_written(saved, rows, keys, None if together else history)
+        return saved, self._children_of(db.alias, saved, children, [row[1] for row in keys])
+
+    def _history_written(self, saved: _M, rows: list[Model], keys: list[tuple], history) -> None:
+        """The history rows after the parent's write: the one written with it gets the parent's key and its own;
+        others (not one row handed over) are written now by the history model's bulk_create; `history` (rows
+        not held back) is called now."""
+        if self.history is not None:
+            for row in rows:
+                setattr(row, self._copied().attname, saved.pk)
+            if len(rows) == 1:
+                rows[0].pk = keys[0][2]
+            elif rows:
+                self.history.model._default_manager.bulk_create(rows)  # simple-history's objects
+        if history is not None:
+            history(saved)
 
     def _children_of(self, alias: str, saved: _M, children: Sequence[_C], keys: list) -> list[_C]:
         rows = []
@@ -445,11 +518,51 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
             rows.append(row)
         return rows
 
-    def _separately(self, obj: _M, children: Sequence[_C]) -> tuple[_M, list[_C]]:
+    def _separately(
+        self, obj: _M, children: Sequence[_C], history: Callable[[_M], object] | None = None
+    ) -> tuple[_M, list[_C]]:
         (saved,) = self.parent.insert([obj])
         for child in children:
             setattr(child, self.key.name, saved)
-        return saved, self.separately.insert(children)
+        placed = self.separately.insert(children)
+        if history is not None:
+            history(saved)
+        return saved, placed
+
+
+def _keyed(
+    name: str, db: BaseDatabaseWrapper, insert: PreparedInsert, key: Field, rows: Sequence[Model], parent_key: str
+) -> str:
+    """`<name> AS (INSERT INTO <table> (<key>, <columns>) SELECT parent.<parent_key>, given.* FROM parent,
+    (VALUES (%s::<type>, ...), ...) AS given RETURNING <its key>)` for as many rows as `rows`: the table, columns
+    (the key's left out) and casts of the ORM's several-row INSERT of `insert.model` (Refused in another shape)."""
+    sql, columns = insert._compile(db, [rows[0], copy.copy(rows[0])])  # several rows: UNNEST
+    match = _INSERT.fullmatch(sql)
+    types = _UNNEST_TYPES.findall(match["rows"]) if match else []
+    if not (columns and match and len(types) == len(insert.fields)):
+        raise Refused(f"PreparedInsertWithChildren: unexpected statements {sql!r}")
+    row = "(" + ", ".join(f"%s::{db_type}" for db_type in types) + ")"
+    return (
+        f"{name} AS (INSERT INTO {match['table']} ({db.ops.quote_name(str(key.column))}, {match['columns']}) "
+        f"SELECT parent.{parent_key}, given.* FROM parent, (VALUES {', '.join([row] * len(rows))}) AS given "
+        f"RETURNING {match['returning']})"
+    )
+
+
+_HELD: ContextVar[tuple[type[Model], list[Model]] | None] = ContextVar("core.db held bulk_create", default=None)
+
+
+def _held(model: type[Model], build: Callable[[], object]) -> list[Model]:
+    """The rows `build()` hands to `model.objects.bulk_create` (a PreparedBulkCreateQuerySet), held back unwritten
+    (the given instances, still without keys) for the caller to write. A bulk_create of `model` meanwhile that is
+    not plain (options, keys, another database) raises Refused: nothing is written."""
+    held: list[Model] = []
+    token = _HELD.set((model, held))
+    try:
+        build()
+    finally:
+        _HELD.reset(token)
+    return held
 
 
 _INSERT = re.compile(
@@ -493,7 +606,14 @@ class PreparedBulkCreateQuerySet(QuerySet):
         # Where the ORM's bulk_create writes: the queryset's database, else the routers' for writes (`self.db`
         # answers for reads here: bulk_create makes the queryset one for writes only once called).
         using = self._db or router.db_for_write(self.model)
-        if objs and not options and using == DEFAULT_DB_ALIAS and all(obj.pk is None for obj in objs):
+        plain = not options and using == DEFAULT_DB_ALIAS and all(obj.pk is None for obj in objs)
+        held = _HELD.get()
+        if held is not None and held[0] is self.model:  # PreparedInsertWithChildren writes them (core.db._held)
+            if not plain:
+                raise Refused(f"{self.model.__name__}.objects.bulk_create: not a plain bulk_create of new rows")
+            held[1].extend(objs)
+            return objs
+        if objs and plain:
             try:
                 keys = self._prepared_insert().keys(connections[DEFAULT_DB_ALIAS], objs)
             except Refused:

@@ -634,6 +634,10 @@ def test_the_orms_inserts_have_the_shape_the_one_statement_expects():
         assert sql.startswith("WITH parent AS (INSERT INTO") and sql.count("%s::") == len(INSERT.child.fields) * len(
             sites
         )
+        with_history = INSERT._statement(connection, _new_contract(customer, tier), children, True)
+        assert with_history.startswith(sql.split(" SELECT parent.")[0])
+        assert 'history AS (INSERT INTO "sla_historicalcontract" ("id", ' in with_history
+        assert with_history.count("%s::") == len(INSERT.child.fields) * len(sites) + len(INSERT.history.fields)
 
 
 def test_a_shape_the_one_statement_does_not_expect_writes_the_two_statements_and_logs_it_once(monkeypatch, caplog):
@@ -691,9 +695,10 @@ def test_the_new_keys_are_drawn_in_the_order_the_rows_are_given():
     INSERT.parent._check(contract)
     for child in children:
         INSERT.child._check(child)
-    sql = INSERT._compile(connection, contract, children)
+    sql = INSERT._compile(connection, contract, children, True)  # the purchase's: with the history row
     assert sql is not None
     params = INSERT.parent._params(connection, [contract], False) + INSERT.child._params(connection, children, False)
+    params += INSERT.history._params(connection, [_history_row(contract, customer.user)], False)
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)  # planned, not run
         ((plan,),) = cursor.fetchall()
@@ -856,6 +861,138 @@ def test_a_bulk_create_of_history_rows_goes_where_the_routers_send_writes(settin
         HistoricalContract.objects.bulk_create([_history_row(contract, customer.user)])
     assert HistoricalContract.objects.using("default").bulk_create([_history_row(contract, customer.user)])[0].pk
     assert HistoricalContract.objects.filter(id=contract.pk).count() == 1  # the one written on "default"
+
+
+def _with_history(insert, contract, placements, user=None, reason="admitted (quote 7)", **options):
+    """`insert.insert` of `contract`, its `placements` and its history row as admission writes them (simple-history's
+    bulk_history_create of the saved contract): the saved contract, placements and history rows."""
+    from sla.models import Contract
+
+    rows = []
+
+    def history(saved):
+        built = Contract.history.bulk_history_create(
+            [saved], default_user=user, default_change_reason=reason, default_date=saved.status_changed_at, **options
+        )
+        rows.extend(built or [])  # None with history off
+
+    saved, placed = insert(contract, placements, history=history)
+    return saved, placed, rows
+
+
+def _written(contract, placements, rows):
+    """Every column of the contract, its placements (but the contract) and its history rows (but their own key),
+    as stored and as the instances hold them; the keys that tie them together."""
+    from sla.models import HistoricalContract
+
+    stored = list(HistoricalContract.objects.filter(id=contract.pk).order_by("pk"))
+    assert [row.pk for row in rows] == [row.pk for row in stored]
+    names = [name for name in attnames(HistoricalContract) if name not in ("history_id", "id")]
+    held = [[getattr(row, name) for name in names] for row in rows]
+    assert held == [[getattr(row, name) for name in names] for row in stored]
+    assert all(row.id == contract.pk for row in rows + stored) and all(p.contract_id == contract.pk for p in placements)
+    return _columns(contract), [_columns(p)[1:] for p in placements], held
+
+
+def test_a_contract_its_placements_and_its_history_row_in_one_statement_write_what_the_separate_statements_write(
+    monkeypatch,
+):
+    """The history row simple-history's bulk_history_create builds of the saved contract is written by the statement
+    that writes the contract and its placements (one round trip on PostgreSQL), column by column as the separate
+    statements write it (PreparedInsertWithChildren._separately: the contract with its placements, then the row
+    through the history model's bulk_create): history_date, history_user, history_type, reason, every tracked
+    column; the row gets its own key and the contract's, as bulk_create sets them."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from sla.services.admission import CONTRACT_WITH_PLACEMENTS_INSERT as INSERT
+
+    monkeypatch.setattr(timezone, "now", lambda: T0)  # auto_now_add: the same created_at on both sides
+    customer, tier, oslo, dublin = _commerce()
+    for sites in ([oslo], [oslo, dublin], [dublin, oslo, dublin]):
+        with CaptureQueriesContext(connection) as separate:
+            theirs = _with_history(INSERT._separately, _new_contract(customer, tier),
+                                   _placements_without_contract(*sites), customer.user)  # fmt: skip
+        with CaptureQueriesContext(connection) as queries:
+            ours = _with_history(INSERT.insert, _new_contract(customer, tier), _placements_without_contract(*sites),
+                                 customer.user)  # fmt: skip
+
+        assert len(separate.captured_queries) == 3
+        assert len(queries.captured_queries) == (1 if connection.vendor == "postgresql" else 3)
+        assert 'INSERT INTO "sla_historicalcontract"' in queries.captured_queries[-1]["sql"]
+        assert _written(*ours) == _written(*theirs) and ours[0].pk != theirs[0].pk
+        (row,) = ours[2]
+        written = (row.history_type, row.history_change_reason, row.history_user)
+        assert written == ("+", "admitted (quote 7)", customer.user)
+        assert (row.history_date, row.id, row.instance.pk) == (T0, ours[0].pk, ours[0].pk)
+        assert [p.contract for p in ours[1]] == [ours[0]] * len(sites) and not ours[0]._state.adding
+
+
+def test_a_history_row_not_handed_over_plainly_is_written_by_the_separate_statements(monkeypatch, caplog, settings):
+    """What the one statement does not do writes the separate statements, the same rows: a bulk_create of the history
+    rows with an option (the ORM's own), a shape refused at compile time (logged once); history off writes none."""
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    import core.db
+    from core.db import PreparedInsertWithChildren
+    from sla.models import Contract, HistoricalContract
+
+    customer, tier, oslo, dublin = _commerce()
+    insert = PreparedInsertWithChildren(Contract, Placement, "contract", history=HistoricalContract)
+    with CaptureQueriesContext(connection) as queries:  # batch_size: the ORM's bulk_create, after the one statement
+        contract, placed, rows = _with_history(insert.insert, _new_contract(customer, tier),
+                                               _placements_without_contract(oslo, dublin), batch_size=5)  # fmt: skip
+    assert len(queries.captured_queries) == (2 if connection.vendor == "postgresql" else 3)
+    assert len(rows) == 1 and _written(contract, placed, rows)[0] == _columns(contract)
+    settings.SIMPLE_HISTORY_ENABLED = False
+    with CaptureQueriesContext(connection) as queries:
+        contract, placed, rows = _with_history(insert.insert, _new_contract(customer, tier),
+                                               _placements_without_contract(oslo))  # fmt: skip
+    assert len(queries.captured_queries) == (1 if connection.vendor == "postgresql" else 2)
+    assert rows == [] and not HistoricalContract.objects.filter(id=contract.pk).exists()
+    settings.SIMPLE_HISTORY_ENABLED = True
+    monkeypatch.setattr(core.db, "_INSERT", re.compile(r"a shape no Django compiles"))
+    insert = PreparedInsertWithChildren(Contract, Placement, "contract", history=HistoricalContract)
+    for sites in ([oslo], [dublin, oslo]):
+        with CaptureQueriesContext(connection) as queries:
+            contract, placed, rows = _with_history(insert.insert, _new_contract(customer, tier),
+                                                   _placements_without_contract(*sites))  # fmt: skip
+        assert len(queries.captured_queries) == 3 and len(rows) == 1 and _written(contract, placed, rows)
+    refusals = [r for r in caplog.records if "PreparedInsertWithChildren: unexpected statements" in r.getMessage()]
+    assert len(refusals) == (1 if connection.vendor == "postgresql" else 0)
+
+
+def test_a_history_row_that_fails_writes_nothing_and_marks_the_transaction():
+    from django.db import DataError, IntegrityError, connection, transaction
+
+    from core.db import PreparedInsertWithChildren
+    from sla.models import Contract, HistoricalContract
+    from sla.services.admission import CONTRACT_WITH_PLACEMENTS_INSERT as INSERT
+    from sla.services.admission import QUOTE_INSERT
+
+    customer, tier, oslo, _ = _commerce()
+    (quote,) = QUOTE_INSERT.insert([_new_quote(customer, tier)])
+    _with_history(INSERT.insert, _new_contract(customer, tier, quote=quote), _placements_without_contract(oslo))
+    cases = [(_new_contract(customer, tier, quote=quote), "admitted", IntegrityError)]  # a second buyer of the quote
+    if connection.vendor == "postgresql":  # SQLite does not check a varchar's length
+        cases.append((_new_contract(customer, tier), "x" * 101, DataError))  # history_change_reason: varchar(100)
+    for contract, reason, error in cases:
+        with pytest.raises(error), transaction.atomic():
+            try:
+                _with_history(INSERT.insert, contract, _placements_without_contract(oslo), reason=reason)
+            finally:
+                assert transaction.get_rollback()
+    counts = (Contract.objects.count(), Placement.objects.count(), HistoricalContract.objects.count())
+    assert counts == (1, 1, 1)
+    with pytest.raises(TypeError, match="no history model of Contract"):
+        PreparedInsertWithChildren(Contract, Placement, "contract", history=Placement)
+    with pytest.raises(TypeError, match="need the constructor's history model"):
+        _with_history(PreparedInsertWithChildren(Contract, Placement, "contract").insert,
+                      _new_contract(customer, tier), _placements_without_contract(oslo))  # fmt: skip
 
 
 def test_a_float_read_by_hand_keeps_the_digits_the_orm_keeps():

@@ -169,9 +169,10 @@ class ContractViewSet(CustomerWritesMixin, mixins.CreateModelMixin, viewsets.Rea
     """Contracts with where they run, measured uptime so far, service credits, preemption notices and downtime.
 
     A page costs a constant number of queries: count, contracts (uptime as subqueries), then one each for
-    placements, credits, notices and downtimes. Buying a quote costs six queries besides BEGIN and COMMIT: the
-    quote, the contract and its history row, its placements, then the plan's sites locked with their limits and
-    the peaks on them (sla.services.admission).
+    placements, credits, notices and downtimes. Buying a quote reads the quote, writes the contract with its
+    placements and its history row (one statement on PostgreSQL), locks the customer and reads its contracts (its
+    cap), then locks the plan's sites with their limits and reads the peaks on them, between BEGIN and COMMIT
+    (sla.services.admission; pinned by tests/sla/test_contracts_api.py).
     """
 
     queryset = Contract.objects.select_related("tier", "customer").with_uptime().with_details()

@@ -34,7 +34,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
-from simple_history.utils import get_history_manager_for_model
+from simple_history.utils import get_history_manager_for_model, get_history_model_for_model
 
 from core.auth import signed_in
 from core.db import LocalReadCache, PreparedInsert, PreparedInsertWithChildren, PreparedRead, aware, decimal
@@ -131,7 +131,10 @@ class CapacityRequest:
 QUOTE_INSERT = PreparedInsert(Quote)
 CONTRACT_INSERT = PreparedInsert(Contract)
 PLACEMENT_INSERT = PreparedInsert(Placement)
-CONTRACT_WITH_PLACEMENTS_INSERT = PreparedInsertWithChildren(Contract, Placement, "contract")
+# The contract, its placements and its history row (built by simple-history) in one statement on PostgreSQL
+CONTRACT_WITH_PLACEMENTS_INSERT = PreparedInsertWithChildren(
+    Contract, Placement, "contract", history=get_history_model_for_model(Contract)
+)
 
 
 def _fleet_queryset(*, lock: bool) -> QuerySet:
@@ -711,18 +714,22 @@ def _contract_history():
 
 
 def _insert(contract: Contract, placements: list[Placement], *, actor, reason: str) -> tuple[Contract, list[Placement]]:
-    """A new contract with its placements (given without their contract), then its history record (who and why):
-    the contract and the placements as `bulk_create` writes them, in one statement on PostgreSQL
-    (`CONTRACT_WITH_PLACEMENTS_INSERT`), its history row as simple-history's `bulk_create_with_history` writes it,
-    by `bulk_history_create` (the per-instance save() machinery is not needed: contracts have no other save
-    receivers), which builds the row and writes it through the history model's `objects.bulk_create`, a prepared
-    INSERT (sla.models.PreparedHistoryRows); the unique quote still fails loudly (IntegrityError) on a second
-    buyer, and nothing is written then. Inside admission's transaction. Returns the saved contract and placements."""
-    saved, placements = CONTRACT_WITH_PLACEMENTS_INSERT.insert(contract, placements)
-    _contract_history().bulk_history_create(
-        [saved], default_user=signed_in(actor), default_change_reason=reason, default_date=saved.status_changed_at
-    )
-    return saved, placements
+    """A new contract with its placements (given without their contract) and its history record (who and why):
+    the contract and the placements as `bulk_create` writes them, its history row as simple-history's
+    `bulk_create_with_history` writes it, built by `bulk_history_create` (the per-instance save() machinery is not
+    needed: contracts have no other save receivers) and handed to the history model's `objects.bulk_create`
+    (sla.models.PreparedHistoryRows). On PostgreSQL the three are one statement (`CONTRACT_WITH_PLACEMENTS_INSERT`:
+    the row held back there and written with the contract); elsewhere the contract and placements, then the row
+    (a prepared INSERT). The unique quote still fails loudly (IntegrityError) on a second buyer, and nothing is
+    written then. Inside admission's transaction. Returns the saved contract and placements."""
+    user = signed_in(actor)
+
+    def history(saved: Contract) -> None:
+        _contract_history().bulk_history_create(
+            [saved], default_user=user, default_change_reason=reason, default_date=saved.status_changed_at
+        )
+
+    return CONTRACT_WITH_PLACEMENTS_INSERT.insert(contract, placements, history=history)
 
 
 def _placements(
@@ -774,7 +781,7 @@ def _admit_planned(
     others on its site.
     The customer's row is locked before the sites and its cap checked (sla.services.caps): purchases of one
     customer serialize there, so parallel ones cannot take it past its cap.
-    Query cost: contract with its placements (1 on PostgreSQL, else 2) and its history row (1), customer lock
+    Query cost: contract with its placements and its history row (1 on PostgreSQL, else 3), customer lock
     (1), the customer's contracts (1), lock + limits (1), peaks on the locked sites (1); displacing Spot adds the
     bookings of the crowded sites (1), a write per displaced placement and the notices (1).
     """
@@ -826,8 +833,8 @@ def _admit_once(*, contract: Contract, request: CapacityRequest, actor, reason: 
     """One admission attempt under the locks: lock sites, read overlapping placements, plan, write.
 
     Query cost: customer lock (1), lock + limits + token price (1), the customer's contracts for its cap (1),
-    overlapping placements (1), a new contract with its placements (1 on PostgreSQL, else 2) and its history row
-    (1), or an existing one's update, history row and placements (3); displacing Spot adds a few.
+    overlapping placements (1), a new contract with its placements and its history row (1 on PostgreSQL, else 3),
+    or an existing one's update, history row and placements (3); displacing Spot adds a few.
     """
     lock_customer(contract.customer_id, request.tier)
     fleet = read_fleet(lock=True)
