@@ -121,19 +121,35 @@ class TimeRange(Func):
     output_field = DateTimeRangeField()
 
 
+class Unestimated(Func):
+    """`(SELECT expression)`: the same value, computed once per statement (PostgreSQL: an InitPlan), but one the
+    planner cannot look into when it estimates rows, so a statement comparing with it is costed the same for any
+    value (see `PlacementQuerySet.overlapping`)."""
+
+    template = "(SELECT %(expressions)s)"
+
+
 class PlacementQuerySet(models.QuerySet):
     def current(self, at: datetime) -> PlacementQuerySet:
         return self.filter(Q(valid_to__isnull=True) | Q(valid_to__gt=at), valid_from__lte=at)
 
-    def overlapping(self, start: datetime, end: datetime | None) -> PlacementQuerySet:
+    def overlapping(self, start: datetime, end: datetime | None, *, plan_once: bool = False) -> PlacementQuerySet:
         """Placements holding kW at some moment of [start, end); `end` None means open-ended.
 
         On PostgreSQL the windows are compared as ranges (`&&`), which the GiST index of migration 0005 answers
         in O(log n): admission runs this on every request, and two B-tree bounds cannot both be selective.
+
+        `plan_once` (for reads prepared on the server, of short windows): the requested range is `Unestimated`,
+        so PostgreSQL costs the statement alike for every window and keeps its generic plan (the same GiST scan)
+        after five calls. Otherwise a window shorter than the 1 % of placements a generic plan assumes makes each
+        custom plan look cheaper, and the statement is planned again on every call. The generic plan is made with
+        the statistics of its time (a sequential scan while the table is nearly empty) until the next ANALYZE.
         """
         if connections[self.db].vendor == "postgresql":
             moment = models.DateTimeField()
-            requested = TimeRange(Value(start, output_field=moment), Value(end, output_field=moment))
+            requested: Func = TimeRange(Value(start, output_field=moment), Value(end, output_field=moment))
+            if plan_once:
+                requested = Unestimated(requested)
             return self.alias(window=TimeRange(F("valid_from"), F("valid_to"))).filter(window__overlap=requested)
         window = Q(valid_to__isnull=True) | Q(valid_to__gt=start)
         return self.filter(window) if end is None else self.filter(window, valid_from__lt=end)
