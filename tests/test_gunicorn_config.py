@@ -222,6 +222,7 @@ def _access_line(logger_class, access_log_format: str | None, environ: dict) -> 
         None,
         "%(h)s %(r)s %(s)s %(b)s %(B)s %(m)s %(U)s %(q)s %(H)s %(T)s %(D)s %(M)s %(L)s %(p)s %(x)s",
         "%({host}i)s %({content-type}o)s %({raw_uri}e)s %(s)s",
+        '%(a)s %(h)s %%(t)s %(a)s "%(u)s" %(nothing)s %(B)d',  # a name twice, an escaped %, an unknown name, %d
     ],
 )
 def test_the_access_logger_writes_what_gunicorns_writes(access_log_format):
@@ -283,6 +284,25 @@ def test_the_access_line_is_written_without_a_log_record_as_gunicorns_handler_wr
         == '127.0.0.1 - - [07/Dec/2026:01:02:03 +0000] "POST /api/sla/quotes/ HTTP/1.1" 201 1289 "-" "bench \\"x\\""\n'
     )
     assert records == 0
+
+
+def test_the_access_line_works_out_only_the_atoms_its_format_names(monkeypatch):
+    """gunicorn works out all 19 atoms per request (the process id among them) and copies them into a SafeAtoms to
+    escape quotes, for a format that names 9 (the default); the line is the same with only those, escaped alike."""
+    module = load_config_module()
+    logger, out, _ = _access_logger(module.AccessLogger)
+    logger.access(_Response, _Request, ENVIRON, datetime.timedelta(microseconds=2345))  # its formatter tried once
+    out.truncate(0)
+    out.seek(0)
+    pids, wrapped = [], []
+    monkeypatch.setattr(module.os, "getpid", lambda: pids.append(1) or 4242)
+    monkeypatch.setattr(logger, "atoms_wrapper_class", lambda atoms: wrapped.append(1) or glogging.SafeAtoms(atoms))
+    logger.access(_Response, _Request, ENVIRON, datetime.timedelta(microseconds=2345))
+    logger.access_log.handlers.clear()
+
+    assert pids == [] and wrapped == []  # no atom the format does not name, no SafeAtoms
+    assert out.getvalue() == _access_line(glogging.Logger, None, ENVIRON)
+    assert module.AccessLogger.atoms(logger, _Response, _Request, ENVIRON, datetime.timedelta(0))["p"] == "<4242>"
 
 
 def test_reloading_the_logger_keeps_no_verdict_on_the_formatters_it_dropped(capsys, monkeypatch):
