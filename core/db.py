@@ -231,8 +231,9 @@ class PreparedInsert(Generic[_M]):
 
     Returns the saved instances, built by `Model.from_db` with the values written and the new primary key, and
     given the related objects `objs` held (their `tier`, `contract`, ...): use them instead of `objs`, which stay
-    unsaved. Like `bulk_create`, it sends no model signals: `tests/test_db.py` checks the receivers of each model the
-    app inserts this way. Refused (TypeError) for what it does not do: models without an auto primary key,
+    unsaved; an instance built by `new` (as a saved instance is) is itself returned, with its key. Like
+    `bulk_create`, it sends no model signals: `tests/test_db.py` checks the receivers of each model the app inserts
+    this way. Refused (TypeError) for what it does not do: models without an auto primary key,
     inheritance or `order_with_respect_to`; fields with a database default, generated or with their own SQL
     placeholder; an expression as a value; a backend without INSERT ... RETURNING of several rows. An instance
     whose primary key is set is refused (ValueError): the ORM would write that key, this always writes a new one. A
@@ -326,7 +327,33 @@ class PreparedInsert(Generic[_M]):
 
         return [key for (key,) in _write(db, statement)]
 
+    def new(self, **values) -> _M:
+        """A new instance to write: what `model(**values)` builds (a field left out takes its default; a related
+        object given by its field's name sets the key and is kept as the related object; an unknown name is a
+        TypeError), built by `Model.from_db` as a saved instance is, so that `insert` gives it its key and returns
+        it instead of building a saved copy: one instance, one `Model.__init__`. Until it is written it has no
+        key; written by the ORM (`save`) instead, it is inserted too (no key: no UPDATE to try)."""
+        row, related = [], []
+        for field in self.model._meta.concrete_fields:
+            if isinstance(field, ForeignKey) and field.name in values:  # (the only relations __init__ allows)
+                other = values.pop(field.name)
+                related.append((field, other))
+                row.append(None if other is None else getattr(other, field.target_field.attname))
+            elif field.attname in values:
+                row.append(values.pop(field.attname))
+            else:
+                row.append(values.pop(field.name) if field.name in values else field.get_default())
+        if values:
+            raise TypeError(f"{self.model.__name__} has no field named {sorted(values)}")
+        obj = self.model.from_db(DEFAULT_DB_ALIAS, None, row)  # type: ignore[arg-type]
+        for field, other in related:
+            setattr(obj, field.name, other)  # as Model.__init__ sets a related object given by name
+        return obj
+
     def _saved(self, alias: str, obj: _M, pk) -> _M:
+        if not obj._state.adding and obj._state.db == alias:  # built by `new`: the saved instance itself
+            obj.pk = pk
+            return obj
         values = [getattr(obj, attname) for attname in self._attnames]
         values[self._pk_index] = pk
         saved = self.model.from_db(alias, None, values)  # type: ignore[arg-type]

@@ -7,13 +7,25 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.db import connections
+from django.db.models.signals import post_init
 
 from core.db import LocalReadCache, PreparedRead, attnames, from_row
 from optimizer.models import OptimizationRun
 from sites.models import Site
-from sla.models import Placement
-from tests.factories import T0, OptimizationRunFactory, PlacementFactory, SiteFactory
+from sla.models import Contract, Placement, Quote
+from sla.services import CapacityRequest, create_contract_from_quote, create_quote
+from sla.services.admission import QUOTE_INSERT
+from tests.factories import (
+    T0,
+    CustomerFactory,
+    OptimizationRunFactory,
+    PlacementFactory,
+    SiteFactory,
+    TierFactory,
+)
+from tests.sla.conftest import build_fleet
 
 pytestmark = pytest.mark.django_db
 
@@ -1005,3 +1017,53 @@ def test_a_float_read_by_hand_keeps_the_digits_the_orm_keeps():
     assert decimal(59.9139) == Decimal("59.9139")
     assert decimal(Decimal("12.345")) == Decimal("12.345")
     assert decimal(None) == Decimal("0") and decimal(7) == Decimal("7")
+
+
+def test_an_instance_built_to_insert_is_what_the_constructor_builds_and_is_itself_the_saved_one():
+    customer, tier = CustomerFactory(), TierFactory()
+    given = dict(
+        customer=customer, tier=tier, capacity_kw=Decimal("5.000"), starts_at=T0, ends_at=T0 + H, valid_until=T0,
+        token_price_usd_per_mtok=Decimal("1.5000"), token_price_source="default", tokens_per_s_per_kw=Decimal("2"),
+        base_value_usd_per_kwh=Decimal("0.1"), tier_multiplier=Decimal("1.00"), utilization_pct=Decimal("50"),
+        utilization_factor=Decimal("1.0000"), price_usd_per_kwh=Decimal("0.1"), total_usd=Decimal("0.50"),
+    )  # fmt: skip
+    built, constructed = QUOTE_INSERT.new(**given), Quote(**given)  # the rest (sites, rates, fee) defaults
+
+    fields = Quote._meta.concrete_fields
+    assert [getattr(built, f.attname) for f in fields] == [getattr(constructed, f.attname) for f in fields]
+    assert built.customer is customer and built.tier is tier
+    assert built.sites == [] and built.sites is not constructed.sites  # a callable default, called for each
+    by_key = {**{k: v for k, v in given.items() if k != "tier"}, "customer": None, "tier_id": tier.pk}
+    assert (QUOTE_INSERT.new(**by_key).customer_id, QUOTE_INSERT.new(**by_key).tier_id) == (None, tier.pk)
+    with pytest.raises(TypeError, match="no field named \\['colour'\\]"):
+        QUOTE_INSERT.new(**given, colour="red")
+
+    (saved,) = QUOTE_INSERT.insert([built])
+    assert saved is built and built.pk is not None
+    assert (built._state.adding, built._state.db) == (False, "default")  # as Model.from_db and save() leave it
+    stored = Quote.objects.get(pk=built.pk)
+    assert [getattr(stored, f.attname) for f in fields] == [getattr(built, f.attname) for f in fields]
+    (copy_of_constructed,) = QUOTE_INSERT.insert([constructed])  # an instance from the constructor: a saved copy
+    assert copy_of_constructed is not constructed and constructed.pk is None
+
+
+def test_a_quote_and_its_purchase_build_each_written_instance_once():
+    fleet = build_fleet()
+    customer = CustomerFactory()
+    built: list[str] = []
+
+    def receiver(sender, instance, **kwargs):
+        built.append(sender.__name__)
+
+    request = CapacityRequest(fleet.standard, Decimal("10"), T0 + 24 * H, T0 + 26 * H)
+    post_init.connect(receiver, weak=False, dispatch_uid="built_once")
+    try:
+        with time_machine.travel(T0, tick=False):
+            quote = create_quote(customer=customer, request=request)
+            contract = create_contract_from_quote(quote=quote)
+    finally:
+        post_init.disconnect(dispatch_uid="built_once")
+
+    placements = Placement.objects.filter(contract=contract).count()
+    assert quote.pk is not None and Contract.objects.filter(pk=contract.pk, quote=quote).exists()
+    assert (built.count("Quote"), built.count("Contract"), built.count("Placement")) == (1, 1, placements)

@@ -516,7 +516,7 @@ def create_quote(*, customer: Customer, request: CapacityRequest) -> Quote:
     """
     plan, price = _plan_without_locks(request)
     _refuse_over_cap(customer.pk, request)
-    quote = Quote(
+    quote = QUOTE_INSERT.new(
         customer=customer,
         tier=request.tier,
         capacity_kw=request.capacity_kw,
@@ -599,7 +599,7 @@ def _plan_without_locks(request: CapacityRequest) -> tuple[list[capacity.Share],
 def create_contract(*, customer: Customer, request: CapacityRequest, actor=None) -> Contract:
     """Admit a request priced now, or raise AdmissionRefused; see `_admit` for the guarantees."""
     plan, price = _plan_without_locks(request)
-    contract = Contract(
+    contract = CONTRACT_INSERT.new(
         customer=customer,
         tier=request.tier,
         capacity_kw=request.capacity_kw,
@@ -630,7 +630,7 @@ def create_contract_from_quote(*, quote: Quote, actor=None) -> Contract:
     )
     if request.starts_at < now:
         request = request.shifted_to(now)
-    contract = Contract(
+    contract = CONTRACT_INSERT.new(
         customer_id=quote.customer_id,
         tier=quote.tier,
         capacity_kw=quote.capacity_kw,
@@ -740,7 +740,7 @@ def _placements(
 ) -> list[Placement]:
     """New placements of `shares` (site, kW) over the request's window; of `contract` when it is saved already."""
     return [
-        Placement(
+        PLACEMENT_INSERT.new(
             contract=contract,
             site_id=site_id,
             capacity_kw=kw,
