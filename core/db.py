@@ -154,7 +154,7 @@ _KEPT_CURSORS: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[object, obje
 KEPT_CURSORS_PER_CONNECTION = 128  # more statements than the app's prepared ones: start again (bounds the memory)
 
 
-def statement_rows(db: BaseDatabaseWrapper, sql: str, params: Sequence) -> list[tuple]:
+def statement_rows(db: BaseDatabaseWrapper, sql: str, params: Sequence, *, keep: bool = True) -> list[tuple]:
     """The rows of one of the app's compiled statements on `db`, as `with db.cursor() as c: c.execute(sql,
     params); return c.fetchall()` returns them.
 
@@ -167,9 +167,11 @@ def statement_rows(db: BaseDatabaseWrapper, sql: str, params: Sequence) -> list[
     the debug wrapper when queries are logged), then `CursorWrapper.execute` (execute_wrappers, the
     broken-transaction check, errors wrapped as Django's) and the fetch with errors wrapped. The cursors are made
     again when the connection or the wrapper's time zone changed (Django's `create_cursor` registers the zone on
-    its cursor), and a closed one is replaced. Other databases use `db.cursor()`.
+    its cursor), and a closed one is replaced. A kept cursor holds its statement's last result until it runs
+    again. Other databases, and `keep=False` (a statement built anew on each call, whose text varies: a new
+    cursor for it would save little and keep its rows), use `db.cursor()`.
     """
-    if db.vendor != "postgresql":
+    if not keep or db.vendor != "postgresql":
         with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
@@ -673,7 +675,7 @@ def driver_rows(queryset: QuerySet) -> list[tuple]:
         sql, params = queryset.query.get_compiler(queryset.db).as_sql()
     except EmptyResultSet:  # e.g. `site_id__in=[]`: the ORM answers without asking the database
         return []
-    return statement_rows(db, sql, params)
+    return statement_rows(db, sql, params, keep=False)  # compiled per call: a new query, nothing kept
 
 
 class LocalReadCache:

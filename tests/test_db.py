@@ -219,6 +219,17 @@ def test_kept_cursors_are_made_again_on_a_new_connection_and_for_a_closed_cursor
     assert len(_driver_cursors(executions, sql)) == 3
 
 
+def test_the_rows_of_a_queryset_compiled_per_call_keep_no_cursor(executions):
+    """driver_rows compiles its queryset on each call: nothing to gain from a kept cursor but the rows it would hold."""
+    from core.db import driver_rows
+
+    SiteFactory(code="oslo")
+    for _ in range(2):
+        assert driver_rows(Site.objects.filter(code="oslo").values_list("code")) == [("oslo",)]
+    cursors = [cursor for _, _, cursor in executions[-2:]]
+    assert cursors[0] is not cursors[1] and all(cursor.closed for cursor in cursors)
+
+
 def test_a_kept_cursor_raises_djangos_errors_and_runs_again_after_them(executions):
     from django.db import DataError, transaction
     from django.db.transaction import TransactionManagementError
