@@ -230,6 +230,49 @@ def test_the_rows_of_a_queryset_compiled_per_call_keep_no_cursor(executions):
     assert cursors[0] is not cursors[1] and all(cursor.closed for cursor in cursors)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_each_threads_connection_keeps_cursors_of_its_own():
+    """Connections are per thread (gunicorn's gthread workers, Celery threads), and so are the cursors kept for
+    them: two threads running the same statement in turns each get their own back."""
+    import threading
+
+    from django.db import connections
+
+    from core.db import statement_rows
+
+    _on_postgresql()
+    turns = [threading.Event() for _ in range(4)]
+    cursors: dict[str, list] = {"a": [], "b": []}
+
+    def run(name, mine):
+        connection = connections["default"]  # this thread's
+
+        def wrapper(execute, sql, params, many, context):
+            cursors[name].append(context["cursor"].cursor)
+            return execute(sql, params, many, context)
+
+        try:
+            with connection.execute_wrapper(wrapper):
+                for turn in mine:  # a, b, a, b
+                    turns[turn].wait(10)
+                    assert statement_rows(connection, "SELECT %s::int", [turn]) == [(turn,)]
+                    if turn + 1 < len(turns):
+                        turns[turn + 1].set()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=("a", (0, 2))), threading.Thread(target=run, args=("b", (1, 3)))]
+    for thread in threads:
+        thread.start()
+    turns[0].set()
+    for thread in threads:
+        thread.join()
+
+    (a, a_again), (b, b_again) = cursors["a"], cursors["b"]
+    assert a is a_again and b is b_again  # kept for each thread's connection, though the other ran in between
+    assert a is not b
+
+
 def test_a_kept_cursor_raises_djangos_errors_and_runs_again_after_them(executions):
     from django.db import DataError, transaction
     from django.db.transaction import TransactionManagementError
