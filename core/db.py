@@ -242,7 +242,7 @@ class PreparedInsert(Generic[_M]):
     value that fails to convert (`pre_save`, `get_db_prep_save`) marks the transaction for rollback, as in the ORM.
     """
 
-    def __init__(self, model: type[_M], *, without: Field | None = None):
+    def __init__(self, model: type[_M], *, without: Field | None = None, asynchronous_commit: bool = False):
         meta = model._meta
         if meta.auto_field is None or meta.parents or meta.order_with_respect_to:
             raise TypeError(f"PreparedInsert: {model.__name__} needs an auto primary key and no inheritance")
@@ -258,6 +258,8 @@ class PreparedInsert(Generic[_M]):
             raise TypeError(f"PreparedInsert: {model.__name__} has a relation that is not a ForeignKey")
         self._pk_index = meta.concrete_fields.index(meta.auto_field)
         self._compiled: dict[tuple[str, int], tuple[str, bool]] = {}
+        self.asynchronous_commit = asynchronous_commit
+        self._asynchronous: dict[str, str] = {}  # statement -> the same committing without a flush of its own
 
     def _compile(self, db: BaseDatabaseWrapper, objs: Sequence[_M]) -> tuple[str, bool]:
         """(SQL, whether its parameters are one array per column) for this many rows, as the ORM compiles them."""
@@ -325,9 +327,32 @@ class PreparedInsert(Generic[_M]):
 
         def statement() -> tuple[str, list]:
             sql, columns = self._compile(db, objs)
+            if self.asynchronous_commit and db.vendor == "postgresql" and not db.in_atomic_block:
+                sql = self._committed_asynchronously(db, sql)
             return sql, self._params(db, objs, columns)
 
-        return [key for (key,) in _write(db, statement)]
+        return [row[0] for row in _write(db, statement)]
+
+    def _committed_asynchronously(self, db: BaseDatabaseWrapper, sql: str) -> str:
+        """`sql` setting `synchronous_commit` off for its own transaction only, when it is one: in autocommit, the
+        statement is its transaction, and PostgreSQL reads the setting when it commits, right after it; the
+        session's setting is back at the end of it (`set_config(..., true)` is `SET LOCAL`). Inside a transaction
+        (atomic, or autocommit turned off) the statement as it is: the setting would hold for the whole transaction.
+
+        The call goes in the RETURNING list (`RETURNING "table"."key", set_config(...)`: evaluated for the row
+        written, no round trip of its own); an INSERT in another shape is written as it is (logged once)."""
+        if not db.get_autocommit():
+            return sql
+        unflushed = self._asynchronous.get(sql)
+        if unflushed is None:
+            if _RETURNING_KEY.search(sql):
+                unflushed = f"{sql}, set_config('synchronous_commit', 'off', true)"
+            else:
+                logger.warning("PreparedInsert: %s's INSERT does not end with RETURNING its key; committed with a "
+                               "flush of its own: %s", self.model.__name__, sql)  # fmt: skip
+                unflushed = sql
+            self._asynchronous[sql] = unflushed
+        return unflushed
 
     def new(self, **values) -> _M:
         """A new instance to write: what `model(**values)` builds (a field left out takes its default; a related
@@ -598,6 +623,7 @@ _INSERT = re.compile(
     r'INSERT INTO (?P<table>"[^"]+") \((?P<columns>[^()]+)\) (?P<rows>.+) RETURNING (?P<returning>"[^"]+"\."[^"]+")',
     re.DOTALL,
 )
+_RETURNING_KEY = re.compile(r' RETURNING "[^"]+"\."[^"]+"\Z')
 # The ORM's several-row INSERT on PostgreSQL: SELECT * FROM UNNEST((%s)::bigint[], (%s)::numeric[], ...), one array
 # per column cast to the column's type without its length.
 _UNNEST_TYPES = re.compile(r"\(%s\)::([a-z][a-z ]*)\[\]")
