@@ -17,12 +17,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import select
 import threading
 import time
 from typing import cast
 
 import redis
-from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.base import MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import NoScriptError, RedisError
@@ -30,7 +31,8 @@ from redis.exceptions import NoScriptError, RedisError
 logger = logging.getLogger(__name__)
 
 # The redis-py (major, minor) whose undocumented parts KeptConnection relies on were checked against (the pool's
-# make_connection and ensure_connection, the connection's retry, send_command, read_response and disconnect):
+# make_connection and ensure_connection, the connection's _sock, _parser._buffer.unread_bytes(), connect,
+# pack_command, send_packed_command, read_response and disconnect):
 # tests/reliability/test_kept_connection.py fails when another version is installed, or when those parts change.
 CHECKED_WITH_REDIS_PY = (8, 2)
 
@@ -97,29 +99,59 @@ class KeptConnection:
     Checking a connection out of redis-py's pool and back (a lock, the observability hooks of redis-py 8, the
     reconnect-on-release check) cost more CPU per throttled API request than the EVALSHA it carries. This keeps one
     connection made by the pool (`make_connection`: same class, address, timeouts and retry policy) and, before each
-    command, has the pool check it as a checkout would (`ensure_connection`: connect if not connected; data or an
-    end of file pending, e.g. the server closed it, means reconnect). A command then runs as
-    `Redis.execute_command` runs it: the connection's own retry policy, disconnected on a connection or timeout
-    error. A forked child (gunicorn preloads the app) makes its own; a lock keeps threads sharing it in turn."""
+    command, checks it as a pool checkout would (`ConnectionPool.ensure_connection`: connect if not connected; data
+    or an end of file pending, e.g. the server closed it, means reconnect, or reading push notifications where the
+    pool takes them). That check is a poll of the socket that redis-py makes with three system calls and several
+    layers of Python (`can_read`: timeout off, recv, timeout back); here it is one `poll(0)` on the kept socket, plus
+    a look at the bytes redis-py's parser holds unread, and only when either reports something does the pool's own
+    `ensure_connection` run, so what is done about pending data or a closed connection is redis-py's.
+
+    A command is sent once: the connection's retry policy applies to connecting (`connect`), never to sending the
+    command again after an error, since the server may have run it (EVALSHA's INCR counts a hit). On a connection or
+    timeout error redis-py disconnects it and the error goes to the caller. A forked child (gunicorn preloads the app)
+    makes its own; a lock keeps threads sharing it in turn."""
 
     def __init__(self, pool):
         self.pool = pool
         self._lock = threading.Lock()
         self._pid = 0
         self._connection = None
+        self._socket = None
+        self._poll = None
+        self._packed = {}  # the arguments of a command -> the command packed
 
     def command(self, *args):
-        """Send one command and return its reply unparsed (as redis-py returns EVALSHA's)."""
+        """Send one command and return its reply unparsed (as redis-py returns EVALSHA's). The command is packed by
+        the connection (`pack_command`) once per process for the same arguments (at most PACKED_KEPT of them)."""
         with self._lock:
-            connection = self._connection
-            if connection is None or self._pid != os.getpid():
-                connection = self._connection = self.pool.make_connection()
-                self._pid = os.getpid()
+            connection = self._checked()
+            packed = self._packed.get(args)
+            if packed is None:
+                if len(self._packed) >= PACKED_KEPT:
+                    self._packed.clear()
+                packed = self._packed[args] = connection.pack_command(*args)
+            connection.send_packed_command(packed)
+            return connection.read_response()
+
+    def _checked(self):
+        """The kept connection, connected and ready to send, as `ConnectionPool.ensure_connection` leaves it."""
+        connection = self._connection
+        if connection is None or self._pid != os.getpid():
+            connection = self._connection = self.pool.make_connection()
+            self._pid = os.getpid()
+            self._packed.clear()
+        sock = connection._sock
+        if sock is None:
+            connection.connect()
+            sock = connection._sock
+        poll = self._poll
+        if sock is not self._socket or poll is None:
+            poll = self._poll = select.poll()
+            poll.register(sock, select.POLLIN)
+            self._socket = sock
+        if poll.poll(0) or _unread(connection):
             self.pool.ensure_connection(connection)
-            return connection.retry.call_with_retry(
-                lambda: _send_and_read(connection, *args),
-                lambda error: connection.disconnect(),
-            )
+        return connection
 
     def close(self) -> None:
         """Disconnect the kept connection (the next command makes a new one)."""
@@ -129,9 +161,15 @@ class KeptConnection:
             self._connection = None
 
 
-def _send_and_read(connection, *command):
-    connection.send_command(*command)
-    return connection.read_response()
+# Packed commands a KeptConnection keeps (the throttle's: one per throttle key and window seen by the process).
+PACKED_KEPT = 1024
+
+
+def _unread(connection) -> bool:
+    """Whether redis-py's parser holds bytes it has read from the socket but not parsed yet (its SocketBuffer);
+    a parser without one (hiredis) is always checked by the pool."""
+    buffer = getattr(connection._parser, "_buffer", None)
+    return buffer is None or buffer.unread_bytes() > 0
 
 
 def _guarded(name: str):
@@ -142,15 +180,21 @@ def _guarded(name: str):
             return hit_window(self.fallback, *args, **kwargs)
         return getattr(self.fallback, name)(*args, **kwargs)
 
+    # Redis, or while it is down (the breaker's pause) local memory; after the pause, the next successful call closes
+    # the breaker again (mark_up). A cache that was never down reads no clock.
     @functools.wraps(redis_method)
     def method(self: ResilientRedisCache, *args, **kwargs):
-        if self.redis_is_down():
+        was_down = self._down_until != 0.0
+        if was_down and self.redis_is_down():
             return local(self, *args, **kwargs)
         try:
-            return redis_method(self, *args, **kwargs)
+            result = redis_method(self, *args, **kwargs)
         except RedisError as exc:
             self.mark_down(exc)
             return local(self, *args, **kwargs)
+        if was_down and not self.redis_is_down():
+            self.mark_up()
+        return result
 
     return method
 
@@ -168,9 +212,17 @@ class ResilientRedisCache(RedisCache):
         self.fallback = LocMemCache(f"fallback-{id(self)}", {"TIMEOUT": params.get("TIMEOUT", 300)})
         self._down_until = 0.0
         self._lock = threading.Lock()
-        self._scripts = {}
+        self._hit_script = None  # (the writers' client, the sha of HIT_WINDOW_LUA) once loaded
         self._kept = {}
         self._kept_unsupported = False
+
+    def validate_key(self, key: str) -> None:
+        """Django's warnings for a key memcached would refuse (`BaseCache.validate_key`): a key of at most 250
+        characters, all printable ASCII but the space, gets none, so it is not walked character by character (every
+        throttled request makes one); any other key is Django's to check."""
+        if len(key) <= MEMCACHE_MAX_KEY_LENGTH and key.isascii() and key.isprintable() and " " not in key:
+            return
+        super().validate_key(key)
 
     def redis_is_down(self) -> bool:
         return time.monotonic() < self._down_until
@@ -191,16 +243,20 @@ class ResilientRedisCache(RedisCache):
         layers (imports, metrics hooks, the retry closure, the pool's lock and hooks) cost more CPU than sending
         the command and reading its reply."""
         key = self.make_and_validate_key(key)
-        client = self._cache.get_client(key, write=True)
-        sha = self._scripts.get(id(client))
-        if sha is None:
-            sha = self._scripts[id(client)] = client.script_load(HIT_WINDOW_LUA)
+        client, sha = self._hit_script or self._load_hit_script()
         try:
             count, ttl = self._evalsha(client, sha, key, window_s)
-        except NoScriptError:  # Redis restarted or its scripts were flushed: load it again, once
+        except NoScriptError:  # Redis restarted or its scripts were flushed: load it again, once (NOSCRIPT: not run)
             client.script_load(HIT_WINDOW_LUA)
             count, ttl = self._evalsha(client, sha, key, window_s)
         return int(count), float(ttl if ttl > 0 else window_s)
+
+    def _load_hit_script(self):
+        """The writers' client (Django's RedisCacheClient writes to its first server) and HIT_WINDOW_LUA's sha,
+        loaded into Redis on first use."""
+        client = self._cache.get_client(None, write=True)
+        self._hit_script = (client, client.script_load(HIT_WINDOW_LUA))
+        return self._hit_script
 
     def _evalsha(self, client, sha: str, key: str, window_s: int):
         """EVALSHA on the kept connection; if redis-py's parts it relies on changed (an AttributeError or TypeError,
@@ -241,21 +297,3 @@ class ResilientRedisCache(RedisCache):
 
 for _name in GUARDED:
     setattr(ResilientRedisCache, _name, _guarded(_name))
-
-
-def _recovering(method):
-    """After the breaker's pause, the next successful call closes it again."""
-
-    @functools.wraps(method)
-    def wrapper(self: ResilientRedisCache, *args, **kwargs):
-        was_down = self._down_until != 0.0 and not self.redis_is_down()
-        result = method(self, *args, **kwargs)
-        if was_down and not self.redis_is_down():
-            self.mark_up()
-        return result
-
-    return wrapper
-
-
-for _name in GUARDED:
-    setattr(ResilientRedisCache, _name, _recovering(getattr(ResilientRedisCache, _name)))

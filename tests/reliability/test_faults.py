@@ -314,7 +314,8 @@ def test_window_counter_on_redis_counts_one_window_then_opens_the_next(private_r
 def test_a_throttle_hit_is_one_evalsha_on_a_connection_the_process_keeps(private_redis, settings, monkeypatch):
     """Every throttled API request counts a hit: EVALSHA on a connection the process keeps (core.cache.
     KeptConnection), not through redis-py's per-command layers (Script.__call__, Redis.execute_command) nor the
-    pool's checkout, which cost ~0.1 ms each of a request's CPU (docs/api-performance.md); forgotten scripts are
+    pool's checkout, which cost ~0.1 ms each of a request's CPU (docs/api-performance.md), checked by one poll of
+    its socket instead of redis-py's can_read (tests/reliability/test_kept_connection.py); forgotten scripts are
     loaded again, a connection the server dropped is reconnected, as redis-py does, and a forked process makes
     its own."""
     import redis
@@ -333,9 +334,12 @@ def test_a_throttle_hit_is_one_evalsha_on_a_connection_the_process_keeps(private
     monkeypatch.setattr(
         ConnectionPool, "get_connection", lambda self, *a, **k: checkouts.append(1) or get_connection(self, *a, **k)
     )
+    polls = []  # redis-py's check of a connection (can_read: three system calls), made by ensure_connection
+    monkeypatch.setattr(ConnectionPool, "ensure_connection", lambda self, connection: polls.append(connection))
     assert [hit_window(cache, "throttle-test", 60)[0] for _ in range(3)] == [2, 3, 4]
     assert sent == []  # EVALSHA went out on the kept connection itself
     assert checkouts == []  # which no hit took from the pool
+    assert polls == []  # and checked with one poll of its socket, nothing pending
     monkeypatch.undo()
 
     admin = redis.Redis.from_url(private_redis.url(1))
