@@ -16,9 +16,13 @@ import gc
 import logging
 import os
 import re
+import socket
+import sys
 import weakref
 
 from gunicorn import glogging
+from gunicorn.http.body import LengthReader
+from gunicorn.workers.sync import SyncWorker
 
 # Sync workers: a request waits on nothing but PostgreSQL and Redis, and 3 measured best on 2 cores
 # (docs/deployment.md: 2 leave a core idle, 4 switch more, threads doubled the p99). About 1.5 per core.
@@ -244,3 +248,55 @@ def pre_fork(server, worker):
 
 def post_fork(server, worker):
     gc.set_threshold(*WORKER_GC_THRESHOLDS)
+
+
+def post_request(worker, req, environ, resp):
+    """After a sync worker's answer, close the connection at once when the client cannot be sending anything more,
+    instead of lingering on it (nginx's default `lingering_close on`; docs/deployment.md, "The web process").
+
+    gunicorn's sync worker ends every connection with `util.close_graceful` (RFC 9112 §9.6): it half-closes, then
+    reads until the client closes (up to 2 s) before it accepts the next connection, so each answer costs the worker
+    a client round trip of waiting. The lingering keeps the kernel from answering data the server never read with a
+    reset that can wipe the answer from the client's buffers; it is needed only when such data may come. The
+    connection is closed here, which gunicorn's `close_graceful` then finds closed, when all of these hold, and left
+    to gunicorn otherwise:
+
+    - a sync worker (another class keeps or closes connections itself), without SSL, and no exception on its way
+      out (this hook runs in `handle_request`'s `finally`; gunicorn still has to answer it);
+    - the answer was sent whole: headers sent, a Content-Length and that many bytes written (each write returned,
+      so every byte was handed to the kernel, which still sends them before the FIN); not chunked, not streamed
+      through sendfile, not a HEAD or 304 without a body;
+    - the request's body (of known length) was read to its end;
+    - the client sent nothing beyond the request: none already read with it (pipelined) and none waiting in the
+      socket's receive buffer (a non-blocking peek).
+
+    The access line is written and `max_requests` counted before this hook runs; gunicorn's own close then returns at
+    once (its shutdown() fails on the closed socket)."""
+    if _nothing_more_can_come(worker, req, resp):
+        resp.sock.close()
+
+
+def _nothing_more_can_come(worker, req, resp) -> bool:
+    # (in a `finally` that an exception runs, sys.exception() is that exception)
+    if type(worker) is not SyncWorker or worker.cfg.is_ssl or sys.exception() is not None:
+        return False
+    length = resp.response_length
+    answered_whole = resp.headers_sent and length is not None and resp.sent == length  # (a chunked one has none)
+    body = req.body
+    body_read = isinstance(body.reader, LengthReader) and body.reader.length == 0 and not body.failed
+    # (take_buffered empties gunicorn's read-ahead: nothing reads this connection again, it closes either way)
+    return answered_whole and body_read and not req.unreader.take_buffered() and not _bytes_waiting(resp.sock)
+
+
+def _bytes_waiting(sock: socket.socket) -> bool:
+    """Whether the client's bytes wait in the socket's receive buffer (the end of its stream counts as none). The
+    sync worker's sockets are blocking, without a timeout: Python then calls recv() at once, and MSG_DONTWAIT makes
+    it return. With a timeout Python would first wait for bytes: such a socket counts as having some."""
+    if sock.gettimeout() is not None:
+        return True
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return False
+    except OSError:  # closed already, or reset: gunicorn's close handles it
+        return True

@@ -1,9 +1,11 @@
-"""energyarb's WSGI app plus `/__probe__`, which answers what the gunicorn worker serving it looks like (a test
-app only: tests/test_gunicorn_config.py runs it under deploy/gunicorn.conf.py on loopback)."""
+"""energyarb's WSGI app plus `/__probe__`, which answers what the gunicorn worker serving it looks like, and a few
+`/__probe__/...` answers of the shapes gunicorn closes differently (a test app only: tests/test_gunicorn_config.py
+runs it under deploy/gunicorn.conf.py on loopback)."""
 
 import gc
 import json
 import os
+import time
 
 from energyarb.wsgi import application as energyarb_application
 
@@ -32,7 +34,48 @@ def _heartbeat_files() -> list[str]:
     return [name for name in names if "wgunicorn-" in name]
 
 
+def _answer(start_response, body: bytes, *, length: bool = True):
+    headers = [("Content-Type", "application/json")]
+    if length:
+        headers.append(("Content-Length", str(len(body))))
+    start_response("200 OK", headers)
+    return [body]
+
+
+def _read_body(environ, start_response):
+    """Reads the request body to its end and answers how long it was."""
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    return _answer(start_response, json.dumps({"read": len(body)}).encode())
+
+
+def _slow(environ, start_response):
+    """Answers after 0.3 s (a client's further bytes arrive meanwhile)."""
+    time.sleep(0.3)
+    return _answer(start_response, b'{"slow": true}')
+
+
+def _unknown_length(environ, start_response):
+    """An answer without Content-Length (gunicorn sends it chunked to an HTTP/1.1 client)."""
+    return _answer(start_response, b'{"length": "unknown"}', length=False)
+
+
+def _fails_after_its_headers(environ, start_response):
+    """Starts an empty answer (Content-Length: 0), then fails before gunicorn sends it: gunicorn answers 500."""
+    start_response("200 OK", [("Content-Length", "0")])
+    raise RuntimeError("the probe fails on purpose")
+
+
+ANSWERS = {
+    "/__probe__/read-body": _read_body,
+    "/__probe__/slow": _slow,
+    "/__probe__/unknown-length": _unknown_length,
+    "/__probe__/fails": _fails_after_its_headers,
+}
+
+
 def application(environ, start_response):
+    if environ["PATH_INFO"] in ANSWERS:
+        return ANSWERS[environ["PATH_INFO"]](environ, start_response)
     if environ["PATH_INFO"] != "/__probe__":
         return energyarb_application(environ, start_response)
     body = json.dumps(
@@ -45,5 +88,4 @@ def application(environ, start_response):
             "heartbeat_files": _heartbeat_files(),
         }
     ).encode()
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-    return [body]
+    return _answer(start_response, body)

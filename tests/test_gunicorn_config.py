@@ -2,6 +2,7 @@
 comments say (app preloaded in the master, garbage collector frozen before the fork, worker thresholds, heartbeat on
 /dev/shm, access log in gunicorn's combined format)."""
 
+import contextlib
 import datetime
 import gc
 import importlib.util
@@ -10,6 +11,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -381,10 +383,19 @@ def _get(url: str) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
-@pytest.fixture
-def served(django_db_setup, django_db_blocker, tmp_path):
-    """tests.gunicorn_probe (energyarb's app + /__probe__) under deploy/gunicorn.conf.py with 2 workers, on the
-    test database; yields (base URL, path of gunicorn's stdout)."""
+def on_the_test_database(test):
+    """A test of the served app: skipped unless on PostgreSQL, and marked django_db so that the test database is
+    made (and migrated) even when no other test of the session asks for it."""
+    test = pytest.mark.django_db(test)
+    return pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="the served app needs the PostgreSQL test database"
+    )(test)
+
+
+@contextlib.contextmanager
+def _gunicorn(config: Path, workers: int, tmp_path: Path, *flags: str):
+    """tests.gunicorn_probe (energyarb's app + /__probe__) under gunicorn with `config` and `workers` on loopback, on
+    the test database, until it answers; yields (its process, base URL, path of gunicorn's stdout)."""
     db = connection.settings_dict
     port = free_port()
     password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
@@ -397,8 +408,8 @@ def served(django_db_setup, django_db_blocker, tmp_path):
         "LOG_LEVEL": "WARNING",
     }
     out = tmp_path / "stdout"
-    command = [sys.executable, "-m", "gunicorn", "tests.gunicorn_probe:application", "--config", str(CONFIG)]
-    command += ["--workers", "2", "--bind", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "gunicorn", "tests.gunicorn_probe:application", "--config", str(config)]
+    command += ["--workers", str(workers), "--bind", f"127.0.0.1:{port}", *flags]
     with out.open("wb") as stdout, (tmp_path / "stderr").open("wb") as stderr:
         process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=stdout, stderr=stderr)
     base = f"http://127.0.0.1:{port}"
@@ -412,12 +423,19 @@ def served(django_db_setup, django_db_blocker, tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, (tmp_path / "stderr").read_text()
                 time.sleep(0.1)
-        yield base, out
+        yield process, base, out
     finally:
         stop_process(process)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the served app needs the PostgreSQL test database")
+@pytest.fixture
+def served(django_db_setup, django_db_blocker, tmp_path):
+    """deploy/gunicorn.conf.py with 2 workers; yields (base URL, path of gunicorn's stdout)."""
+    with _gunicorn(CONFIG, 2, tmp_path) as (_, base, out):
+        yield base, out
+
+
+@on_the_test_database
 def test_a_worker_is_forked_from_the_loaded_app_with_its_objects_frozen_and_nothing_connected(served):
     base, stdout = served
     probes = {}
@@ -447,3 +465,222 @@ def test_a_worker_is_forked_from_the_loaded_app_with_its_objects_frozen_and_noth
     time.sleep(0.2)
     line = r'^127\.0\.0\.1 - - \[.+\] "GET /api/health HTTP/1\.1" 200 \d+ "-" ".+"$'  # the combined format
     assert re.search(line, stdout.read_text(), re.M)
+
+
+# After the answer: closed at once when nothing more can come from the client, else gunicorn's lingering close ----
+
+# gunicorn's close_graceful lingers up to 2 s: a next connection answered within this did not wait for it.
+NEXT_CONNECTION_WAIT_S = 0.8
+# deploy/gunicorn.conf.py without its post_request hook: gunicorn's own close after every answer.
+WITHOUT_THE_HOOK = "exec(compile(open({config!r}).read(), {config!r}, 'exec'))\nglobals().pop('post_request', None)\n"
+
+
+@pytest.fixture(scope="module")
+def one_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The deployed config and the same without its post_request hook, each served by 1 worker; yields
+    {name: (process, port, stdout)}."""
+    without = tmp_path_factory.mktemp("config") / "without_the_hook.py"
+    without.write_text(WITHOUT_THE_HOOK.format(config=str(CONFIG)))
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for name, config in (("deployed", CONFIG), ("gunicorn's close", without)):
+            process, base, out = stack.enter_context(_gunicorn(config, 1, tmp_path_factory.mktemp("served")))
+            servers[name] = (process, int(base.rsplit(":", 1)[1]), out)
+        yield servers
+
+
+def _request(path: str, body: bytes = b"", declared: int | None = None) -> bytes:
+    """An HTTP/1.1 request as a client sends it: GET, or POST with a JSON body (its Content-Length `declared`)."""
+    if not body and declared is None:
+        return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    length = len(body) if declared is None else declared
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n"
+    return f"{head}\r\n".encode() + body
+
+
+def _read_until_the_server_closes(sock: socket.socket) -> tuple[bytes, str]:
+    """What the server sends until its FIN ("fin") or a reset ("reset"); the socket stays open."""
+    sock.settimeout(5)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        return received, "reset"
+    return received, "fin"
+
+
+def _is_whole(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if re.search(rb"(?im)^transfer-encoding: chunked\r?$", head):
+        return body.endswith(b"\r\n0\r\n\r\n")
+    length = re.search(rb"(?im)^content-length: *(\d+)\r?$", head)
+    return length is not None and int(length[1]) == len(body)
+
+
+def _a_client_then_the_next(port: int, before: list[bytes], after: bytes = b"") -> tuple[bytes, str, bool]:
+    """Client A sends `before` (0.1 s apart), reads until the server closes and keeps its socket open, then sends
+    `after`; client B then asks for /__probe__. (A's answer, how A's stream ended, whether the one worker answered B
+    only once A closed its socket.)"""
+    a = socket.create_connection(("127.0.0.1", port), timeout=5)
+    b = None
+    try:
+        for i, part in enumerate(before):
+            time.sleep(0.1 if i else 0)
+            a.sendall(part)
+        answer, ending = _read_until_the_server_closes(a)
+        if after:
+            a.sendall(after)  # the server's kernel resets a connection closed without reading them
+            time.sleep(0.2)
+            ending = _read_until_the_server_closes(a)[1] if ending == "fin" else ending
+        b = socket.create_connection(("127.0.0.1", port), timeout=5)
+        b.sendall(_request("/__probe__"))
+        b.settimeout(NEXT_CONNECTION_WAIT_S)
+        try:
+            first = b.recv(65536)
+            waited = False
+        except TimeoutError:
+            first, waited = b"", True
+        a.close()
+        rest = _read_until_the_server_closes(b)[0]
+        assert _is_whole(first + rest) and (first + rest).startswith(b"HTTP/1.1 200 OK\r\n")
+        return answer, ending, waited
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
+def _access_lines(stdout: Path, path: str) -> int:
+    time.sleep(0.2)
+    return len(
+        re.findall(rf'^127\.0\.0\.1 - - \[.+\] "(GET|POST) {re.escape(path)} HTTP/1\.1" \d+ ', stdout.read_text(), re.M)
+    )
+
+
+READ_TO_ITS_END = {
+    "GET": [_request("/__probe__/read-body")],
+    "the app's GET": [_request("/api/health")],
+    "POST read to its end": [_request("/__probe__/read-body", b'{"hours": 4}')],
+}
+
+
+@on_the_test_database
+@pytest.mark.parametrize("before", READ_TO_ITS_END.values(), ids=READ_TO_ITS_END.keys())
+def test_after_a_whole_answer_to_a_request_read_to_its_end_the_worker_closes_and_serves_the_next_at_once(
+    before, one_worker
+):
+    """A client that reads the whole answer and keeps its socket open gets the server's FIN at once either way, but
+    gunicorn's own close then waits (up to 2 s) for the client's: the one worker answers the next connection only
+    once A closes. The deployed hook closes at once: the next connection is answered meanwhile."""
+    for name, waits in (("deployed", False), ("gunicorn's close", True)):
+        _, port, stdout = one_worker[name]
+        path = before[0].split(b" ")[1].decode()
+        logged = _access_lines(stdout, path)
+        answer, ending, waited = _a_client_then_the_next(port, before)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and _is_whole(answer) and ending == "fin"
+        assert waited is waits, name
+        assert _access_lines(stdout, path) == logged + 1  # the access line is written
+
+
+OVERSIZED = b'{"x": "' + b"y" * 20_000 + b'"}'  # above API_MAX_BODY_BYTES (16 KiB): a 413 before the body is read
+PIPELINED = _request("/__probe__")
+LINGERING = {
+    "a 413 (its body left unread)": ([_request("/api/sla/quotes/", OVERSIZED)], b"", b"HTTP/1.1 413 "),
+    "a body left unread, sent after the answer": (
+        [_request("/__probe__", declared=len(OVERSIZED))],
+        OVERSIZED,
+        b"HTTP/1.1 200 ",
+    ),
+    "bytes waiting behind the request": ([_request("/__probe__/slow"), PIPELINED], b"", b"HTTP/1.1 200 "),
+    "bytes read with the request, more after": (
+        [_request("/__probe__") + PIPELINED[:20]],
+        PIPELINED[20:],
+        b"HTTP/1.1 200 ",
+    ),
+    "answer without Content-Length": ([_request("/__probe__/unknown-length")], b"", b"HTTP/1.1 200 "),
+    "a failure gunicorn answers": ([_request("/__probe__/fails")], b"", b"HTTP/1.1 500 "),
+}
+
+
+@on_the_test_database
+@pytest.mark.parametrize(("before", "after", "status"), LINGERING.values(), ids=LINGERING.keys())
+def test_whenever_the_client_may_send_more_the_worker_lingers_as_gunicorn_does(before, after, status, one_worker):
+    """A request body left unread, bytes beyond the request (waiting in the socket or already read with it), an answer
+    whose end is not a Content-Length, a failure: gunicorn's close lingers until the client closes, so the client
+    gets the whole answer and the server's FIN, no reset (which a close with unread bytes, or bytes arriving after
+    it, would send; the reset can wipe the answer from the client's buffers)."""
+    answer, ending, waited = _a_client_then_the_next(one_worker["deployed"][1], before, after)
+    assert answer.startswith(status) and _is_whole(answer)
+    assert (ending, waited) == ("fin", True)
+
+
+def _without_the_date(answer: bytes) -> bytes:
+    return re.sub(rb"\r\nDate: [^\r]+", b"", answer)
+
+
+SAME_ON_THE_WIRE = {
+    "GET": [_request("/__probe__/read-body")],
+    "POST": [_request("/__probe__/read-body", b'{"hours": 4}')],
+    "an API 404": [_request("/api/no-such-endpoint/")],
+    "413": [_request("/api/sla/quotes/", OVERSIZED)],
+    "unknown length": [_request("/__probe__/unknown-length")],
+}
+
+
+@on_the_test_database
+@pytest.mark.parametrize("before", SAME_ON_THE_WIRE.values(), ids=SAME_ON_THE_WIRE.keys())
+def test_the_answers_bytes_are_gunicorns(before, one_worker):
+    answers = {name: _a_client_then_the_next(port, before)[0] for name, (_, port, _) in one_worker.items()}
+    assert _without_the_date(answers["deployed"]) == _without_the_date(answers["gunicorn's close"])
+
+
+@on_the_test_database
+def test_a_reloaded_worker_still_closes_at_once(one_worker):
+    """HUP re-forks the workers with the config read again: the hook is still there."""
+    process, port, _ = one_worker["deployed"]
+    base = f"http://127.0.0.1:{port}"
+    before = json.loads(_get(f"{base}/__probe__")[1])["pid"]
+    process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while json.loads(_get(f"{base}/__probe__")[1])["pid"] == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert _a_client_then_the_next(port, [_request("/__probe__")])[1:] == ("fin", False)
+
+
+@on_the_test_database
+def test_max_requests_still_recycles_a_worker_that_closes_at_once(django_db_setup, django_db_blocker, tmp_path):
+    with _gunicorn(CONFIG, 1, tmp_path, "--max-requests", "2", "--max-requests-jitter", "0") as (_, base, _):
+        pids = []
+        for _ in range(5):  # the first follows the start's own probe
+            with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=5) as client:
+                client.sendall(_request("/__probe__"))
+                answer, ending = _read_until_the_server_closes(client)
+            assert ending == "fin" and _is_whole(answer)
+            pids.append(json.loads(answer.partition(b"\r\n\r\n")[2])["pid"])
+    assert [pids.index(pid) for pid in pids] == [0, 1, 1, 3, 3]  # a new worker after every 2 requests
+
+
+def _read_one_answer(sock: socket.socket) -> bytes:
+    """One answer of known length, on a connection the server keeps open."""
+    received = b""
+    while not _is_whole(received):
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    return received
+
+
+@on_the_test_database
+def test_a_threaded_worker_keeps_its_connections_alive(django_db_setup, django_db_blocker, tmp_path):
+    """With threads (gunicorn then runs its gthread worker, which keeps a connection open between requests: the
+    benchmark's `--threads`), the config closes nothing: two requests on one connection are both answered."""
+    with (
+        _gunicorn(CONFIG, 1, tmp_path, "--threads", "2") as (_, base, _),
+        socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=5) as client,
+    ):
+        for _ in range(2):
+            client.sendall(_request("/__probe__"))
+            answer = _read_one_answer(client)
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nConnection: keep-alive\r\n" in answer
