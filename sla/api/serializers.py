@@ -205,6 +205,34 @@ class StrictFieldsMixin:
             raise serializers.ValidationError(errors)
         return value
 
+    def run_validators(self, value):
+        """DRF's `Serializer.run_validators` adds the read-only fields' defaults to the value, then runs the
+        serializer's own validators (its Meta's) over it. A serializer class with neither has nothing to run, so its
+        fields are not walked for defaults on every request; validators given to an instance, or a subclass's own
+        `get_validators`, go through DRF's."""
+        if "_validators" in self.__dict__ or not _nothing_to_validate(self):
+            super().run_validators(value)
+
+
+_NOTHING_TO_VALIDATE: dict[type, bool] = {}
+
+
+def _nothing_to_validate(serializer) -> bool:
+    """Whether a serializer class has no validators of its own (DRF's `Serializer.get_validators`, from Meta) and
+    no read-only field with a default, i.e. whether DRF's `run_validators` does nothing for it (once per class:
+    the strict serializers' fields are shared per class, SharedFieldsMixin)."""
+    cls = type(serializer)
+    nothing = _NOTHING_TO_VALIDATE.get(cls)
+    if nothing is None:
+        nothing = _NOTHING_TO_VALIDATE[cls] = (
+            isinstance(serializer, SharedFieldsMixin)
+            and cls.get_validators is serializers.Serializer.get_validators
+            and cls.validators is serializers.Serializer.validators
+            and not serializer.get_validators()
+            and not any(field.read_only and field.default is not empty for field in serializer.fields.values())
+        )
+    return nothing
+
 
 _UNDECIDED = object()  # a value a plain reader leaves to DRF's field (see StrictFieldsMixin)
 _PLAIN_DIGITS = re.compile(r"[0-9]{1,40}(?:\.[0-9]{1,40})?")

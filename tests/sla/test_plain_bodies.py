@@ -181,3 +181,58 @@ def test_only_fields_with_a_known_reading_are_read_plainly():
     assert plain_reader(serializers.DateTimeField(validators=[lambda value: None])) is None
     assert plain_reader(serializers.CharField()) is None
     assert plain_reader(serializers.IntegerField(read_only=True)) is None
+
+
+def test_a_strict_serializer_with_nothing_to_validate_does_not_walk_its_fields_for_defaults(
+    fleet, customer, at_t0, monkeypatch
+):
+    """DRF's Serializer.run_validators collects the read-only fields' defaults (a walk over every field) for the
+    serializer's own validators; the quote's and the purchase's bodies have neither, so nothing is walked. Fails
+    before: _read_only_defaults ran for every body."""
+    walked = []
+    defaults = serializers.Serializer._read_only_defaults
+    monkeypatch.setattr(
+        serializers.Serializer, "_read_only_defaults", lambda self: walked.append(self) or defaults(self)
+    )
+    request = CapacityRequest(
+        tier=fleet.standard, capacity_kw=Decimal("10"), starts_at=T0, ends_at=T0 + timedelta(hours=2)
+    )
+    quote = create_quote(customer=customer, request=request)
+    body = {"tier": "standard", "capacity_kw": "10", "starts_at": "2026-06-01T05:00:00Z", "duration_hours": 4}
+    assert CapacityRequestSerializer(data=body).is_valid()
+    assert ContractCreateSerializer(data={"quote": quote.pk}, context={"customer": customer}).is_valid()
+    assert CapacityRequestSerializer(data={**body, "capacity_kw": " 10"}).is_valid()  # DRF's path, the same
+    assert walked == []
+
+
+class _Checked(CapacityRequestSerializer):
+    class Meta:
+        validators = [lambda attrs: _refuse(attrs)]
+
+
+def _refuse(attrs):
+    if attrs["duration_hours"] > 3:
+        raise serializers.ValidationError("Too long for this test.")
+
+
+class _WithReadOnlyDefault(CapacityRequestSerializer):
+    origin = serializers.CharField(read_only=True, default="api")
+
+    class Meta:
+        validators = [lambda attrs: _needs_origin(attrs)]
+
+
+def _needs_origin(attrs):
+    if attrs.get("origin") != "api":
+        raise serializers.ValidationError("The read-only default was not passed to the validators.")
+
+
+@pytest.mark.parametrize("serializer_class", [_Checked, _WithReadOnlyDefault])
+def test_a_strict_serializer_with_validators_still_runs_them_as_drf_does(fleet, at_t0, serializer_class):
+    body = {"tier": "standard", "capacity_kw": "10", "starts_at": "2026-06-01T05:00:00Z", "duration_hours": 4}
+    assert outcome(serializer_class, body, plain=True) == outcome(serializer_class, body, plain=False)
+    given = CapacityRequestSerializer(data=body, validators=[_refuse])  # validators given to the instance
+    assert not given.is_valid() and given.errors == {"non_field_errors": ["Too long for this test."]}
+    checked = _Checked(data=body)
+    assert not checked.is_valid() and checked.errors == {"non_field_errors": ["Too long for this test."]}
+    assert _WithReadOnlyDefault(data=body).is_valid()
