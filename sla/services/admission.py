@@ -283,10 +283,21 @@ def _fleet_spec(rows: Sequence[tuple]) -> _FleetSpec:
         pk, code, name, region, cost, power_kw, cooling, lat, zone, tz, inference_kw, tokens_per_s, price, *liquid = row
         token_price = None if price is None else decimal(price)
         inference_kw = decimal(inference_kw).quantize(capacity.KW_STEP)
-        limit = capacity.hall_limit_kw(decimal(power_kw), _halls(liquid, inference_kw, cooling, float(lat), zone, tz))
+        limit = _site_limit(decimal(power_kw), tuple(liquid), inference_kw, cooling, float(lat), zone, tz)
         if limit > 0:
             rooms.append((pk, code, name, region, decimal(cost), limit, decimal(tokens_per_s) / inference_kw))
     return _FleetSpec(rooms=tuple(rooms), token_price=token_price, empty=not rows)
+
+
+@functools.lru_cache(maxsize=1024)
+def _site_limit(
+    power_kw: Decimal, liquid_kw: tuple, inference_kw: Decimal, cooling: str, latitude: float, zone: str, tz: str
+) -> Decimal:
+    """A site's SLA limit (`capacity.hall_limit_kw` over its `_halls`) from what its row says, worked out once per
+    process for the same values: every purchase reads and locks its plan's sites anew, and their limits are the same
+    until their power, hardware or place changes. A pure function of its arguments' values, whose answer is rounded
+    down to the watt, so value-equal arguments (Decimal("0") and Decimal("0.000")) give the same digits."""
+    return capacity.hall_limit_kw(power_kw, _halls(liquid_kw, inference_kw, cooling, latitude, zone, tz))
 
 
 def _halls(

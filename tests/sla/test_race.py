@@ -15,7 +15,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 import time_machine
-from django.db import OperationalError, connection, connections
+from django.db import OperationalError, connection, connections, transaction
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -197,7 +197,7 @@ def test_the_fleets_limits_are_worked_out_once_while_its_sites_are_kept_and_agai
     """Quotes plan on the fleet kept per process (`FLEET`): the limits (halls, design PUE) are worked out from its
     rows once, not on every quote and cap check, each read still gets rooms of its own to fill, and a site in
     maintenance is seen at once."""
-    from sla import capacity
+    from sla.services import admission
     from sla.services.admission import read_fleet
 
     settings.API_READ_CACHE_SECONDS = 60
@@ -205,15 +205,14 @@ def test_the_fleets_limits_are_worked_out_once_while_its_sites_are_kept_and_agai
     fleet = build_fleet()
     customer = CustomerFactory()
     worked_out = []
-    original = capacity.hall_limit_kw
-    monkeypatch.setattr(capacity, "hall_limit_kw", lambda *args: worked_out.append(1) or original(*args))
+    original = admission._fleet_spec
+    monkeypatch.setattr(admission, "_fleet_spec", lambda rows: worked_out.append(1) or original(rows))
     with time_machine.travel(T0, tick=False):
         limits = {room.code: room.limit_kw for room in read_fleet(lock=False).rooms}
-        sites = len(worked_out)
         for _ in range(3):
             create_quote(customer=customer, request=capacity_request(fleet.standard, "10"))
         first, second = read_fleet(lock=False, recent=True), read_fleet(lock=False, recent=True)
-        assert len(worked_out) == 2 * sites  # the uncached read, then the kept rows once
+        assert len(worked_out) == 2  # the uncached read, then the kept rows once
         assert {room.code: room.limit_kw for room in first.rooms} == limits
         first.rooms[0].bookings.append(None)
         assert first.rooms[0] is not second.rooms[0] and second.rooms[0].bookings == []
@@ -221,7 +220,35 @@ def test_the_fleets_limits_are_worked_out_once_while_its_sites_are_kept_and_agai
         fleet.oslo.status = SiteStatus.MAINTENANCE
         fleet.oslo.save()
         assert "oslo" not in {room.code for room in read_fleet(lock=False, recent=True).rooms}
-        assert len(worked_out) == 3 * sites - 1
+        assert len(worked_out) == 3
+
+
+def test_a_sites_limit_is_worked_out_once_while_its_row_says_the_same(monkeypatch):
+    """Every purchase reads and locks its plan's sites anew (`read_fleet(lock=True, only=...)`); their limits
+    (halls, design PUE, `capacity.hall_limit_kw`) are worked out once per process for the same row values, and again
+    when the site's power changes. Fails before: once per read."""
+    from sla import capacity
+    from sla.services import admission
+    from sla.services.admission import read_fleet
+
+    fleet = build_fleet()
+    if hasattr(admission, "_site_limit"):
+        admission._site_limit.cache_clear()  # none kept from earlier tests
+    worked_out = []
+    original = capacity.hall_limit_kw
+    monkeypatch.setattr(capacity, "hall_limit_kw", lambda *args: worked_out.append(args) or original(*args))
+    with transaction.atomic():  # the sites are locked, as under admission
+        reads = [read_fleet(lock=True, only=[fleet.oslo.pk]).rooms for _ in range(3)]
+    assert len(worked_out) == 1
+    assert reads[0] == reads[1] == reads[2] and reads[0][0] is not reads[1][0]  # rooms of its own each time
+    (limit,) = {rooms[0].limit_kw for rooms in reads}
+    assert limit == original(*worked_out[0])
+    fleet.oslo.power_capacity_kw = fleet.oslo.power_capacity_kw / 2
+    fleet.oslo.save()
+    with transaction.atomic():
+        (room,) = read_fleet(lock=True, only=[fleet.oslo.pk]).rooms
+        assert len(worked_out) == 2 and room.limit_kw == original(*worked_out[1])
+        assert [r.limit_kw for r in read_fleet(lock=True).rooms] == [r.limit_kw for r in read_fleet(lock=False).rooms]
 
 
 def test_an_admission_on_its_quote_locks_only_the_sites_of_its_plan():
