@@ -3,7 +3,7 @@
 DRF's rate throttles keep, per client, the list of its request times in the cache: a get and a set per request,
 and a list as long as the rate allows to pickle both ways. These count instead: a window opens with a client's
 first request and lasts the rate's period, and each request increments its counter (`core.cache.hit_window`:
-one MULTI round trip on Redis). A client gets at most the rate's number of requests per window; the price of the
+one EVALSHA round trip on Redis). A client gets at most the rate's number of requests per window; the price of the
 simpler count is that a burst can straddle two windows (at most twice the rate over one period). Rates, scopes and
 cache keys are DRF's (`DEFAULT_THROTTLE_RATES`, `throttle_scope`), so settings and views do not change.
 """
