@@ -14,6 +14,7 @@ settings) bound the cost of a Redis that hangs instead of refusing connections.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -26,6 +27,7 @@ import redis
 from django.core.cache.backends.base import MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 logger = logging.getLogger(__name__)
@@ -106,10 +108,13 @@ class KeptConnection:
     a look at the bytes redis-py's parser holds unread, and only when either reports something does the pool's own
     `ensure_connection` run, so what is done about pending data or a closed connection is redis-py's.
 
-    A command is sent once: the connection's retry policy applies to connecting (`connect`), never to sending the
-    command again after an error, since the server may have run it (EVALSHA's INCR counts a hit). On a connection or
-    timeout error redis-py disconnects it and the error goes to the caller. A forked child (gunicorn preloads the app)
-    makes its own; a lock keeps threads sharing it in turn."""
+    The connection's retry policy applies to connecting (`connect`) only. A command whose send failed with a
+    connection error (`send_packed_command`: EPIPE, ECONNRESET, a connection closed on write; redis-py disconnects it)
+    never reached the server whole, so it is sent once more on a new connection: a connection the poll found idle but
+    the server closed meanwhile costs a reconnect, not the cache's fallback. After the send, nothing is sent again,
+    since the server may have run it (EVALSHA's INCR counts a hit): an error reading the reply goes to the caller
+    (redis-py disconnects it), and so does a timeout while sending. A forked child (gunicorn preloads the app) makes
+    its own; a lock keeps threads sharing it in turn."""
 
     def __init__(self, pool):
         self.pool = pool
@@ -122,7 +127,10 @@ class KeptConnection:
 
     def command(self, *args):
         """Send one command and return its reply unparsed (as redis-py returns EVALSHA's). The command is packed by
-        the connection (`pack_command`) once per process for the same arguments (at most PACKED_KEPT of them)."""
+        the connection (`pack_command`) once per process for the same arguments (at most PACKED_KEPT of them).
+
+        Raises `MaybeSent` for an AttributeError or TypeError from redis-py once the command was handed to it to
+        send: it may have reached the server, so it must not be sent again another way."""
         with self._lock:
             connection = self._checked()
             packed = self._packed.get(args)
@@ -130,8 +138,18 @@ class KeptConnection:
                 if len(self._packed) >= PACKED_KEPT:
                     self._packed.clear()
                 packed = self._packed[args] = connection.pack_command(*args)
-            connection.send_packed_command(packed)
-            return connection.read_response()
+            try:
+                try:
+                    connection.send_packed_command(packed)
+                except RedisConnectionError:  # not sent whole: the server cannot have run it
+                    connection.disconnect()
+                    connection = self._checked()
+                    connection.send_packed_command(packed)
+                return connection.read_response()
+            except (AttributeError, TypeError) as exc:
+                with contextlib.suppress(AttributeError, TypeError):  # its reply, if any, must not be read later
+                    connection.disconnect()
+                raise MaybeSent(f"{type(exc).__name__} from redis-py after sending: {exc}") from exc
 
     def _checked(self):
         """The kept connection, connected and ready to send, as `ConnectionPool.ensure_connection` leaves it."""
@@ -159,6 +177,11 @@ class KeptConnection:
             if self._connection is not None:
                 self._connection.disconnect()
             self._connection = None
+
+
+class MaybeSent(RedisError):
+    """redis-py's parts failed (an AttributeError or TypeError) once a command was handed to it to send: the server
+    may have run it, so it is not sent again; the cache's guard treats it as any Redis error (local fallback)."""
 
 
 # Packed commands a KeptConnection keeps (the throttle's: one per throttle key and window seen by the process).
@@ -260,7 +283,9 @@ class ResilientRedisCache(RedisCache):
 
     def _evalsha(self, client, sha: str, key: str, window_s: int):
         """EVALSHA on the kept connection; if redis-py's parts it relies on changed (an AttributeError or TypeError,
-        not a Redis error), log it once and from then on send it the supported way (`client.evalsha`)."""
+        not a Redis error), log it once and from then on send it the supported way (`client.evalsha`). This hit is
+        sent that way too only if the error came before EVALSHA was handed to redis-py to send; after (`MaybeSent`)
+        Redis may have counted it, so it goes to the guard as a Redis error instead of being counted twice."""
         if self._kept_unsupported:
             return client.evalsha(sha, 1, key, window_s)
         kept = self._kept.get(id(client))
@@ -268,13 +293,15 @@ class ResilientRedisCache(RedisCache):
             if kept is None:
                 kept = self._kept[id(client)] = KeptConnection(client.connection_pool)
             return kept.command("EVALSHA", sha, 1, key, window_s)
-        except (AttributeError, TypeError):
+        except (AttributeError, TypeError, MaybeSent) as exc:
             self._kept_unsupported = True
             logger.exception(
                 "The kept Redis connection does not work with redis-py %s (core.cache.CHECKED_WITH_REDIS_PY); "
                 "sending EVALSHA through redis-py's client instead.",
                 redis.__version__,
             )
+            if isinstance(exc, MaybeSent):
+                raise
             return client.evalsha(sha, 1, key, window_s)
 
     def disconnect(self) -> None:

@@ -359,6 +359,42 @@ def test_a_throttle_hit_is_one_evalsha_on_a_connection_the_process_keeps(private
     assert parents.is_connected
 
 
+def test_a_hit_whose_send_met_a_connection_the_server_reset_after_the_poll_is_sent_once_more(private_redis, settings):
+    """The server dropped the kept connection after its poll found it idle (here: CLIENT KILL, then the reset a write
+    to the closed connection gets back, both arriving between the poll and the send): the send fails, so EVALSHA
+    never reached Redis and is sent once more on a new connection. The hit is counted once, by Redis, with no
+    fallback. Fails when a send error goes to the cache's guard (the breaker opens, the hit is counted locally)."""
+    import select
+
+    import redis
+    from django.core.cache import caches
+
+    from core.cache import hit_window
+
+    settings.CACHES = {"default": {"BACKEND": "core.cache.ResilientRedisCache", "LOCATION": private_redis.url(1)}}
+    cache = caches.create_connection("default")
+    assert hit_window(cache, "throttle-test", 60)[0] == 1
+    (kept,) = cache._kept.values()
+    connection = kept._connection
+    stale, send = connection._sock, connection.send_packed_command
+    admin = redis.Redis.from_url(private_redis.url(1))
+
+    def reset_after_the_poll(command, check_health=True):
+        if connection._sock is stale:
+            admin.client_kill_filter(_type="normal", skipme=True)
+            wait_for(lambda: select.select([stale], [], [], 0)[0], timeout_s=5, what="the server's FIN")
+            stale.send(b"\r\n")  # to a closed connection: the server's kernel answers with a reset
+            poll = select.poll()
+            poll.register(stale, select.POLLERR)
+            wait_for(lambda: poll.poll(0)[0][1] & select.POLLERR, timeout_s=5, what="the server's reset")
+        return send(command, check_health)
+
+    connection.send_packed_command = reset_after_the_poll
+    assert hit_window(cache, "throttle-test", 60)[0] == 2
+    assert not cache.redis_is_down()  # answered by Redis, not by the local fallback
+    assert connection._sock is not stale and int(admin.get(cache.make_key("throttle-test"))) == 2  # counted once
+
+
 def get_all(base: str, token: str) -> dict[str, int]:
     """What a visitor sees: API reads (token), public /mara/ data, the sign-in pages."""
     headers = {"Authorization": f"Token {token}"}

@@ -17,6 +17,7 @@ import redis
 from django.core.cache.backends.base import BaseCache, CacheKeyWarning
 from redis.backoff import NoBackoff
 from redis.connection import Connection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -68,6 +69,22 @@ class InMemoryRedisConnection(Connection):
             raise NoScriptError("NOSCRIPT No matching script.")
         self.windows[key] = self.windows.get(key, 0) + 1
         return [self.windows[key], int(window_s)]
+
+
+def failing_reply(error: Exception, times: int = -1) -> type[InMemoryRedisConnection]:
+    """An in-memory connection whose EVALSHA runs (the hit counted) but reading its reply fails with `error`: the
+    first `times` times, or always."""
+    left = [times]
+
+    class FailingReplyRedisConnection(InMemoryRedisConnection):
+        def read_response(self, *args, **kwargs):
+            reply = super().read_response(*args, **kwargs)
+            if str(self._last[0]).upper() == "EVALSHA" and left[0] != 0:
+                left[0] -= 1
+                raise error
+            return reply
+
+    return FailingReplyRedisConnection
 
 
 class PoolOfALaterRedisPy(ConnectionPool):
@@ -161,20 +178,13 @@ def test_a_hit_is_sent_once_whatever_retry_policy_the_connection_has():
     again, whatever retries the connection is configured with (they apply to connecting only). The hit is then
     answered from local memory, as for any Redis error. Fails when the command runs under call_with_retry."""
 
-    class TimingOutRedisConnection(InMemoryRedisConnection):
-        def read_response(self, *args, **kwargs):
-            reply = super().read_response(*args, **kwargs)
-            if str(self._last[0]).upper() == "EVALSHA":
-                raise RedisTimeoutError("Timeout reading from in-memory.invalid:6379")
-            return reply
-
     cache_on(ConnectionPool)  # the in-memory server emptied
     cache = ResilientRedisCache(
         "redis://in-memory.invalid:6379/0",
         {
             "OPTIONS": {
                 "pool_class": ConnectionPool,
-                "connection_class": TimingOutRedisConnection,
+                "connection_class": failing_reply(RedisTimeoutError("Timeout reading from in-memory.invalid:6379")),
                 "retry": Retry(NoBackoff(), 3),
                 "retry_on_timeout": True,
             }
@@ -184,6 +194,60 @@ def test_a_hit_is_sent_once_whatever_retry_policy_the_connection_has():
     assert cache.redis_is_down()
     assert InMemoryRedisConnection.windows == {cache.make_key("k"): 1}  # run once by "Redis"
     assert [args[0] for args in InMemoryRedisConnection.sent].count("EVALSHA") == 1
+
+
+def in_memory_cache_with(connection_class) -> ResilientRedisCache:
+    cache_on(ConnectionPool)  # the in-memory server emptied
+    options = {"pool_class": ConnectionPool, "connection_class": connection_class}
+    return ResilientRedisCache("redis://in-memory.invalid:6379/0", {"OPTIONS": options})
+
+
+def test_a_hit_whose_reply_was_lost_is_not_sent_again():
+    """A connection error reading the reply (the server closed it, maybe after running EVALSHA) is not a send
+    error: nothing is sent again, the hit is answered from local memory, as for any Redis error."""
+    cache = in_memory_cache_with(failing_reply(RedisConnectionError("Connection closed by server.")))
+    assert cache.hit_window("k", 60) == (1, 60.0)  # answered by the local fallback
+    assert cache.redis_is_down()
+    assert InMemoryRedisConnection.windows == {cache.make_key("k"): 1}
+    assert [args[0] for args in InMemoryRedisConnection.sent].count("EVALSHA") == 1
+
+
+def test_a_hit_whose_send_failed_is_sent_once_more_on_a_new_connection():
+    """A connection error from the send (redis-py's send_packed_command: EPIPE, ECONNRESET) means the command never
+    reached the server: the connection is made anew and the hit sent once more, counted once, no fallback. A
+    second failure goes to the caller (no third send). Fails when a send error goes to the cache's guard."""
+
+    class ResetRedisConnection(InMemoryRedisConnection):
+        failures = [1]
+
+        def send_packed_command(self, command, check_health=True):
+            (args,) = command
+            if args[0] == "EVALSHA" and self.failures:
+                self.failures.pop()
+                self.disconnect()  # as redis-py does before raising
+                raise RedisConnectionError("Error 104 while writing to socket. Connection reset by peer.")
+            super().send_packed_command(command, check_health)
+
+    cache = in_memory_cache_with(ResetRedisConnection)
+    assert cache.hit_window("k", 60) == (1, 60.0)
+    assert not cache.redis_is_down() and InMemoryRedisConnection.windows == {cache.make_key("k"): 1}
+    ResetRedisConnection.failures = [1, 1]
+    assert cache.hit_window("k", 60) == (1, 60.0)  # twice refused: the local fallback
+    assert cache.redis_is_down() and ResetRedisConnection.failures == []
+    assert InMemoryRedisConnection.windows == {cache.make_key("k"): 1}
+
+
+def test_a_redis_py_failing_after_the_send_does_not_send_the_hit_again_through_its_client(caplog):
+    """An AttributeError or TypeError once EVALSHA was handed to redis-py (here reading its reply) may come after
+    Redis counted it: the hit is not sent again through `client.evalsha` (a double count) but answered as for a
+    Redis error; later hits go through the client. Fails when the fallback resends it."""
+    cache = in_memory_cache_with(failing_reply(AttributeError("'_RESP3Parser' has no attribute '_buffer'"), times=1))
+    with caplog.at_level(logging.ERROR, logger="core.cache"):
+        assert cache.hit_window("k", 60) == (1, 60.0)  # answered by the local fallback
+    assert InMemoryRedisConnection.windows == {cache.make_key("k"): 1}  # counted once by "Redis"
+    assert [args[0] for args in InMemoryRedisConnection.sent].count("EVALSHA") == 1
+    assert cache._kept_unsupported and cache.redis_is_down()
+    assert any("does not work with redis-py" in r.getMessage() for r in caplog.records)
 
 
 def test_a_kept_connection_is_checked_with_one_poll_and_pool_checks_only_what_it_reports(monkeypatch):
