@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import gc
 import importlib.util
+import inspect
 import io
 import json
 import logging
@@ -24,6 +25,7 @@ import pytest
 import yaml
 from django.db import connection
 from gunicorn import glogging
+from gunicorn import util as gunicorn_util
 from gunicorn.config import Config
 from gunicorn.http import errors as http_errors
 from gunicorn.http.parser import RequestParser
@@ -469,8 +471,11 @@ def test_a_worker_is_forked_from_the_loaded_app_with_its_objects_frozen_and_noth
 
 # After the answer: closed at once when nothing more can come from the client, else gunicorn's lingering close ----
 
-# gunicorn's close_graceful lingers up to 2 s: a next connection answered within this did not wait for it.
-NEXT_CONNECTION_WAIT_S = 0.8
+# gunicorn's close_graceful lingers up to 2 s (GUNICORN_LINGER_S) after its FIN while the client keeps its socket
+# open: a next connection answered within this, counted from the client's seeing that FIN, did not wait for it. The
+# client keeps its socket open until this wait is over, so a lingering worker cannot answer within it.
+NEXT_CONNECTION_WAIT_S = 1.3
+GUNICORN_LINGER_S = inspect.signature(gunicorn_util.close_graceful).parameters["timeout"].default
 # deploy/gunicorn.conf.py without its post_request hook: gunicorn's own close after every answer.
 WITHOUT_THE_HOOK = "exec(compile(open({config!r}).read(), {config!r}, 'exec'))\nglobals().pop('post_request', None)\n"
 
@@ -520,8 +525,8 @@ def _is_whole(answer: bytes) -> bool:
 
 def _a_client_then_the_next(port: int, before: list[bytes], after: bytes = b"") -> tuple[bytes, str, bool]:
     """Client A sends `before` (0.1 s apart), reads until the server closes and keeps its socket open, then sends
-    `after`; client B then asks for /__probe__. (A's answer, how A's stream ended, whether the one worker answered B
-    only once A closed its socket.)"""
+    `after`; client B then asks for /__probe__ and waits for it until NEXT_CONNECTION_WAIT_S after A saw the FIN, A's
+    socket still open. (A's answer, how A's stream ended, whether the one worker answered B only once A closed it.)"""
     a = socket.create_connection(("127.0.0.1", port), timeout=5)
     b = None
     try:
@@ -529,13 +534,14 @@ def _a_client_then_the_next(port: int, before: list[bytes], after: bytes = b"") 
             time.sleep(0.1 if i else 0)
             a.sendall(part)
         answer, ending = _read_until_the_server_closes(a)
+        fin_seen = time.monotonic()
         if after:
             a.sendall(after)  # the server's kernel resets a connection closed without reading them
             time.sleep(0.2)
             ending = _read_until_the_server_closes(a)[1] if ending == "fin" else ending
         b = socket.create_connection(("127.0.0.1", port), timeout=5)
         b.sendall(_request("/__probe__"))
-        b.settimeout(NEXT_CONNECTION_WAIT_S)
+        b.settimeout(max(0.01, fin_seen + NEXT_CONNECTION_WAIT_S - time.monotonic()))
         try:
             first = b.recv(65536)
             waited = False
@@ -549,6 +555,14 @@ def _a_client_then_the_next(port: int, before: list[bytes], after: bytes = b"") 
         a.close()
         if b is not None:
             b.close()
+
+
+def test_the_wait_for_the_next_connection_is_well_within_gunicorns_linger():
+    """The tests below tell a worker that closed at once from one that lingered by whether it answered a next
+    connection within NEXT_CONNECTION_WAIT_S of the FIN; gunicorn's sync worker lingers GUNICORN_LINGER_S (its
+    close_graceful's default, which it calls without a timeout), so the wait must end well before the linger."""
+    assert GUNICORN_LINGER_S == 2.0
+    assert NEXT_CONNECTION_WAIT_S + 0.5 <= GUNICORN_LINGER_S
 
 
 def _access_lines(stdout: Path, path: str) -> int:
