@@ -57,7 +57,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar, overload
 
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.db import DEFAULT_DB_ALIAS, connection, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, ForeignKey, Model, QuerySet
@@ -92,13 +92,21 @@ class PreparedRead:
 
     `template`, when given, is SQL run around the queryset's: its `{query}` is replaced by the compiled queryset
     (for what the ORM cannot say, such as aggregating over window functions); it takes no parameters of its own.
+
+    `keep_cursor` (`statement_rows`' `keep`): for a read whose answer stays small whatever the size of the book (a
+    token, a tier, a quote, the sites, one row per site), run on every request: its driver cursor is kept per
+    connection, with its last answer. A read whose answer grows with the book (bookings, dashboard reads) keeps
+    none (the default): a kept cursor would hold its last rows in every worker until it runs again.
     """
 
-    def __init__(self, build: Callable[..., QuerySet], *, template: str = "{query}", **params: type):
+    def __init__(
+        self, build: Callable[..., QuerySet], *, template: str = "{query}", keep_cursor: bool = False, **params: type
+    ):
         if "%" in template or template.count("{query}") != 1:
             raise ValueError("PreparedRead: a template places {query} once and takes no parameters (and no %)")
         self.build = build
         self.template = template
+        self.keep_cursor = keep_cursor
         self.params = params
         self._compiled: dict[str, tuple[str, list, dict[int, str]]] = {}
         self.model: type[Model] | None = None  # the queryset's model, known once compiled
@@ -143,7 +151,7 @@ class PreparedRead:
         for i, name in slots.items():
             value = values[name]
             params[i] = db.ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
-        return statement_rows(db, sql, params)
+        return statement_rows(db, sql, params, keep=self.keep_cursor)
 
 
 # The driver cursors kept for `statement_rows`: DatabaseWrapper -> (the driver connection they were made on, the
@@ -168,10 +176,12 @@ def statement_rows(db: BaseDatabaseWrapper, sql: str, params: Sequence, *, keep:
     broken-transaction check, errors wrapped as Django's) and the fetch with errors wrapped. The cursors are made
     again when the connection or the wrapper's time zone changed (Django's `create_cursor` registers the zone on
     its cursor), and a closed one is replaced. A kept cursor holds its statement's last result until it runs
-    again. Other databases, and `keep=False` (a statement built anew on each call, whose text varies: a new
-    cursor for it would save little and keep its rows), use `db.cursor()`.
+    again. Other databases, `keep=False` (a statement built anew on each call, whose text varies: a new cursor for
+    it would save little and keep its rows; or one whose rows grow with the book: `PreparedRead`'s `keep_cursor`)
+    and a connection shared between threads (`inc_thread_sharing`: two threads would share one driver cursor, and
+    one could fetch the other's rows) use `db.cursor()`.
     """
-    if not keep or db.vendor != "postgresql":
+    if not keep or db.vendor != "postgresql" or db.allow_thread_sharing:
         with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
@@ -204,14 +214,15 @@ class Refused(TypeError):
     as it was."""
 
 
-def _write(db: BaseDatabaseWrapper, statement: Callable[[], tuple[str, list]]) -> list[tuple]:
-    """Run the INSERT ... RETURNING that `statement()` compiles (SQL, parameters) on `db`; the rows it returns.
+def _write(db: BaseDatabaseWrapper, statement: Callable[[], tuple[str, list]], keep: bool) -> list[tuple]:
+    """Run the INSERT ... RETURNING that `statement()` compiles (SQL, parameters) on `db`; the rows it returns
+    (`keep`: on a kept cursor, `statement_rows`).
 
     As the ORM's save / bulk_create: an error compiling, converting a value or writing marks the transaction for
     rollback when inside `atomic`; `Refused` (raised before anything is sent) leaves it as it was."""
     try:
         sql, params = statement()
-        return statement_rows(db, sql, params)
+        return statement_rows(db, sql, params, keep=keep)
     except Refused:
         raise
     except Exception:
@@ -240,9 +251,20 @@ class PreparedInsert(Generic[_M]):
     placeholder; an expression as a value; a backend without INSERT ... RETURNING of several rows. An instance
     whose primary key is set is refused (ValueError): the ORM would write that key, this always writes a new one. A
     value that fails to convert (`pre_save`, `get_db_prep_save`) marks the transaction for rollback, as in the ORM.
+
+    `keep_cursor`, as PreparedRead's: for the few rows of a request (a quote, a contract and its placements), whose
+    statement's driver cursor is kept per connection with its last answer (the new keys); not for a bulk_create of
+    any size (the default).
     """
 
-    def __init__(self, model: type[_M], *, without: Field | None = None, asynchronous_commit: bool = False):
+    def __init__(
+        self,
+        model: type[_M],
+        *,
+        without: Field | None = None,
+        asynchronous_commit: bool = False,
+        keep_cursor: bool = False,
+    ):
         meta = model._meta
         if meta.auto_field is None or meta.parents or meta.order_with_respect_to:
             raise TypeError(f"PreparedInsert: {model.__name__} needs an auto primary key and no inheritance")
@@ -259,6 +281,7 @@ class PreparedInsert(Generic[_M]):
         self._pk_index = meta.concrete_fields.index(meta.auto_field)
         self._compiled: dict[tuple[str, int], tuple[str, bool]] = {}
         self.asynchronous_commit = asynchronous_commit
+        self.keep_cursor = keep_cursor
         self._asynchronous: dict[str, str] = {}  # statement -> the same committing without a flush of its own
 
     def _compile(self, db: BaseDatabaseWrapper, objs: Sequence[_M]) -> tuple[str, bool]:
@@ -331,7 +354,7 @@ class PreparedInsert(Generic[_M]):
                 sql = self._committed_asynchronously(db, sql)
             return sql, self._params(db, objs, columns)
 
-        return [row[0] for row in _write(db, statement)]
+        return [row[0] for row in _write(db, statement, self.keep_cursor)]
 
     def _committed_asynchronously(self, db: BaseDatabaseWrapper, sql: str) -> str:
         """`sql` setting `synchronous_commit` off for its own transaction only, when it is one: in autocommit, the
@@ -406,10 +429,10 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
     and the type of each column as the compiler casts them in its `INSERT ... SELECT * FROM UNNEST` of several rows
     (the type without its length: no silent truncation, an overlong value fails as in the ORM's INSERT). The values
     are given one per placeholder, row after row, not one array per column: psycopg dumps a list ~10x slower than as
-    many plain values. Other databases (no INSERT in WITH) run the two statements; so does PostgreSQL when the ORM
-    compiles the INSERTs in a shape this does not know (`Refused` at compile time: logged once, then the two
-    statements every time). An error (the parent's unique quote, a child's constraint) writes nothing and marks the
-    transaction for rollback, as PreparedInsert.
+    many plain values. Other databases (no INSERT in WITH) run the two statements (three with `history`: the
+    history row's INSERT after them); so does PostgreSQL when the ORM compiles the INSERTs in a shape this does not
+    know (`Refused` at compile time: logged once, then the separate statements every time). An error (the parent's
+    unique quote, a child's constraint) writes nothing and marks the transaction for rollback, as PreparedInsert.
 
     The saved children are paired with the rows given by their new keys, sorted: the i-th smallest key is the i-th
     row given. SQL promises neither the order rows are inserted in nor RETURNING's; this relies on what PostgreSQL
@@ -430,22 +453,35 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
     the ORM's as for the children. The row is still built by the library (`insert(..., history=...)`): its
     `objects.bulk_create` is held back while the library builds it from the saved parent (`_held`), and only its
     writing moves here. A bulk_create that is not plain (options, keys, another database) writes as before, after
-    the parent and its children; so does a shape refused.
+    the one statement of the parent and its children; so does a history row whose statement's shape alone is
+    refused, and the row of a history model with simple-history's `history_relation` (`related_name`: a second
+    column the library fills from the parent's key, which the statement does not give it).
+    `keep_cursor`: as PreparedInsert's, for the one statement.
 
     Returns the saved parent and the saved children (Model.from_db), each child with the saved parent as `key`.
     `children` are given without that key (it is unsaved); at least one.
     """
 
-    def __init__(self, parent: type[_M], child: type[_C], key: str, *, history: type[Model] | None = None):
+    def __init__(
+        self,
+        parent: type[_M],
+        child: type[_C],
+        key: str,
+        *,
+        history: type[Model] | None = None,
+        keep_cursor: bool = False,
+    ):
         field = child._meta.get_field(key)
         if not (isinstance(field, ForeignKey) and field.related_model is parent and field.target_field.primary_key):
             raise TypeError(
                 f"PreparedInsertWithChildren: {child.__name__}.{key} is no foreign key to {parent.__name__}"
             )
         self.key = field
-        self.parent = PreparedInsert(parent)
+        self.keep_cursor = keep_cursor
+        self.parent = PreparedInsert(parent, keep_cursor=keep_cursor)
         self.child = PreparedInsert(child, without=field)  # the statement for the children, the key left out
-        self.separately = PreparedInsert(child)  # on other databases
+        self.separately = PreparedInsert(child, keep_cursor=keep_cursor)  # on other databases
+        self.history_model = history  # its rows written by the history model's bulk_create
         self.history: PreparedInsert | None = None  # the history row's statement, the parent's key left out
         if history is not None:
             copied = column_field(history, parent._meta.pk.attname)  # simple-history copies the key as a column
@@ -454,20 +490,23 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
                     f"PreparedInsertWithChildren: {history.__name__} is no history model of {parent.__name__} "
                     "written through a PreparedBulkCreateQuerySet (its objects)"
                 )
-            self.history = PreparedInsert(history, without=copied)
+            if not _has_field(history, "history_relation"):  # else written after the statement, by its bulk_create
+                self.history = PreparedInsert(history, without=copied)
         self._compiled: dict[tuple[str, int, bool], str | None] = {}  # None: refused, the separate statements
 
     def _compile(self, db: BaseDatabaseWrapper, obj: _M, children: Sequence[_C], history: bool = False) -> str | None:
         """The one statement for this many children (and the history row, if `history`), or None where the ORM's
-        INSERTs are not in the expected shape (logged once per vendor: the separate statements are written instead)."""
+        INSERTs are not in the expected shape (logged once per vendor: the separate statements are written instead,
+        or with `history` the one without the history row, then the row by its own)."""
         key = (db.vendor, len(children), history)
         if key not in self._compiled:
             try:
                 self._compiled[key] = self._statement(db, obj, children, history)
             except Refused as refused:
                 if not any(sql is None and vendor == db.vendor for (vendor, _, _), sql in self._compiled.items()):
-                    logger.warning("%s; writing %s and its %s in separate statements", refused,
-                                   self.parent.model.__name__, self.child.model.__name__)  # fmt: skip
+                    written = "in one statement, the history row after it" if history else "in separate statements"
+                    logger.warning("%s; writing %s and its %s %s", refused, self.parent.model.__name__,
+                                   self.child.model.__name__, written)  # fmt: skip
                 self._compiled[key] = None
         return self._compiled[key]
 
@@ -509,7 +548,7 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
         if not children:
             raise ValueError("PreparedInsertWithChildren: no child to write")
         record = self.history
-        if history is not None and record is None:
+        if history is not None and self.history_model is None:
             raise TypeError("PreparedInsertWithChildren: history rows need the constructor's history model")
         db = connections[DEFAULT_DB_ALIAS]
         if not db.features.can_return_rows_from_bulk_insert or db.vendor != "postgresql":
@@ -517,9 +556,10 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
         self.parent._check(obj)
         for child in children:
             self.child._check(child)
-        together = record is not None and history is not None and router.db_for_write(record.model) == db.alias
-        if self._compile(db, obj, children) is None or (together and self._compile(db, obj, children, True) is None):
+        if self._compile(db, obj, children) is None:
             return self._separately(obj, children, history)
+        together = record is not None and history is not None and router.db_for_write(record.model) == db.alias
+        together = together and self._compile(db, obj, children, True) is not None  # else the row written after
         try:
             return self._one_statement(db, obj, children, history, together)
         except Refused:  # the history row not handed over as a plain bulk_create: nothing was sent
@@ -543,7 +583,7 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
                     params += record._params(db, rows, False)
             return self._compiled[(db.vendor, len(children), len(rows) == 1)] or "", params
 
-        keys = _write(db, statement)
+        keys = _write(db, statement, self.keep_cursor)
         saved = pending[0] if pending else self.parent._saved(db.alias, obj, keys[0][0])
         saved.pk = keys[0][0]
         self._history_written(saved, rows, keys, None if together else history)
@@ -740,6 +780,14 @@ class LocalReadCache:
 
     def _drop(self, **kwargs) -> None:
         self._entries.clear()
+
+
+def _has_field(model: type[Model], name: str) -> bool:
+    try:
+        model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return True
 
 
 def column_field(model: type[Model], name: str) -> Field:

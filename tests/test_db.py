@@ -170,7 +170,7 @@ def test_a_statement_run_again_keeps_its_driver_cursor_and_every_execution_is_st
 
     connection = _on_postgresql()
     placement = PlacementFactory(site=SiteFactory(code="oslo"), valid_from=T0, valid_to=T0 + H)
-    read = PreparedRead(placements_between, start=type(T0), end=type(T0))
+    read = PreparedRead(placements_between, keep_cursor=True, start=type(T0), end=type(T0))
 
     assert read.rows(start=T0, end=T0 + H) == [(placement.pk,)]  # the cursor made outside what follows
     sql, _, cursor = executions[-1]
@@ -272,6 +272,82 @@ def test_each_threads_connection_keeps_cursors_of_its_own():
     (a, a_again), (b, b_again) = cursors["a"], cursors["b"]
     assert a is a_again and b is b_again  # kept for each thread's connection, though the other ran in between
     assert a is not b
+
+
+def test_reads_whose_answer_grows_with_the_book_hold_no_rows_after_they_ran(executions):
+    """A kept driver cursor holds its statement's last answer until it runs again: only the hot path's reads whose
+    answer stays small (the sites and their limits, one row of peaks per site) keep theirs; the bookings (every
+    placement in a window, fleet-wide or on a plan's sites) and the dashboard's reads leave none held."""
+    from optimizer.dashboard.reads import _placements_at, _static_rows
+    from sla.api.parsers import TOKEN_READ
+    from sla.api.serializers import QUOTE_READ, TIER_READ
+    from sla.services.admission import load_bookings, load_window_peaks, read_fleet
+
+    _on_postgresql()
+    oslo, dublin = SiteFactory(code="oslo"), SiteFactory(code="dublin")
+    for site in (oslo, dublin):
+        PlacementFactory(site=site, valid_from=T0, valid_to=T0 + H)
+
+    def driver_cursor(run):
+        before = len(executions)
+        run()
+        ((_, _, cursor),) = executions[before:]
+        return cursor
+
+    rooms = read_fleet(lock=False).rooms
+    growing = [
+        lambda: load_bookings(rooms, start=T0, end=T0 + H),
+        lambda: load_bookings(rooms, start=T0, end=None),
+        lambda: load_bookings(rooms, start=T0, end=T0 + H, only=[oslo.pk, dublin.pk]),
+        lambda: _static_rows("placements-at", _placements_at, now=T0),
+    ]
+    for run in growing:
+        cursor = driver_cursor(run)
+        assert cursor.closed and cursor.pgresult is None  # its rows freed at once
+    small = [
+        lambda: TOKEN_READ.rows(key="no such token"),
+        lambda: TIER_READ.rows(code="gold"),
+        lambda: QUOTE_READ.rows(pk=1, customer=1),
+        lambda: read_fleet(lock=False),
+        lambda: load_window_peaks(rooms, start=T0, end=T0 + H),
+    ]
+    for run in small:
+        cursor = driver_cursor(run)
+        assert not cursor.closed and cursor.pgresult is not None and driver_cursor(run) is cursor  # kept
+
+
+def test_a_connection_shared_between_threads_shares_no_driver_cursor():
+    """With `inc_thread_sharing` a wrapper is used by two threads: a kept cursor would be one driver cursor for both,
+    and a thread running the statement between another's execute and fetch would take its answer."""
+    import threading
+
+    from core.db import statement_rows
+
+    connection = _on_postgresql()
+    sql = "SELECT %s::int"
+    answers: dict[str, list] = {}
+    others: list[threading.Thread] = []
+
+    def other_thread():
+        answers["b"] = statement_rows(connection, sql, [2])
+
+    def between_execute_and_fetch(execute, statement, params, many, context):
+        result = execute(statement, params, many, context)
+        if not others:  # the first thread's execution (the other's goes through here too)
+            thread = threading.Thread(target=other_thread)
+            others.append(thread)
+            thread.start()
+            thread.join()
+        return result
+
+    connection.inc_thread_sharing()
+    try:
+        with connection.execute_wrapper(between_execute_and_fetch):
+            answers["a"] = statement_rows(connection, sql, [1])
+    finally:
+        connection.dec_thread_sharing()
+    assert answers == {"a": [(1,)], "b": [(2,)]}
+    assert statement_rows(connection, sql, [3]) == [(3,)]  # and kept again once the sharing ends
 
 
 def test_a_kept_cursor_raises_djangos_errors_and_runs_again_after_them(executions):
@@ -1031,6 +1107,86 @@ def test_a_history_row_not_handed_over_plainly_is_written_by_the_separate_statem
         assert len(queries.captured_queries) == 3 and len(rows) == 1 and _written(contract, placed, rows)
     refusals = [r for r in caplog.records if "PreparedInsertWithChildren: unexpected statements" in r.getMessage()]
     assert len(refusals) == (1 if connection.vendor == "postgresql" else 0)
+
+
+def test_a_history_row_whose_statement_alone_is_refused_is_written_after_the_one_statement(monkeypatch, caplog):
+    """Where the ORM compiles the history model's INSERT in a shape the one statement does not know (and the
+    contract's and placements' in one it knows), the contract and its placements are still one statement and the
+    row is written after it by the history model's bulk_create: two statements, the same rows; logged once."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    import core.db
+    from core.db import PreparedInsertWithChildren, Refused
+    from sla.models import Contract, HistoricalContract
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one statement is PostgreSQL's")
+    keyed = core.db._keyed
+
+    def history_refused(name, *args):
+        if name == "history":
+            raise Refused("PreparedInsertWithChildren: unexpected statements (the history row's)")
+        return keyed(name, *args)
+
+    monkeypatch.setattr(core.db, "_keyed", history_refused)
+    customer, tier, oslo, dublin = _commerce()
+    insert = PreparedInsertWithChildren(Contract, Placement, "contract", history=HistoricalContract)
+    for sites in ([oslo], [dublin, oslo]):
+        with CaptureQueriesContext(connection) as queries:
+            contract, placed, rows = _with_history(insert.insert, _new_contract(customer, tier),
+                                                   _placements_without_contract(*sites))  # fmt: skip
+        statements = [query["sql"] for query in queries.captured_queries]
+        assert len(statements) == 2 and statements[0].startswith("WITH parent AS")
+        assert statements[1].startswith('INSERT INTO "sla_historicalcontract"')
+        assert len(rows) == 1 and len(placed) == len(sites) and _written(contract, placed, rows)
+    refusals = [r for r in caplog.records if "(the history row's)" in r.getMessage()]
+    assert len(refusals) == 1 and "the history row after it" in refusals[0].getMessage()
+
+
+def test_a_history_model_with_a_relation_to_its_parent_has_its_row_written_after_the_one_statement():
+    """simple-history's `related_name` gives the history model a `history_relation` to the parent, which
+    bulk_history_create sets from the parent's key: the one statement fills only the copy of the key, so such a
+    model's row is written after it by its bulk_create (the relation set), not with a relation left empty."""
+    from django.apps import apps
+    from django.db import connection, models
+    from django.test.utils import CaptureQueriesContext
+
+    from core.db import PreparedInsertWithChildren
+    from sla.models import Contract, PreparedHistoryRows
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one statement is PostgreSQL's (and SQLite makes no table inside the test's transaction)")
+
+    class HistoricalRelatedContract(PreparedHistoryRows):  # the columns simple-history adds for related_name
+        id = models.BigIntegerField(db_index=True)
+        history_id = models.AutoField(primary_key=True)
+        history_relation = models.ForeignKey(Contract, models.DO_NOTHING, db_constraint=False, related_name="+")
+
+        class Meta:
+            app_label = "sla"  # registered for this test only (copies of instances look their model up)
+
+    built = []
+
+    def history(saved):  # as bulk_history_create builds the row of a history model with history_relation
+        row = HistoricalRelatedContract(id=saved.pk)
+        row.history_relation_id = saved.pk
+        built.extend(HistoricalRelatedContract.objects.bulk_create([row]))
+
+    try:
+        with connection.schema_editor() as editor:  # rolled back with the test's transaction
+            editor.create_model(HistoricalRelatedContract)
+        customer, tier, oslo, _ = _commerce()
+        insert = PreparedInsertWithChildren(Contract, Placement, "contract", history=HistoricalRelatedContract)
+        with CaptureQueriesContext(connection) as queries:
+            contract, _ = insert.insert(_new_contract(customer, tier), _placements_without_contract(oslo),
+                                        history=history)  # fmt: skip
+        assert len(queries.captured_queries) == 2
+        stored = HistoricalRelatedContract.objects.get()
+        assert (stored.pk, stored.id, stored.history_relation_id) == (built[0].pk, contract.pk, contract.pk)
+    finally:
+        del apps.all_models["sla"][HistoricalRelatedContract._meta.model_name]
+        apps.clear_cache()
 
 
 def test_a_history_row_that_fails_writes_nothing_and_marks_the_transaction():

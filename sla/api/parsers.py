@@ -25,6 +25,7 @@ TOKEN_READ = PreparedRead(
         *related_attnames("user__", User),
         *related_attnames("user__customer__", Customer),
     ),
+    keep_cursor=True,  # one row, on every request
     key=str,
 )
 

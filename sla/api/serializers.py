@@ -427,12 +427,15 @@ class RegionField(serializers.ChoiceField):
         super().__init__(choices=MarketRegion.choices, allow_blank=True, **kwargs)
 
 
-TIER_READ = PreparedRead(lambda code: Tier.objects.filter(code=code).values_list(*attnames(Tier)), code=str)
+TIER_READ = PreparedRead(
+    lambda code: Tier.objects.filter(code=code).values_list(*attnames(Tier)), keep_cursor=True, code=str
+)
 TIERS = LocalReadCache("tiers", models=(Tier,))
 QUOTE_READ = PreparedRead(
     lambda pk, customer: Quote.objects.filter(pk=pk, customer_id=customer).values_list(
         *attnames(Quote), *related_attnames("tier__", Tier)
     ),
+    keep_cursor=True,  # one row, on every purchase
     pk=int,
     customer=int,
 )

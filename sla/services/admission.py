@@ -130,12 +130,14 @@ class CapacityRequest:
 # new contract and its placements are one statement on PostgreSQL (core.db.PreparedInsertWithChildren).
 # A quote commits without a WAL flush of its own (docs/api-performance.md, "a quote's commit without a flush of its
 # own"): the purchase's COMMIT flushes the WAL up to its own commit record, the quote's with it.
-QUOTE_INSERT = PreparedInsert(Quote, asynchronous_commit=True)
-CONTRACT_INSERT = PreparedInsert(Contract)
-PLACEMENT_INSERT = PreparedInsert(Placement)
+# `keep_cursor` (core.db.statement_rows): the hot path's statements whose answer stays small as the book grows (a
+# few keys; the sites; one row per site) keep their driver cursor per connection; the bookings reads keep none.
+QUOTE_INSERT = PreparedInsert(Quote, asynchronous_commit=True, keep_cursor=True)
+CONTRACT_INSERT = PreparedInsert(Contract, keep_cursor=True)
+PLACEMENT_INSERT = PreparedInsert(Placement, keep_cursor=True)
 # The contract, its placements and its history row (built by simple-history) in one statement on PostgreSQL
 CONTRACT_WITH_PLACEMENTS_INSERT = PreparedInsertWithChildren(
-    Contract, Placement, "contract", history=get_history_model_for_model(Contract)
+    Contract, Placement, "contract", history=get_history_model_for_model(Contract), keep_cursor=True
 )
 
 
@@ -193,7 +195,9 @@ def _fleet_queryset(*, lock: bool) -> QuerySet:
     return sites.select_for_update(of=("self",)) if lock else sites
 
 
-FLEET_READS = {lock: PreparedRead(functools.partial(_fleet_queryset, lock=lock)) for lock in (False, True)}
+FLEET_READS = {
+    lock: PreparedRead(functools.partial(_fleet_queryset, lock=lock), keep_cursor=True) for lock in (False, True)
+}
 # The unlocked read, kept a few seconds per process for planning quotes (what it reads changes when staff edit a
 # site or its hardware, or every few minutes for the token price).
 FLEET = LocalReadCache("fleet", models=(Site, SiteInventory, HardwareModel, MarketPrice))
@@ -203,11 +207,15 @@ def _some_sites_queryset(**site_ids: int) -> QuerySet:
     return _fleet_queryset(lock=True).filter(pk__in=list(site_ids.values()))
 
 
-def _per_number_of_sites(build: Callable[..., QuerySet], template: str = "{query}", **params: type):
+def _per_number_of_sites(
+    build: Callable[..., QuerySet], template: str = "{query}", *, keep_cursor: bool, **params: type
+) -> dict[int, PreparedRead]:
     """One compiled read per number of sites (1 to MAX_SITES_PER_CONTRACT), the site ids as parameters `site_0`,
     `site_1`, ... (`_site_values`): each statement's text stays fixed, and so server-side prepared."""
     return {
-        count: PreparedRead(build, template=template, **params, **{f"site_{i}": int for i in range(count)})
+        count: PreparedRead(
+            build, template=template, keep_cursor=keep_cursor, **params, **{f"site_{i}": int for i in range(count)}
+        )
         for count in range(1, capacity.MAX_SITES_PER_CONTRACT + 1)
     }
 
@@ -225,7 +233,7 @@ def _on_sites(queryset: QuerySet, site_ids: Iterable[int]) -> QuerySet:
 
 
 # Locking the sites of one plan (up to MAX_SITES_PER_CONTRACT of them), one compiled read per number of sites.
-SOME_SITES_READS = _per_number_of_sites(_some_sites_queryset)
+SOME_SITES_READS = _per_number_of_sites(_some_sites_queryset, keep_cursor=True)
 
 
 @dataclass
@@ -332,6 +340,7 @@ def _bookings_queryset(start: datetime, end: datetime | None = None) -> QuerySet
     )
 
 
+# Every placement overlapping the window: grows with the book, so no kept cursor holds it (core.db.PreparedRead).
 BOOKINGS_READ = PreparedRead(_bookings_queryset, start=datetime, end=datetime)
 OPEN_ENDED_BOOKINGS_READ = PreparedRead(_bookings_queryset, start=datetime)
 
@@ -341,7 +350,9 @@ def _some_sites_bookings_queryset(start: datetime, end: datetime, **site_ids: in
 
 
 # The bookings of one plan's sites only (a purchase displacing Spot under their locks).
-SOME_SITES_BOOKINGS_READS = _per_number_of_sites(_some_sites_bookings_queryset, start=datetime, end=datetime)
+SOME_SITES_BOOKINGS_READS = _per_number_of_sites(
+    _some_sites_bookings_queryset, keep_cursor=False, start=datetime, end=datetime
+)
 
 
 def load_bookings(
@@ -421,7 +432,9 @@ SELECT site_id, MAX(firm_kw), MAX(total_kw) FROM (
 ) running
 GROUP BY site_id
 """
-WINDOW_PEAKS_READ = PreparedRead(_window_bookings_queryset, template=WINDOW_PEAKS_SQL, start=datetime, end=datetime)
+WINDOW_PEAKS_READ = PreparedRead(
+    _window_bookings_queryset, template=WINDOW_PEAKS_SQL, keep_cursor=True, start=datetime, end=datetime
+)
 
 
 def _sites_window_bookings_queryset(start: datetime, end: datetime, **site_ids: int) -> QuerySet:
@@ -431,7 +444,7 @@ def _sites_window_bookings_queryset(start: datetime, end: datetime, **site_ids: 
 # The same peaks on the sites of one plan only (a purchase, under their locks). The sweep is per site, so a site's
 # peaks do not depend on which other sites are read.
 SOME_SITES_PEAKS_READS = _per_number_of_sites(
-    _sites_window_bookings_queryset, template=WINDOW_PEAKS_SQL, start=datetime, end=datetime
+    _sites_window_bookings_queryset, template=WINDOW_PEAKS_SQL, keep_cursor=True, start=datetime, end=datetime
 )
 
 
