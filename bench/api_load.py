@@ -466,12 +466,17 @@ def worker_pids(master: int) -> list[int]:
 
 
 def backend_pids(database_url: str) -> list[int]:
-    """PostgreSQL backends serving the benchmark's server (tagged with APPLICATION_NAME)."""
+    """PostgreSQL backends serving the benchmark's server: tagged with APPLICATION_NAME and connected to its own
+    database (another benchmark on the same cluster, on another database, is not counted)."""
     import psycopg
 
-    admin = urlparse(database_url)._replace(path="/postgres", query="").geturl()
+    parsed = urlparse(database_url)
+    admin = parsed._replace(path="/postgres", query="").geturl()
     with psycopg.connect(admin, autocommit=True) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,))
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
+            (APPLICATION_NAME, parsed.path.lstrip("/")),
+        )
         return [pid for (pid,) in rows]
 
 

@@ -190,3 +190,25 @@ def test_the_workers_cpu_includes_a_worker_that_ended_during_the_run(api_load):
 def test_the_databases_cpu_counts_backends_that_started_and_never_goes_negative(api_load):
     before = {1: 1.0, 2: 5.0}  # backend 2 ends during the run; backend 3 starts (a recycled worker's connection)
     assert api_load.cpu_since(before, {1: 1.5, 3: 0.7}) == pytest.approx(1.2)
+
+
+@pytest.mark.django_db
+def test_the_databases_cpu_counts_only_the_backends_of_the_benchmarks_own_database(api_load):
+    """Two benchmarks on one cluster, each on its own database, tag their sessions alike: each counts its own."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_stat_activity is PostgreSQL's")
+    import psycopg
+
+    db = connection.settings_dict
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    cluster = f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}"
+    tagged = {"application_name": api_load.APPLICATION_NAME, "autocommit": True}
+    with (
+        psycopg.connect(f"{cluster}/{db['NAME']}", **tagged) as own,
+        psycopg.connect(f"{cluster}/postgres", **tagged) as other,
+    ):
+        pids = api_load.backend_pids(f"{cluster}/{db['NAME']}")
+        assert own.info.backend_pid in pids
+        assert other.info.backend_pid not in pids
