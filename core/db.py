@@ -162,24 +162,24 @@ _KEPT_CURSORS: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[object, obje
 KEPT_CURSORS_PER_CONNECTION = 128  # more statements than the app's prepared ones: start again (bounds the memory)
 
 
-def statement_rows(db: BaseDatabaseWrapper, sql: str, params: Sequence, *, keep: bool = True) -> list[tuple]:
-    """The rows of one of the app's compiled statements on `db`, as `with db.cursor() as c: c.execute(sql,
-    params); return c.fetchall()` returns them.
+def statement_rows(db: BaseDatabaseWrapper, sql: str, params: Sequence, *, keep: bool = False) -> list[tuple]:
+    """The rows of one of the app's compiled statements on `db`, as `with db.cursor() as c: c.execute(sql, params);
+    return c.fetchall()` returns them.
 
-    On PostgreSQL the driver's cursor for a statement is made once per connection and kept, instead of one per
-    execution: psycopg builds each cursor with its own adapters map, and a cursor executing the query it executed
-    last (the same str object, as the compiled statements here are) keeps its transformer, with the dumper of each
-    parameter's type, the loader of each column's type and the connection's encoding already looked up; a new
-    cursor, or another query, looks them all up again. Everything else is Django's, per execution:
-    `BaseDatabaseWrapper.cursor()`'s steps (async check, health check, connection opened if needed, thread check,
-    the debug wrapper when queries are logged), then `CursorWrapper.execute` (execute_wrappers, the
-    broken-transaction check, errors wrapped as Django's) and the fetch with errors wrapped. The cursors are made
-    again when the connection or the wrapper's time zone changed (Django's `create_cursor` registers the zone on
-    its cursor), and a closed one is replaced. A kept cursor holds its statement's last result until it runs
-    again. Other databases, `keep=False` (a statement built anew on each call, whose text varies: a new cursor for
-    it would save little and keep its rows; or one whose rows grow with the book: `PreparedRead`'s `keep_cursor`)
-    and a connection shared between threads (`inc_thread_sharing`: two threads would share one driver cursor, and
-    one could fetch the other's rows) use `db.cursor()`.
+    With `keep` (the statements declared with `keep_cursor`), on PostgreSQL the driver's cursor for a statement is
+    made once per connection and kept, instead of one per execution: psycopg builds each cursor with its own
+    adapters map, and a cursor executing the query it executed last (the same str object, as the compiled statements
+    here are) keeps its transformer, with the dumper of each parameter's type, the loader of each column's type and
+    the connection's encoding already looked up; a new cursor, or another query, looks them all up again. Everything
+    else is Django's, per execution: `BaseDatabaseWrapper.cursor()`'s steps (async check, health check, connection
+    opened if needed, thread check, the debug wrapper when queries are logged), then `CursorWrapper.execute`
+    (execute_wrappers, the broken-transaction check, errors wrapped as Django's) and the fetch with errors wrapped.
+    The cursors are made again when the connection or the wrapper's time zone changed (Django's `create_cursor`
+    registers the zone on its cursor), and a closed one is replaced. A kept cursor holds its statement's last result
+    until it runs again. Other databases, `keep=False` (the default: a statement built anew on each call, whose text
+    varies: a new cursor for it would save little and keep its rows; or one whose rows grow with the book:
+    `PreparedRead`'s `keep_cursor`) and a connection shared between threads (`inc_thread_sharing`: two threads would
+    share one driver cursor, and one could fetch the other's rows) use `db.cursor()`.
     """
     if not keep or db.vendor != "postgresql" or db.allow_thread_sharing:
         with db.cursor() as cursor:
@@ -229,6 +229,16 @@ def _write(db: BaseDatabaseWrapper, statement: Callable[[], tuple[str, list]], k
         if db.in_atomic_block:  # the transaction must roll back
             transaction.set_rollback(True, using=db.alias)
         raise
+
+
+# The instances `PreparedInsert.new` built (and `PreparedInsert.copy` copied from them), by identity, for every
+# PreparedInsert of their model (PreparedInsertWithChildren's own included): written, they are given their key and
+# returned as the saved instances. Weakly kept: an instance gone drops its entry (so its id cannot be mistaken).
+_BUILT_TO_INSERT: weakref.WeakValueDictionary[int, Model] = weakref.WeakValueDictionary()
+
+
+def _built_to_insert(obj: Model) -> bool:
+    return _BUILT_TO_INSERT.get(id(obj)) is obj
 
 
 class PreparedInsert(Generic[_M]):
@@ -398,10 +408,19 @@ class PreparedInsert(Generic[_M]):
         obj = self.model.from_db(DEFAULT_DB_ALIAS, None, row)  # type: ignore[arg-type]
         for field, other in related:
             setattr(obj, field.name, other)  # as Model.__init__ sets a related object given by name
+        _BUILT_TO_INSERT[id(obj)] = obj
         return obj
 
+    def copy(self, obj: _M) -> _M:
+        """`copy.copy(obj)`, for another attempt at writing it (the first one rolled back); a copy of an instance
+        `new` built is written as that instance is: given its key and returned as the saved one."""
+        duplicate = copy.copy(obj)
+        if _built_to_insert(obj):
+            _BUILT_TO_INSERT[id(duplicate)] = duplicate
+        return duplicate
+
     def _saved(self, alias: str, obj: _M, pk) -> _M:
-        if not obj._state.adding and obj._state.db == alias:  # built by `new`: the saved instance itself
+        if _built_to_insert(obj) and alias == DEFAULT_DB_ALIAS:  # built by `new`: the saved one itself
             obj.pk = pk
             return obj
         values = [getattr(obj, attname) for attname in self._attnames]
@@ -483,8 +502,9 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
         self.separately = PreparedInsert(child, keep_cursor=keep_cursor)  # on other databases
         self.history_model = history  # its rows written by the history model's bulk_create
         self.history: PreparedInsert | None = None  # the history row's statement, the parent's key left out
+        self.copied: Field | None = None  # the history model's copy of the parent's key
         if history is not None:
-            copied = column_field(history, parent._meta.pk.attname)  # simple-history copies the key as a column
+            self.copied = copied = column_field(history, parent._meta.pk.attname)  # simple-history: a plain column
             if copied.is_relation or not isinstance(history._default_manager.all(), PreparedBulkCreateQuerySet):
                 raise TypeError(
                     f"PreparedInsertWithChildren: {history.__name__} is no history model of {parent.__name__} "
@@ -519,18 +539,13 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
         child_key = f"children.{quote(str(self.child.model._meta.pk.column))}"
         parts = [f"WITH parent AS ({parent_sql})", _keyed("children", db, self.child, self.key, children, parent_key)]
         selected, tables = f"parent.{parent_key}, {child_key}", "parent, children"
-        if history and self.history is not None:
+        if history and self.history is not None and self.copied is not None:
             record = self.history.model
             blank = record()  # for the statement's shape only: its columns and their casts
-            parts.append(_keyed("history", db, self.history, self._copied(), [blank], parent_key))
+            parts.append(_keyed("history", db, self.history, self.copied, [blank], parent_key))
             selected += f", history.{quote(str(record._meta.pk.column))}"
             tables += ", history"
         return f"{', '.join(parts)} SELECT {selected} FROM {tables} ORDER BY {child_key}"
-
-    def _copied(self) -> Field:
-        """The history model's copy of the parent's key (simple-history tracks it as a plain column)."""
-        assert self.history is not None
-        return column_field(self.history.model, self.parent.model._meta.pk.attname)
 
     def insert(
         self, obj: _M, children: Sequence[_C], *, history: Callable[[_M], object] | None = None
@@ -593,9 +608,9 @@ class PreparedInsertWithChildren(Generic[_M, _C]):
         """The history rows after the parent's write: the one written with it gets the parent's key and its own;
         others (not one row handed over) are written now by the history model's bulk_create; `history` (rows
         not held back) is called now."""
-        if self.history is not None:
+        if self.history is not None and self.copied is not None:
             for row in rows:
-                setattr(row, self._copied().attname, saved.pk)
+                setattr(row, self.copied.attname, saved.pk)
             if len(rows) == 1:
                 rows[0].pk = keys[0][2]
             elif rows:

@@ -11,7 +11,7 @@ import time_machine
 from django.db import connections
 from django.db.models.signals import post_init
 
-from core.db import LocalReadCache, PreparedRead, attnames, from_row
+from core.db import LocalReadCache, PreparedInsert, PreparedRead, attnames, from_row
 from optimizer.models import OptimizationRun
 from sites.models import Site
 from sla.models import Contract, Placement, Quote
@@ -199,9 +199,9 @@ def test_kept_cursors_answer_what_djangos_cursor_answers_when_the_time_zone_chan
             cursor.execute(sql, [T0])
             return cursor.fetchall()
 
-    assert statement_rows(connection, sql, [T0]) == djangos() == [(T0,)]
+    assert statement_rows(connection, sql, [T0], keep=True) == djangos() == [(T0,)]
     settings.USE_TZ = False  # Django's create_cursor registers the connection's zone (now none) on each cursor
-    naive = statement_rows(connection, sql, [T0])
+    naive = statement_rows(connection, sql, [T0], keep=True)
     assert naive == djangos() and naive[0][0].tzinfo is None  # a cursor kept from before would answer aware
 
 
@@ -211,12 +211,12 @@ def test_kept_cursors_are_made_again_on_a_new_connection_and_for_a_closed_cursor
 
     connection = _on_postgresql()
     sql = "SELECT %s::int"
-    assert statement_rows(connection, sql, [1]) == [(1,)]
+    assert statement_rows(connection, sql, [1], keep=True) == [(1,)]
     connection.close()
-    assert statement_rows(connection, sql, [2]) == [(2,)]  # on the new connection
+    assert statement_rows(connection, sql, [2], keep=True) == [(2,)]  # on the new connection
     executions[-1][2].close()
-    assert statement_rows(connection, sql, [3]) == [(3,)]
-    assert statement_rows(connection, sql, [4]) == [(4,)]
+    assert statement_rows(connection, sql, [3], keep=True) == [(3,)]
+    assert statement_rows(connection, sql, [4], keep=True) == [(4,)]
     assert len(_driver_cursors(executions, sql)) == 3
 
 
@@ -256,7 +256,7 @@ def test_each_threads_connection_keeps_cursors_of_its_own():
             with connection.execute_wrapper(wrapper):
                 for turn in mine:  # a, b, a, b
                     turns[turn].wait(10)
-                    assert statement_rows(connection, "SELECT %s::int", [turn]) == [(turn,)]
+                    assert statement_rows(connection, "SELECT %s::int", [turn], keep=True) == [(turn,)]
                     if turn + 1 < len(turns):
                         turns[turn + 1].set()
         finally:
@@ -329,7 +329,7 @@ def test_a_connection_shared_between_threads_shares_no_driver_cursor():
     others: list[threading.Thread] = []
 
     def other_thread():
-        answers["b"] = statement_rows(connection, sql, [2])
+        answers["b"] = statement_rows(connection, sql, [2], keep=True)
 
     def between_execute_and_fetch(execute, statement, params, many, context):
         result = execute(statement, params, many, context)
@@ -343,11 +343,11 @@ def test_a_connection_shared_between_threads_shares_no_driver_cursor():
     connection.inc_thread_sharing()
     try:
         with connection.execute_wrapper(between_execute_and_fetch):
-            answers["a"] = statement_rows(connection, sql, [1])
+            answers["a"] = statement_rows(connection, sql, [1], keep=True)
     finally:
         connection.dec_thread_sharing()
     assert answers == {"a": [(1,)], "b": [(2,)]}
-    assert statement_rows(connection, sql, [3]) == [(3,)]  # and kept again once the sharing ends
+    assert statement_rows(connection, sql, [3], keep=True) == [(3,)]  # and kept again once the sharing ends
 
 
 def test_a_kept_cursor_raises_djangos_errors_and_runs_again_after_them(executions):
@@ -360,11 +360,11 @@ def test_a_kept_cursor_raises_djangos_errors_and_runs_again_after_them(execution
     sql = "SELECT 10 / %s::int"
     with transaction.atomic():
         with pytest.raises(DataError), transaction.atomic():  # Django's, wrapped as its cursor wraps psycopg's
-            statement_rows(connection, sql, [0])
-        assert statement_rows(connection, sql, [5]) == [(2,)]  # the same kept cursor, after the error
+            statement_rows(connection, sql, [0], keep=True)
+        assert statement_rows(connection, sql, [5], keep=True) == [(2,)]  # the same kept cursor, after the error
         transaction.set_rollback(True)
         with pytest.raises(TransactionManagementError):  # Django's broken-transaction check, per execution
-            statement_rows(connection, sql, [5])
+            statement_rows(connection, sql, [5], keep=True)
     assert len(_driver_cursors(executions, sql)) == 1
 
 
@@ -1256,6 +1256,14 @@ def test_an_instance_built_to_insert_is_what_the_constructor_builds_and_is_itsel
     assert [getattr(stored, f.attname) for f in fields] == [getattr(built, f.attname) for f in fields]
     (copy_of_constructed,) = QUOTE_INSERT.insert([constructed])  # an instance from the constructor: a saved copy
     assert copy_of_constructed is not constructed and constructed.pk is None
+
+    first = QUOTE_INSERT.new(**given)
+    retried = QUOTE_INSERT.copy(first)  # another attempt after a rolled-back one writes a copy of what `new` built
+    (saved_retry,) = PreparedInsert(Quote).insert([retried])  # by any PreparedInsert of the model
+    assert saved_retry is retried and retried.pk is not None and first.pk is None
+    constructed_copy = QUOTE_INSERT.copy(Quote(**given))  # a copy of a constructed one: still a saved copy
+    (from_constructor,) = QUOTE_INSERT.insert([constructed_copy])
+    assert from_constructor is not constructed_copy and constructed_copy.pk is None
 
 
 def test_a_quote_and_its_purchase_build_each_written_instance_once():

@@ -11,7 +11,6 @@ whole fleet, from the bookings themselves. The arithmetic (peaks, plans, prices)
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -708,7 +707,7 @@ def _admit(
     template = contract if contract.pk is None else None
     for attempt in range(1, ADMISSION_ATTEMPTS + 1):
         if template is not None:  # each attempt writes its own copy: a rolled-back insert leaves the template new
-            contract = copy.copy(template)
+            contract = CONTRACT_INSERT.copy(template)
         try:
             if planned and template is not None:
                 try:
@@ -716,7 +715,7 @@ def _admit(
                 except _PlanNoLongerFits as exc:
                     logger.info("Admission plans again under the locks: the plan no longer fits on %s", exc)
                     planned = None
-                    contract = copy.copy(template)
+                    contract = CONTRACT_INSERT.copy(template)
             return _admit_once(contract=contract, request=request, actor=actor, reason=reason)
         except OperationalError as exc:
             if attempt == ADMISSION_ATTEMPTS or getattr(exc.__cause__, "sqlstate", None) not in ("40P01", "40001"):
